@@ -1,0 +1,147 @@
+// Storage, threads and CPU feature bindings.
+//
+// alloc(bytes) returns an external ArrayBuffer over a 64-byte aligned native allocation. The
+// memory is freed by release(buffer) (which also detaches the buffer, so a stale view reads as
+// empty instead of touching freed memory) or, as a safety net, when the buffer is collected.
+#include <mutex>
+#include <unordered_map>
+
+#include "cpu/cpu_features.h"
+#include "cpu/storage.h"
+#include "cpu/threadpool.h"
+#include "napi_util.h"
+
+namespace modulora {
+namespace {
+
+struct Block {
+  void* data;
+  size_t bytes;
+  bool released;
+};
+
+std::mutex g_blocks_mu;
+std::unordered_map<void*, Block*> g_blocks;
+
+constexpr double kMaxAlloc = 1099511627776.0;  // 1 TiB: anything larger is a bug upstream
+
+void FinalizeBlock(Napi::Env env, void* /*data*/, Block* block) {
+  if (!block->released) {
+    {
+      std::lock_guard<std::mutex> lk(g_blocks_mu);
+      g_blocks.erase(block->data);
+    }
+    storage_free(block->data, block->bytes);
+    Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(block->bytes));
+  }
+  delete block;
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Args a(info, "alloc");
+  a.expectCount(1, "(bytes)");
+  int64_t bytes = a.integer(0, "bytes", 0, static_cast<int64_t>(kMaxAlloc));
+  void* p = storage_alloc(static_cast<size_t>(bytes));
+  if (!p) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  Block* block = new Block{p, static_cast<size_t>(bytes), false};
+  {
+    std::lock_guard<std::mutex> lk(g_blocks_mu);
+    g_blocks[p] = block;
+  }
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), bytes);
+  return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), FinalizeBlock, block);
+}
+
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  Args a(info, "release");
+  a.expectCount(1, "(buffer)");
+  if (!info[0].IsArrayBuffer()) a.fail("argument 'buffer' must be an ArrayBuffer returned by alloc()");
+  Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
+  if (buf.IsDetached()) return Napi::Boolean::New(info.Env(), false);  // already released
+  void* p = buf.Data();
+  Block* block = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(g_blocks_mu);
+    auto it = g_blocks.find(p);
+    if (it != g_blocks.end() && it->second->bytes == buf.ByteLength()) {
+      block = it->second;
+      g_blocks.erase(it);
+    }
+  }
+  if (!block) a.fail("this ArrayBuffer was not allocated by alloc() (or was already released)");
+  buf.Detach();
+  block->released = true;
+  storage_free(block->data, block->bytes);
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(block->bytes));
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  StorageStats s = storage_stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(s.bytes)));
+  o.Set("peakBytes", Napi::Number::New(info.Env(), static_cast<double>(s.peak_bytes)));
+  o.Set("count", Napi::Number::New(info.Env(), static_cast<double>(s.count)));
+  o.Set("scratchBytes", Napi::Number::New(info.Env(), static_cast<double>(s.scratch_bytes)));
+  return o;
+}
+
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  storage_reset_peak();
+  return info.Env().Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Args a(info, "setNumThreads");
+  a.expectCount(1, "(n)");
+  set_num_threads(static_cast<int>(a.integer(0, "n", 1, 1024)));
+  return info.Env().Undefined();
+}
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("avx2", Napi::Boolean::New(info.Env(), cpu_has_avx2_fma()));
+  o.Set("avx512", Napi::Boolean::New(info.Env(), cpu_has_avx512()));
+  o.Set("best", Napi::String::New(info.Env(), isa_name(best_isa())));
+  o.Set("active", Napi::String::New(info.Env(), isa_name(active_isa())));
+  return o;
+}
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  Args a(info, "setIsa");
+  a.expectCount(1, "(isa)");
+  std::string s = a.string(0, "isa");
+  Isa want;
+  if (s == "generic") want = Isa::Generic;
+  else if (s == "avx2") want = Isa::Avx2;
+  else if (s == "avx512") want = Isa::Avx512;
+  else a.failRange("unknown ISA '" + s + "'; use generic, avx2 or avx512");
+  if (!set_active_isa(want)) a.failRange("this CPU or build does not support '" + s + "' (best: " + isa_name(best_isa()) + ")");
+  return info.Env().Undefined();
+}
+
+Napi::Value HasCuda(const Napi::CallbackInfo& info) {
+#ifdef MODULORA_HAVE_CUDA
+  return Napi::Boolean::New(info.Env(), true);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
+}  // namespace
+
+void RegisterStorage(Napi::Env env, Napi::Object exports) {
+  exports.Set("alloc", Napi::Function::New(env, Alloc, "alloc"));
+  exports.Set("release", Napi::Function::New(env, Release, "release"));
+  exports.Set("memoryStats", Napi::Function::New(env, Stats, "memoryStats"));
+  exports.Set("resetPeak", Napi::Function::New(env, ResetPeak, "resetPeak"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo, "cpuInfo"));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
+  exports.Set("hasCuda", Napi::Function::New(env, HasCuda, "hasCuda"));
+}
+
+}  // namespace modulora

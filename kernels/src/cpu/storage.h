@@ -1,0 +1,23 @@
+// Native tensor storage: 64-byte aligned, zero-filled host allocations with live counters.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace modulora {
+
+struct StorageStats {
+  int64_t bytes;       // bytes currently allocated by the addon (tensor storage + scratch)
+  int64_t peak_bytes;  // high-water mark of `bytes` since the last reset
+  int64_t count;       // live allocations
+  int64_t scratch_bytes;  // of `bytes`, the part held as kernel scratch
+};
+
+void* storage_alloc(size_t bytes);      // returns nullptr on failure
+void storage_free(void* p, size_t bytes);
+StorageStats storage_stats();
+void storage_reset_peak();
+// Kernel scratch: counted like storage (and tagged), so `memory()` shows it.
+void* scratch_alloc(size_t bytes);
+void scratch_free(void* p, size_t bytes);
+
+}  // namespace modulora

@@ -1,0 +1,85 @@
+// Argument checking at the C++ boundary. Every error names the op and the argument, so that a
+// wrong call from JavaScript reads "sgemm: argument 'a' (index 6) must be a Float32Array, got Int32Array".
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace modulora {
+
+// Element type codes shared with the TypeScript facade (ts/dtype.ts). Never reorder.
+enum class DType : int32_t { F32 = 0, F64 = 1, BF16 = 2, F16 = 3, I32 = 4, I8 = 5, U8 = 6, U32 = 7 };
+constexpr int kNumDTypes = 8;
+const char* DTypeName(DType d);
+size_t DTypeSize(DType d);
+napi_typedarray_type DTypeArrayType(DType d);
+const char* TypedArrayTypeName(napi_typedarray_type t);
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* op) : info_(info), env_(info.Env()), op_(op) {}
+  Napi::Env env() const { return env_; }
+  const char* op() const { return op_; }
+  size_t count() const { return info_.Length(); }
+
+  // Throws "<op>: expected N arguments (...signature...), got M".
+  void expectCount(size_t n, const char* signature) const;
+
+  [[noreturn]] void fail(const std::string& msg) const;       // TypeError with the op prefix
+  [[noreturn]] void failRange(const std::string& msg) const;  // RangeError with the op prefix
+
+  int64_t integer(size_t i, const char* name, int64_t lo, int64_t hi) const;
+  double number(size_t i, const char* name) const;
+  bool boolean(size_t i, const char* name) const;
+  std::string string(size_t i, const char* name) const;
+  DType dtype(size_t i, const char* name) const;
+  // Shape or strides: a JS array of integers or an Int32Array; `maxRank` bounds its length.
+  std::vector<int64_t> intList(size_t i, const char* name, size_t maxRank, bool allowNegative) const;
+
+  // A typed array of exactly this type holding at least `minLength` elements.
+  template <class T>
+  T* array(size_t i, const char* name, size_t minLength) const;
+  // Any typed array; returns data pointer, element count and type.
+  struct AnyArray { void* data; size_t length; napi_typedarray_type type; };
+  AnyArray anyArray(size_t i, const char* name) const;
+  // A typed array whose element type matches `d` (bf16/f16 live in Uint16Array).
+  void* arrayOf(size_t i, const char* name, DType d, size_t minLength) const;
+
+ private:
+  const Napi::CallbackInfo& info_;
+  Napi::Env env_;
+  const char* op_;
+};
+
+template <class T> struct ArrayTypeOf;
+template <> struct ArrayTypeOf<float> { static constexpr napi_typedarray_type value = napi_float32_array; };
+template <> struct ArrayTypeOf<double> { static constexpr napi_typedarray_type value = napi_float64_array; };
+template <> struct ArrayTypeOf<int32_t> { static constexpr napi_typedarray_type value = napi_int32_array; };
+template <> struct ArrayTypeOf<uint32_t> { static constexpr napi_typedarray_type value = napi_uint32_array; };
+template <> struct ArrayTypeOf<uint16_t> { static constexpr napi_typedarray_type value = napi_uint16_array; };
+template <> struct ArrayTypeOf<int8_t> { static constexpr napi_typedarray_type value = napi_int8_array; };
+template <> struct ArrayTypeOf<uint8_t> { static constexpr napi_typedarray_type value = napi_uint8_array; };
+
+template <class T>
+T* Args::array(size_t i, const char* name, size_t minLength) const {
+  AnyArray a = anyArray(i, name);
+  if (a.type != ArrayTypeOf<T>::value) {
+    fail(std::string("argument '") + name + "' (index " + std::to_string(i) + ") must be a " +
+         TypedArrayTypeName(ArrayTypeOf<T>::value) + ", got " + TypedArrayTypeName(a.type));
+  }
+  if (a.length < minLength) {
+    failRange(std::string("argument '") + name + "' holds " + std::to_string(a.length) +
+              " elements but the call needs at least " + std::to_string(minLength));
+  }
+  return static_cast<T*>(a.data);
+}
+
+// Registration functions, one per binding file; addon.cc calls them all.
+void RegisterStorage(Napi::Env env, Napi::Object exports);
+void RegisterGemm(Napi::Env env, Napi::Object exports);
+void RegisterElementwise(Napi::Env env, Napi::Object exports);
+void RegisterIo(Napi::Env env, Napi::Object exports);
+
+}  // namespace modulora

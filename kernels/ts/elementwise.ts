@@ -1,0 +1,2 @@
+/** Raw elementwise exports (filled in by its owner). */
+export interface RawElementwise {}

@@ -1,0 +1,2 @@
+/** Raw gemm exports (filled in by its owner). */
+export interface RawGemm {}

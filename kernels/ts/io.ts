@@ -1,0 +1,2 @@
+/** Raw io exports (filled in by its owner). */
+export interface RawIo {}

@@ -1,0 +1,16 @@
+import { loadAddon } from "./loader.js";
+import type { RawElementwise } from "./elementwise.js";
+import type { RawGemm } from "./gemm.js";
+import type { RawIo } from "./io.js";
+import type { RawStorage } from "./storage.js";
+
+/** The raw addon: one interface mirroring every native export (see each module's `Raw*` type). */
+export type RawAddon = RawStorage & RawGemm & RawElementwise & RawIo & { readonly abiVersion: number };
+
+let cached: RawAddon | undefined;
+
+/** The loaded addon (loaded on first use, so importing this package never touches the disk). */
+export function native(): RawAddon {
+  if (!cached) cached = loadAddon<RawAddon>();
+  return cached;
+}

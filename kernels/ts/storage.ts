@@ -1,0 +1,91 @@
+import { native } from "./native.js";
+
+/** Raw storage, thread and CPU-feature exports of the addon. */
+export interface RawStorage {
+  alloc(bytes: number): ArrayBuffer;
+  release(buffer: ArrayBuffer): boolean;
+  memoryStats(): NativeMemoryStats;
+  resetPeak(): void;
+  getNumThreads(): number;
+  setNumThreads(n: number): void;
+  cpuInfo(): CpuInfo;
+  setIsa(isa: Isa): void;
+  hasCuda(): boolean;
+}
+
+/** Byte counters of the native allocator. */
+export interface NativeMemoryStats {
+  /** Bytes currently held (tensor storage and kernel scratch). */
+  bytes: number;
+  /** High-water mark of `bytes` since the last {@link resetPeakMemory}. */
+  peakBytes: number;
+  /** Live storage allocations. */
+  count: number;
+  /** Of `bytes`, what kernels hold as scratch right now. */
+  scratchBytes: number;
+}
+
+/** Instruction-set paths of the CPU kernels. */
+export type Isa = "generic" | "avx2" | "avx512";
+
+/** What the CPU supports and which kernel path is in use. */
+export interface CpuInfo {
+  avx2: boolean;
+  avx512: boolean;
+  best: Isa;
+  active: Isa;
+}
+
+/**
+ * Allocates `bytes` of zero-filled, 64-byte aligned native memory and returns it as an
+ * ArrayBuffer. Free it with {@link releaseStorage}; garbage collection frees it too, as a safety net.
+ */
+export function allocStorage(bytes: number): ArrayBuffer {
+  return native().alloc(bytes);
+}
+
+/**
+ * Frees storage returned by {@link allocStorage} now and detaches the buffer, so any remaining
+ * view reads as empty. Returns false if it was already released.
+ */
+export function releaseStorage(buffer: ArrayBuffer): boolean {
+  return native().release(buffer);
+}
+
+/** Native allocator counters. */
+export function nativeMemoryStats(): NativeMemoryStats {
+  return native().memoryStats();
+}
+
+/** Resets the native peak-bytes counter to the current byte count. */
+export function resetPeakMemory(): void {
+  native().resetPeak();
+}
+
+/** Threads in the native pool (default: hardware threads, or `MODULORA_NUM_THREADS`). */
+export function getNumThreads(): number {
+  return native().getNumThreads();
+}
+
+/** Resizes the native thread pool. */
+export function setNumThreads(n: number): void {
+  native().setNumThreads(n);
+}
+
+/** CPU features and the active kernel path. */
+export function cpuInfo(): CpuInfo {
+  return native().cpuInfo();
+}
+
+/**
+ * Forces a kernel path at or below the best one the CPU supports (for tests and benchmarks).
+ * The environment variable `MODULORA_CPU_ISA` does the same at load time.
+ */
+export function setIsa(isa: Isa): void {
+  native().setIsa(isa);
+}
+
+/** Whether this build of the addon includes the CUDA backend. */
+export function hasCuda(): boolean {
+  return native().hasCuda();
+}
