@@ -1,0 +1,56 @@
+import { affineOp, binaryOp, unaryGradOp, unaryOp } from "@modulora/kernels";
+import { registerKernel } from "../backend.js";
+import { broadcastStrides } from "../shape.js";
+import type { Tensor } from "../tensor.js";
+import type { BinaryAttrs } from "../ops/binary.js";
+import type { ScaleAttrs, UnaryAttrs } from "../ops/unary.js";
+import { contiguous } from "../ops/shape.js";
+import { noGrad } from "../engine.js";
+import { farr, out } from "./util.js";
+
+function dense(t: Tensor): Tensor {
+  return t.isContiguous ? t : noGrad(() => contiguous(t));
+}
+
+function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
+  const ds = inputs.map(dense);
+  try {
+    return fn(ds);
+  } finally {
+    ds.forEach((d, i) => {
+      if (d !== inputs[i]) d.dispose();
+    });
+  }
+}
+
+/** Registers the element-wise CPU kernels. */
+export function registerCpuElementwise(): void {
+  for (const op of ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "eq", "gt", "lt"] as const) {
+    registerKernel<BinaryAttrs>(op, "cpu", ([a, b], { shape }) => {
+      const y = out(shape, a!.dtype);
+      binaryOp(op, shape, farr(a!), broadcastStrides(a!.shape, a!.strides, shape), farr(b!), broadcastStrides(b!.shape, b!.strides, shape), farr(y));
+      return [y];
+    });
+  }
+  registerKernel<UnaryAttrs>("unary", "cpu", (inputs, { op, param }) =>
+    withDense(inputs, ([x]) => {
+      const y = out(x!.shape, x!.dtype);
+      unaryOp(op, x!.view() as Float32Array, y.view() as Float32Array, param);
+      return [y];
+    }),
+  );
+  registerKernel<UnaryAttrs>("unaryGrad", "cpu", (inputs, { op, param }) =>
+    withDense(inputs, ([x, y, dy]) => {
+      const dx = out(x!.shape, x!.dtype);
+      unaryGradOp(op, x!.view() as Float32Array, y!.view() as Float32Array, dy!.view() as Float32Array, dx.view() as Float32Array, param);
+      return [dx];
+    }),
+  );
+  registerKernel<ScaleAttrs>("scale", "cpu", (inputs, { alpha, beta }) =>
+    withDense(inputs, ([x]) => {
+      const y = out(x!.shape, x!.dtype);
+      affineOp(x!.view() as Float32Array, alpha, beta, y.view() as Float32Array);
+      return [y];
+    }),
+  );
+}

@@ -1,0 +1,65 @@
+import { recordOp, type BackwardFn } from "./autograd.js";
+import { getBackend, getKernel, type Device } from "./backend.js";
+import type { DType } from "./dtype.js";
+import { OpError } from "./errors.js";
+import type { Tensor } from "./tensor.js";
+
+/**
+ * An op's definition: its name, its backward (beside the forward in the same file), and what the
+ * backward needs saved. Kernels (the forward computation per backend) live in the op registry.
+ */
+export interface OpDef<A> {
+  readonly name: string;
+  readonly backward?: BackwardFn<A>;
+  /** Tensors the backward needs, from the inputs and outputs. Default: nothing. */
+  readonly save?: (inputs: readonly Tensor[], outputs: readonly Tensor[], attrs: A) => readonly Tensor[];
+}
+
+/** Checks that all inputs are alive and on one device; returns that device. */
+export function checkInputs(op: string, inputs: readonly Tensor[], fallback: Device = "cpu"): Device {
+  for (const t of inputs) t.assertAlive(op);
+  const device = inputs[0]?.device ?? fallback;
+  for (const t of inputs) {
+    if (t.device !== device) throw new OpError(op, `inputs are on different devices (${inputs.map((x) => x.device).join(", ")})`, inputs);
+  }
+  return device;
+}
+
+/** Runs the kernel of `def` for the inputs' device and records the op for autograd. */
+export function runOp<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, device?: Device): Tensor[] {
+  const dev = device ?? checkInputs(def.name, inputs);
+  const outputs = getKernel<A>(def.name, dev)(inputs, attrs);
+  if (def.backward) recordOp(def.name, inputs, outputs, attrs, def.backward, def.save ? () => def.save!(inputs, outputs, attrs) : undefined);
+  return outputs;
+}
+
+/** Like {@link runOp} for single-output ops. */
+export function runOp1<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, device?: Device): Tensor {
+  return runOp(def, inputs, attrs, device)[0]!;
+}
+
+/** The dtype float math runs in for this tensor: f64 stays f64, everything else computes in f32. */
+export function computeDType(op: string, t: Tensor): "f32" | "f64" {
+  if (t.dtype === "f64") return "f64";
+  if (t.dtype === "f32" || t.dtype === "bf16" || t.dtype === "f16") return "f32";
+  throw new OpError(op, `expects float tensors (f32, f64, bf16 or f16), got ${t.dtype}`, [t]);
+}
+
+/** Requires float inputs of one compute dtype (f32 or f64). bf16/f16 must be cast first. */
+export function checkFloat(op: string, inputs: readonly Tensor[]): "f32" | "f64" {
+  let dtype: DType | undefined;
+  for (const t of inputs) {
+    if (t.dtype !== "f32" && t.dtype !== "f64") {
+      const hint = t.dtype === "bf16" || t.dtype === "f16" ? `; ${t.dtype} is a storage type, cast it with .cast("f32") first` : "";
+      throw new OpError(op, `expects f32 or f64 tensors, got ${t.dtype}${hint}`, inputs);
+    }
+    if (dtype && t.dtype !== dtype) throw new OpError(op, `inputs have different dtypes (${inputs.map((x) => x.dtype).join(", ")}); cast one of them`, inputs);
+    dtype = t.dtype;
+  }
+  return (dtype ?? "f32") as "f32" | "f64";
+}
+
+/** The backend's capability check, as an OpError. */
+export function checkDTypeSupported(op: string, dtype: DType, device: Device): void {
+  if (!getBackend(device).supportsDtype(dtype)) throw new OpError(op, `dtype ${dtype} is not supported on device '${device}'`);
+}

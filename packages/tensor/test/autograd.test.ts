@@ -1,0 +1,104 @@
+import { describe, expect, it } from "vitest";
+import * as T from "../src/index.js";
+
+describe("autograd tape", () => {
+  it("accumulates gradients across backward calls and into shared inputs", () => {
+    const x = T.tensor([1, 2, 3], [3], { dtype: "f64", requiresGrad: true });
+    T.tidy(() => T.backward(T.sum(T.mul(x, x))));
+    expect(x.grad!.toArray()).toEqual([2, 4, 6]);
+    T.tidy(() => T.backward(T.sum(T.add(x, x))));
+    expect(x.grad!.toArray()).toEqual([4, 6, 8]);
+    x.zeroGrad();
+    expect(x.grad).toBeNull();
+    x.dispose();
+  });
+  it("noGrad records nothing; detach cuts the graph", () => {
+    const x = T.tensor([1, 2], [2], { requiresGrad: true });
+    T.tidy(() => {
+      const y = T.noGrad(() => T.mul(x, 2));
+      expect(y.requiresGrad).toBe(false);
+      const z = T.mul(x.detach(), 2);
+      expect(z.requiresGrad).toBe(false);
+      expect(() => T.backward(T.sum(z))).toThrow(/backward: this tensor does not require grad/);
+    });
+    x.dispose();
+  });
+  it("a second backward through freed saved tensors fails unless retainGraph", () => {
+    const x = T.tensor([1, 2], [2], { dtype: "f64", requiresGrad: true });
+    T.tidy(() => {
+      const l = T.sum(T.mul(x, x));
+      T.backward(l, { retainGraph: true });
+      T.backward(l);
+      expect(x.grad!.toArray()).toEqual([4, 8]);
+      expect(() => T.backward(l)).toThrow(/already freed/);
+    });
+    x.dispose();
+  });
+  it("detects a saved tensor modified in place", () => {
+    const x = T.tensor([1, 2], [2], { dtype: "f64", requiresGrad: true });
+    T.tidy(() => {
+      const y = T.mul(x, x);
+      T.noGrad(() => T.scaleInPlace(x, 2));
+      expect(() => T.backward(T.sum(y))).toThrow(/modified in place/);
+    });
+    x.dispose();
+  });
+  it("non-scalar outputs need an explicit grad", () => {
+    const x = T.tensor([1, 2], [2], { dtype: "f64", requiresGrad: true });
+    T.tidy(() => {
+      const y = T.scale(x, 3);
+      expect(() => T.backward(y)).toThrow(/pass \{ grad \}/);
+      T.backward(y, { grad: T.tensor([1, 10], [2], { dtype: "f64" }) });
+    });
+    expect(x.grad!.toArray()).toEqual([3, 30]);
+    x.dispose();
+  });
+  it("in-place updates of parameters are refused outside noGrad", () => {
+    const p = T.zeros([2], { requiresGrad: true });
+    expect(() => T.addInPlace(p, T.ones([2]))).toThrow(/addInPlace: in-place update of a tensor that requires grad/);
+    T.noGrad(() => T.tidy(() => T.addInPlace(p, T.ones([2]), 0.5)));
+    expect(p.toArray()).toEqual([0.5, 0.5]);
+    p.dispose();
+  });
+  it("graphs not used for backward are freed with their outputs (no leak in eval)", () => {
+    const w = T.randn([8, 8], { seed: 1, requiresGrad: true });
+    const before = T.memory();
+    T.tidy(() => {
+      let h = T.randn([4, 8], { seed: 2 });
+      for (let i = 0; i < 5; i++) h = T.tanh(T.matmul(h, w));
+      return h.sum().item();
+    });
+    const after = T.memory();
+    expect(after.tensors).toBe(before.tensors);
+    expect(after.bytes).toBe(before.bytes);
+    w.dispose();
+  });
+});
+
+describe("AdamW", () => {
+  it("matches a hand-computed step sequence", () => {
+    const p = T.tensor([1, -2], [2], { dtype: "f64", requiresGrad: true });
+    const opt = new T.AdamW([p], { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.01 });
+    // reference in plain numbers
+    let ref = [1, -2];
+    const m = [0, 0], v = [0, 0];
+    for (let t = 1; t <= 3; t++) {
+      T.tidy(() => T.backward(T.sum(T.mul(T.mul(p, p), 0.5)))); // grad = p
+      const g = [...ref];
+      opt.step();
+      opt.zeroGrad();
+      ref = ref.map((x, i) => {
+        x = x - 0.1 * 0.01 * x;
+        m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+        v[i] = 0.99 * v[i]! + 0.01 * g[i]! ** 2;
+        const mh = m[i]! / (1 - 0.9 ** t), vh = v[i]! / (1 - 0.99 ** t);
+        return x - (0.1 * mh) / (Math.sqrt(vh) + 1e-8);
+      });
+      const got = p.toArray();
+      expect(Math.abs(got[0]! - ref[0]!)).toBeLessThan(1e-12);
+      expect(Math.abs(got[1]! - ref[1]!)).toBeLessThan(1e-12);
+    }
+    opt.dispose();
+    p.dispose();
+  });
+});
