@@ -41,6 +41,8 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Args a(info, "alloc");
   a.expectCount(1, "(bytes)");
   int64_t bytes = a.integer(0, "bytes", 0, static_cast<int64_t>(kMaxAlloc));
+  // Empty storage owns no native memory: a plain empty ArrayBuffer, which release() ignores.
+  if (bytes == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
   void* p = storage_alloc(static_cast<size_t>(bytes));
   if (!p) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
   Block* block = new Block{p, static_cast<size_t>(bytes), false};
@@ -57,7 +59,7 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
   a.expectCount(1, "(buffer)");
   if (!info[0].IsArrayBuffer()) a.fail("argument 'buffer' must be an ArrayBuffer returned by alloc()");
   Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
-  if (buf.IsDetached()) return Napi::Boolean::New(info.Env(), false);  // already released
+  if (buf.IsDetached() || buf.ByteLength() == 0) return Napi::Boolean::New(info.Env(), false);  // released or empty
   void* p = buf.Data();
   Block* block = nullptr;
   {

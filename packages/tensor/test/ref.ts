@@ -29,7 +29,7 @@ export function bshape(a: readonly number[], b: readonly number[]): number[] {
     const x = a[a.length - n + i] ?? 1;
     const y = b[b.length - n + i] ?? 1;
     if (x !== y && x !== 1 && y !== 1) throw new Error("no broadcast");
-    out.push(Math.max(x, y));
+    out.push(x === 1 ? y : x);
   }
   return out;
 }

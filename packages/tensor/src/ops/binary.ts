@@ -76,10 +76,10 @@ export const binaryDefs: Record<BinaryOpName, OpDef<BinaryAttrs>> = {
   lt: { name: "lt" },
 };
 
+// Temporaries of a backward are freed by the per-node tidy in backward(); `t` may be the
+// incoming gradient itself, so it is never disposed here.
 function neg1(t: Tensor): Tensor {
-  const r = scale(t, -1);
-  t.dispose();
-  return r;
+  return scale(t, -1);
 }
 
 function reduced(t: Tensor, shape: readonly number[]): Tensor {
