@@ -19,3 +19,4 @@ export * from "./ops/index.js";
 export { AdamW, type AdamWOptions } from "./optim.js";
 export { philox4x32, uniformFill, normalFill } from "./random.js";
 export * from "./safetensors/index.js";
+export { getNumThreads, setNumThreads, cpuInfo, hasCuda, type CpuInfo } from "@modulora/kernels";
