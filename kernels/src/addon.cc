@@ -8,6 +8,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterGemm(env, exports);
   RegisterElementwise(env, exports);
   RegisterIo(env, exports);
+  RegisterAttention(env, exports);
+  RegisterNn(env, exports);
+  RegisterLoss(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -9,3 +9,6 @@ export * from "./storage.js";
 export * from "./gemm.js";
 export * from "./elementwise.js";
 export * from "./io.js";
+export * from "./attention.js";
+export * from "./nn.js";
+export * from "./loss.js";

@@ -3,9 +3,12 @@ import type { RawElementwise } from "./elementwise.js";
 import type { RawGemm } from "./gemm.js";
 import type { RawIo } from "./io.js";
 import type { RawStorage } from "./storage.js";
+import type { RawAttention } from "./attention.js";
+import type { RawNn } from "./nn.js";
+import type { RawLoss } from "./loss.js";
 
 /** The raw addon: one interface mirroring every native export (see each module's `Raw*` type). */
-export type RawAddon = RawStorage & RawGemm & RawElementwise & RawIo & { readonly abiVersion: number };
+export type RawAddon = RawStorage & RawGemm & RawElementwise & RawIo & RawAttention & RawNn & RawLoss & { readonly abiVersion: number };
 
 let cached: RawAddon | undefined;
 

@@ -6,6 +6,9 @@ import { registerCpuMatmul } from "./matmul.js";
 import { registerCpuReduce } from "./reduce.js";
 import { registerCpuShape } from "./shape.js";
 import { registerCpuIndexing } from "./indexing.js";
+import { registerCpuAttention } from "./attention.js";
+import { registerCpuNn } from "./nn.js";
+import { registerCpuLoss } from "./loss.js";
 
 /** The CPU backend's method table. */
 export const cpuBackend: Backend = {
@@ -38,5 +41,8 @@ export function registerCpuBackend(): void {
   registerCpuMatmul();
   registerCpuShape();
   registerCpuIndexing();
+  registerCpuAttention();
+  registerCpuNn();
+  registerCpuLoss();
 }
 

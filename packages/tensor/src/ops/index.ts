@@ -7,3 +7,6 @@ export * from "./gather.js";
 export * from "./cast.js";
 export * from "./creation.js";
 export * from "./inplace.js";
+export * from "./attention.js";
+export * from "./nn.js";
+export * from "./loss.js";

@@ -1,0 +1,2 @@
+/** Raw attention exports (filled in by its owner). */
+export interface RawAttention {}

@@ -1,0 +1,2 @@
+/** Raw loss exports (filled in by its owner). */
+export interface RawLoss {}

@@ -1,0 +1,2 @@
+/** Raw nn exports (filled in by its owner). */
+export interface RawNn {}
