@@ -117,8 +117,8 @@ export function recordOp<A>(op: string, inputs: readonly Tensor[], outputs: read
 
 /** Options of {@link backward}. */
 export interface BackwardOptions {
-  /** Gradient of `loss` (default: ones; required unless `loss` has one element). */
-  grad?: Tensor;
+  /** Gradient of the output (default: ones; required unless the output has one element). With several outputs, one per output. */
+  grad?: Tensor | readonly Tensor[];
   /** Keep saved tensors so that backward can run through the same graph again. */
   retainGraph?: boolean;
 }
@@ -126,46 +126,65 @@ export interface BackwardOptions {
 /**
  * Reverse-mode autodiff: accumulates d(loss)/d(leaf) into `.grad` of every leaf tensor that
  * requires grad and that `loss` depends on. Intermediate gradients are freed as they are used.
+ * `loss` may be a list of outputs, each with its own gradient in `options.grad`.
  */
-export function backward(loss: Tensor, options: BackwardOptions = {}): void {
-  loss.assertAlive("backward");
-  if (!loss.requiresGrad) {
-    throw new OpError("backward", "this tensor does not require grad: no input of the ops that made it has requiresGrad = true", [loss]);
-  }
-  if (!options.grad && loss.size !== 1) {
-    throw new OpError("backward", `loss has ${loss.size} elements; pass { grad } for a non-scalar output`, [loss]);
-  }
-  if (options.grad && !shapesEqual(options.grad.shape, loss.shape)) {
-    throw new OpError("backward", `grad shape ${formatShape(options.grad.shape)} does not match the output shape`, [loss, options.grad]);
-  }
+export function backward(loss: Tensor | readonly Tensor[], options: BackwardOptions = {}): void {
+  const roots = Array.isArray(loss) ? (loss as readonly Tensor[]) : [loss as Tensor];
+  const given = options.grad === undefined ? undefined : Array.isArray(options.grad) ? (options.grad as readonly Tensor[]) : [options.grad as Tensor];
+  if (given && given.length !== roots.length) throw new Error(`backward: ${roots.length} outputs but ${given.length} gradients`);
+  roots.forEach((root, i) => {
+    root.assertAlive("backward");
+    if (!root.requiresGrad) {
+      throw new OpError("backward", "this tensor does not require grad: no input of the ops that made it has requiresGrad = true", [root]);
+    }
+    const g = given?.[i];
+    if (!g && root.size !== 1) throw new OpError("backward", `loss has ${root.size} elements; pass { grad } for a non-scalar output`, [root]);
+    if (g && !shapesEqual(g.shape, root.shape)) {
+      throw new OpError("backward", `grad shape ${formatShape(g.shape)} does not match the output shape`, [root, g]);
+    }
+  });
   noGrad(() =>
     tidy("backward", () => {
-      const seed = options.grad ? ops.clone(options.grad) : ops.onesLike(loss);
-      if (!loss.gradFn) {
-        accumulateLeaf(loss, seed);
-        return;
-      }
-      // Topological order by DFS post-order over the nodes reachable from the loss.
+      const grads = new Map<Node, (Tensor | null)[]>();
+      const starts: Node[] = [];
+      roots.forEach((root, i) => {
+        const g = given?.[i];
+        const seed = g ? ops.clone(g) : ops.onesLike(root);
+        if (!root.gradFn) {
+          accumulateLeaf(root, seed);
+          return;
+        }
+        let slot = grads.get(root.gradFn);
+        if (!slot) {
+          slot = new Array(root.gradFn.numOutputs).fill(null);
+          grads.set(root.gradFn, slot);
+          starts.push(root.gradFn);
+        }
+        const prev = slot[root.gradOutput];
+        slot[root.gradOutput] = prev ? ops.add(prev, seed) : seed;
+      });
+      // Topological order by DFS post-order over the nodes reachable from the outputs.
       const order: Node[] = [];
       const seen = new Set<Node>();
-      const stack: [Node, number][] = [[loss.gradFn, 0]];
-      seen.add(loss.gradFn);
-      while (stack.length) {
-        const top = stack[stack.length - 1]!;
-        const edges = top[0].inputEdges;
-        if (top[1] < edges.length) {
-          const e = edges[top[1]++];
-          if (e?.node && !seen.has(e.node)) {
-            seen.add(e.node);
-            stack.push([e.node, 0]);
+      for (const start of starts) {
+        if (seen.has(start)) continue;
+        seen.add(start);
+        const stack: [Node, number][] = [[start, 0]];
+        while (stack.length) {
+          const top = stack[stack.length - 1]!;
+          const edges = top[0].inputEdges;
+          if (top[1] < edges.length) {
+            const e = edges[top[1]++];
+            if (e?.node && !seen.has(e.node)) {
+              seen.add(e.node);
+              stack.push([e.node, 0]);
+            }
+          } else {
+            order.push(top[0]);
+            stack.pop();
           }
-        } else {
-          order.push(top[0]);
-          stack.pop();
         }
       }
-      const grads = new Map<Node, (Tensor | null)[]>();
-      grads.set(loss.gradFn, Object.assign(new Array(loss.gradFn.numOutputs).fill(null), { [loss.gradOutput]: seed }));
       for (let i = order.length - 1; i >= 0; i--) {
         const node = order[i]!;
         const dys = grads.get(node);

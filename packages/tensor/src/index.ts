@@ -20,3 +20,4 @@ export { AdamW, type AdamWOptions } from "./optim.js";
 export { philox4x32, uniformFill, normalFill } from "./random.js";
 export * from "./safetensors/index.js";
 export { getNumThreads, setNumThreads, cpuInfo, hasCuda, type CpuInfo } from "@modulora/kernels";
+export { checkpoint } from "./checkpoint.js";
