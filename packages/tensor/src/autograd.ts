@@ -18,8 +18,9 @@ export interface GradContext<A> {
 /** An op's backward: output gradients (null where an output got none) in, input gradients out. */
 export type BackwardFn<A> = (dys: readonly (Tensor | null)[], ctx: GradContext<A>) => (Tensor | null)[];
 
-/** Where an input's gradient goes: the node that made it, or the leaf tensor itself. */
-interface Edge {
+
+/** Where an input gradient goes (internal to the tape). */
+export interface Edge {
   node: Node | null;
   output: number;
   leaf: Tensor | null;

@@ -6,14 +6,15 @@
 export { Tensor, isTensor, type TensorOptions } from "./tensor.js";
 export { DTYPES, DTYPE_INFO, dtypeInfo, isDType, type DType, type DTypeInfo, type ArrayFor, type AnyTypedArray } from "./dtype.js";
 export { broadcastShapes, contiguousStrides, formatShape, shapeSize, shapesEqual, type Shape } from "./shape.js";
-export { OpError } from "./errors.js";
+export { OpError, type Described } from "./errors.js";
+export { Storage } from "./storage.js";
 export { tidy, keep, dispose, memory, resetPeakMemory, noGrad, enableGrad, isGradEnabled, type MemoryInfo } from "./engine.js";
 export {
   getBackend, listBackends, registerBackend, registerKernel, getKernel, hasKernel, listKernels, setBackendRegistration,
   type Backend, type BackendMemory, type Device, type Kernel,
 } from "./backend.js";
 export { registerCpuBackend, cpuBackend } from "./cpu/backend.js";
-export { backward, Node, type BackwardOptions, type BackwardFn, type GradContext } from "./autograd.js";
+export { backward, Node, type Edge, type BackwardOptions, type BackwardFn, type GradContext } from "./autograd.js";
 export { runOp, runOp1, checkFloat, checkInputs, type OpDef } from "./op.js";
 export * from "./ops/index.js";
 export { AdamW, type AdamWOptions } from "./optim.js";

@@ -20,7 +20,8 @@ export interface RandomOptions extends CreateOptions {
   seed: number;
 }
 
-type Nested = number | readonly Nested[];
+/** Nested arrays of numbers (a scalar, a list, a list of lists...). */
+export type Nested = number | readonly Nested[];
 
 function flatten(data: Nested, shape: number[], out: number[], depth: number): void {
   if (typeof data === "number") {
