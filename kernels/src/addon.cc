@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterAttention(env, exports);
   RegisterNn(env, exports);
   RegisterLoss(env, exports);
+  RegisterQuant(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -71,10 +71,70 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
     }
   }
   if (!block) a.fail("this ArrayBuffer was not allocated by alloc() (or was already released)");
-  buf.Detach();
+  // Everything that touches `block` happens before Detach(): a runtime may run the finalizer
+  // (which deletes `block`) during the detach.
+  const size_t bytes = block->bytes;
   block->released = true;
-  storage_free(block->data, block->bytes);
-  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(block->bytes));
+  storage_free(block->data, bytes);
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(bytes));
+  buf.Detach();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// Scratch buffers for TS-driven kernels (the generic quantized path): counted as scratch in
+// memoryStats(), freed by releaseScratch() or, as a safety net, by the garbage collector.
+struct ScratchBlock {
+  void* data;
+  size_t bytes;
+  bool released;
+};
+std::mutex g_scratch_mu;
+std::unordered_map<void*, ScratchBlock*> g_scratch_blocks;
+
+void FinalizeScratch(Napi::Env env, void* /*data*/, ScratchBlock* block) {
+  if (!block->released) {
+    {
+      std::lock_guard<std::mutex> lk(g_scratch_mu);
+      g_scratch_blocks.erase(block->data);
+    }
+    scratch_free(block->data, block->bytes);
+  }
+  delete block;
+}
+
+Napi::Value AllocScratch(const Napi::CallbackInfo& info) {
+  Args a(info, "allocScratch");
+  a.expectCount(1, "(bytes)");
+  int64_t bytes = a.integer(0, "bytes", 1, static_cast<int64_t>(kMaxAlloc));
+  void* p = scratch_alloc(static_cast<size_t>(bytes));
+  if (!p) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes of scratch");
+  ScratchBlock* block = new ScratchBlock{p, static_cast<size_t>(bytes), false};
+  {
+    std::lock_guard<std::mutex> lk(g_scratch_mu);
+    g_scratch_blocks[p] = block;
+  }
+  return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), FinalizeScratch, block);
+}
+
+Napi::Value ReleaseScratch(const Napi::CallbackInfo& info) {
+  Args a(info, "releaseScratch");
+  a.expectCount(1, "(buffer)");
+  if (!info[0].IsArrayBuffer()) a.fail("argument 'buffer' must be an ArrayBuffer returned by allocScratch()");
+  Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
+  if (buf.IsDetached()) return Napi::Boolean::New(info.Env(), false);
+  ScratchBlock* block = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(g_scratch_mu);
+    auto it = g_scratch_blocks.find(buf.Data());
+    if (it != g_scratch_blocks.end()) {
+      block = it->second;
+      g_scratch_blocks.erase(it);
+    }
+  }
+  if (!block) a.fail("this ArrayBuffer was not allocated by allocScratch() (or was already released)");
+  block->released = true;
+  scratch_free(block->data, block->bytes);
+  buf.Detach();
   return Napi::Boolean::New(info.Env(), true);
 }
 
@@ -137,6 +197,8 @@ Napi::Value HasCuda(const Napi::CallbackInfo& info) {
 void RegisterStorage(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc, "alloc"));
   exports.Set("release", Napi::Function::New(env, Release, "release"));
+  exports.Set("allocScratch", Napi::Function::New(env, AllocScratch, "allocScratch"));
+  exports.Set("releaseScratch", Napi::Function::New(env, ReleaseScratch, "releaseScratch"));
   exports.Set("memoryStats", Napi::Function::New(env, Stats, "memoryStats"));
   exports.Set("resetPeak", Napi::Function::New(env, ResetPeak, "resetPeak"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));

@@ -84,5 +84,6 @@ void RegisterIo(Napi::Env env, Napi::Object exports);
 void RegisterAttention(Napi::Env env, Napi::Object exports);
 void RegisterNn(Napi::Env env, Napi::Object exports);
 void RegisterLoss(Napi::Env env, Napi::Object exports);
+void RegisterQuant(Napi::Env env, Napi::Object exports);
 
 }  // namespace modulora

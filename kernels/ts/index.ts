@@ -12,3 +12,4 @@ export * from "./io.js";
 export * from "./attention.js";
 export * from "./nn.js";
 export * from "./loss.js";
+export * from "./quant.js";

@@ -4,6 +4,8 @@ import { native } from "./native.js";
 export interface RawStorage {
   alloc(bytes: number): ArrayBuffer;
   release(buffer: ArrayBuffer): boolean;
+  allocScratch(bytes: number): ArrayBuffer;
+  releaseScratch(buffer: ArrayBuffer): boolean;
   memoryStats(): NativeMemoryStats;
   resetPeak(): void;
   getNumThreads(): number;
@@ -50,6 +52,19 @@ export function allocStorage(bytes: number): ArrayBuffer {
  */
 export function releaseStorage(buffer: ArrayBuffer): boolean {
   return native().release(buffer);
+}
+
+/**
+ * Allocates `bytes` of kernel scratch (counted in {@link NativeMemoryStats.scratchBytes}), for
+ * work driven from TypeScript such as the generic quantized path's row-block buffer.
+ */
+export function allocScratch(bytes: number): ArrayBuffer {
+  return native().allocScratch(bytes);
+}
+
+/** Frees scratch from {@link allocScratch} now (the buffer is detached). */
+export function releaseScratch(buffer: ArrayBuffer): boolean {
+  return native().releaseScratch(buffer);
 }
 
 /** Native allocator counters. */

@@ -1,0 +1,2 @@
+/** Raw quant exports (filled in by its owner). */
+export interface RawQuant {}
