@@ -1,11 +1,9 @@
-// Optimizers. AdamW here is composed from element-wise kernels; a fused native step replaces
-// it in the transformer-ops work without changing this interface.
-import { noGrad, tidy, keep } from "./engine.js";
+// Optimizers. AdamW.step() is one fused native update per parameter (ops/nn.ts: adamwStep):
+// no temporaries, param/m/v written in place.
+import { noGrad, keep } from "./engine.js";
 import { OpError } from "./errors.js";
-import { addInPlace, scaleInPlace } from "./ops/inplace.js";
 import { zerosLike } from "./ops/creation.js";
-import { add, div, mul } from "./ops/binary.js";
-import { sqrt, square } from "./ops/unary.js";
+import { adamwStep } from "./ops/nn.js";
 import type { Tensor } from "./tensor.js";
 
 /** Hyper-parameters of {@link AdamW}. */
@@ -47,35 +45,26 @@ export class AdamW {
     }
     for (const p of params) {
       if (!p.requiresGrad) throw new OpError("AdamW", "every parameter must have requiresGrad = true", [p]);
+      if (!p.isContiguous) throw new OpError("AdamW", "every parameter must be contiguous (the fused step updates it in place)", [p]);
     }
     this.m = params.map((p) => keep(zerosLike(p)));
     this.v = params.map((p) => keep(zerosLike(p)));
   }
 
-  /** One update of every parameter that has a gradient. */
+  /**
+   * One update of every parameter that has a gradient: `p ← p − lr·wd·p`, then the Adam moments
+   * and `p ← p − lr · m̂ / (sqrt(v̂) + eps)` with bias corrections `1 − β^t`, one fused native call
+   * per parameter. Parameters and gradients must be contiguous.
+   */
   step(): void {
     this.stepCount++;
-    const t = this.stepCount;
-    const bc1 = 1 - this.beta1 ** t;
-    const bc2 = 1 - this.beta2 ** t;
-    noGrad(() =>
-      tidy(() => {
-        this.params.forEach((p, i) => {
-          const g = p.grad;
-          if (!g) return;
-          const m = this.m[i]!;
-          const v = this.v[i]!;
-          if (this.weightDecay) scaleInPlace(p, 1 - this.lr * this.weightDecay);
-          scaleInPlace(m, this.beta1);
-          addInPlace(m, g, 1 - this.beta1);
-          scaleInPlace(v, this.beta2);
-          addInPlace(v, square(g), 1 - this.beta2);
-          // p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-          const denom = add(mul(sqrt(v), 1 / Math.sqrt(bc2)), this.eps);
-          addInPlace(p, div(m, denom), -this.lr / bc1);
-        });
-      }),
-    );
+    const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.stepCount };
+    noGrad(() => {
+      this.params.forEach((p, i) => {
+        const g = p.grad;
+        if (g) adamwStep(p, g, this.m[i]!, this.v[i]!, hyper);
+      });
+    });
   }
 
   /** Frees the gradients of all parameters. */

@@ -1,2 +1,90 @@
-// placeholder
-export function registerCpuNn(): void {}
+// CPU kernels of the fused LLaMA-block ops (ops/nn.ts), on the native addon (kernels/src/cpu/nn.cc).
+import {
+  adamwStep as adamwStepNative, dropoutForward, rmsnormBackward, rmsnormForward, ropeForward, ropeBackward,
+  swigluBackward, swigluForward, type FloatArray,
+} from "@modulora/kernels";
+import { registerKernel } from "../backend.js";
+import { noGrad } from "../engine.js";
+import type { AdamwStepOptions, DropoutAttrs, RmsnormAttrs, RmsnormGradAttrs, RopeAttrs } from "../ops/nn.js";
+import { contiguous } from "../ops/shape.js";
+import type { Tensor } from "../tensor.js";
+import { out } from "./util.js";
+
+/** Runs `fn` on contiguous versions of `inputs` (copies only the non-contiguous ones). */
+function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
+  const ds = inputs.map((t) => (t.isContiguous ? t : noGrad(() => contiguous(t))));
+  try {
+    return fn(ds);
+  } finally {
+    ds.forEach((d, i) => {
+      if (d !== inputs[i]) d.dispose();
+    });
+  }
+}
+
+const f = (t: Tensor): FloatArray => t.view() as FloatArray;
+
+/** Registers the RMSNorm, RoPE, SwiGLU, dropout and AdamW-step CPU kernels. */
+export function registerCpuNn(): void {
+  registerKernel<RmsnormAttrs>("rmsnorm", "cpu", (inputs, { eps }) =>
+    withDense(inputs, ([x, w]) => {
+      const y = out(x!.shape, x!.dtype);
+      const rstd = out(x!.shape.slice(0, -1), x!.dtype);
+      if (x!.size > 0) rmsnormForward(f(x!), f(w!), eps, f(y), f(rstd));
+      return [y, rstd];
+    }),
+  );
+  registerKernel<RmsnormGradAttrs>("rmsnormGrad", "cpu", (inputs, { weightGrad }) =>
+    withDense(inputs, ([x, w, rstd, dy]) => {
+      const dx = out(x!.shape, x!.dtype);
+      const dw = weightGrad ? out(w!.shape, w!.dtype) : null;
+      if (x!.size > 0) rmsnormBackward(f(x!), f(w!), f(rstd!), f(dy!), f(dx), dw && f(dw));
+      return dw ? [dx, dw] : [dx];
+    }),
+  );
+
+  // x is read through its strides when its last axis is contiguous, so q/k slices of a fused
+  // projection are not copied; other layouts are made contiguous first.
+  registerKernel<RopeAttrs>("rope", "cpu", ([x, positions], { invFreq, inverse }) => {
+    const shape = x!.shape as [number, number, number, number];
+    const y = out(shape, x!.dtype);
+    if (y.size === 0) return [y];
+    const run = (xt: Tensor, pos: Tensor) => {
+      const layout = { shape, strides: [xt.strides[0]!, xt.strides[1]!, xt.strides[2]!] as [number, number, number] };
+      (inverse ? ropeBackward : ropeForward)(xt.storageArray() as FloatArray, layout, pos.view() as Int32Array, invFreq, f(y));
+    };
+    if (x!.strides[3] === 1) withDense([positions!], ([pos]) => run(x!, pos!));
+    else withDense([x!, positions!], ([xd, pos]) => run(xd!, pos!));
+    return [y];
+  });
+
+  registerKernel("swiglu", "cpu", (inputs) =>
+    withDense(inputs, ([gate, up]) => {
+      const y = out(gate!.shape, gate!.dtype);
+      if (y.size > 0) swigluForward(f(gate!), f(up!), f(y));
+      return [y];
+    }),
+  );
+  registerKernel("swigluGrad", "cpu", (inputs) =>
+    withDense(inputs, ([gate, up, dy]) => {
+      const dgate = out(gate!.shape, gate!.dtype);
+      const dup = out(gate!.shape, gate!.dtype);
+      if (dgate.size > 0) swigluBackward(f(gate!), f(up!), f(dy!), f(dgate), f(dup));
+      return [dgate, dup];
+    }),
+  );
+
+  registerKernel<DropoutAttrs>("dropout", "cpu", (inputs, { p, seed, offset }) =>
+    withDense(inputs, ([x]) => {
+      const y = out(x!.shape, x!.dtype);
+      if (y.size > 0) dropoutForward(f(x!), p, seed, offset, f(y));
+      return [y];
+    }),
+  );
+
+  // In place; ops/nn.ts has checked that all four tensors are contiguous.
+  registerKernel<AdamwStepOptions>("adamwStep", "cpu", ([param, grad, m, v], o) => {
+    if (param!.size > 0) adamwStepNative(f(param!), f(grad!), f(m!), f(v!), o);
+    return [];
+  });
+}
