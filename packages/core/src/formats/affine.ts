@@ -1,0 +1,151 @@
+import { keep, tensor, type Tensor } from "@modulora/tensor";
+import { f16Table, toF16Bits } from "./f16.js";
+import { packColumns, packedWords, unpackColumnCode } from "./pack.js";
+import type { AffineWeight } from "./types.js";
+
+/** Bit widths of the `affine` format. */
+export const AFFINE_BITS = [2, 3, 4, 8] as const;
+
+/** What a plugin hands to {@link createAffineWeight}: unpacked codes and per-group parameters. */
+export interface AffineParts {
+  outFeatures: number;
+  inFeatures: number;
+  bits: number;
+  /** Input columns per group; `inFeatures` (or "row") for one group per row. */
+  groupSize: number | "row";
+  /** Codes q in [0, 2^bits), row-major [out, in]. */
+  codes: Uint8Array;
+  /** Scales in f32, [out, groups] row-major (stored rounded to f16). */
+  scales: Float32Array;
+  /** Zero points, [out, groups]: integers (Uint8Array, `zeroKind` "int") or real values (Float32Array, "real"). */
+  zeros: Uint8Array | Float32Array;
+  symmetric?: boolean;
+  /** Group of each input column (act-order), Int32Array [in]; default ⌊i / groupSize⌋. */
+  gIdx?: Int32Array | null;
+}
+
+function fail(msg: string): never {
+  throw new RangeError(`affine weight: ${msg}`);
+}
+
+/** Transposes a row-major [rows, cols] array into [cols, rows]. */
+function transpose<T extends Float32Array | Uint8Array | Uint16Array>(a: T, rows: number, cols: number, make: (n: number) => T): T {
+  const out = make(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c]!;
+  return out;
+}
+
+/**
+ * Validates and packs an affine weight into its stored layout (see {@link AffineWeight}): codes
+ * bit-packed along `in` in GPTQ's layout, scales rounded to f16, zeros as u8 or f16.
+ */
+export function createAffineWeight(p: AffineParts): AffineWeight {
+  const { outFeatures: out, inFeatures: inF, bits } = p;
+  if (!Number.isInteger(out) || out < 1 || !Number.isInteger(inF) || inF < 1) fail(`shape [${out}, ${inF}] must be positive integers`);
+  if (!(AFFINE_BITS as readonly number[]).includes(bits)) fail(`bits must be one of ${AFFINE_BITS.join(", ")}, got ${bits}`);
+  const groupSize = p.groupSize === "row" ? inF : p.groupSize;
+  if (!Number.isInteger(groupSize) || groupSize < 1) fail(`group size must be a positive integer or "row", got ${p.groupSize}`);
+  let groups: number;
+  if (p.gIdx) {
+    if (p.gIdx.length !== inF) fail(`g_idx has ${p.gIdx.length} entries, expected in = ${inF}`);
+    groups = 0;
+    for (const g of p.gIdx) {
+      if (!Number.isInteger(g) || g < 0) fail(`g_idx holds an invalid group ${g}`);
+      groups = Math.max(groups, g + 1);
+    }
+  } else {
+    if (inF % groupSize !== 0) fail(`group size ${groupSize} does not divide in = ${inF}`);
+    groups = inF / groupSize;
+  }
+  if (p.codes.length !== out * inF) fail(`codes hold ${p.codes.length} values, expected out × in = ${out * inF}`);
+  if (p.scales.length !== out * groups) fail(`scales hold ${p.scales.length} values, expected out × groups = ${out * groups}`);
+  if (p.zeros.length !== out * groups) fail(`zeros hold ${p.zeros.length} values, expected out × groups = ${out * groups}`);
+  const maxCode = (1 << bits) - 1;
+  for (let i = 0; i < p.codes.length; i++) if (p.codes[i]! > maxCode) fail(`code ${p.codes[i]} at ${i} does not fit in ${bits} bits`);
+  for (let i = 0; i < p.scales.length; i++) if (!Number.isFinite(p.scales[i]!)) fail(`scale ${p.scales[i]} at ${i} is not finite`);
+  const zeroKind = p.zeros instanceof Uint8Array ? "int" : "real";
+  if (zeroKind === "real") for (let i = 0; i < p.zeros.length; i++) if (!Number.isFinite(p.zeros[i]!)) fail(`zero point ${p.zeros[i]} at ${i} is not finite`);
+
+  const words = packedWords(inF, bits);
+  const qweight = keep(tensor(packColumns(p.codes, out, inF, bits), [words, out], { dtype: "i32" }));
+  const scalesT = transpose(p.scales, out, groups, (n) => new Float32Array(n));
+  const scales = keep(tensor(toF16Bits(scalesT), [groups, out], { dtype: "f16" }));
+  const zeros =
+    zeroKind === "int"
+      ? keep(tensor(transpose(p.zeros as Uint8Array, out, groups, (n) => new Uint8Array(n)), [groups, out], { dtype: "u8" }))
+      : keep(tensor(toF16Bits(transpose(p.zeros as Float32Array, out, groups, (n) => new Float32Array(n))), [groups, out], { dtype: "f16" }));
+  const gIdx = p.gIdx ? keep(tensor(Int32Array.from(p.gIdx), [inF], { dtype: "i32" })) : null;
+  return new AffineWeightImpl(out, inF, bits, groupSize, groups, p.symmetric ?? false, zeroKind, qweight, scales, zeros, gIdx);
+}
+
+/** Wraps stored tensors (e.g. read from a checkpoint) as an affine weight, after checking their shapes. */
+export function affineFromTensors(t: {
+  outFeatures: number; inFeatures: number; bits: number; groupSize: number; symmetric?: boolean;
+  qweight: Tensor; scales: Tensor; zeros: Tensor; gIdx?: Tensor | null;
+}): AffineWeight {
+  const { outFeatures: out, inFeatures: inF, bits } = t;
+  if (!(AFFINE_BITS as readonly number[]).includes(bits)) fail(`bits must be one of ${AFFINE_BITS.join(", ")}, got ${bits}`);
+  const words = packedWords(inF, bits);
+  const eq = (a: readonly number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+  if (t.qweight.dtype !== "i32" || !eq(t.qweight.shape, [words, out])) fail(`qweight must be i32 [${words}, ${out}], got ${t.qweight.dtype} [${t.qweight.shape}]`);
+  const groups = t.scales.shape[0]!;
+  if (t.scales.dtype !== "f16" || !eq(t.scales.shape, [groups, out])) fail(`scales must be f16 [groups, ${out}], got ${t.scales.dtype} [${t.scales.shape}]`);
+  if (!eq(t.zeros.shape, [groups, out]) || (t.zeros.dtype !== "u8" && t.zeros.dtype !== "f16")) fail(`zeros must be u8 or f16 [${groups}, ${out}], got ${t.zeros.dtype} [${t.zeros.shape}]`);
+  if (t.gIdx && (t.gIdx.dtype !== "i32" || !eq(t.gIdx.shape, [inF]))) fail(`g_idx must be i32 [${inF}]`);
+  if (!t.gIdx && groups * t.groupSize !== inF) fail(`${groups} groups of ${t.groupSize} do not cover in = ${inF}`);
+  return new AffineWeightImpl(out, inF, bits, t.groupSize, groups, t.symmetric ?? false, t.zeros.dtype === "u8" ? "int" : "real", t.qweight, t.scales, t.zeros, t.gIdx ?? null);
+}
+
+class AffineWeightImpl implements AffineWeight {
+  readonly format = "affine" as const;
+  constructor(
+    readonly outFeatures: number,
+    readonly inFeatures: number,
+    readonly bits: number,
+    readonly groupSize: number,
+    readonly groups: number,
+    readonly symmetric: boolean,
+    readonly zeroKind: "int" | "real",
+    readonly qweight: Tensor,
+    readonly scales: Tensor,
+    readonly zeros: Tensor,
+    readonly gIdx: Tensor | null,
+  ) {}
+
+  /** Plain TypeScript reference dequantization (the fused kernels are checked against it). */
+  materialize(rowStart: number, rowEnd: number, out: Float32Array): void {
+    const inF = this.inFeatures;
+    const rows = this.outFeatures;
+    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= rows)) {
+      throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${rows})`);
+    }
+    if (out.length < (rowEnd - rowStart) * inF) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * inF}`);
+    const f16 = f16Table();
+    const scales = this.scales.view() as Uint16Array;
+    const zeros = this.zeros.view() as Uint8Array | Uint16Array;
+    const realZeros = this.zeroKind === "real";
+    const gIdx = this.gIdx ? (this.gIdx.view() as Int32Array) : null;
+    const packed = this.qweight.view() as Int32Array;
+    for (let j = rowStart; j < rowEnd; j++) {
+      const o = (j - rowStart) * inF;
+      for (let i = 0; i < inF; i++) {
+        const q = unpackColumnCode(packed, rows, j, i, this.bits);
+        const k = (gIdx ? gIdx[i]! : Math.floor(i / this.groupSize)) * rows + j;
+        const z = realZeros ? f16[zeros[k]!]! : zeros[k]!;
+        out[o + i] = f16[scales[k]!]! * (q - z);
+      }
+    }
+  }
+
+  storageBytes(): number {
+    return [this.qweight, this.scales, this.zeros, this.gIdx].reduce((s, t) => s + (t ? t.size * (t.dtype === "u8" ? 1 : t.dtype === "f16" ? 2 : 4) : 0), 0);
+  }
+
+  bitsPerWeight(): number {
+    return (this.storageBytes() * 8) / (this.outFeatures * this.inFeatures);
+  }
+
+  dispose(): void {
+    for (const t of [this.qweight, this.scales, this.zeros, this.gIdx]) t?.dispose();
+  }
+}
