@@ -19,9 +19,10 @@ const f = Math.fround;
 export function roundHalfEven(x: number): number {
   const r = Math.floor(x);
   const d = x - r;
+  // (+ 0 turns −0 into 0)
   if (d > 0.5) return r + 1;
-  if (d < 0.5) return r;
-  return r % 2 === 0 ? r : r + 1;
+  if (d < 0.5) return r + 0;
+  return r % 2 === 0 ? r + 0 : r + 1;
 }
 
 /** Scale and zero point of one group, exactly as GPTQ's reference quantizer computes them in f32. */
