@@ -146,11 +146,17 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   SameLength(a, dy, "dy", x, "x");
   SameLength(a, dx, "dx", x, "x");
   if (want_dw) SameLength(a, dw, "dweight", w, "weight");
+  bool ok = true;
   Dispatch(types.is_f32(), [&](auto t) {
     using T = decltype(t);
-    rmsnorm_backward<T>(static_cast<const T*>(x.data), static_cast<const T*>(w.data), static_cast<const T*>(rstd.data),
-                        static_cast<const T*>(dy.data), static_cast<T*>(dx.data), static_cast<T*>(dw.data), rows, d);
+    ok = rmsnorm_backward<T>(static_cast<const T*>(x.data), static_cast<const T*>(w.data),
+                             static_cast<const T*>(rstd.data), static_cast<const T*>(dy.data), static_cast<T*>(dx.data),
+                             static_cast<T*>(dw.data), rows, d);
   });
+  if (!ok) {
+    throw Napi::Error::New(info.Env(), "rmsnormBackward: out of memory for the partial sums of dweight (" + Str(rows) +
+                                           " rows of " + Str(d) + ")");
+  }
   return info.Env().Undefined();
 }
 

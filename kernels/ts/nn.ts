@@ -77,7 +77,7 @@ export function ropeBackward(dy: FloatArrayLike, layout: RopeLayout, positions: 
   native().rope(dy, ropeStrides(layout), layout.shape, positions, invFreq, true, dx);
 }
 
-/** SwiGLU forward in one pass: `out = silu(gate) · up` (overflow-free sigmoid). */
+/** SwiGLU forward in one pass: `out = silu(gate) · up` (the sigmoid is exact in both tails: no NaN for any finite gate). */
 export function swigluForward(gate: FloatArrayLike, up: FloatArrayLike, out: FloatArrayLike): void {
   native().swigluForward(gate, up, out);
 }

@@ -17,10 +17,11 @@ template <class T>
 void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, int64_t rows, int64_t d, double eps);
 
 // Backward from the saved x and rstd: dx = rstd * (w*dy - x * rstd^2 * mean(w*dy*x)) and, when
-// dw is not null, dw[j] = sum_r dy[r,j] * x[r,j] * rstd[r]. dw is summed column block by column
-// block over the rows in order, so it is race-free and bit-identical for any number of threads.
+// dw is not null, dw[j] = sum_r dy[r,j] * x[r,j] * rstd[r]. dw is summed in fixed chunks of rows
+// (partials in kernel scratch, then added in chunk order), so it is race-free and bit-identical
+// for any number of threads. Returns false (nothing written) if that scratch cannot be allocated.
 template <class T>
-void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, T* dx, T* dw, int64_t rows, int64_t d);
+bool rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, T* dx, T* dw, int64_t rows, int64_t d);
 
 // --- Rotary embedding (LLaMA "rotate half") -----------------------------------------------------
 // x is a view of [B, T, H, D] with strides (xs[0], xs[1], xs[2], 1); out is contiguous [B, T, H, D].

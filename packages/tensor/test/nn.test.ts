@@ -244,6 +244,30 @@ describe("rope", () => {
       assertClose(y32, y64, 2e-6, 2e-6);
     }));
 
+  it("f32 agrees with a float32 emulation of Hugging Face's rotary embedding", () =>
+    T.tidy(() => {
+      // HF: inv_freq = 1 / base ** (arange(0, D, 2).float() / D), angle = inv_freq * pos, cos/sin,
+      // then q * cos + rotate_half(q) * sin, every step rounded to f32. We compute the angle and
+      // cos/sin in f64, so the gap is HF's own angle rounding, which grows with the position.
+      const fr = Math.fround, D = 64, Tn = 32;
+      const inv32 = Array.from({ length: D / 2 }, (_, i) => fr(1 / fr(Math.pow(10000, fr(fr(2 * i) / D)))));
+      const shape = [1, Tn, 1, D];
+      const x = T.tensor(rnd(Tn * D, 19), shape, { dtype: "f32" });
+      const xd = x.toArray(), yd = T.rope(x, positionsOf(Array.from({ length: Tn }, (_, i) => i), [Tn])).toArray();
+      const gap = [0, 0]; // positions < 8, positions < 32
+      for (let t = 0; t < Tn; t++)
+        for (let i = 0; i < D / 2; i++) {
+          const a = fr(inv32[i]! * t), c = fr(Math.cos(a)), s = fr(Math.sin(a));
+          const x1 = xd[t * D + i]!, x2 = xd[t * D + D / 2 + i]!;
+          const hf = [fr(fr(x1 * c) - fr(x2 * s)), fr(fr(x2 * c) + fr(x1 * s))];
+          const d = Math.max(Math.abs(yd[t * D + i]! - hf[0]!), Math.abs(yd[t * D + D / 2 + i]! - hf[1]!));
+          if (t < 8) gap[0] = Math.max(gap[0]!, d);
+          gap[1] = Math.max(gap[1]!, d);
+        }
+      expect(gap[0]).toBeLessThan(5e-7); // measured 1.8e-7
+      expect(gap[1]).toBeLessThan(3e-6); // measured 1.0e-6
+    }));
+
   it("bad inputs are OpErrors naming rope", () =>
     T.tidy(() => {
       const x = T.zeros([2, 3, 2, 8]);
