@@ -95,7 +95,7 @@ const SMALL_SCALING: T.RopeLlama3Scaling = { type: "llama3", factor: 4, lowFreqF
 
 describe("rmsnorm", () => {
   for (const dtype of ["f32", "f64"] as const)
-    for (const shape of [[2, 3, 8], [5, 13], [1, 1], [4, 0, 6]])
+    for (const shape of [[2, 3, 8], [5, 13], [1, 1], [6], [4, 0, 6]])
       it(`${dtype} ${JSON.stringify(shape)} forward matches the f64 reference`, () =>
         T.tidy(() => {
           const d = shape[shape.length - 1]!;
@@ -128,6 +128,7 @@ describe("rmsnorm", () => {
   it("gradcheck in x with a frozen weight", () =>
     check((x, w) => T.rmsnorm(x!, w!), [param([4, 7], 5), T.tensor(rnd(7, 6), [7], { dtype: "f64" })]));
   it("gradcheck in weight only", () => check((x, w) => T.rmsnorm(x!, w!), [T.tensor(rnd(12, 7), [3, 4], { dtype: "f64" }), param([4], 8)]));
+  it("gradcheck of a 1-D x", () => check((x, w) => T.rmsnorm(x!, w!), [param([6], 9), param([6], 10)]));
 });
 
 // --- rope -----------------------------------------------------------------------------------------
