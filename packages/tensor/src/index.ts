@@ -18,7 +18,7 @@ export { backward, Node, type Edge, type BackwardOptions, type BackwardFn, type 
 export { runOp, runOp1, checkFloat, checkInputs, type OpDef } from "./op.js";
 export * from "./ops/index.js";
 export { AdamW, type AdamWOptions } from "./optim.js";
-export { philox4x32, uniformFill, normalFill } from "./random.js";
+export { philox4x32, uniformFill, normalFill, seedToKey } from "./random.js";
 export * from "./safetensors/index.js";
 export { getNumThreads, setNumThreads, cpuInfo, hasCuda, type CpuInfo } from "@modulora/kernels";
 export { checkpoint } from "./checkpoint.js";
