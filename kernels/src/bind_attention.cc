@@ -261,7 +261,8 @@ void RegisterAttention(Napi::Env env, Napi::Object exports) {
                                          [](const Napi::CallbackInfo& info) -> Napi::Value {
                                            Napi::Object o = Napi::Object::New(info.Env());
                                            o.Set("query", static_cast<double>(kAttnBlockQ));
-                                           o.Set("key", static_cast<double>(kAttnBlockK));
+                                           o.Set("keyForward", static_cast<double>(kAttnBlockKForward));
+                                           o.Set("keyBackward", static_cast<double>(kAttnBlockKBackward));
                                            return o;
                                          },
                                          "attentionBlockSizes"));

@@ -276,13 +276,13 @@ afterAll(() => {
 // --- tests ---------------------------------------------------------------------------------------
 
 describe("attention kernels vs the f64 reference", () => {
-  it("uses 64 x 64 blocks (the sizes below straddle them)", () => {
-    expect(attentionBlockSizes()).toEqual({ query: 64, key: 64 });
+  it("uses 64-row query blocks and 128 / 64-key blocks (the sizes below straddle them)", () => {
+    expect(attentionBlockSizes()).toEqual({ query: 64, keyForward: 128, keyBackward: 64 });
   });
 
   for (const [name, C] of [["f32", Float32Array], ["f64", Float64Array]] as const) {
     describe(name, () => {
-      for (const T of [1, 63, 64, 65, 129]) {
+      for (const T of [1, 63, 64, 65, 127, 129]) {
         for (const causal of [true, false]) {
           it(`T = S = ${T}, ${causal ? "causal" : "full"}`, () => checkCase(C, { T, causal, D: 8, Hq: 2 }));
         }
@@ -290,6 +290,7 @@ describe("attention kernels vs the f64 reference", () => {
       it("KV cache: T = 5 newest of S = 70, causal", () => checkCase(C, { T: 5, S: 70, D: 16 }));
       it("KV cache: T = 1 decode step over S = 129", () => checkCase(C, { T: 1, S: 129, D: 16, Hq: 4, Hkv: 2 }));
       it("KV cache: T = 65, S = 130", () => checkCase(C, { T: 65, S: 130, D: 8, Hq: 2, Hkv: 1 }));
+      it("KV cache: T = 64, S = 257 (three forward key blocks)", () => checkCase(C, { T: 64, S: 257, D: 4, Hq: 2, Hkv: 1 }));
       it("non-causal with S < T (cross-attention shape)", () => checkCase(C, { T: 70, S: 33, causal: false, D: 8 }));
       it("odd head dims and GQA 6/2, 8/4, 4/1", () => {
         checkCase(C, { T: 33, D: 5, Hq: 6, Hkv: 2, B: 2 });

@@ -36,7 +36,7 @@ export interface RawAttention {
     mode: number,
   ): void;
   attentionBackwardMode(dims: readonly number[]): AttentionBackwardMode;
-  attentionBlockSizes(): { query: number; key: number };
+  attentionBlockSizes(): AttentionBlockSizes;
 }
 
 /** Sizes of one attention problem. */
@@ -141,7 +141,17 @@ export function attentionBackwardMode(dims: AttentionDims): AttentionBackwardMod
   return native().attentionBackwardMode(dimsList(dims));
 }
 
-/** Query rows and keys per block of the attention kernels (scratch per thread grows with them). */
-export function attentionBlockSizes(): { query: number; key: number } {
+/** Block sizes of the attention kernels. */
+export interface AttentionBlockSizes {
+  /** Query rows per block (forward and backward). */
+  query: number;
+  /** Keys per block in the forward. */
+  keyForward: number;
+  /** Keys per block in the backward. */
+  keyBackward: number;
+}
+
+/** Block sizes of the attention kernels (scratch per thread grows with them). */
+export function attentionBlockSizes(): AttentionBlockSizes {
   return native().attentionBlockSizes();
 }

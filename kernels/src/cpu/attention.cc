@@ -31,35 +31,46 @@ namespace modulora {
 namespace {
 
 constexpr int64_t kBQ = kAttnBlockQ;
-constexpr int64_t kBK = kAttnBlockK;  // also the leading dimension of every score block
+constexpr int64_t kFK = kAttnBlockKForward;   // keys per forward block (and ld of its score block)
+constexpr int64_t kBK = kAttnBlockKBackward;  // keys per backward block (and ld of its blocks)
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 
 // ---- Row kernels: the exp over a row of scores is the one hot loop outside GEMM ----------------
 
+// Row-wise work on a block of scores [rows, n] with leading dimension ld.
 template <class T>
 struct RowOps {
-  T (*max)(const T* s, int64_t n);            // max of s[0, n) (-inf for n == 0)
-  T (*exp_sum)(T* s, int64_t n, T m);         // s[j] = exp(s[j] - m); returns the sum of the new s
+  // out[r] = max of row r (-inf for n == 0).
+  void (*max)(const T* s, int64_t rows, int64_t n, int64_t ld, T* out);
+  // s[r][j] = exp(s[r][j] - sub[r]); sums[r] = sum of the new row. sub[r] = +inf zeroes row r.
+  void (*exp_rows)(T* s, int64_t rows, int64_t n, int64_t ld, const T* sub, T* sums);
 };
 
 template <class T>
-T MaxRef(const T* s, int64_t n) {
-  T m = -kInf<T>;
-  for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
-  return m;
+void MaxRef(const T* s, int64_t rows, int64_t n, int64_t ld, T* out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const T* row = s + r * ld;
+    T m = -kInf<T>;
+    for (int64_t j = 0; j < n; j++) m = row[j] > m ? row[j] : m;
+    out[r] = m;
+  }
 }
 
 template <class T>
-T ExpSumRef(T* s, int64_t n, T m) {
-  T sum = 0;
-  for (int64_t j = 0; j < n; j++) {
-    const T e = std::exp(s[j] - m);
-    s[j] = e;
-    sum += e;
+void ExpRowsRef(T* s, int64_t rows, int64_t n, int64_t ld, const T* sub, T* sums) {
+  for (int64_t r = 0; r < rows; r++) {
+    T* row = s + r * ld;
+    const T m = sub[r];
+    T sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+      const T e = std::exp(row[j] - m);
+      row[j] = e;
+      sum += e;
+    }
+    sums[r] = sum;
   }
-  return sum;
 }
 
 #if defined(MODULORA_X86_DISPATCH)
@@ -98,41 +109,48 @@ __attribute__((target("avx2,fma"))) float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) float MaxAvx2(const float* s, int64_t n) {
-  __m256 m = _mm256_set1_ps(-kInf<float>);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
-  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_max_ss(h, _mm_movehdup_ps(h));
-  float r = _mm_cvtss_f32(h);
-  for (; j < n; j++) r = s[j] > r ? s[j] : r;
-  return r;
+__attribute__((target("avx2,fma"))) void MaxAvx2(const float* s, int64_t rows, int64_t n, int64_t ld, float* out) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float* row = s + i * ld;
+    __m256 m = _mm256_set1_ps(-kInf<float>);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; j < n; j++) r = row[j] > r ? row[j] : r;
+    out[i] = r;
+  }
 }
 
-__attribute__((target("avx2,fma"))) float ExpSumAvx2(float* s, int64_t n, float m) {
-  const __m256 vm = _mm256_set1_ps(m);
-  __m256 acc = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-    _mm256_storeu_ps(s + j, e);
-    acc = _mm256_add_ps(acc, e);
+__attribute__((target("avx2,fma"))) void ExpRowsAvx2(float* s, int64_t rows, int64_t n, int64_t ld, const float* sub,
+                                                     float* sums) {
+  const __m256i tail = TailMask(n % 8);
+  for (int64_t i = 0; i < rows; i++) {
+    float* row = s + i * ld;
+    const __m256 vm = _mm256_set1_ps(sub[i]);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+      _mm256_storeu_ps(row + j, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    if (j < n) {  // the same polynomial on the tail, so every element is computed alike
+      const __m256 e = _mm256_and_ps(Exp8(_mm256_sub_ps(_mm256_maskload_ps(row + j, tail), vm)), _mm256_castsi256_ps(tail));
+      _mm256_maskstore_ps(row + j, tail, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    sums[i] = HorizontalSum(acc);
   }
-  if (j < n) {  // the same polynomial on the tail, so every element is computed alike
-    const __m256i mask = TailMask(n - j);
-    const __m256 e = _mm256_and_ps(Exp8(_mm256_sub_ps(_mm256_maskload_ps(s + j, mask), vm)), _mm256_castsi256_ps(mask));
-    _mm256_maskstore_ps(s + j, mask, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  return HorizontalSum(acc);
 }
 #endif
 
 const RowOps<float>& Ops(float) {
-  static const RowOps<float> ref{MaxRef<float>, ExpSumRef<float>};
+  static const RowOps<float> ref{MaxRef<float>, ExpRowsRef<float>};
 #if defined(MODULORA_X86_DISPATCH)
-  static const RowOps<float> avx2{MaxAvx2, ExpSumAvx2};
+  static const RowOps<float> avx2{MaxAvx2, ExpRowsAvx2};
   if (active_isa() != Isa::Generic) return avx2;
 #endif
   return ref;
@@ -140,7 +158,7 @@ const RowOps<float>& Ops(float) {
 
 // f64 runs for gradient checks and reference-quality results: plain loops and std::exp.
 const RowOps<double>& Ops(double) {
-  static const RowOps<double> ref{MaxRef<double>, ExpSumRef<double>};
+  static const RowOps<double> ref{MaxRef<double>, ExpRowsRef<double>};
   return ref;
 }
 
@@ -219,11 +237,11 @@ struct Problem {
   // The first query row that can see key j0.
   int64_t QueryBegin(int64_t j0) const { return d.causal ? std::min(d.T, std::max<int64_t>(0, j0 - off)) : 0; }
 
-  // s = scale · Q[t0 : t0+br] K[j0 : j0+nb]ᵀ + mask, with causally hidden keys at -inf. [br, nb], ld kBK.
-  void Scores(T* s, int64_t b, int64_t h, int64_t t0, int64_t br, int64_t j0, int64_t nb) const {
-    Gemm(false, true, br, nb, d.D, scale, q + QRow(b, t0, h), ldq, k + KRow(b, j0, h / group), ldk, T(0), s, kBK);
+  // s = scale · Q[t0 : t0+br] K[j0 : j0+nb]ᵀ + mask, with causally hidden keys at -inf. [br, nb], ld ld.
+  void Scores(T* s, int64_t ld, int64_t b, int64_t h, int64_t t0, int64_t br, int64_t j0, int64_t nb) const {
+    Gemm(false, true, br, nb, d.D, scale, q + QRow(b, t0, h), ldq, k + KRow(b, j0, h / group), ldk, T(0), s, ld);
     for (int64_t r = 0; r < br; r++) {
-      T* row = s + r * kBK;
+      T* row = s + r * ld;
       const int64_t t = t0 + r;
       if (mask.data) {
         const T* m = mask.data + b * mask.sb + h * mask.sh + t * mask.st + j0 * mask.ss;
@@ -242,12 +260,14 @@ struct Problem {
 
 // ---- Forward -------------------------------------------------------------------------------------
 
-// Scratch of one forward thread: a score block, the output accumulator, running max and sum.
+// Scratch of one forward thread: a score block, the output accumulator, the running max and sum,
+// and per-row temporaries (block max, then the value subtracted before exp; block sum).
 template <class T>
 struct ForwardScratch {
-  T *s, *o, *m, *l;
-  static int64_t Size(int64_t D) { return kBQ * kBK + kBQ * D + 2 * kBQ; }
-  ForwardScratch(T* base, int64_t D) : s(base), o(base + kBQ * kBK), m(o + kBQ * D), l(m + kBQ) {}
+  T *s, *o, *m, *l, *mx, *sum;
+  static int64_t Size(int64_t D) { return kBQ * kFK + kBQ * D + 4 * kBQ; }
+  ForwardScratch(T* base, int64_t D)
+      : s(base), o(base + kBQ * kFK), m(o + kBQ * D), l(m + kBQ), mx(l + kBQ), sum(mx + kBQ) {}
 };
 
 template <class T>
@@ -258,26 +278,27 @@ void ForwardBlock(const Problem<T>& p, const RowOps<T>& ops, int64_t b, int64_t 
   std::fill(w.m, w.m + br, -kInf<T>);
   std::fill(w.l, w.l + br, T(0));
   const int64_t kend = p.KeyEnd(t0 + br - 1);
-  for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
-    const int64_t nb = std::min(kBK, kend - j0);
-    p.Scores(w.s, b, h, t0, br, j0, nb);
+  for (int64_t j0 = 0; j0 < kend; j0 += kFK) {
+    const int64_t nb = std::min(kFK, kend - j0);
+    p.Scores(w.s, kFK, b, h, t0, br, j0, nb);
+    ops.max(w.s, br, nb, kFK, w.mx);
+    // New running max per row; a row with nothing visible yet subtracts +inf (its P row is 0).
     for (int64_t r = 0; r < br; r++) {
-      T* s = w.s + r * kBK;
-      const T mx = std::max(w.m[r], ops.max(s, nb));
-      if (mx == -kInf<T>) {  // nothing visible yet in this row
-        std::fill(s, s + nb, T(0));
-        continue;
-      }
-      const T sum = ops.exp_sum(s, nb, mx);
-      const T alpha = std::exp(w.m[r] - mx);  // 0 on the row's first visible block
-      w.l[r] = w.l[r] * alpha + sum;
-      w.m[r] = mx;
+      const T mx = std::max(w.mx[r], w.m[r]);
+      w.mx[r] = mx == -kInf<T> ? kInf<T> : mx;
+    }
+    ops.exp_rows(w.s, br, nb, kFK, w.mx, w.sum);
+    for (int64_t r = 0; r < br; r++) {
+      if (w.mx[r] == kInf<T>) continue;
+      const T alpha = std::exp(w.m[r] - w.mx[r]);  // 0 on the row's first visible block
+      w.l[r] = w.l[r] * alpha + w.sum[r];
+      w.m[r] = w.mx[r];
       if (alpha != T(1)) {
         T* o = w.o + r * D;
         for (int64_t c = 0; c < D; c++) o[c] *= alpha;
       }
     }
-    Gemm(false, false, br, D, nb, T(1), w.s, kBK, p.v + p.KRow(b, j0, h / p.group), p.ldk, T(1), w.o, D);
+    Gemm(false, false, br, D, nb, T(1), w.s, kFK, p.v + p.KRow(b, j0, h / p.group), p.ldk, T(1), w.o, D);
   }
   for (int64_t r = 0; r < br; r++) {
     T* dst = out + p.QRow(b, t0 + r, h);
@@ -298,9 +319,9 @@ void ForwardBlock(const Problem<T>& p, const RowOps<T>& ops, int64_t b, int64_t 
 
 template <class T>
 struct BackwardScratch {
-  T *p, *ds;
-  static int64_t Size() { return 2 * kBQ * kBK; }
-  explicit BackwardScratch(T* base) : p(base), ds(base + kBQ * kBK) {}
+  T *p, *ds, *sum;  // sum: unused row sums of the exp
+  static int64_t Size() { return 2 * kBQ * kBK + kBQ; }
+  explicit BackwardScratch(T* base) : p(base), ds(base + kBQ * kBK), sum(ds + kBQ * kBK) {}
 };
 
 template <class T>
@@ -319,8 +340,8 @@ void BackwardBlock(const Problem<T>& p, const RowOps<T>& ops, const BackwardArgs
                    bool with_dq) {
   const int64_t D = p.d.D, kv = h / p.group;
   const int64_t qo = p.QRow(b, t0, h), ko = p.KRow(b, j0, kv);
-  p.Scores(w.p, b, h, t0, br, j0, nb);
-  for (int64_t r = 0; r < br; r++) ops.exp_sum(w.p + r * kBK, nb, a.lse[p.LseIndex(b, h, t0 + r)]);
+  p.Scores(w.p, kBK, b, h, t0, br, j0, nb);
+  ops.exp_rows(w.p, br, nb, kBK, a.lse + p.LseIndex(b, h, t0), w.sum);
   Gemm(false, true, br, nb, D, T(1), a.dout + qo, p.ldq, p.v + ko, p.ldk, T(0), w.ds, kBK);  // dP
   for (int64_t r = 0; r < br; r++) {
     const T di = a.drow[p.LseIndex(b, h, t0 + r)];
