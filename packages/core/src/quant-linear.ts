@@ -127,11 +127,20 @@ export function ensureQuantKernels(): void {
   }
   registered = true;
   registerKernel<QuantLinearAttrs>("quantLinear", "cpu", ([x], { weight, rowBlock, path }) => {
-    if (path === "fused") return [fusedKernelFor(weight)!.forward(x!)];
+    if (path === "fused") return [withContiguous(x!, (c) => fusedKernelFor(weight)!.forward(c))];
     return [genericForward(x!, weight, rowBlock)];
   });
   registerKernel<QuantLinearAttrs>("quantLinearInputGrad", "cpu", ([dy], { weight, rowBlock, path }) => {
-    if (path === "fused") return [fusedKernelFor(weight)!.inputGrad(dy!)];
+    if (path === "fused") return [withContiguous(dy!, (c) => fusedKernelFor(weight)!.inputGrad(c))];
     return [genericInputGrad(dy!, weight, rowBlock)];
   });
+}
+
+function withContiguous(t: Tensor, fn: (c: Tensor) => Tensor): Tensor {
+  const c = t.isContiguous ? t : t.contiguous();
+  try {
+    return fn(c);
+  } finally {
+    if (c !== t) c.dispose();
+  }
 }
