@@ -145,13 +145,24 @@ void ProductBlock(const Kernels<float>& K, BlockFn decode, const QuantProduct& g
     for (int64_t pc = 0; pc < g.k; pc += kc) {
       const int64_t kb = std::min(kc, g.k - pc);
       const float beta = pc == 0 && !g.accumulate ? 0.0f : 1.0f;
-      // The B block, one nr-panel at a time (panel jr at packB + jr·kb), zero-padded to nr.
-      for (int64_t jr = 0; jr < nb; jr += nr) {
-        const int64_t w = std::min<int64_t>(nr, nb - jr);
-        float* panel = packB + jr * kb;
-        decode(g.weight, g.transposed, pc, kb, jc + jr, w, panel, nr, tmp);
-        if (w < nr)
-          for (int64_t p = 0; p < kb; p++) std::fill(panel + p * nr + w, panel + (p + 1) * nr, 0.0f);
+      // The B block in nr-panels (panel jr at packB + jr·kb), the last one zero-padded to nr.
+      decode(g.weight, g.transposed, pc, kb, jc, nb, nr, packB, tmp);
+      if (const int64_t w = nb % nr) {
+        float* panel = packB + (nb - w) * kb;
+        for (int64_t p = 0; p < kb; p++) std::fill(panel + p * nr + w, panel + (p + 1) * nr, 0.0f);
+      }
+      if (g.m * 4 <= mr) {  // a few rows: one matrix-vector product per row and panel, no padded tiles
+        float y[64];        // nr <= 64
+        for (int64_t jr = 0; jr < nb; jr += nr) {
+          const int64_t w = std::min<int64_t>(nr, nb - jr);
+          for (int64_t r = 0; r < g.m; r++) {
+            K.gemv_rows(kb, w, g.A + r * g.k + pc, packB + jr * kb, nr, y);
+            float* c = g.C + r * g.n + jc + jr;
+            if (beta == 0.0f) std::copy(y, y + w, c);
+            else for (int64_t j = 0; j < w; j++) c[j] += y[j];
+          }
+        }
+        continue;
       }
       for (int64_t ic = 0; ic < g.m; ic += mc) {
         const int64_t mb = std::min(mc, g.m - ic);
@@ -216,7 +227,7 @@ void RunDequantize(BlockFn Decoders::*format, const void* weight, int64_t in, in
       Scratch tmp(kTmpCols * kTmpDepth);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t p0 = r0 + b * kRowsPerTask, kb = std::min(kRowsPerTask, r1 - p0);
-        decode(weight, false, p0, kb, 0, in, out + (p0 - r0) * in, in, tmp.get());
+        decode(weight, false, p0, kb, 0, in, in, out + (p0 - r0) * in, tmp.get());
       }
     } catch (const std::bad_alloc&) {
       outOfMemory = true;

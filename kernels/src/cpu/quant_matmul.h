@@ -75,13 +75,16 @@ QuantMatmulInfo quant_matmul_info();
 // ---- Internal: the per-ISA decoder tables (quant_decode.h instantiated in three TUs). ----
 namespace quant_detail {
 
-// Writes dst[p·ld + c] = B(p, c) for p < kb, c < cols, where
+// Writes B(p, c) for p < kb, c < cols in panel layout: element (p, c) at
+// dst[(c / nr)·nr·kb + p·nr + c % nr], the nr-wide column panels of the gemm micro-kernel one
+// after another (with nr >= cols simply row-major with leading dimension nr), where
 //   transposed: B(p, c) = Ŵ[c0 + c, p0 + p]   (forward operand: depth along in)
 //   otherwise:  B(p, c) = Ŵ[p0 + p, c0 + c]   (input-gradient operand, and plain rows)
-// `weight` is an AffineQuant or CodebookQuant; `tmp` holds kTmpCols x kTmpDepth floats, and
-// kb <= kTmpDepth.
+// Columns of the last panel beyond `cols` are left untouched. `weight` is an AffineQuant or
+// CodebookQuant; `tmp` holds kTmpCols x kTmpDepth floats; kb <= kTmpDepth; in transposed mode
+// nr <= kTmpDepth.
 using BlockFn = void (*)(const void* weight, bool transposed, int64_t p0, int64_t kb, int64_t c0, int64_t cols,
-                         float* dst, int64_t ld, float* tmp);
+                         int64_t nr, float* dst, float* tmp);
 
 constexpr int64_t kTmpCols = 64;
 constexpr int64_t kTmpDepth = 512;
