@@ -245,10 +245,10 @@ function allFinite(a: ArrayLike<number>): boolean {
 
 const TOL = { f32: 2e-6, f64: 1e-12 };
 
-function checkCase(C: FloatCtor, spec: CaseSpec, f32Tol = TOL.f32): void {
+function checkCase(C: FloatCtor, spec: CaseSpec, f32Tol = TOL.f32, mode: "auto" | "fused" | "split" = "auto"): void {
   const p = makeProblem(C, spec);
   const tol = C === Float64Array ? TOL.f64 : f32Tol;
-  const got = runBackward(p);
+  const got = runBackward(p, mode);
   const ref = refForward(p);
   const grads = refBackward(p);
   expect(allFinite(got.out) && allFinite(got.dq) && allFinite(got.dk) && allFinite(got.dv)).toBe(true);
@@ -362,6 +362,15 @@ describe("attention kernel paths", () => {
         checkCase(Float32Array, { T: 77, D: 64, Hq: 2, Hkv: 1 });
       } finally {
         setIsa(initialIsa);
+      }
+    });
+  }
+
+  for (const mode of ["fused", "split"] as const) {
+    it(`${mode} backward matches the reference (GQA, KV cache, masks, f32 and f64)`, () => {
+      for (const C of [Float32Array, Float64Array]) {
+        checkCase(C, { B: 2, T: 70, S: 135, D: 8, Hq: 6, Hkv: 2, mask: "b1ts" }, TOL.f32, mode);
+        checkCase(C, { B: 1, T: 129, D: 8, Hq: 2, Hkv: 1, mask: "fullrows", causal: false }, TOL.f32, mode);
       }
     });
   }
