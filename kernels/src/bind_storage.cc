@@ -145,12 +145,17 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("peakBytes", Napi::Number::New(info.Env(), static_cast<double>(s.peak_bytes)));
   o.Set("count", Napi::Number::New(info.Env(), static_cast<double>(s.count)));
   o.Set("scratchBytes", Napi::Number::New(info.Env(), static_cast<double>(s.scratch_bytes)));
+  o.Set("cachedBytes", Napi::Number::New(info.Env(), static_cast<double>(s.cached_bytes)));
   return o;
 }
 
 Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
   storage_reset_peak();
   return info.Env().Undefined();
+}
+
+Napi::Value TrimCache(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(storage_trim_cache()));
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
@@ -201,6 +206,7 @@ void RegisterStorage(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseScratch", Napi::Function::New(env, ReleaseScratch, "releaseScratch"));
   exports.Set("memoryStats", Napi::Function::New(env, Stats, "memoryStats"));
   exports.Set("resetPeak", Napi::Function::New(env, ResetPeak, "resetPeak"));
+  exports.Set("trimCache", Napi::Function::New(env, TrimCache, "trimCache"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo, "cpuInfo"));

@@ -8,6 +8,7 @@ export interface RawStorage {
   releaseScratch(buffer: ArrayBuffer): boolean;
   memoryStats(): NativeMemoryStats;
   resetPeak(): void;
+  trimCache(): number;
   getNumThreads(): number;
   setNumThreads(n: number): void;
   cpuInfo(): CpuInfo;
@@ -25,6 +26,8 @@ export interface NativeMemoryStats {
   count: number;
   /** Of `bytes`, what kernels hold as scratch right now. */
   scratchBytes: number;
+  /** Freed storage the caching allocator keeps for reuse (not part of `bytes`). */
+  cachedBytes: number;
 }
 
 /** Instruction-set paths of the CPU kernels. */
@@ -75,6 +78,14 @@ export function nativeMemoryStats(): NativeMemoryStats {
 /** Resets the native peak-bytes counter to the current byte count. */
 export function resetPeakMemory(): void {
   native().resetPeak();
+}
+
+/**
+ * Returns the caching allocator's free blocks to the system; returns the bytes released.
+ * (Freed tensor storage is kept for reuse, up to `MODULORA_ALLOCATOR_CACHE_MB`, default 2048.)
+ */
+export function trimAllocatorCache(): number {
+  return native().trimCache();
 }
 
 /** Threads in the native pool (default: hardware threads, or `MODULORA_NUM_THREADS`). */

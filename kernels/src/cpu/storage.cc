@@ -4,6 +4,17 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+// Host storage with a caching allocator.
+//
+// A fresh large allocation costs a page fault per 4 KiB page on first touch (hundreds of ms for a
+// 64 MiB tensor on a VM), and training loops allocate the same sizes every step. Freed blocks are
+// therefore kept in per-size free lists and handed out again (zero-filled, which is cheap on warm
+// pages), up to a cap: MODULORA_ALLOCATOR_CACHE_MB (default 2048; 0 disables caching).
+// `bytes`/`peak_bytes` count live storage only; what the cache holds is reported separately.
 
 namespace modulora {
 namespace {
@@ -16,16 +27,80 @@ void Track(int64_t delta) {
   }
 }
 
-void* AlignedAlloc(size_t bytes) {
-  size_t rounded = (std::max<size_t>(bytes, 1) + 63) & ~size_t(63);
-  void* p = std::aligned_alloc(64, rounded);
-  return p;
+size_t RoundedSize(size_t bytes) {
+  bytes = std::max<size_t>(bytes, 1);
+  // Small blocks to 64 bytes, large ones to whole pages, so near-equal sizes share a list.
+  return bytes < (64u << 10) ? (bytes + 63) & ~size_t(63) : (bytes + 4095) & ~size_t(4095);
 }
+
+class Cache {
+ public:
+  Cache() {
+    int64_t mb = 2048;
+    if (const char* env = std::getenv("MODULORA_ALLOCATOR_CACHE_MB")) mb = std::max<int64_t>(0, std::atoll(env));
+    cap_ = mb << 20;
+  }
+  ~Cache() { trim(); }
+
+  void* take(size_t rounded) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = free_.find(rounded);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= static_cast<int64_t>(rounded);
+    return p;
+  }
+
+  // Keeps the block if it fits under the cap; returns false if the caller must free it.
+  bool put(void* p, size_t rounded) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (cached_ + static_cast<int64_t>(rounded) > cap_) return false;
+    free_[rounded].push_back(p);
+    cached_ += static_cast<int64_t>(rounded);
+    return true;
+  }
+
+  int64_t trim() {
+    std::lock_guard<std::mutex> lk(mu_);
+    int64_t released = cached_;
+    for (auto& kv : free_)
+      for (void* p : kv.second) std::free(p);
+    free_.clear();
+    cached_ = 0;
+    return released;
+  }
+
+  int64_t cached() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cached_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  int64_t cached_ = 0;
+  int64_t cap_ = 0;
+};
+
+Cache& GetCache() {
+  static Cache* cache = new Cache();  // never destroyed: storage may be freed during exit
+  return *cache;
+}
+
+void* RawAlloc(size_t rounded) { return std::aligned_alloc(64, rounded); }
 }  // namespace
 
 void* storage_alloc(size_t bytes) {
-  void* p = AlignedAlloc(bytes);
-  if (!p) return nullptr;
+  size_t rounded = RoundedSize(bytes);
+  void* p = GetCache().take(rounded);
+  if (!p) p = RawAlloc(rounded);
+  if (!p) {
+    // Out of memory: give the cache back to the system and try once more.
+    GetCache().trim();
+    p = RawAlloc(rounded);
+    if (!p) return nullptr;
+  }
   std::memset(p, 0, bytes);
   Track(static_cast<int64_t>(bytes));
   g_count++;
@@ -34,13 +109,14 @@ void* storage_alloc(size_t bytes) {
 
 void storage_free(void* p, size_t bytes) {
   if (!p) return;
-  std::free(p);
+  size_t rounded = RoundedSize(bytes);
+  if (!GetCache().put(p, rounded)) std::free(p);
   Track(-static_cast<int64_t>(bytes));
   g_count--;
 }
 
 void* scratch_alloc(size_t bytes) {
-  void* p = AlignedAlloc(bytes);
+  void* p = RawAlloc(RoundedSize(bytes));
   if (!p) return nullptr;
   Track(static_cast<int64_t>(bytes));
   g_scratch += static_cast<int64_t>(bytes);
@@ -54,8 +130,10 @@ void scratch_free(void* p, size_t bytes) {
   g_scratch -= static_cast<int64_t>(bytes);
 }
 
-StorageStats storage_stats() { return {g_bytes.load(), g_peak.load(), g_count.load(), g_scratch.load()}; }
+StorageStats storage_stats() { return {g_bytes.load(), g_peak.load(), g_count.load(), g_scratch.load(), GetCache().cached()}; }
 
 void storage_reset_peak() { g_peak.store(g_bytes.load()); }
+
+int64_t storage_trim_cache() { return GetCache().trim(); }
 
 }  // namespace modulora

@@ -20,5 +20,5 @@ export * from "./ops/index.js";
 export { AdamW, type AdamWOptions } from "./optim.js";
 export { philox4x32, uniformFill, normalFill, seedToKey } from "./random.js";
 export * from "./safetensors/index.js";
-export { getNumThreads, setNumThreads, cpuInfo, hasCuda, type CpuInfo } from "@modulora/kernels";
+export { getNumThreads, setNumThreads, cpuInfo, hasCuda, trimAllocatorCache, type CpuInfo } from "@modulora/kernels";
 export { checkpoint } from "./checkpoint.js";

@@ -1,0 +1,87 @@
+import { describe, expect, it } from "vitest";
+import {
+  allocScratch, allocStorage, cpuInfo, getNumThreads, hasCuda, nativeMemoryStats, releaseScratch, releaseStorage, resetPeakMemory,
+  setIsa, setNumThreads, trimAllocatorCache, addonCandidates, ADDON_PATH_ENV,
+} from "../ts/index.js";
+
+describe("native storage", () => {
+  it("allocates zero-filled, 64-byte aligned memory and counts it", () => {
+    const before = nativeMemoryStats();
+    const b = allocStorage(1000);
+    expect(b.byteLength).toBe(1000);
+    expect(new Uint8Array(b).every((v) => v === 0)).toBe(true);
+    const now = nativeMemoryStats();
+    expect(now.bytes - before.bytes).toBe(1000);
+    expect(now.count - before.count).toBe(1);
+    expect(releaseStorage(b)).toBe(true);
+    expect(b.byteLength).toBe(0); // detached: stale views read as empty
+    expect(releaseStorage(b)).toBe(false); // idempotent
+    expect(nativeMemoryStats().bytes).toBe(before.bytes);
+  });
+  it("reuses freed blocks through the caching allocator, zero-filled again", () => {
+    trimAllocatorCache();
+    const a = allocStorage(1 << 20);
+    new Float32Array(a).fill(7);
+    releaseStorage(a);
+    expect(nativeMemoryStats().cachedBytes).toBeGreaterThanOrEqual(1 << 20);
+    const b = allocStorage(1 << 20);
+    expect(nativeMemoryStats().cachedBytes).toBe(0);
+    expect(new Float32Array(b).every((v) => v === 0)).toBe(true);
+    releaseStorage(b);
+    expect(trimAllocatorCache()).toBeGreaterThanOrEqual(1 << 20);
+    expect(nativeMemoryStats().cachedBytes).toBe(0);
+  });
+  it("empty storage owns no native memory", () => {
+    const before = nativeMemoryStats();
+    const e = allocStorage(0);
+    expect(e.byteLength).toBe(0);
+    expect(releaseStorage(e)).toBe(false);
+    expect(nativeMemoryStats().bytes).toBe(before.bytes);
+  });
+  it("scratch is counted separately and freed by releaseScratch", () => {
+    resetPeakMemory();
+    const before = nativeMemoryStats();
+    const s = allocScratch(4096);
+    expect(nativeMemoryStats().scratchBytes - before.scratchBytes).toBe(4096);
+    expect(nativeMemoryStats().peakBytes).toBeGreaterThanOrEqual(before.bytes + 4096);
+    expect(releaseScratch(s)).toBe(true);
+    expect(nativeMemoryStats().scratchBytes).toBe(before.scratchBytes);
+  });
+  it("bad arguments name the op", () => {
+    expect(() => allocStorage(-1)).toThrow(/^alloc: argument 'bytes' = -1 is outside/);
+    expect(() => allocStorage(1.5)).toThrow(/alloc: argument 'bytes' must be an integer/);
+    expect(() => releaseStorage(new ArrayBuffer(8))).toThrow(/release: this ArrayBuffer was not allocated by alloc\(\)/);
+    expect(() => releaseScratch(new ArrayBuffer(8))).toThrow(/releaseScratch: this ArrayBuffer was not allocated by allocScratch\(\)/);
+    expect(() => (releaseStorage as (x: unknown) => boolean)(3)).toThrow(/release: argument 'buffer' must be an ArrayBuffer/);
+  });
+});
+
+describe("threads, ISA and build info", () => {
+  it("the pool size can be changed and restored", () => {
+    const n = getNumThreads();
+    setNumThreads(3);
+    expect(getNumThreads()).toBe(3);
+    setNumThreads(n);
+    expect(getNumThreads()).toBe(n);
+    expect(() => setNumThreads(0)).toThrow(/setNumThreads: argument 'n' = 0 is outside \[1, 1024\]/);
+  });
+  it("reports the ISA and refuses paths the CPU lacks", () => {
+    const info = cpuInfo();
+    expect(["generic", "avx2", "avx512"]).toContain(info.best);
+    setIsa("generic");
+    expect(cpuInfo().active).toBe("generic");
+    setIsa(info.best);
+    expect(cpuInfo().active).toBe(info.best);
+    expect(() => setIsa("sse9" as never)).toThrow("setIsa: unknown ISA 'sse9'; use generic, avx2 or avx512");
+    if (info.best !== "avx512") expect(() => setIsa("avx512")).toThrow(/does not support 'avx512'/);
+  });
+  it("says whether CUDA was built, and where it looks for the addon", () => {
+    expect(typeof hasCuda()).toBe("boolean");
+    const prev = process.env[ADDON_PATH_ENV];
+    process.env[ADDON_PATH_ENV] = "/nowhere/modulora_kernels.node";
+    expect(addonCandidates()).toEqual(["/nowhere/modulora_kernels.node"]);
+    if (prev === undefined) delete process.env[ADDON_PATH_ENV];
+    else process.env[ADDON_PATH_ENV] = prev;
+    expect(addonCandidates().some((p) => p.endsWith("modulora_kernels.node"))).toBe(true);
+  });
+});
