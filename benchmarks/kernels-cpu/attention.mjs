@@ -17,7 +17,7 @@
 //
 // usage: node attention.mjs [--rounds N] [--reps N] [--quick] [--out DIR] [--note TEXT]
 //   Every timed call runs `reps` times per round (the reference half as often), `rounds` rounds
-//   over all configurations (default 5 x 3).
+//   over all configurations (default 9 x 3).
 //   --note TEXT is copied into the report (e.g. which commit the addon was built from); set
 //   MODULORA_KERNELS_PATH to use an addon build other than kernels/build/Release.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -46,7 +46,7 @@ try {
 // ---- options ----------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const opts = { rounds: 5, reps: 3, quick: false, out: path.join(here, "results"), note: "" };
+  const opts = { rounds: 9, reps: 3, quick: false, out: path.join(here, "results"), note: "" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--rounds") opts.rounds = Number(argv[++i]);
