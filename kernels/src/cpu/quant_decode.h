@@ -166,6 +166,7 @@ void AffineDecodeT(const AffineQuant& w, int64_t i0, int64_t ni, int64_t j0, int
   alignas(64) float zc[kAffineChunk];
   const int64_t ps = nr * ni;  // panel stride
   const int64_t chunk = kAffineChunk / nr * nr;
+  const int64_t words = (w.in + 31) / 32 * BITS;  // word rows of qweight
   for (int64_t jc = 0; jc < nj; jc += chunk) {
     const int64_t n = Min(chunk, nj - jc);
     const int64_t jb = j0 + jc;
@@ -190,7 +191,8 @@ void AffineDecodeT(const AffineQuant& w, int64_t i0, int64_t ni, int64_t j0, int
       const uint32_t* q0 = w.qweight + (bit >> 5) * w.out + jb;
       if ((bit >> 5) != lastWord) {  // entering a word row: fetch the next one (out·4 bytes away,
         lastWord = bit >> 5;         // too far for the hardware prefetchers to guess)
-        for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(q0 + w.out + j);
+        if (lastWord + 1 < words)
+          for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(q0 + w.out + j);
       }
       const bool cross = BITS == 3 && s > 29;  // code i continues in the next word
       float* row = base + (i - i0) * nr;
