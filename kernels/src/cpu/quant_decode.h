@@ -125,8 +125,13 @@ inline void TransposeIntoPanels(const float* tmp, int64_t kb, int64_t ct, int64_
   }
 }
 
-// Strip width for the transposing direction: whole panels when they are narrow.
-inline int64_t StripCols(int64_t nr) { return nr < kTmpCols ? kTmpCols / nr * nr : kTmpCols; }
+// Strip width for the transposing direction: as many columns of depth kb as `tmp` holds (at
+// least kTmpCols), in whole panels when they are narrow. Shallow blocks (dequantize's row tasks)
+// get wide strips, so each output row is written in long runs.
+inline int64_t StripCols(int64_t nr, int64_t kb) {
+  const int64_t fit = kTmpCols * kTmpDepth / (kb > 0 ? kb : 1);
+  return nr < fit ? fit / nr * nr : fit;
+}
 
 // ---- affine -------------------------------------------------------------------------------------
 
@@ -212,7 +217,7 @@ void AffineBlockBits(const AffineQuant& w, bool transposed, int64_t p0, int64_t 
     AffineDecodeT<BITS>(w, p0, kb, c0, cols, dst, nr);
     return;
   }
-  const int64_t strip = StripCols(nr);
+  const int64_t strip = StripCols(nr, kb);
   for (int64_t ct = 0; ct < cols; ct += strip) {  // tmp[c·kb + p] = Ŵ[p0 + p, c0 + ct + c]
     const int64_t tw = Min(strip, cols - ct);
     AffineDecodeT<BITS>(w, c0 + ct, tw, p0, kb, tmp, kb);
@@ -348,7 +353,7 @@ void CodebookBlockBits(const CodebookQuant& w, bool transposed, int64_t p0, int6
     }
     return;
   }
-  const int64_t strip = StripCols(nr);
+  const int64_t strip = StripCols(nr, kb);
   for (int64_t ct = 0; ct < cols; ct += strip) {  // tmp[c·kb + p] = Ŵ[c0 + ct + c, p0 + p]
     const int64_t tw = Min(strip, cols - ct);
     for (int64_t c = 0; c < tw; c++) {

@@ -57,8 +57,9 @@ constexpr int64_t kNcMax = 512;
 int64_t DepthBlock(const Kernels<float>& K, int64_t k) {
   return CeilDiv(k, CeilDiv(k, std::min<int64_t>(K.kc, kTmpDepth)));
 }
-// Rows of Ŵ per dequantize task.
-constexpr int64_t kRowsPerTask = 256;
+// Rows of Ŵ per dequantize task: shallow, so the affine transposition strips are wide (each output
+// row written in runs of kTmpCols·kTmpDepth/64 = 512 values).
+constexpr int64_t kRowsPerTask = 64;
 static_assert(kRowsPerTask <= kTmpDepth, "dequantize rows must fit the transposition buffer");
 // Decoding one weight costs about as much as this many multiply-adds (for the thread heuristic).
 constexpr double kDecodeMacs = 8;
