@@ -16,3 +16,4 @@ export { quantLinear, quantLinearDef, quantLinearInputGradDef, genericForward, g
 export { fusedKernelFor, type FusedKernel } from "./fused.js";
 export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions, type ForwardOptions } from "./modulora-linear.js";
 export { checkQuantizeInputs } from "./validate.js";
+export { LoRALinear, loraBranch, initLoRAFactors, resolveLoRAOptions, type LoRALinearOptions, type ResolvedLoRAOptions } from "./lora-dense.js";

@@ -1,9 +1,14 @@
 // ModuLoRALinear: a frozen quantized weight plus trainable LoRA factors.
 //   Y = X·Ŵᵀ + b + s·(drop(X)·Aᵀ)·Bᵀ
 // Backward gives dX (through Ŵ, re-materialized on demand), dA and dB; nothing for Ŵ.
-import { add, dropout, keep, matmul, rand, scale, zeros, type Tensor } from "@modulora/tensor";
+import { add, type Tensor } from "@modulora/tensor";
 import type { QuantizedWeight } from "./formats/types.js";
+import { initLoRAFactors, loraBranch, resolveLoRAOptions } from "./lora-dense.js";
 import { quantLinear, resolvePath, type QuantPath } from "./quant-linear.js";
+
+// The LoRA pieces (options, initialisation, branch, step seeds) live in lora-dense.ts, shared
+// with the dense-base LoRALinear; stepSeed is re-exported here, where it has always been.
+export { stepSeed } from "./lora-dense.js";
 
 /** LoRA hyper-parameters of one layer. */
 export interface LoRAOptions {
@@ -57,27 +62,21 @@ export class ModuLoRALinear {
   readonly rowBlock: number | undefined;
 
   constructor(weight: QuantizedWeight, options: ModuLoRALinearOptions) {
-    const { r, alpha } = options;
-    if (!Number.isInteger(r) || r < 1) throw new RangeError(`ModuLoRALinear: rank r must be a positive integer, got ${r}`);
-    if (!(alpha > 0) || !Number.isFinite(alpha)) throw new RangeError(`ModuLoRALinear: alpha must be a positive number, got ${alpha}`);
-    const p = options.dropout ?? 0;
-    if (!(p >= 0 && p < 1)) throw new RangeError(`ModuLoRALinear: dropout must be in [0, 1), got ${p}`);
+    const o = resolveLoRAOptions("ModuLoRALinear", options);
     if (options.bias && (options.bias.rank !== 1 || options.bias.shape[0] !== weight.outFeatures)) {
       throw new RangeError(`ModuLoRALinear: bias must be [${weight.outFeatures}], got [${options.bias.shape}]`);
     }
     this.weight = weight;
     this.bias = options.bias ?? null;
-    this.r = r;
-    this.alpha = alpha;
-    this.rsLora = options.rsLora ?? false;
-    this.scaling = this.rsLora ? alpha / Math.sqrt(r) : alpha / r;
-    this.dropoutP = p;
-    this.seed = options.seed ?? 0;
+    this.r = o.r;
+    this.alpha = o.alpha;
+    this.rsLora = o.rsLora;
+    this.scaling = o.scaling;
+    this.dropoutP = o.dropoutP;
+    this.seed = o.seed;
     this.path = resolvePath(weight, options.path);
     this.rowBlock = options.rowBlock;
-    const bound = 1 / Math.sqrt(weight.inFeatures);
-    this.loraA = keep(rand([r, weight.inFeatures], { seed: this.seed, low: -bound, high: bound, requiresGrad: true }));
-    this.loraB = keep(zeros([weight.outFeatures, r], { requiresGrad: true }));
+    ({ loraA: this.loraA, loraB: this.loraB } = initLoRAFactors(weight.inFeatures, weight.outFeatures, o.r, o.seed));
   }
 
   get inFeatures(): number {
@@ -97,10 +96,7 @@ export class ModuLoRALinear {
   forward(x: Tensor, options: ForwardOptions = {}): Tensor {
     let y = quantLinear(x, this.weight, { path: this.path, rowBlock: this.rowBlock });
     if (this.bias) y = add(y, this.bias);
-    const dropped = options.training && this.dropoutP > 0 ? dropout(x, this.dropoutP, { seed: stepSeed(this.seed, options.step ?? 0) }) : x;
-    const low = matmul(dropped, this.loraA, { transB: true }); // [..., r]
-    const update = matmul(low, this.loraB, { transB: true }); // [..., out]
-    return add(y, scale(update, this.scaling));
+    return add(y, loraBranch(x, this.loraA, this.loraB, this.scaling, this.dropoutP, this.seed, options));
   }
 
   /**
@@ -119,9 +115,4 @@ export class ModuLoRALinear {
     this.loraA.dispose();
     this.loraB.dispose();
   }
-}
-
-/** The dropout seed of a training step (a 52-bit mix of the layer seed and the step). */
-export function stepSeed(seed: number, step: number): number {
-  return (seed * 1000003 + step * 7919 + 1) % 2 ** 52;
 }
