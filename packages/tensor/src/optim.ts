@@ -73,6 +73,30 @@ export class AdamW {
   }
 
   /** Frees the optimizer state. */
+  /** The moment estimates (live tensors, for checkpointing): m[i], v[i] belong to params[i]. */
+  state(): { step: number; m: readonly Tensor[]; v: readonly Tensor[] } {
+    return { step: this.stepCount, m: this.m, v: this.v };
+  }
+
+  /** Restores moments and step count saved from {@link AdamW.state} (values are copied in). */
+  loadState(step: number, m: readonly Tensor[], v: readonly Tensor[]): void {
+    if (m.length !== this.params.length || v.length !== this.params.length) {
+      throw new RangeError(`AdamW.loadState: expected ${this.params.length} moment tensors each, got ${m.length} and ${v.length}`);
+    }
+    noGrad(() => {
+      this.params.forEach((p, i) => {
+        for (const [dst, src, what] of [[this.m[i]!, m[i]!, "m"], [this.v[i]!, v[i]!, "v"]] as const) {
+          if (src.size !== dst.size || src.dtype !== dst.dtype) {
+            throw new RangeError(`AdamW.loadState: ${what}[${i}] is ${src.dtype} [${src.shape}], the parameter needs ${dst.dtype} [${p.shape}]`);
+          }
+          (dst.view() as Float32Array).set(src.view() as Float32Array);
+          dst.storage.version++;
+        }
+      });
+    });
+    this.stepCount = step;
+  }
+
   dispose(): void {
     for (const t of [...this.m, ...this.v]) t.dispose();
   }

@@ -1,0 +1,362 @@
+// The fine-tuning loop: AdamW, schedules with warmup, gradient accumulation, global-norm
+// clipping, evaluation with early stopping and best-checkpoint selection, a metrics log,
+// checkpoints every N steps with exact resume, non-finite step skipping, and Ctrl-C handling.
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { AdamW, backward, dispose, memory, noGrad, tidy, type Tensor } from "@modulora/tensor";
+import { clipGradNorm, gradsNonFinite } from "./clip.js";
+import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
+import { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./state.js";
+
+/** A micro-batch: anything, plus its number of trained tokens (for tokens/s). */
+export interface Batch {
+  tokens: number;
+}
+
+/** Where batches come from: deterministic for (epoch, index), so training can resume exactly. */
+export interface DataSource<B extends Batch> {
+  /** Micro-batches per epoch. */
+  readonly length: number;
+  /** The micro-batches of `epoch` from position `startIndex` on. */
+  epoch(epoch: number, startIndex: number): Iterable<B>;
+}
+
+/** Evaluation results: the metrics by name (e.g. `loss`, `accuracy`, `ppl`). */
+export type EvalResult = Record<string, number>;
+
+/** Trainer events, for progress bars and logs. */
+export type TrainerEvent =
+  | { type: "start"; totalSteps: number; resumedFrom: number | null }
+  | { type: "step"; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsedSeconds: number }
+  | { type: "skip"; step: number; reason: string; consecutive: number }
+  | { type: "eval"; step: number; metrics: EvalResult; best: boolean }
+  | { type: "checkpoint"; step: number; dir: string }
+  | { type: "stop"; step: number; reason: "done" | "early-stopping" | "interrupted" };
+
+/** Options of {@link Trainer}. */
+export interface TrainerOptions<B extends Batch> {
+  /** Trainable tensors by name (names key the checkpoints). */
+  parameters: ReadonlyMap<string, Tensor>;
+  /** The scalar loss of one micro-batch (recorded for autograd). */
+  loss: (batch: B, ctx: { step: number; microStep: number }) => Tensor;
+  data: DataSource<B>;
+  /** Optimizer steps; default: `epochs` × ⌈batches / gradAccum⌉. */
+  steps?: number;
+  /** Epochs when `steps` is not given (default 1). */
+  epochs?: number;
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  schedule?: ScheduleKind;
+  warmupSteps?: number;
+  minLrRatio?: number;
+  /** Micro-batches per optimizer step (default 1). */
+  gradAccum?: number;
+  /** Clip the global gradient norm to this (default: no clipping). */
+  maxGradNorm?: number;
+  evaluate?: () => EvalResult;
+  /** Evaluate every N steps (and at the end). */
+  evalEvery?: number;
+  /** Metric that selects the best checkpoint and drives early stopping (default `loss`, min). */
+  selectMetric?: { name: string; mode: "min" | "max" };
+  /** Stop after this many evaluations without improvement. */
+  earlyStoppingPatience?: number;
+  /** Directory for checkpoints, `metrics.jsonl` and `best/`. */
+  outDir?: string;
+  /** Write a checkpoint every N steps. */
+  saveEvery?: number;
+  /** Keep at most this many `checkpoint-*` directories (default 2). */
+  keepCheckpoints?: number;
+  /** Continue from the newest complete checkpoint in `outDir`. */
+  resume?: boolean;
+  /** Allow a non-empty `outDir` without `resume` (its old contents are removed). */
+  overwrite?: boolean;
+  /** Adds files to every checkpoint and to `best/` (e.g. the adapter in PEFT's layout). */
+  writeExtra?: (dir: string) => void;
+  seed?: number;
+  /** Abort after this many consecutive non-finite steps (default 5). */
+  maxBadSteps?: number;
+  /** Save a checkpoint and stop on SIGINT (default: true when `outDir` is set). */
+  handleSigint?: boolean;
+  onEvent?: (e: TrainerEvent) => void;
+  /** Extra fields written to the trainer state. */
+  stateExtra?: Record<string, unknown>;
+}
+
+/** What {@link Trainer.fit} returns. */
+export interface TrainResult {
+  steps: number;
+  stoppedBy: "done" | "early-stopping" | "interrupted";
+  lastLoss: number;
+  best: { step: number; value: number } | null;
+  lastEval: EvalResult | null;
+  seconds: number;
+  tokens: number;
+}
+
+/** Thrown when training cannot go on (e.g. too many non-finite steps in a row). */
+export class TrainingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TrainingError";
+  }
+}
+
+/** Fine-tunes the given parameters. One instance runs one `fit()`. */
+export class Trainer<B extends Batch> {
+  readonly options: TrainerOptions<B>;
+  private readonly names: string[];
+  private readonly params: Tensor[];
+  private readonly optimizer: AdamW;
+
+  constructor(options: TrainerOptions<B>) {
+    this.options = options;
+    this.names = [...options.parameters.keys()];
+    this.params = [...options.parameters.values()];
+    if (this.params.length === 0) throw new RangeError("Trainer: no trainable parameters");
+    const accum = options.gradAccum ?? 1;
+    if (!Number.isInteger(accum) || accum < 1) throw new RangeError(`Trainer: gradAccum must be a positive integer, got ${accum}`);
+    if (options.data.length < 1) throw new RangeError("Trainer: the data source has no batches");
+    this.optimizer = new AdamW(this.params, { lr: options.lr, beta1: options.beta1, beta2: options.beta2, eps: options.eps, weightDecay: options.weightDecay });
+    checkSchedule({ kind: options.schedule ?? "constant", lr: options.lr, warmupSteps: options.warmupSteps, totalSteps: this.totalSteps() });
+    for (const [k, v] of [["saveEvery", options.saveEvery], ["evalEvery", options.evalEvery], ["steps", options.steps], ["epochs", options.epochs]] as const) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`Trainer: ${k} must be a positive integer, got ${v}`);
+    }
+  }
+
+  /** Optimizer steps this run will take. */
+  totalSteps(): number {
+    const o = this.options;
+    if (o.steps) return o.steps;
+    return (o.epochs ?? 1) * Math.ceil(o.data.length / (o.gradAccum ?? 1));
+  }
+
+  private prepareOutDir(): TrainerState | null {
+    const o = this.options;
+    if (!o.outDir) {
+      if (o.resume) throw new Error("Trainer: resume needs an output directory");
+      return null;
+    }
+    const nonEmpty = existsSync(o.outDir) && readdirSync(o.outDir).length > 0;
+    if (o.resume) {
+      const ckpts = listCheckpoints(o.outDir);
+      if (ckpts.length === 0) {
+        if (nonEmpty) throw new Error(`${o.outDir} holds no complete checkpoint to resume from (nothing named checkpoint-N with a trainer_state.json)`);
+        mkdirSync(o.outDir, { recursive: true });
+        return null;
+      }
+      return this.restore(ckpts[0]!.dir);
+    }
+    if (nonEmpty) {
+      if (!o.overwrite) throw new Error(`output directory ${o.outDir} already exists and is not empty; pass resume to continue it or overwrite to replace it`);
+      rmSync(o.outDir, { recursive: true, force: true });
+    }
+    mkdirSync(o.outDir, { recursive: true });
+    return null;
+  }
+
+  private restore(dir: string): TrainerState {
+    const { state, params, optimizer } = readCheckpoint(dir);
+    try {
+      const missing = this.names.filter((n) => !params.has(n));
+      const extra = [...params.keys()].filter((n) => !this.names.includes(n));
+      if (missing.length || extra.length) {
+        throw new Error(`checkpoint ${dir} does not match the trainable parameters: missing ${missing.join(", ") || "none"}; unexpected ${extra.join(", ") || "none"}`);
+      }
+      noGrad(() => {
+        this.names.forEach((n, i) => {
+          const src = params.get(n)!;
+          const dst = this.params[i]!;
+          if (src.size !== dst.size || src.dtype !== dst.dtype) throw new Error(`checkpoint ${dir}: ${n} is ${src.dtype} [${src.shape}], expected ${dst.dtype} [${dst.shape}]`);
+          (dst.view() as Float32Array).set(src.view() as Float32Array);
+          dst.storage.version++;
+        });
+      });
+      const m = this.names.map((n) => optimizer.get(`${n}.exp_avg`)!);
+      const v = this.names.map((n) => optimizer.get(`${n}.exp_avg_sq`)!);
+      if (m.some((t) => !t) || v.some((t) => !t)) throw new Error(`checkpoint ${dir}: optimizer state is incomplete`);
+      this.optimizer.loadState(state.optimizerSteps, m, v);
+      return state;
+    } finally {
+      dispose([...params.values(), ...optimizer.values()]);
+    }
+  }
+
+  private save(state: TrainerState, dir: string): void {
+    writeCheckpoint(dir, state, this.params, this.optimizer.state(), this.options.writeExtra);
+  }
+
+  /** Runs training to the end (or early stopping, or Ctrl-C). */
+  async fit(): Promise<TrainResult> {
+    const o = this.options;
+    const total = this.totalSteps();
+    const accum = o.gradAccum ?? 1;
+    const seed = o.seed ?? 0;
+    const maxBad = o.maxBadSteps ?? 5;
+    const select = o.selectMetric ?? { name: "loss", mode: "min" as const };
+    const restored = this.prepareOutDir();
+    const state: TrainerState = restored ?? {
+      version: 1, step: 0, optimizerSteps: 0, epoch: 0, index: 0, seed, badSteps: 0, best: null, sinceBest: 0, parameterNames: this.names, extra: o.stateExtra,
+    };
+    if (restored && restored.seed !== seed) throw new Error(`checkpoint was made with seed ${restored.seed}, this run uses ${seed}: pass the same seed to resume`);
+    const metricsPath = o.outDir ? join(o.outDir, "metrics.jsonl") : null;
+    if (metricsPath && restored) truncateMetrics(metricsPath, restored.step);
+    const emit = (e: TrainerEvent) => o.onEvent?.(e);
+    emit({ type: "start", totalSteps: total, resumedFrom: restored ? restored.step : null });
+
+    let interrupted = false;
+    const onSigint = () => {
+      interrupted = true;
+    };
+    const sigint = o.handleSigint ?? !!o.outDir;
+    if (sigint) process.on("SIGINT", onSigint);
+
+    // A cursor over (epoch, index) that restarts epochs deterministically.
+    let iter: Iterator<B> | null = null;
+    const nextBatch = (): B => {
+      for (let guard = 0; guard < 2; guard++) {
+        if (!iter) iter = o.data.epoch(state.epoch, state.index)[Symbol.iterator]();
+        const r = iter.next();
+        if (!r.done) {
+          state.index++;
+          return r.value;
+        }
+        state.epoch++;
+        state.index = 0;
+        iter = null;
+      }
+      throw new TrainingError("the data source produced an empty epoch");
+    };
+
+    const t0 = performance.now();
+    let tokens = 0;
+    let lastLoss = NaN;
+    let lastEval: EvalResult | null = null;
+    let stoppedBy: TrainResult["stoppedBy"] = "done";
+    const runEval = (): boolean => {
+      if (!o.evaluate) return false;
+      const metrics = o.evaluate();
+      lastEval = metrics;
+      const value = metrics[select.name];
+      let improved = false;
+      if (value !== undefined && Number.isFinite(value)) {
+        improved = !state.best || (select.mode === "min" ? value < state.best.value : value > state.best.value);
+        if (improved) {
+          state.best = { step: state.step, value };
+          state.sinceBest = 0;
+          if (o.outDir) this.save({ ...state }, join(o.outDir, "best"));
+        } else {
+          state.sinceBest++;
+        }
+      }
+      emit({ type: "eval", step: state.step, metrics, best: improved });
+      if (metricsPath) appendFileSync(metricsPath, JSON.stringify({ step: state.step, eval: metrics }) + "\n");
+      return !!o.earlyStoppingPatience && state.sinceBest >= o.earlyStoppingPatience;
+    };
+
+    try {
+      while (state.step < total) {
+        const step = state.step + 1;
+        const lr = learningRate({ kind: o.schedule ?? "constant", lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: total, minLrRatio: o.minLrRatio }, step);
+        const stepStart = performance.now();
+        let lossSum = 0;
+        let stepTokens = 0;
+        let finite = true;
+        for (let micro = 0; micro < accum; micro++) {
+          const batch = nextBatch();
+          stepTokens += batch.tokens;
+          tidy(() => {
+            const loss = o.loss(batch, { step, microStep: micro });
+            const value = loss.item();
+            if (!Number.isFinite(value)) {
+              finite = false;
+              return;
+            }
+            lossSum += value;
+            // mean over micro-batches: each contributes loss / accum
+            backward(accum === 1 ? loss : loss.scale(1 / accum));
+          });
+          if (!finite) break;
+        }
+        if (finite && gradsNonFinite(this.params)) finite = false;
+        let norm = NaN;
+        if (finite) {
+          norm = o.maxGradNorm ? clipGradNorm(this.params, o.maxGradNorm) : NaN;
+          this.optimizer.lr = lr;
+          this.optimizer.step();
+          state.badSteps = 0;
+          lastLoss = lossSum / accum;
+        } else {
+          state.badSteps++;
+          emit({ type: "skip", step, reason: "non-finite loss or gradient", consecutive: state.badSteps });
+          process.emitWarning(`step ${step}: non-finite loss or gradient, step skipped (${state.badSteps} in a row)`, "ModuloraTrainingWarning");
+          if (state.badSteps >= maxBad) {
+            throw new TrainingError(`aborting: ${state.badSteps} consecutive steps had a non-finite loss or gradient (last at step ${step}); lower the learning rate or check the data`);
+          }
+          // the optimizer's update count stays; the schedule and the data advance with the step
+        }
+        this.optimizer.zeroGrad();
+        state.step = step;
+        state.optimizerSteps = this.optimizer.stepCount;
+        tokens += stepTokens;
+        const elapsed = (performance.now() - t0) / 1000;
+        const tps = stepTokens / Math.max(1e-9, (performance.now() - stepStart) / 1000);
+        if (finite) emit({ type: "step", step, totalSteps: total, loss: lastLoss, lr, gradNorm: norm, tokensPerSecond: tps, elapsedSeconds: elapsed });
+        if (metricsPath) {
+          appendFileSync(metricsPath, JSON.stringify({ step, loss: finite ? lastLoss : null, lr, grad_norm: Number.isFinite(norm) ? norm : null, tokens_per_second: Math.round(tps), skipped: !finite }) + "\n");
+        }
+        let stop = false;
+        if (o.evalEvery && step % o.evalEvery === 0 && step < total) stop = runEval();
+        if (o.outDir && o.saveEvery && step % o.saveEvery === 0) this.checkpoint(state);
+        if (stop) {
+          stoppedBy = "early-stopping";
+          break;
+        }
+        // Let signals (Ctrl-C) in between steps.
+        await new Promise((r) => setImmediate(r));
+        if (interrupted) {
+          stoppedBy = "interrupted";
+          if (o.outDir) this.checkpoint(state);
+          break;
+        }
+      }
+      if (stoppedBy === "done" && o.evaluate) runEval();
+      if (o.outDir && stoppedBy !== "interrupted") this.checkpoint(state);
+    } finally {
+      if (sigint) process.off("SIGINT", onSigint);
+    }
+    emit({ type: "stop", step: state.step, reason: stoppedBy });
+    void memory;
+    return { steps: state.step, stoppedBy, lastLoss, best: state.best, lastEval, seconds: (performance.now() - t0) / 1000, tokens };
+  }
+
+  private checkpoint(state: TrainerState): void {
+    const o = this.options;
+    const dir = join(o.outDir!, `checkpoint-${state.step}`);
+    this.save({ ...state }, dir);
+    this.options.onEvent?.({ type: "checkpoint", step: state.step, dir });
+    const keep = o.keepCheckpoints ?? 2;
+    for (const old of listCheckpoints(o.outDir!).slice(keep)) rmSync(old.dir, { recursive: true, force: true });
+  }
+
+  /** Frees the optimizer state (parameters belong to the caller). */
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
+
+/** On resume, drops metric lines logged after the checkpoint (they will be logged again). */
+function truncateMetrics(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const lines = readFileSync(path, "utf8").split("\n").filter((l) => {
+    if (!l.trim()) return false;
+    try {
+      return (JSON.parse(l) as { step: number }).step <= step;
+    } catch {
+      return false;
+    }
+  });
+  writeFileSync(path, lines.map((l) => l + "\n").join(""));
+}
