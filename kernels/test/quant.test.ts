@@ -445,7 +445,8 @@ describe("quantized matmul threading and memory", () => {
   });
 
   it("keeps scratch bounded: a 2048 x 2048 forward grows peak memory far below out x in x 4 bytes", () => {
-    setNumThreads(2);
+    setNumThreads(1);
+    setNumThreads(2); // a fresh worker, whose packing buffers are allocated during the call
     const n = 2048, m = 64;
     const words = (n / 32) * 4;
     const w: AffineArrays = {
@@ -459,10 +460,9 @@ describe("quantized matmul threading and memory", () => {
       const before = nativeMemoryStats().bytes;
       run();
       const growth = nativeMemoryStats().peakBytes - before;
+      // Per-thread packed blocks (about 1 MiB each), not the 16 MiB an f32 copy of Ŵ would take.
       expect(growth).toBeLessThan((n * n * 4) / 4);
     }
-    // What the threads keep as scratch is O(tile): a few MiB at most, whatever the layer size.
-    expect(nativeMemoryStats().scratchBytes).toBeLessThan(8 * 2 ** 20);
   });
 });
 

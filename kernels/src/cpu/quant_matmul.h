@@ -15,13 +15,15 @@
 //            per block, or double-quantized: offset[s] + scale[s]·code (f32 ops, s = ⌊b/256⌋).
 //
 // Implementation (quant_matmul.cc): the SGEMM blocking of gemm.cc with the B operand decoded
-// from the codes straight into the micro-kernel's packed kc x nc panels, tile by tile, so Ŵ never
-// exists in f32 beyond one packed block per thread. A packing, the register-tiled micro-kernel
-// and the ISA dispatch are gemm's (gemm_detail tables); the decoders are compiled once per ISA
-// (quant_decode.h in quant_matmul{,_avx2,_avx512}.cc). Threads split the columns of the result
-// (out for the forward, in for the input gradient) in nr-aligned ranges; every element is
-// summed in the same order whatever the split, so results do not depend on the thread count.
-// Scratch per thread: mc x kc + kc x nc + 64 x 512 floats, kept per thread like gemm's.
+// from the codes straight into the micro-kernel's packed kc x nc panels, block by block, so Ŵ
+// never exists in f32 beyond one packed block per thread. A packing, the register-tiled
+// micro-kernel (or, for m <= mr/4, its matrix-vector kernel) and the ISA dispatch are gemm's
+// (gemm_detail tables); the decoders are compiled once per ISA (quant_decode.h in
+// quant_matmul{,_avx2,_avx512}.cc). Threads split the columns of the result (out for the forward,
+// in for the input gradient) in nr-aligned ranges, so no weight is decoded twice; every element
+// is summed in the same order whatever the split, so results do not depend on the thread count.
+// Scratch per thread: mc x kc + kc x nc + 64 x 512 floats (about 1 MiB), kept per thread like
+// gemm's.
 #pragma once
 #include <cstdint>
 
