@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as T from "@modulora/tensor";
 import { maxAbsDiff } from "@modulora/tensor/testing";
 import { KVCache } from "../src/kv-cache.js";
-import { LlamaModel } from "../src/model.js";
+import { LlamaModel, loadLlama } from "../src/model.js";
 import type { LlamaConfig } from "../src/types.js";
 
 const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama/", import.meta.url));
@@ -56,6 +56,14 @@ describe("LlamaModel.fromTensors", () => {
     const bad = T.loadSafetensors(`${TINY}model.safetensors`);
     expect(() => LlamaModel.fromTensors({ ...cfg, numKvHeads: 2 }, bad)).toThrow(/wrong shapes: model\.layers\.0\.self_attn\.k_proj\.weight is \[256,256\], expected \[128,256\]/);
     T.dispose(bad);
+  });
+  it("loadLlama (config, weights and tokenizer from the directory) gives the same model", () => {
+    const { model: loaded, tokenizer, config } = loadLlama(TINY);
+    expect(config.numKvHeads).toBe(4);
+    expect(tokenizer.encode("Hello world", { addSpecialTokens: false })).toEqual([1311, 303, 81, 1161]);
+    const d = T.tidy(() => maxAbsDiff(loaded.forward(ids()).logits.data(), model.forward(ids()).logits.data()));
+    expect(d).toBe(0);
+    loaded.dispose();
   });
   it("ties lm_head to the embedding (shared storage, each handle disposed once)", () => {
     const tensors = T.loadSafetensors(`${TINY}model.safetensors`);
