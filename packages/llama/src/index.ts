@@ -16,3 +16,4 @@ export * from "./generate.js";
 export * from "./perplexity.js";
 export * from "./quantize.js";
 export * from "./quantized-checkpoint.js";
+export * from "./adapter.js";
