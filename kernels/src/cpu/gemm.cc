@@ -21,47 +21,55 @@ namespace gemm_detail {
 
 template <class T>
 void pack_a_ref(int mr, bool transA, int64_t rows, int64_t kc, const T* A, int64_t lda, T alpha, T* dst) {
-  for (int64_t i0 = 0; i0 < rows; i0 += mr, dst += mr * kc) {
-    const int64_t h = std::min<int64_t>(mr, rows - i0);
-    if (transA) {  // A(i,p) = A[p*lda + i]: each depth step is a contiguous run of h values
-      for (int64_t p = 0; p < kc; p++) {
-        const T* src = A + p * lda + i0;
-        T* d = dst + p * mr;
+  if (transA) {  // A(i,p) = A[p*lda + i]: walk the rows of A (sequential reads) over all panels
+    for (int64_t p = 0; p < kc; p++) {
+      const T* src = A + p * lda;
+      for (int64_t i0 = 0; i0 < rows; i0 += mr) {
+        const int64_t h = std::min<int64_t>(mr, rows - i0);
+        T* d = dst + i0 * kc + p * mr;
         int64_t r = 0;
-        for (; r < h; r++) d[r] = alpha * src[r];
+        for (; r < h; r++) d[r] = alpha * src[i0 + r];
         for (; r < mr; r++) d[r] = T(0);
       }
-    } else {  // A(i,p) = A[i*lda + p]: read rows, write with stride mr
-      for (int64_t r = 0; r < h; r++) {
-        const T* src = A + (i0 + r) * lda;
-        for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = alpha * src[p];
-      }
-      for (int64_t r = h; r < mr; r++)
-        for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = T(0);
     }
+    return;
+  }
+  // A(i,p) = A[i*lda + p]: read rows, write with stride mr
+  for (int64_t i0 = 0; i0 < rows; i0 += mr, dst += mr * kc) {
+    const int64_t h = std::min<int64_t>(mr, rows - i0);
+    for (int64_t r = 0; r < h; r++) {
+      const T* src = A + (i0 + r) * lda;
+      for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = alpha * src[p];
+    }
+    for (int64_t r = h; r < mr; r++)
+      for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = T(0);
   }
 }
 
 template <class T>
 void pack_b_ref(int nr, bool transB, int64_t kc, int64_t cols, const T* B, int64_t ldb, T* dst) {
-  for (int64_t j0 = 0; j0 < cols; j0 += nr, dst += nr * kc) {
-    const int64_t w = std::min<int64_t>(nr, cols - j0);
-    if (!transB) {  // B(p,j) = B[p*ldb + j]: contiguous runs of w values
-      for (int64_t p = 0; p < kc; p++) {
-        const T* src = B + p * ldb + j0;
-        T* d = dst + p * nr;
+  if (!transB) {  // B(p,j) = B[p*ldb + j]: walk the rows of B (sequential reads) over all panels
+    for (int64_t p = 0; p < kc; p++) {
+      const T* src = B + p * ldb;
+      for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+        const int64_t w = std::min<int64_t>(nr, cols - j0);
+        T* d = dst + j0 * kc + p * nr;
         int64_t c = 0;
-        for (; c < w; c++) d[c] = src[c];
+        for (; c < w; c++) d[c] = src[j0 + c];
         for (; c < nr; c++) d[c] = T(0);
       }
-    } else {  // B(p,j) = B[j*ldb + p]: read columns of op(B) as rows of B, write with stride nr
-      for (int64_t c = 0; c < w; c++) {
-        const T* src = B + (j0 + c) * ldb;
-        for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = src[p];
-      }
-      for (int64_t c = w; c < nr; c++)
-        for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = T(0);
     }
+    return;
+  }
+  // B(p,j) = B[j*ldb + p]: read columns of op(B) as rows of B, write with stride nr
+  for (int64_t j0 = 0; j0 < cols; j0 += nr, dst += nr * kc) {
+    const int64_t w = std::min<int64_t>(nr, cols - j0);
+    for (int64_t c = 0; c < w; c++) {
+      const T* src = B + (j0 + c) * ldb;
+      for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = src[p];
+    }
+    for (int64_t c = w; c < nr; c++)
+      for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = T(0);
   }
 }
 

@@ -100,32 +100,124 @@ void Micro(int64_t kc, const typename S::T* A, const typename S::T* B, typename 
   }
 }
 
+// Lane mask selecting the first n (< 8 or more) floats, for maskload/maskstore.
+inline __m256i FirstLanes(int64_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n < 8 ? n : 8)), idx);
+}
+
+// In-register transpose of 8 x 8 floats: on return r[q] holds column q (lane i = old r[i][q]).
+inline void Transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // per 128-bit lane: a0 b0 a1 b1
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // a2 b2 a3 b3
+  }
+#pragma GCC unroll 2
+  for (int g = 0; g < 2; g++) {  // u[4g + q]: rows 4g..4g+3 of column q (low lane) and q + 4 (high)
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; q++) {
+    r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+    r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+  }
+}
+
+// Packs up to 8 source rows (row i at src + i*ld, contiguous along depth) depth-major:
+// dst[p*dstride + i] = scale * src[i*ld + p] for p < kc, i < lanes (rows h..lanes-1 are zero).
+inline void PackRowsF32(int64_t h, int lanes, int64_t kc, const float* src, int64_t ld, __m256 scale, float* dst,
+                        int64_t dstride) {
+  const __m256i out = FirstLanes(lanes);
+  __m256 r[8];
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) r[i] = i < h ? _mm256_mul_ps(scale, _mm256_loadu_ps(src + i * ld + p)) : _mm256_setzero_ps();
+    Transpose8(r);
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) _mm256_maskstore_ps(dst + (p + q) * dstride, out, r[q]);
+  }
+  if (p < kc) {
+    const __m256i in = FirstLanes(kc - p);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+      r[i] = i < h ? _mm256_mul_ps(scale, _mm256_maskload_ps(src + i * ld + p, in)) : _mm256_setzero_ps();
+    Transpose8(r);
+    for (int q = 0; q < kc - p; q++) _mm256_maskstore_ps(dst + (p + q) * dstride, out, r[q]);
+  }
+}
+
 template <class S, int MR>
 void PackA(bool transA, int64_t rows, int64_t kc, const typename S::T* A, int64_t lda, typename S::T alpha,
            typename S::T* dst) {
-  pack_a_ref<typename S::T>(MR, transA, rows, kc, A, lda, alpha, dst);
+  if constexpr (S::W == 8 && MR <= 8) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    if (!transA) {
+      for (int64_t i0 = 0; i0 < rows; i0 += MR, dst += MR * kc)
+        PackRowsF32(Min(MR, rows - i0), MR, kc, A + i0 * lda, lda, va, dst, MR);
+      return;
+    }
+    // transA: each depth step of a panel is a contiguous run of up to MR values. Blocks of 8
+    // rows of A, as in PackB: sequential reads, contiguous writes per panel.
+    const int64_t panels = (rows + MR - 1) / MR, full = rows / MR;
+    const __m256i all = FirstLanes(MR), last = FirstLanes(rows - full * MR);
+    constexpr int64_t kRows = 8;
+    for (int64_t p0 = 0; p0 < kc; p0 += kRows) {
+      const int64_t depth = Min(kRows, kc - p0);
+      for (int64_t ip = 0; ip < panels; ip++) {
+        const __m256i m = ip < full ? all : last;
+        const float* src = A + p0 * lda + ip * MR;
+        float* d = dst + ip * MR * kc + p0 * MR;
+        for (int64_t r = 0; r < depth; r++)
+          _mm256_maskstore_ps(d + r * MR, all, _mm256_mul_ps(va, _mm256_maskload_ps(src + r * lda, m)));
+      }
+    }
+  } else {
+    pack_a_ref<typename S::T>(MR, transA, rows, kc, A, lda, alpha, dst);
+  }
 }
 
 template <class S, int NV>
 void PackB(bool transB, int64_t kc, int64_t cols, const typename S::T* B, int64_t ldb, typename S::T* dst) {
+  using T = typename S::T;
   constexpr int W = S::W, NR = NV * S::W;
   if (transB) {
-    pack_b_ref<typename S::T>(NR, transB, kc, cols, B, ldb, dst);
+    if constexpr (S::W == 8) {  // columns of op(B) are rows of B: transpose 8 at a time
+      const __m256 one = _mm256_set1_ps(1.0f);
+      for (int64_t j0 = 0; j0 < cols; j0 += NR, dst += NR * kc)
+        for (int v = 0; v < NV; v++) {
+          const int64_t h = cols - j0 - v * W;
+          PackRowsF32(h < 0 ? 0 : Min(W, h), W, kc, B + (j0 + v * W) * ldb, ldb, one, dst + v * W, NR);
+        }
+    } else {
+      pack_b_ref<T>(NR, transB, kc, cols, B, ldb, dst);
+    }
     return;
   }
-  for (int64_t j0 = 0; j0 < cols; j0 += NR, dst += NR * kc) {
-    const int64_t w = Min(NR, cols - j0);
-    if (w == NR) {
-      for (int64_t p = 0; p < kc; p++)
+  // Blocks of 8 rows of B: 8 sequential read streams and contiguous writes per panel (see the
+  // AVX-512 version for why neither a panel-at-a-time nor a row-at-a-time walk).
+  const int64_t full = cols / NR, rest = cols - full * NR;
+  constexpr int64_t kRows = 8;
+  for (int64_t p0 = 0; p0 < kc; p0 += kRows) {
+    const int64_t rows = Min(kRows, kc - p0);
+    for (int64_t jp = 0; jp <= full; jp++) {
+      if (jp == full && rest == 0) break;
+      const T* src = B + p0 * ldb + jp * NR;
+      T* d = dst + jp * NR * kc + p0 * NR;
+      for (int64_t r = 0; r < rows; r++) {
+        if (jp < full) {
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) S::store(dst + p * NR + v * W, S::load(B + p * ldb + j0 + v * W));
-    } else {
-      for (int64_t p = 0; p < kc; p++) {
-        const typename S::T* src = B + p * ldb + j0;
-        typename S::T* d = dst + p * NR;
-        int64_t c = 0;
-        for (; c < w; c++) d[c] = src[c];
-        for (; c < NR; c++) d[c] = 0;
+          for (int v = 0; v < NV; v++) S::store(d + r * NR + v * W, S::load(src + r * ldb + v * W));
+        } else {
+          int64_t c = 0;
+          for (; c < rest; c++) d[r * NR + c] = src[r * ldb + c];
+          for (; c < NR; c++) d[r * NR + c] = 0;
+        }
       }
     }
   }

@@ -186,11 +186,19 @@ void PackA(bool transA, int64_t rows, int64_t kc, const typename S::T* A, int64_
     }
     return;
   }
-  // transA: each depth step of a panel is a contiguous run of up to MR values.
-  for (int64_t i0 = 0; i0 < rows; i0 += MR, dst += MR * kc) {
-    const auto m = S::first(Min(MR, rows - i0));
-    const auto full = S::first(MR);
-    for (int64_t p = 0; p < kc; p++) S::store(dst + p * MR, full, S::mul(va, S::loadz(m, A + p * lda + i0)));
+  // transA: each depth step of a panel is a contiguous run of up to MR values. Blocks of 8 rows
+  // of A, as in PackB: sequential reads, contiguous writes per panel.
+  const int64_t panels = (rows + MR - 1) / MR, full = rows / MR;
+  const auto all = S::first(MR), last = S::first(rows - full * MR);
+  constexpr int64_t kRows = 8;
+  for (int64_t p0 = 0; p0 < kc; p0 += kRows) {
+    const int64_t depth = Min(kRows, kc - p0);
+    for (int64_t ip = 0; ip < panels; ip++) {
+      const auto m = ip < full ? all : last;
+      const T* src = A + p0 * lda + ip * MR;
+      T* d = dst + ip * MR * kc + p0 * MR;
+      for (int64_t r = 0; r < depth; r++) S::store(d + r * MR, all, S::mul(va, S::loadz(m, src + r * lda)));
+    }
   }
 }
 
@@ -209,18 +217,29 @@ void PackB(bool transB, int64_t kc, int64_t cols, const typename S::T* B, int64_
     }
     return;
   }
-  // Row by row of B (sequential reads the prefetchers follow; a panel-by-panel walk would touch
-  // a new page per depth step when ldb is large), scattering each row over the nr-panels.
+  // Blocks of 8 rows of B: 8 sequential read streams, and 1 KiB of contiguous writes per panel.
+  // (Walking one panel at a time down all kc rows touches a new page per row when ldb is large;
+  // walking one row at a time across all panels writes with a stride of nr*kc elements, which
+  // for power-of-two kc maps every store to the same L1 set.)
   const int64_t full = cols / NR, rest = cols - full * NR;
-  for (int64_t p = 0; p < kc; p++) {
-    const T* src = B + p * ldb;
-    T* d = dst + p * NR;
-    for (int64_t jp = 0; jp < full; jp++, src += NR, d += NR * kc)
+  constexpr int64_t kRows = 8;
+  for (int64_t p0 = 0; p0 < kc; p0 += kRows) {
+    const int64_t rows = Min(kRows, kc - p0);
+    for (int64_t jp = 0; jp <= full; jp++) {
+      if (jp == full && rest == 0) break;
+      const T* src = B + p0 * ldb + jp * NR;
+      T* d = dst + jp * NR * kc + p0 * NR;
+      if (jp < full) {
+        for (int64_t r = 0; r < rows; r++)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) S::store(d + v * W, S::load(src + v * W));
-    if (rest > 0)
+          for (int v = 0; v < NV; v++) S::store(d + r * NR + v * W, S::load(src + r * ldb + v * W));
+      } else {
+        for (int64_t r = 0; r < rows; r++)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) S::store(d + v * W, S::loadz(S::first(Max(0, rest - v * W)), src + v * W));
+          for (int v = 0; v < NV; v++)
+            S::store(d + r * NR + v * W, S::loadz(S::first(Max(0, rest - v * W)), src + r * ldb + v * W));
+      }
+    }
   }
 }
 
