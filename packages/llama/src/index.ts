@@ -17,3 +17,4 @@ export * from "./perplexity.js";
 export * from "./quantize.js";
 export * from "./quantized-checkpoint.js";
 export * from "./adapter.js";
+export * from "./finetune.js";
