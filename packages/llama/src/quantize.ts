@@ -1,2 +1,506 @@
-// placeholder, filled in by its owner
-export {};
+/**
+ * Quantizing a whole model with any quantizer plugin, and the calibration driver.
+ *
+ * Every targeted `DenseLinear` is replaced by a `QuantizedLinear` holding
+ * `plugin.quantize(W, options, stats)`; its dense weight is freed as soon as it is replaced.
+ *
+ * Plugins that ask for statistics (`calibration: "hessian"` or `"activation-scales"`) get them
+ * from calibration windows run through the model block by block, as GPTQ does: the windows are
+ * embedded once; for block i the driver installs a recording wrapper in place of each targeted
+ * linear, runs the (still full-precision) block on every micro-batch of windows while the wrappers
+ * accumulate the statistics of their inputs, quantizes the block's linears, then runs the
+ * now-quantized block once more to produce the next block's inputs. So block i sees the outputs of
+ * the already-quantized blocks before it; inside a block, all linears see full-precision inputs
+ * (GPTQ without `true_sequential`). Only the current block's inputs ([N, L, C] f32) are held.
+ * @module
+ */
+import { gemm } from "@modulora/kernels";
+import { arange, cast, keep, noGrad, philox4x32, seedToKey, tensor, tidy, zeros, type Tensor } from "@modulora/tensor";
+import { resolveQuantizer, type CalibrationStats, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions } from "@modulora/core";
+import { DenseLinear, QuantizedLinear } from "./linear.js";
+import type { LlamaModel } from "./model.js";
+import { LINEAR_MODULE, LINEAR_NAMES, type LayerForwardOptions, type Linear, type LinearName } from "./types.js";
+
+/** The tokenizer a text calibration source needs: text → ids without special tokens. */
+export interface CalibrationTokenizer {
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[] | Int32Array;
+}
+
+/**
+ * Calibration data: ready-made windows of token ids (all of one length), or a text to sample
+ * `samples` windows of `seqLen` tokens from (see {@link sampleCalibrationWindows}).
+ */
+export type CalibrationSource =
+  | { ids: readonly (readonly number[])[] }
+  | { text: string; tokenizer: CalibrationTokenizer; samples?: number; seqLen?: number; seed?: number };
+
+/** A progress event: calibration forward passes of a block, or one layer quantized. */
+export interface QuantizeProgressEvent {
+  stage: "calibrate" | "quantize";
+  /** Block index (`null` for lm_head). */
+  block: number | null;
+  /** The layer just quantized (`quantize`), or null (`calibrate`). */
+  layer: LinearName | "lm_head" | null;
+  /** `calibrate`: micro-batches of this block done (of `total`); `quantize`: layers done in the model (of `total`). */
+  done: number;
+  total: number;
+}
+
+/** Options of {@link quantizeModel}. Keys it does not know go to the plugin. */
+export interface QuantizeModelOptions {
+  bits: number;
+  /** Columns per group, or "row" (default 128). */
+  groupSize?: number | "row";
+  symmetric?: boolean;
+  /** Linears of every block to quantize (default all seven). */
+  targets?: readonly LinearName[];
+  /** Also quantize lm_head (default false: embeddings, norms and lm_head stay in full precision). */
+  includeLmHead?: boolean;
+  /** Required by plugins with `calibration` other than `"none"`. */
+  calibration?: CalibrationSource;
+  /** Windows per forward pass in calibration (default ⌈4096 / L⌉ tokens' worth, at least 1). */
+  microBatch?: number;
+  /** Compute each layer's relative reconstruction error (default true). */
+  measureError?: boolean;
+  onProgress?(event: QuantizeProgressEvent): void;
+  /** Plugin-specific options. */
+  [key: string]: unknown;
+}
+
+/** What happened to one layer. */
+export interface QuantizedLayerReport {
+  /** Hugging Face module name, e.g. `model.layers.3.mlp.down_proj` or `lm_head`. */
+  name: string;
+  block: number | null;
+  layer: LinearName | "lm_head";
+  bits: number;
+  /** True storage cost, metadata included. */
+  bitsPerWeight: number;
+  /** Seconds spent in `plugin.quantize` (and the error measurement). */
+  seconds: number;
+  /** ‖W − Ŵ‖_F / ‖W‖_F (unless `measureError: false`). */
+  error?: number;
+  /** Calibration rows (tokens) behind the statistics, for calibrated plugins. */
+  samples?: number;
+}
+
+/** What {@link quantizeModel} returns. */
+export interface QuantizeModelResult {
+  report: QuantizedLayerReport[];
+  /** Wall time of the whole call. */
+  seconds: number;
+  /** Of which in calibration forward passes and statistics. */
+  calibrationSeconds: number;
+  /** Bits per weight over all quantized layers together. */
+  bitsPerWeight: number;
+}
+
+const DRIVER_KEYS = new Set(["targets", "includeLmHead", "calibration", "microBatch", "measureError", "onProgress"]);
+
+/** Hugging Face module name of a block's linear. */
+export function linearModuleName(block: number, name: LinearName): string {
+  return `model.layers.${block}.${LINEAR_MODULE[name]}.${name}`;
+}
+
+/**
+ * Samples `samples` windows of `seqLen` consecutive tokens from `ids`, as GPTQ samples its
+ * calibration set: window k starts at ⌊u_k · (n − seqLen + 1)⌋, where u_k ∈ [0, 1) is a 53-bit
+ * uniform from Philox4x32-10 with key `seed` and counter (k, 0, 0, 0); windows are independent
+ * (they may overlap, and repeat). Needs at least `seqLen` tokens.
+ */
+export function sampleCalibrationWindows(ids: ArrayLike<number>, samples: number, seqLen: number, seed = 0): number[][] {
+  if (!Number.isInteger(samples) || samples < 1) throw new RangeError(`calibration: samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`calibration: seqLen must be a positive integer, got ${seqLen}`);
+  const n = ids.length;
+  if (n < seqLen) throw new RangeError(`calibration: the text has ${n} tokens, fewer than one window of seqLen = ${seqLen}`);
+  const [k0, k1] = seedToKey(seed);
+  const block = new Uint32Array(4);
+  const windows: number[][] = [];
+  for (let k = 0; k < samples; k++) {
+    philox4x32(k, 0, 0, 0, k0, k1, block);
+    const u = (block[0]! * 2 ** 21 + (block[1]! >>> 11)) / 2 ** 53;
+    const start = Math.floor(u * (n - seqLen + 1));
+    windows.push(Array.from({ length: seqLen }, (_, i) => ids[start + i]!));
+  }
+  return windows;
+}
+
+/** The calibration windows of a source, checked. */
+export function calibrationWindows(source: CalibrationSource): number[][] {
+  if ("ids" in source) {
+    const w = source.ids;
+    if (!Array.isArray(w) || w.length === 0) throw new RangeError("calibration: ids must be a non-empty list of windows");
+    const len = w[0]!.length;
+    if (len < 1) throw new RangeError("calibration: windows must not be empty");
+    w.forEach((win, i) => {
+      if (win.length !== len) throw new RangeError(`calibration: all windows must have the same length; window 0 has ${len} tokens, window ${i} has ${win.length}`);
+    });
+    return w.map((win) => Array.from(win));
+  }
+  if (typeof source.text !== "string" || !source.tokenizer) throw new TypeError("calibration: give { ids } or { text, tokenizer }");
+  const ids = source.tokenizer.encode(source.text, { addSpecialTokens: false });
+  return sampleCalibrationWindows(ids, source.samples ?? 128, source.seqLen ?? 512, source.seed ?? 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics of a layer's inputs
+// ---------------------------------------------------------------------------------------------
+
+/** Running statistics of one distinct input (layers fed the same tensor share one). */
+class InputStats {
+  readonly hessian: Tensor | null;
+  readonly absSum: Float64Array | null;
+  samples = 0;
+  /** Layers still to be handed these statistics. */
+  readonly users: string[] = [];
+
+  constructor(readonly inFeatures: number, kind: "hessian" | "activation-scales") {
+    this.hessian = kind === "hessian" ? keep(zeros([inFeatures, inFeatures], { dtype: "f64" })) : null;
+    this.absSum = kind === "activation-scales" ? new Float64Array(inFeatures) : null;
+  }
+
+  /** Adds x [..., in]: H += xᵀx over its rows, in f64 (one DGEMM with β = 1). */
+  add(x: Tensor): void {
+    const inF = this.inFeatures;
+    const rows = x.size / inF;
+    if (rows === 0) return;
+    this.samples += rows;
+    if (this.hessian) {
+      tidy(() => {
+        const x64 = cast(x, "f64").view() as Float64Array; // [rows, in], contiguous
+        gemm(true, false, inF, inF, rows, 1, x64, inF, 0, x64, inF, 0, 1, this.hessian!.view() as Float64Array, inF, 0, 1);
+      });
+    }
+    if (this.absSum) {
+      tidy(() => {
+        const v = (x.dtype === "f32" && x.isContiguous ? x : cast(x, "f32")).view() as Float32Array;
+        const s = this.absSum!;
+        for (let r = 0; r < rows; r++) for (let i = 0, o = r * inF; i < inF; i++) s[i] += Math.abs(v[o + i]!);
+      });
+    }
+  }
+
+  /** The statistics for the next user; the last user gets the accumulator itself, earlier ones a copy. */
+  take(): CalibrationStats {
+    this.users.shift();
+    const last = this.users.length === 0;
+    const stats: CalibrationStats = { samples: this.samples };
+    if (this.hessian) stats.hessian = last ? this.hessian : keep(this.hessian.clone());
+    if (this.absSum) {
+      const s = this.absSum;
+      stats.activationScales = keep(tensor(Float32Array.from(s, (v) => v / Math.max(1, this.samples)), [this.inFeatures], { dtype: "f32" }));
+    }
+    return stats;
+  }
+
+  dispose(): void {
+    this.hessian?.dispose();
+  }
+}
+
+/**
+ * Stands in for a linear during calibration: records its input, then calls the original. Inputs
+ * are matched by tensor identity within one forward pass, so q/k/v (and gate/up), which the block
+ * feeds the same normed hidden state, share one accumulation.
+ */
+class RecordingLinear implements Linear {
+  constructor(readonly inner: Linear, readonly name: string, private readonly session: CalibrationSession) {}
+  get kind() {
+    return this.inner.kind;
+  }
+  get inFeatures() {
+    return this.inner.inFeatures;
+  }
+  get outFeatures() {
+    return this.inner.outFeatures;
+  }
+  forward(x: Tensor, options?: LayerForwardOptions): Tensor {
+    this.session.record(this.name, x);
+    return this.inner.forward(x, options);
+  }
+  parameters(): Tensor[] {
+    return this.inner.parameters();
+  }
+  storageBytes(): number {
+    return this.inner.storageBytes();
+  }
+  dispose(): void {
+    this.inner.dispose();
+  }
+}
+
+/** The statistics of one block's targeted linears over all micro-batches. */
+class CalibrationSession {
+  private readonly byLayer = new Map<string, InputStats>();
+  /** Inputs seen in the current forward pass (tensor → its statistics). */
+  private seen = new Map<Tensor, InputStats>();
+  private passes = 0;
+
+  constructor(private readonly kind: "hessian" | "activation-scales") {}
+
+  /** Starts a new forward pass (a new micro-batch). */
+  nextPass(): void {
+    this.seen = new Map();
+    this.passes++;
+  }
+
+  record(name: string, x: Tensor): void {
+    const inF = x.shape[x.rank - 1]!;
+    const shared = this.seen.get(x);
+    let stats = this.byLayer.get(name);
+    if (this.passes === 1 && !stats) {
+      stats = shared ?? new InputStats(inF, this.kind);
+      stats.users.push(name);
+      this.byLayer.set(name, stats);
+    }
+    if (!stats) throw new Error(`calibration: layer ${name} was not called in the first forward pass but is now`);
+    if (shared) {
+      // Same input as a layer already recorded in this pass: nothing new to add.
+      if (shared !== stats) throw new Error(`calibration: layer ${name} shares its input with different layers from one pass to the next`);
+      return;
+    }
+    stats.add(x);
+    this.seen.set(x, stats);
+  }
+
+  /** Statistics for `name` (the caller disposes the tensors in them). */
+  take(name: string): CalibrationStats {
+    const s = this.byLayer.get(name);
+    if (!s) throw new Error(`calibration: layer ${name} never received an input in the calibration forward passes`);
+    this.byLayer.delete(name);
+    return s.take();
+  }
+
+  dispose(): void {
+    for (const s of new Set(this.byLayer.values())) if (s.users.length) s.dispose();
+    this.byLayer.clear();
+  }
+}
+
+function disposeStats(stats: CalibrationStats | undefined): void {
+  stats?.hessian?.dispose();
+  stats?.activationScales?.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------------------------
+
+/** ‖W − Ŵ‖_F / ‖W‖_F, materializing Ŵ 64 rows at a time. */
+export function reconstructionError(weight: Tensor, q: QuantizedWeight): number {
+  const [out, inF] = weight.shape as [number, number];
+  const w = tidy(() => (weight.dtype === "f32" && weight.isContiguous ? weight : keep(cast(weight, "f32")))); // [out, in]
+  try {
+    const wv = w.view() as Float32Array;
+    const rows = 64;
+    const buf = new Float32Array(rows * inF);
+    let num = 0;
+    let den = 0;
+    for (let r = 0; r < out; r += rows) {
+      const e = Math.min(out, r + rows);
+      q.materialize(r, e, buf);
+      for (let i = 0, o = r * inF; i < (e - r) * inF; i++) {
+        const d = wv[o + i]! - buf[i]!;
+        num += d * d;
+        den += wv[o + i]! * wv[o + i]!;
+      }
+    }
+    return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+  } finally {
+    if (w !== weight) w.dispose();
+  }
+}
+
+interface Target {
+  block: number | null;
+  layer: LinearName | "lm_head";
+  name: string;
+  get(): Linear;
+  set(l: Linear): void;
+}
+
+/** The layers to quantize, per block in order, then lm_head (block null). */
+interface Stage {
+  block: number | null;
+  targets: Target[];
+}
+
+function stagesOf(model: LlamaModel, names: readonly LinearName[], includeLmHead: boolean): Stage[] {
+  const stages: Stage[] = model.layers.map((layer, block) => ({
+    block,
+    targets: names.map((n) => ({
+      block, layer: n, name: linearModuleName(block, n),
+      get: () => layer.linears[n], set: (l: Linear) => { layer.linears[n] = l; },
+    })),
+  }));
+  if (includeLmHead) {
+    // lmHead is readonly on the model's public surface; swapping the layer object is what this driver is for.
+    const m = model as unknown as { lmHead: Linear };
+    stages.push({ block: null, targets: [{ block: null, layer: "lm_head", name: "lm_head", get: () => m.lmHead, set: (l) => { m.lmHead = l; } }] });
+  }
+  return stages;
+}
+
+/**
+ * Quantizes the model's linear layers in place with `plugin` (an object or a registered name).
+ * Embeddings and norms stay in full precision, and lm_head unless `includeLmHead`. Returns a
+ * per-layer report. Plugins with `calibration` other than `"none"` need `options.calibration`.
+ */
+export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPlugin | string, options: QuantizeModelOptions): Promise<QuantizeModelResult> {
+  const t0 = performance.now();
+  const plugin = resolveQuantizer(pluginOrName);
+  if (!options || typeof options !== "object") throw new TypeError("quantizeModel: options must be an object with at least bits");
+  if (!plugin.supportedBits.includes(options.bits)) {
+    throw new RangeError(`quantizeModel: quantizer '${plugin.name}' does not support bits = ${JSON.stringify(options.bits)}; it supports ${plugin.supportedBits.join(", ")}`);
+  }
+  const names = options.targets ?? LINEAR_NAMES;
+  for (const n of names) {
+    if (!(LINEAR_NAMES as readonly string[]).includes(n)) throw new RangeError(`quantizeModel: unknown target '${n}'; targets are ${LINEAR_NAMES.join(", ")}`);
+  }
+  const pluginOptions: QuantizeOptions = { bits: options.bits, groupSize: options.groupSize ?? 128 };
+  for (const [k, v] of Object.entries(options)) if (!DRIVER_KEYS.has(k) && k !== "groupSize" && v !== undefined) pluginOptions[k] = v;
+  const stages = stagesOf(model, names, options.includeLmHead === true);
+  const all = stages.flatMap((s) => s.targets);
+  if (all.length === 0) throw new RangeError("quantizeModel: nothing to quantize (targets is empty and includeLmHead is not set)");
+  for (const t of all) {
+    const l = t.get();
+    if (!(l instanceof DenseLinear)) throw new Error(`quantizeModel: ${t.name} is a ${l.kind} layer, not a dense one; quantize a full-precision model`);
+  }
+  const total = all.length;
+  const report: QuantizedLayerReport[] = [];
+  const measure = options.measureError !== false;
+
+  const quantizeOne = async (t: Target, stats?: CalibrationStats): Promise<void> => {
+    const dense = t.get() as DenseLinear;
+    const s0 = performance.now();
+    let weight = dense.weight;
+    if (weight.dtype !== "f32" || !weight.isContiguous) weight = keep(cast(weight, "f32"));
+    let q: QuantizedWeight;
+    let error: number | undefined;
+    try {
+      q = await plugin.quantize(weight, pluginOptions, stats);
+      if (q.outFeatures !== dense.outFeatures || q.inFeatures !== dense.inFeatures) {
+        q.dispose();
+        throw new Error(`quantizer '${plugin.name}' returned a [${q.outFeatures}, ${q.inFeatures}] weight for ${t.name} [${dense.outFeatures}, ${dense.inFeatures}]`);
+      }
+      if (measure) error = reconstructionError(weight, q);
+    } finally {
+      if (weight !== dense.weight) weight.dispose();
+      disposeStats(stats);
+    }
+    t.set(new QuantizedLinear(q));
+    dense.dispose();
+    report.push({
+      name: t.name, block: t.block, layer: t.layer, bits: q.bits, bitsPerWeight: q.bitsPerWeight(),
+      seconds: (performance.now() - s0) / 1000, ...(error !== undefined ? { error } : {}), ...(stats ? { samples: stats.samples } : {}),
+    });
+    options.onProgress?.({ stage: "quantize", block: t.block, layer: t.layer, done: report.length, total });
+  };
+
+  let calibrationSeconds = 0;
+  if (plugin.calibration === "none") {
+    for (const t of all) await quantizeOne(t);
+  } else {
+    if (!options.calibration) {
+      throw new Error(`quantizeModel: quantizer '${plugin.name}' needs calibration data (${plugin.calibration}); pass calibration: { ids } or { text, tokenizer }`);
+    }
+    calibrationSeconds = await calibrateAndQuantize(model, plugin.calibration, options, stages, quantizeOne);
+  }
+  const bytes = report.reduce((s, r) => s + (r.bitsPerWeight * weightsOf(model, r)) / 8, 0);
+  const weights = report.reduce((s, r) => s + weightsOf(model, r), 0);
+  return { report, seconds: (performance.now() - t0) / 1000, calibrationSeconds, bitsPerWeight: weights ? (bytes * 8) / weights : 0 };
+}
+
+function weightsOf(model: LlamaModel, r: QuantizedLayerReport): number {
+  const l = r.block === null ? model.lmHead : model.layers[r.block]!.linears[r.layer as LinearName];
+  return l.inFeatures * l.outFeatures;
+}
+
+/** The calibration driver (see the module comment). Returns the seconds spent outside `plugin.quantize`. */
+async function calibrateAndQuantize(
+  model: LlamaModel,
+  kind: "hessian" | "activation-scales",
+  options: QuantizeModelOptions,
+  stages: Stage[],
+  quantizeOne: (t: Target, stats?: CalibrationStats) => Promise<void>,
+): Promise<number> {
+  const windows = calibrationWindows(options.calibration!);
+  const seqLen = windows[0]!.length;
+  const mb = options.microBatch ?? Math.max(1, Math.ceil(4096 / seqLen));
+  if (!Number.isInteger(mb) || mb < 1) throw new RangeError(`quantizeModel: microBatch must be a positive integer, got ${mb}`);
+  const vocab = model.config.vocabSize;
+  for (const w of windows) for (const id of w) if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RangeError(`calibration: token id ${id} is outside the vocabulary [0, ${vocab})`);
+
+  let spent = 0;
+  const positions = keep(arange(0, seqLen, 1, { dtype: "i32" }));
+  // The current block's inputs, one [b, L, C] tensor per micro-batch.
+  const hidden: Tensor[] = [];
+  try {
+    noGrad(() => {
+      for (let s = 0; s < windows.length; s += mb) {
+        const chunk = windows.slice(s, s + mb);
+        hidden.push(keep(tidy(() => model.embed(tensor(Int32Array.from(chunk.flat()), [chunk.length, seqLen], { dtype: "i32" })))));
+      }
+    });
+    // Stages after the last one with targets need no inputs.
+    let lastUseful = stages.length - 1;
+    while (lastUseful > 0 && stages[lastUseful]!.targets.length === 0) lastUseful--;
+    for (let si = 0; si <= lastUseful; si++) {
+      const { block, targets } = stages[si]!;
+      if (targets.length) {
+        const c0 = performance.now();
+        const session = collectStats(model, kind, block, targets, hidden, positions, options);
+        spent += (performance.now() - c0) / 1000;
+        try {
+          for (const t of targets) await quantizeOne(t, session.take(t.name));
+        } finally {
+          session.dispose();
+        }
+      }
+      // The next block's inputs: this block's outputs, now with its quantized linears.
+      if (block !== null && si < lastUseful) {
+        const c1 = performance.now();
+        noGrad(() => {
+          for (let i = 0; i < hidden.length; i++) {
+            const next = keep(tidy(() => model.blockForward(block, hidden[i]!, positions)));
+            hidden[i]!.dispose();
+            hidden[i] = next;
+          }
+        });
+        spent += (performance.now() - c1) / 1000;
+      }
+    }
+  } finally {
+    for (const h of hidden) h.dispose();
+    positions.dispose();
+  }
+  return spent;
+}
+
+/** Runs one block (or the head) over every micro-batch with recording wrappers on `targets`. */
+function collectStats(
+  model: LlamaModel, kind: "hessian" | "activation-scales", block: number | null, targets: Target[],
+  hidden: readonly Tensor[], positions: Tensor, options: QuantizeModelOptions,
+): CalibrationSession {
+  const session = new CalibrationSession(kind);
+  const originals = targets.map((t) => t.get());
+  targets.forEach((t, i) => t.set(new RecordingLinear(originals[i]!, t.name, session)));
+  try {
+    noGrad(() => {
+      hidden.forEach((h, i) => {
+        session.nextPass();
+        tidy(() => {
+          if (block === null) model.head(h);
+          else model.blockForward(block, h, positions);
+        });
+        options.onProgress?.({ stage: "calibrate", block, layer: null, done: i + 1, total: hidden.length });
+      });
+    });
+  } catch (err) {
+    session.dispose();
+    throw err;
+  } finally {
+    targets.forEach((t, i) => t.set(originals[i]!));
+  }
+  return session;
+}

@@ -1,0 +1,489 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keep, loadSafetensors, memory, noGrad, randn, saveSafetensors, SafetensorsReader, tensor, tidy, type Tensor } from "@modulora/tensor";
+import {
+  QUANTIZER_SPEC_VERSION, createAffineWeight, createCodebookWeight, toF16Bits, f16Table,
+  type CustomWeight, type QuantizerPlugin,
+} from "@modulora/core";
+import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
+import {
+  LINEAR_NAMES, LlamaTokenizer, QuantizedLinear, affineFromGptq, gptqFromAffine, loadLlama, loadQuantizedModel, quantizeModel, saveQuantizedModel,
+  unpackRowsWords, type LlamaModel,
+} from "../src/index.js";
+
+const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama", import.meta.url));
+let work: string;
+let ids: Tensor;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), "modulora-qckpt-"));
+  const ref = loadSafetensors(`${TINY}/reference.safetensors`);
+  ids = keep(ref.get("input_ids")!);
+  for (const [k, t] of ref) if (k !== "input_ids") t.dispose();
+});
+afterAll(() => {
+  ids.dispose();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const logitsOf = (m: LlamaModel) => noGrad(() => tidy(() => m.forward(ids).logits.data() as Float32Array));
+const readJson = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+let counter = 0;
+const fresh = (name: string) => join(work, `${name}-${counter++}`);
+
+async function quantized(bits: number, groupSize: number | "row", extra: Record<string, unknown> = {}): Promise<LlamaModel> {
+  const { model } = await loadLlama(TINY);
+  await quantizeModel(model, rtnQuantizer, { bits, groupSize, measureError: false, ...extra });
+  return model;
+}
+
+describe("saveQuantizedModel → loadQuantizedModel", () => {
+  for (const bits of [4, 3, 2])
+    for (const groupSize of [128, "row"] as const)
+      it(`RTN ${bits} bits, group ${groupSize}: identical logits, GPTQ layout and config`, async () => {
+        const model = await quantized(bits, groupSize);
+        const expected = logitsOf(model);
+        const dir = fresh(`rtn${bits}-${groupSize}`);
+        const { quantMethod } = saveQuantizedModel(model, dir, { sourceDir: TINY, plugin: rtnQuantizer, options: { bits, groupSize } });
+        model.dispose();
+        expect(quantMethod).toBe("gptq");
+        expect(readdirSync(dir).sort()).toEqual(["config.json", "generation_config.json", "model.safetensors", "quantize_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]);
+        const qc = readJson(join(dir, "quantize_config.json"));
+        expect(qc).toMatchObject({ quant_method: "gptq", bits, group_size: groupSize === "row" ? -1 : 128, desc_act: false, sym: false, lm_head: false });
+        expect(readJson(join(dir, "config.json"))["quantization_config"]).toEqual(qc);
+        // GPTQ's tensor names and shapes, e.g. down_proj [out 256, in 768]
+        const r = SafetensorsReader.open(join(dir, "model.safetensors"));
+        const p = "model.layers.2.mlp.down_proj";
+        const groups = groupSize === "row" ? 1 : 6;
+        expect(r.entry(`${p}.qweight`)).toMatchObject({ dtype: "i32", shape: [(768 / 32) * bits, 256] });
+        expect(r.entry(`${p}.qzeros`)).toMatchObject({ dtype: "i32", shape: [groups, (256 / 32) * bits] });
+        expect(r.entry(`${p}.scales`)).toMatchObject({ dtype: "f16", shape: [groups, 256] });
+        expect(r.entry(`${p}.g_idx`)).toMatchObject({ dtype: "i32", shape: [768] });
+        expect(r.has(`${p}.weight`)).toBe(false);
+        expect(r.has("lm_head.weight")).toBe(true);
+        r.close();
+
+        const before = memory().bytes;
+        const loaded = loadQuantizedModel(dir);
+        for (const l of loaded.model.layers) for (const n of LINEAR_NAMES) expect(l.linears[n]).toBeInstanceOf(QuantizedLinear);
+        expect(logitsOf(loaded.model)).toEqual(expected);
+        expect(loaded.tokenizer!.encode("Hello world, quantized.")).toEqual(LlamaTokenizer.fromDir(TINY).encode("Hello world, quantized."));
+        loaded.model.dispose();
+        expect(memory().bytes).toBe(before);
+      });
+
+  it("writes GPTQ v1 zeros (zero − 1) when it can, and v2 (raw zeros, checkpoint_format gptq_v2) when a zero point is 0", async () => {
+    // v1: the stored qzeros unpack to the layer's zero points minus one.
+    const model = await quantized(4, 128);
+    const q = (model.layers[0]!.linears.q_proj as QuantizedLinear).weight;
+    if (q.format !== "affine") throw new Error("expected affine");
+    const zeros = Uint8Array.from(q.zeros.view() as Uint8Array);
+    expect(zeros.includes(0)).toBe(false);
+    const dirV1 = fresh("v1");
+    saveQuantizedModel(model, dirV1, { plugin: rtnQuantizer });
+    expect(readJson(join(dirV1, "quantize_config.json"))["checkpoint_format"]).toBe("gptq");
+    const stored = loadSafetensors(join(dirV1, "model.safetensors"), { names: ["model.layers.0.self_attn.q_proj.qzeros"] });
+    const qz = stored.get("model.layers.0.self_attn.q_proj.qzeros")!;
+    expect(Array.from(unpackRowsWords(qz.view() as Int32Array, 2, 256, 4))).toEqual(Array.from(zeros, (z) => z - 1));
+    qz.dispose();
+    const expected = logitsOf(model);
+    expect(logitsOf(loadQuantizedModel(dirV1).model)).toEqual(expected);
+
+    // v2: make one group of k_proj all non-negative, so its zero point is 0.
+    const kDense = (await loadLlama(TINY)).model;
+    const w = kDense.layers[1]!.linears.k_proj as unknown as { weight: Tensor };
+    const wv = w.weight.view() as Float32Array;
+    for (let i = 0; i < 128; i++) wv[i] = Math.abs(wv[i]!);
+    const kq = quantizeRtn(w.weight, { bits: 4, groupSize: 128 });
+    if (kq.format !== "affine") throw new Error("expected affine");
+    expect((kq.zeros.view() as Uint8Array)[0]).toBe(0);
+    kDense.dispose();
+    model.layers[1]!.linears.k_proj.dispose();
+    model.layers[1]!.linears.k_proj = new QuantizedLinear(kq);
+    const expectedV2 = logitsOf(model);
+    const dirV2 = fresh("v2");
+    saveQuantizedModel(model, dirV2, { plugin: rtnQuantizer });
+    model.dispose();
+    expect(readJson(join(dirV2, "quantize_config.json"))["checkpoint_format"]).toBe("gptq_v2");
+    expect((readJson(join(dirV2, "config.json"))["quantization_config"] as Record<string, unknown>)["checkpoint_format"]).toBe("gptq_v2");
+    const v2 = loadQuantizedModel(dirV2);
+    expect(logitsOf(v2.model)).toEqual(expectedV2);
+    const back = (v2.model.layers[1]!.linears.k_proj as QuantizedLinear).weight;
+    expect(back.format === "affine" && (back.zeros.view() as Uint8Array)[0]).toBe(0);
+    v2.model.dispose();
+  });
+
+  it("partial targets and a quantized lm_head round-trip (dense layers under their HF names)", async () => {
+    const model = await quantized(3, 64, { targets: ["v_proj", "down_proj"], includeLmHead: true });
+    const expected = logitsOf(model);
+    const dir = fresh("partial");
+    saveQuantizedModel(model, dir, { sourceDir: TINY, plugin: rtnQuantizer });
+    model.dispose();
+    const qc = readJson(join(dir, "quantize_config.json"));
+    expect(qc).toMatchObject({ quant_method: "gptq", bits: 3, group_size: 64, lm_head: true, modules_in_block_to_quantize: [["self_attn.v_proj", "mlp.down_proj"]] });
+    const r = SafetensorsReader.open(join(dir, "model.safetensors"));
+    expect(r.has("model.layers.0.self_attn.q_proj.weight") && r.has("model.layers.0.self_attn.v_proj.qweight") && r.has("lm_head.qweight")).toBe(true);
+    r.close();
+    const loaded = loadQuantizedModel(dir);
+    expect(loaded.model.layers[0]!.linears.q_proj.kind).toBe("dense");
+    expect(loaded.model.layers[0]!.linears.v_proj.kind).toBe("quantized");
+    expect(loaded.model.lmHead.kind).toBe("quantized");
+    expect(logitsOf(loaded.model)).toEqual(expected);
+    loaded.model.dispose();
+  });
+
+  it("other formats (codebook, custom) go under quant_method modulora with per-layer metadata; custom needs its plugin", async () => {
+    const { model } = await loadLlama(TINY);
+    await quantizeModel(model, codebookPlugin, { bits: 4, groupSize: 64, targets: ["q_proj", "gate_proj"], measureError: false });
+    await quantizeModel(model, signPlugin, { bits: 1, groupSize: "row", targets: ["o_proj"], measureError: false });
+    await quantizeModel(model, realZeroPlugin, { bits: 4, groupSize: 32, targets: ["k_proj"], measureError: false });
+    const expected = logitsOf(model);
+    const dir = fresh("modulora");
+    saveQuantizedModel(model, dir, { sourceDir: TINY, plugin: signPlugin });
+    model.dispose();
+    const qc = readJson(join(dir, "quantize_config.json"));
+    expect(qc).toMatchObject({ quant_method: "modulora", formats: ["affine", "codebook", "custom"] });
+    const r = SafetensorsReader.open(join(dir, "model.safetensors"));
+    const meta = JSON.parse(r.metadata["modulora.layers"]!) as Record<string, Record<string, unknown>>;
+    expect(meta["model.layers.0.self_attn.q_proj"]).toMatchObject({ format: "codebook", bits: 4, blockSize: 64, outFeatures: 256, inFeatures: 256 });
+    expect(meta["model.layers.3.self_attn.o_proj"]).toMatchObject({ format: "custom", plugin: "sign" });
+    expect(meta["model.layers.1.self_attn.k_proj"]).toMatchObject({ format: "affine", zeroKind: "real", groupSize: 32 });
+    expect(r.has("model.layers.0.self_attn.q_proj.codes") && r.has("model.layers.0.self_attn.o_proj.signs")).toBe(true);
+    r.close();
+    expect(() => loadQuantizedModel(dir)).toThrow(/layer 'model.layers.0.self_attn.o_proj': this weight was made by quantizer plugin 'sign'; load that plugin/);
+    const loaded = loadQuantizedModel(dir, { plugin: signPlugin });
+    expect(logitsOf(loaded.model)).toEqual(expected);
+    loaded.model.dispose();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// GPTQ's published layout, packed by hand
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * GPTQ's reference `QuantLinear.pack` loop, transcribed: packs values v(j, c) along j (n of them,
+ * a multiple of 32) into rows of 32-bit words [n/32·bits, width].
+ */
+function gptqPackLoop(n: number, width: number, v: (j: number, c: number) => number, bits: number): Uint32Array {
+  const rows = (n / 32) * bits;
+  const q = new Uint32Array(rows * width);
+  const or = (row: number, f: (c: number) => number) => {
+    for (let c = 0; c < width; c++) q[row * width + c] = (q[row * width + c]! | f(c)) >>> 0;
+  };
+  let i = 0;
+  let row = 0;
+  while (row < rows) {
+    if (bits === 2 || bits === 4 || bits === 8) {
+      for (let j = i; j < i + 32 / bits; j++) or(row, (c) => v(j, c) << (bits * (j - i)));
+      i += 32 / bits;
+      row += 1;
+    } else if (bits === 3) {
+      for (let j = i; j < i + 10; j++) or(row, (c) => v(j, c) << (3 * (j - i)));
+      i += 10;
+      const a = i;
+      or(row, (c) => v(a, c) << 30);
+      row += 1;
+      or(row, (c) => (v(a, c) >> 2) & 1);
+      i += 1;
+      for (let j = i; j < i + 10; j++) or(row, (c) => v(j, c) << (3 * (j - i) + 1));
+      i += 10;
+      const b = i;
+      or(row, (c) => v(b, c) << 31);
+      row += 1;
+      or(row, (c) => (v(b, c) >> 1) & 0x3);
+      i += 1;
+      for (let j = i; j < i + 10; j++) or(row, (c) => v(j, c) << (3 * (j - i) + 2));
+      i += 10;
+      row += 1;
+    } else throw new Error(`bits ${bits}`);
+  }
+  return q;
+}
+
+/** A seeded generator for the hand-made weights. */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+describe("a GPTQ tensor set packed by hand from the published layout", () => {
+  const OUT = 8;
+  const IN = 64;
+  const GROUP = 16;
+  const GROUPS = IN / GROUP;
+  for (const bits of [4, 3])
+    for (const actOrder of [false, true])
+      for (const zeroFormat of ["v1", "v2"] as const)
+        it(`${bits} bits, ${actOrder ? "act-order g_idx" : "g_idx = ⌊i/16⌋"}, zeros ${zeroFormat}`, () => {
+          const rand = lcg(bits * 100 + (actOrder ? 10 : 0) + (zeroFormat === "v1" ? 1 : 2));
+          const maxq = (1 << bits) - 1;
+          const q = Array.from({ length: OUT }, () => Array.from({ length: IN }, () => Math.floor(rand() * (maxq + 1))));
+          // v1 cannot hold a zero point of 0; v2 can (and gets one)
+          const z = Array.from({ length: GROUPS }, () => Array.from({ length: OUT }, () => (zeroFormat === "v1" ? 1 : 0) + Math.floor(rand() * (zeroFormat === "v1" ? maxq : maxq + 1))));
+          if (zeroFormat === "v2") z[1]![3] = 0;
+          const scales = Float32Array.from({ length: GROUPS * OUT }, () => 0.001 + rand() * 0.05); // [groups, out]
+          const gIdx = new Int32Array(IN);
+          if (actOrder) {
+            const perm = Array.from({ length: IN }, (_, i) => i);
+            for (let i = IN - 1; i > 0; i--) {
+              const j = Math.floor(rand() * (i + 1));
+              [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+            }
+            perm.forEach((col, k) => (gIdx[col] = Math.floor(k / GROUP)));
+          } else for (let i = 0; i < IN; i++) gIdx[i] = Math.floor(i / GROUP);
+
+          // qweight [in/32·bits, out]: intweight is W's codes transposed, [in, out]
+          const qweight = gptqPackLoop(IN, OUT, (i, j) => q[j]![i]!, bits);
+          // qzeros [groups, out·bits/32]: zeros packed along out (out padded to 32 with zeros)
+          const stored = (g: number, j: number) => (j < OUT ? z[g]![j]! - (zeroFormat === "v1" ? 1 : 0) : 0);
+          const qzT = gptqPackLoop(32, GROUPS, (j, g) => stored(g, j), bits); // [words, groups]
+          const words = bits;
+          const qzeros = new Int32Array(GROUPS * words);
+          for (let g = 0; g < GROUPS; g++) for (let w = 0; w < words; w++) qzeros[g * words + w] = qzT[w * GROUPS + g]! | 0;
+
+          const w = affineFromGptq(
+            {
+              qweight: keep(tensor(new Int32Array(qweight.buffer), [(IN / 32) * bits, OUT], { dtype: "i32" })),
+              qzeros: keep(tensor(qzeros, [GROUPS, words], { dtype: "i32" })),
+              scales: keep(tensor(toF16Bits(scales), [GROUPS, OUT], { dtype: "f16" })),
+              g_idx: keep(tensor(gIdx, [IN], { dtype: "i32" })),
+            },
+            { name: "hand", outFeatures: OUT, inFeatures: IN, bits, groupSize: GROUP, symmetric: false, zeroFormat },
+          );
+          expect(w.gIdx === null).toBe(!actOrder);
+          const f16 = f16Table();
+          const s16 = toF16Bits(scales);
+          const expected = new Float32Array(OUT * IN);
+          for (let j = 0; j < OUT; j++)
+            for (let i = 0; i < IN; i++) {
+              const g = gIdx[i]!;
+              expected[j * IN + i] = f16[s16[g * OUT + j]!]! * (q[j]![i]! - z[g]![j]!);
+            }
+          const got = new Float32Array(OUT * IN);
+          w.materialize(0, OUT, got);
+          expect(Array.from(got)).toEqual(Array.from(expected));
+
+          // The fused forward computes with the same weight.
+          const x = randn([3, IN], { seed: 1 });
+          const y = new QuantizedLinear(w).forward(x).view() as Float32Array;
+          const xv = x.view() as Float32Array;
+          for (let r = 0; r < 3; r++)
+            for (let j = 0; j < OUT; j++) {
+              let s = 0;
+              for (let i = 0; i < IN; i++) s += xv[r * IN + i]! * expected[j * IN + i]!;
+              expect(y[r * OUT + j]).toBeCloseTo(s, 4);
+            }
+          // And writing it back gives the hand-packed tensors.
+          if (zeroFormat === "v1" || z.flat().includes(0)) {
+            const back = gptqFromAffine(w, zeroFormat);
+            expect(Array.from(back.qweight.view() as Int32Array)).toEqual(Array.from(new Int32Array(qweight.buffer)));
+            expect(Array.from(back.qzeros.view() as Int32Array)).toEqual(Array.from(qzeros));
+            expect(Array.from(back.g_idx.view() as Int32Array)).toEqual(Array.from(gIdx));
+            back.qzeros.dispose();
+            back.g_idx.dispose();
+          }
+          w.dispose();
+        });
+
+  it("rejects tensors whose shapes disagree with the layer, naming the tensor", () => {
+    const mk = (shape: number[], dtype: "i32" | "f16") => keep(tensor(dtype === "i32" ? new Int32Array(shape.reduce((a, b) => a * b)) : new Uint16Array(shape.reduce((a, b) => a * b)), shape, { dtype }));
+    const info = { name: "model.layers.0.mlp.up_proj", outFeatures: 8, inFeatures: 64, bits: 4, groupSize: 16, symmetric: false, zeroFormat: "v1" as const };
+    expect(() => affineFromGptq({ qweight: mk([6, 8], "i32"), qzeros: mk([4, 4], "i32"), scales: mk([4, 8], "f16") }, info)).toThrow(
+      /tensor 'model.layers.0.mlp.up_proj.qweight' is i32 \[6,8\], expected i32 \[8, 8\] for a 4-bit layer \[out 8, in 64\]/,
+    );
+    expect(() => affineFromGptq({ qweight: mk([8, 8], "i32"), qzeros: mk([4, 8], "i32"), scales: mk([4, 8], "f16") }, info)).toThrow(
+      /tensor 'model.layers.0.mlp.up_proj.qzeros' is i32 \[4,8\], expected i32 \[4, 4\]/,
+    );
+    expect(() => affineFromGptq({ qweight: mk([8, 8], "i32"), qzeros: mk([4, 4], "i32"), scales: mk([4, 8], "f16"), g_idx: mk([63], "i32") }, info)).toThrow(
+      /tensor 'model.layers.0.mlp.up_proj.g_idx' is i32 \[63\], expected i32 \[64\]/,
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Corrupted directories
+// ---------------------------------------------------------------------------------------------
+
+describe("corrupted directories give clear errors", () => {
+  let good: string;
+  beforeAll(async () => {
+    const model = await quantized(4, 128);
+    good = fresh("good");
+    saveQuantizedModel(model, good, { sourceDir: TINY, plugin: rtnQuantizer });
+    model.dispose();
+  });
+  const copy = (edit: (tensors: Map<string, Tensor>, dir: string) => void): string => {
+    const dir = fresh("bad");
+    mkdirSync(dir);
+    for (const f of readdirSync(good)) if (f !== "model.safetensors") writeFileSync(join(dir, f), readFileSync(join(good, f)));
+    const tensors = loadSafetensors(join(good, "model.safetensors"));
+    edit(tensors, dir);
+    saveSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+    for (const t of tensors.values()) t.dispose();
+    return dir;
+  };
+
+  it("a missing tensor", () => {
+    const dir = copy((t) => {
+      t.get("model.layers.1.mlp.up_proj.qzeros")!.dispose();
+      t.delete("model.layers.1.mlp.up_proj.qzeros");
+    });
+    const before = memory().bytes;
+    expect(() => loadQuantizedModel(dir)).toThrow(/missing tensor 'model.layers.1.mlp.up_proj.qzeros'/);
+    expect(memory().bytes).toBe(before);
+    const dir2 = copy((t) => {
+      t.get("model.layers.2.self_attn.k_proj.qweight")!.dispose();
+      t.delete("model.layers.2.self_attn.k_proj.qweight");
+    });
+    expect(() => loadQuantizedModel(dir2)).toThrow(/missing tensor 'model.layers.2.self_attn.k_proj.qweight' \(nor is there a dense 'model.layers.2.self_attn.k_proj.weight'\)/);
+  });
+
+  it("a wrong shape, and shapes that disagree with the config", () => {
+    const dir = copy((t) => {
+      t.get("model.layers.0.self_attn.q_proj.scales")!.dispose();
+      t.set("model.layers.0.self_attn.q_proj.scales", tensor(new Uint16Array(3 * 256), [3, 256], { dtype: "f16" }));
+    });
+    expect(() => loadQuantizedModel(dir)).toThrow(/tensor 'model.layers.0.self_attn.q_proj.scales' is f16 \[3,256\], expected f16 \[2, 256\] for a 4-bit layer \[out 256, in 256\]/);
+    const dir2 = copy((_, d) => {
+      const config = readJson(join(d, "config.json"));
+      writeFileSync(join(d, "config.json"), JSON.stringify({ ...config, intermediate_size: 512 }));
+    });
+    expect(() => loadQuantizedModel(dir2)).toThrow(/tensor 'model.layers.0.mlp.gate_proj.qweight' is i32 \[32,768\], expected i32 \[32, 512\]/);
+    const dir3 = copy((t) => {
+      t.get("model.norm.weight")!.dispose();
+      t.set("model.norm.weight", tensor(new Float32Array(255), [255]));
+    });
+    expect(() => loadQuantizedModel(dir3)).toThrow(/tensor 'model.norm.weight' has shape \[255\], expected \[256\] from the config/);
+    const dir4 = copy((t) => t.set("model.layers.0.mlp.extra", tensor(new Float32Array(2), [2])));
+    expect(() => loadQuantizedModel(dir4)).toThrow(/unexpected tensor 'model.layers.0.mlp.extra'/);
+  });
+
+  it("an unknown quant_method, or none", () => {
+    const dir = copy((_, d) => {
+      const config = readJson(join(d, "config.json"));
+      writeFileSync(join(d, "config.json"), JSON.stringify({ ...config, quantization_config: { quant_method: "awq", bits: 4 } }));
+    });
+    expect(() => loadQuantizedModel(dir)).toThrow(/unknown quant_method "awq" in quantization_config; this loader reads "gptq" and "modulora"/);
+    expect(() => loadQuantizedModel(TINY)).toThrow(/no quantization_config and there is no quantize_config.json: not a quantized checkpoint/);
+  });
+
+  it("a non-empty target directory is refused unless overwrite, and never left half-written", async () => {
+    const model = await quantized(2, "row");
+    const dir = fresh("occupied");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    expect(() => saveQuantizedModel(model, dir, { plugin: rtnQuantizer })).toThrow(/exists and is not empty; pass overwrite: true/);
+    expect(readdirSync(dir)).toEqual(["notes.txt"]);
+    // A failure part-way (a missing tokenizer) leaves nothing behind.
+    expect(() => saveQuantizedModel(model, dir, { plugin: rtnQuantizer, overwrite: true, sourceDir: join(work, "no-such-model") })).toThrow(/tokenizer.json does not exist/);
+    expect(readdirSync(dir)).toEqual(["notes.txt"]);
+    expect(readdirSync(work).filter((f) => f.includes(".tmp-"))).toEqual([]);
+    saveQuantizedModel(model, dir, { plugin: rtnQuantizer, overwrite: true });
+    expect(existsSync(join(dir, "notes.txt"))).toBe(false);
+    expect(readJson(join(dir, "quantize_config.json"))).toMatchObject({ bits: 2, group_size: -1 });
+    model.dispose();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Plugins with other formats
+// ---------------------------------------------------------------------------------------------
+
+/** 4-bit codebook with uniform levels in [−1, 1] and one absmax per block of `groupSize`. */
+const codebookPlugin: QuantizerPlugin = {
+  specVersion: QUANTIZER_SPEC_VERSION,
+  name: "uniform-codebook",
+  calibration: "none",
+  supportedBits: [4],
+  quantize(weight, options) {
+    const [out, inF] = weight.shape as [number, number];
+    const block = options.groupSize === "row" ? inF : options.groupSize;
+    const w = weight.view() as Float32Array;
+    const levels = Float32Array.from({ length: 16 }, (_, k) => -1 + (2 * k) / 15);
+    const absmax = new Float32Array((out * inF) / block);
+    const codes = new Uint8Array(out * inF);
+    for (let b = 0; b < absmax.length; b++) {
+      let m = 0;
+      for (let i = b * block; i < (b + 1) * block; i++) m = Math.max(m, Math.abs(w[i]!));
+      absmax[b] = m || 1;
+      for (let i = b * block; i < (b + 1) * block; i++) codes[i] = Math.round(((w[i]! / absmax[b]! + 1) * 15) / 2);
+    }
+    return createCodebookWeight({ outFeatures: out, inFeatures: inF, bits: 4, blockSize: block, codes, levels, absmax });
+  },
+};
+
+/** A custom format: ŵ = a_j · sign(w) per row, a_j = mean |w| of the row. */
+class SignWeight implements CustomWeight {
+  readonly format = "custom" as const;
+  readonly plugin = "sign";
+  readonly bits = 1;
+  constructor(readonly outFeatures: number, readonly inFeatures: number, readonly signs: Tensor, readonly alpha: Tensor) {}
+  materialize(r0: number, r1: number, out: Float32Array): void {
+    const s = this.signs.view() as Uint8Array;
+    const a = this.alpha.view() as Float32Array;
+    for (let j = r0; j < r1; j++) for (let i = 0; i < this.inFeatures; i++) out[(j - r0) * this.inFeatures + i] = s[j * this.inFeatures + i] ? a[j]! : -a[j]!;
+  }
+  storageBytes(): number {
+    return this.signs.size + this.alpha.size * 4;
+  }
+  bitsPerWeight(): number {
+    return (this.storageBytes() * 8) / (this.outFeatures * this.inFeatures);
+  }
+  dispose(): void {
+    this.signs.dispose();
+    this.alpha.dispose();
+  }
+}
+
+const signPlugin: QuantizerPlugin = {
+  specVersion: QUANTIZER_SPEC_VERSION,
+  name: "sign",
+  calibration: "none",
+  supportedBits: [1],
+  quantize(weight) {
+    const [out, inF] = weight.shape as [number, number];
+    const w = weight.view() as Float32Array;
+    const signs = Uint8Array.from(w, (v) => (v >= 0 ? 1 : 0));
+    const alpha = Float32Array.from({ length: out }, (_, j) => w.subarray(j * inF, (j + 1) * inF).reduce((s, v) => s + Math.abs(v), 0) / inF);
+    return new SignWeight(out, inF, keep(tensor(signs, [out, inF], { dtype: "u8" })), keep(tensor(alpha, [out])));
+  },
+  serialize(qw) {
+    const s = qw as SignWeight;
+    return { tensors: { signs: s.signs, alpha: s.alpha }, metadata: {} };
+  },
+  deserialize(tensors, metadata) {
+    return new SignWeight(metadata["outFeatures"] as number, metadata["inFeatures"] as number, tensors["signs"]!, tensors["alpha"]!);
+  },
+};
+
+/** Affine with real-valued zero points (HQQ-style min-max): not GPTQ-compatible. */
+const realZeroPlugin: QuantizerPlugin = {
+  specVersion: QUANTIZER_SPEC_VERSION,
+  name: "real-zero",
+  calibration: "none",
+  supportedBits: [4],
+  quantize(weight, options) {
+    const [out, inF] = weight.shape as [number, number];
+    const g = options.groupSize === "row" ? inF : options.groupSize;
+    const w = weight.view() as Float32Array;
+    const groups = inF / g;
+    const codes = new Uint8Array(out * inF);
+    const scales = new Float32Array(out * groups);
+    const zeros = new Float32Array(out * groups);
+    for (let k = 0; k < out * groups; k++) {
+      const a = k * g;
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (let i = a; i < a + g; i++) (lo = Math.min(lo, w[i]!)), (hi = Math.max(hi, w[i]!));
+      const scale = (hi - lo) / 15 || 1;
+      scales[k] = scale;
+      zeros[k] = -lo / scale;
+      for (let i = a; i < a + g; i++) codes[i] = Math.min(15, Math.max(0, Math.round(w[i]! / scale + zeros[k]!)));
+    }
+    return createAffineWeight({ outFeatures: out, inFeatures: inF, bits: 4, groupSize: g, codes, scales, zeros });
+  },
+};
