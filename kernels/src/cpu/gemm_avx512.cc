@@ -322,7 +322,7 @@ constexpr int kMrF = 14, kNvF = 2;  // 14 x 32 floats
 constexpr int kMrD = 14, kNvD = 2;  // 14 x 16 doubles
 
 const Kernels<float> kAvx512F32 = {
-    "avx512", kMrF, kNvF * F32::W, 384, 168, 4096,
+    "avx512", kMrF, kNvF * F32::W, 512, 112, 4096,
     Micro<F32, kMrF, kNvF>, PackA<F32, kMrF>, PackB<F32, kNvF>, GemvRows<F32>, GemvDots<F32>,
 };
 const Kernels<double> kAvx512F64 = {
