@@ -29,7 +29,8 @@ function parseArgs(argv) {
   const opts = { rounds: 7, threads: [1, 2], settle: 15, quick: false, naive: true, out: path.join(here, "results") };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--rounds") opts.rounds = Number(argv[++i]);
+    if (a === "--") continue;  // `pnpm run bench -- --quick` passes the separator through
+    else if (a === "--rounds") opts.rounds = Number(argv[++i]);
     else if (a === "--threads") opts.threads = argv[++i].split(",").map(Number);
     else if (a === "--settle") opts.settle = Number(argv[++i]);
     else if (a === "--quick") opts.quick = true;
