@@ -5,21 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   cpuInfo, gemm, gemmInfo, getNumThreads, native, setIsa, setNumThreads, type FloatArray, type Isa,
 } from "../ts/index.js";
+import { rng } from "./helpers.js";
 
 // --- reference and helpers ----------------------------------------------------------------------
 
 type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randArray(C: FloatCtor, n: number, seed: number): FloatArray {
   const r = rng(seed);

@@ -4,6 +4,7 @@ import {
   LOSS_CHUNK, cpuInfo, crossEntropyBackward, crossEntropyForward, getNumThreads, native, setIsa, setNumThreads,
   softmaxBackward, softmaxForward, type FloatArrayLike, type Isa, type RowLayout,
 } from "../ts/index.js";
+import { rng } from "./helpers.js";
 
 // --- helpers ------------------------------------------------------------------------------------
 
@@ -14,16 +15,6 @@ const FLOATS: [string, FloatCtor, number, number][] = [
   ["f64", Float64Array, 1e-12, 1e-14],
 ];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randArray<C extends FloatCtor>(C: C, n: number, seed: number, lo = -4, hi = 4): InstanceType<C> {
   const r = rng(seed);

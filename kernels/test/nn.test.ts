@@ -4,30 +4,14 @@ import {
   adamwStep, dropoutBackward, dropoutForward, getNumThreads, native, rmsnormBackward, rmsnormForward, ropeBackward,
   ropeForward, setNumThreads, swigluBackward, swigluForward,
 } from "../ts/index.js";
+import { rng, randArray, type FloatCtor } from "./helpers.js";
 
 // --- helpers ------------------------------------------------------------------------------------
 
-type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 // [name, constructor, relative tolerance against an f64 reference]
 const FLOATS: [string, FloatCtor, number][] = [["f32", Float32Array, 3e-6], ["f64", Float64Array, 1e-13]];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function randArray<C extends FloatCtor>(C: C, n: number, seed: number, lo = -2, hi = 2): InstanceType<C> {
-  const r = rng(seed);
-  const a = new C(n) as InstanceType<C>;
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();
-  return a;
-}
 
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = 0, what = ""): void {
   expect(actual.length, `${what} length`).toBe(expected.length);

@@ -11,19 +11,10 @@ import {
   cpuInfo, gemm, getNumThreads, native, nativeMemoryStats, quantMatmulInfo, resetPeakMemory, setIsa, setNumThreads,
   type AffineArrays, type CodebookArrays, type Isa,
 } from "../ts/index.js";
+import { rng } from "./helpers.js";
 
 // --- helpers -----------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randF32(n: number, seed: number, lo = -1, hi = 1): Float32Array {
   const r = rng(seed);
