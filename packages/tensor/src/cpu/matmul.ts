@@ -67,7 +67,14 @@ export function registerCpuMatmul(): void {
     const A = prepare(a!, batch);
     const B = prepare(b!, batch);
     try {
-      gemm(transA !== A.flipped, transB !== B.flipped, m, n, k, 1, farr(A.t), A.ld, A.batchStride, farr(B.t), B.ld, B.batchStride, 0, farr(y), n, m * n, count);
+      const ta = transA !== A.flipped;
+      // A linear layer on [batch..., M, K] with a shared B: the batch of row-major A matrices laid
+      // end to end is one [batch·M, K] matrix, so one large GEMM replaces `count` small ones.
+      if (count > 1 && B.batchStride === 0 && !ta && A.batchStride === m * A.ld) {
+        gemm(false, transB !== B.flipped, count * m, n, k, 1, farr(A.t), A.ld, 0, farr(B.t), B.ld, 0, 0, farr(y), n, 0, 1);
+        return [y];
+      }
+      gemm(ta, transB !== B.flipped, m, n, k, 1, farr(A.t), A.ld, A.batchStride, farr(B.t), B.ld, B.batchStride, 0, farr(y), n, m * n, count);
     } finally {
       A.temp?.dispose();
       B.temp?.dispose();

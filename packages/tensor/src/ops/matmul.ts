@@ -5,6 +5,7 @@ import { checkFloat, runOp1, type OpDef } from "../op.js";
 import { broadcastShapes, formatShape } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { sumToShape } from "./reduce.js";
+import { reshape } from "./shape.js";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -44,7 +45,19 @@ export const matmulDef: OpDef<MatmulAttrs> = {
     let db: Tensor | null = null;
     // Y = op(A)·op(B):  d op(A) = G·op(B)ᵀ,  d op(B) = op(A)ᵀ·G, transposed back where op() transposed.
     if (ctx.needsGrad[0]) da = transA ? mm(b, g!, transB, true, sa) : mm(g!, b, false, !transB, sa);
-    if (ctx.needsGrad[1]) db = transB ? mm(g!, a, true, transA, sb) : mm(a, g!, !transA, false, sb);
+    if (ctx.needsGrad[1]) {
+      if (sb.length === 2 && sa.length > 2 && !transA && a.isContiguous && g!.isContiguous) {
+        // B shared by every batch entry (a linear layer): dB = Σ_batch A_bᵀ·G_b is one GEMM over
+        // the batch rows stacked, [batch·M, K]ᵀ·[batch·M, N], not a batched product then a sum.
+        const k = sa[sa.length - 1]!;
+        const n = g!.shape[g!.rank - 1]!;
+        const a2 = reshape(a, [-1, k]);
+        const g2 = reshape(g!, [-1, n]);
+        db = transB ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true });
+      } else {
+        db = transB ? mm(g!, a, true, transA, sb) : mm(a, g!, !transA, false, sb);
+      }
+    }
     return [da, db];
   },
 };
