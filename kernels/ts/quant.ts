@@ -64,7 +64,7 @@ export interface AffineArrays {
   scales: Uint16Array;
   /** "int": u8 zero points; "real": f16 bit patterns. */
   zeroKind: AffineZeroKind;
-  /** [groups, out]: Uint8Array for "int", Uint16Array (f16 bits) for "real". */
+  /** Shape [groups, out]: a Uint8Array for "int", a Uint16Array (f16 bits) for "real". */
   zeros: Uint8Array | Uint16Array;
   /** Group of each input column (act-order), i32 [in] with values < `groups`; null: ⌊i / groupSize⌋. */
   gIdx?: Int32Array | null;

@@ -214,7 +214,8 @@ export function loraLayerSeed(seed: number, block: number, name: LinearName): nu
   return seed * 1000 + block * LINEAR_NAMES.length + LINEAR_NAMES.indexOf(name);
 }
 
-interface Slot {
+/** One wrapped layer of an adapter (internal bookkeeping). */
+export interface Slot {
   block: number;
   name: LinearName;
   layer: LoRALayer;

@@ -33,7 +33,8 @@ export interface GenerateResult {
   stoppedBy: "eos" | "max-tokens" | "stop-token";
 }
 
-interface Sampling {
+/** Sampling settings of one generation (internal to generate and sampleToken). */
+export interface Sampling {
   temperature: number;
   topK: number | null;
   topP: number;
