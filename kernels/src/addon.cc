@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterNn(env, exports);
   RegisterLoss(env, exports);
   RegisterQuant(env, exports);
+  RegisterOptq(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

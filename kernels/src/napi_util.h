@@ -85,5 +85,6 @@ void RegisterAttention(Napi::Env env, Napi::Object exports);
 void RegisterNn(Napi::Env env, Napi::Object exports);
 void RegisterLoss(Napi::Env env, Napi::Object exports);
 void RegisterQuant(Napi::Env env, Napi::Object exports);
+void RegisterOptq(Napi::Env env, Napi::Object exports);
 
 }  // namespace modulora

@@ -13,3 +13,4 @@ export * from "./attention.js";
 export * from "./nn.js";
 export * from "./loss.js";
 export * from "./quant.js";
+export * from "./optq.js";

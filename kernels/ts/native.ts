@@ -7,9 +7,10 @@ import type { RawAttention } from "./attention.js";
 import type { RawNn } from "./nn.js";
 import type { RawLoss } from "./loss.js";
 import type { RawQuant } from "./quant.js";
+import type { RawOptq } from "./optq.js";
 
 /** The raw addon: one interface mirroring every native export (see each module's `Raw*` type). */
-export type RawAddon = RawStorage & RawGemm & RawElementwise & RawIo & RawAttention & RawNn & RawLoss & RawQuant & { readonly abiVersion: number };
+export type RawAddon = RawStorage & RawGemm & RawElementwise & RawIo & RawAttention & RawNn & RawLoss & RawQuant & RawOptq & { readonly abiVersion: number };
 
 let cached: RawAddon | undefined;
 

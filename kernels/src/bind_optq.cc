@@ -1,0 +1,102 @@
+// Bindings of OPTQ/GPTQ (src/cpu/optq.h):
+//   optqQuantize(w, h, outFeatures, inFeatures, bits, groupSize, symmetric, actOrder, staticGroups,
+//                percdamp, blockSize, codes, scales, zeros, gIdx)
+//     w f32 [out, in]; h f64 [in, in] (overwritten: dead columns, damping); outputs codes u8
+//     [out, in], scales f32 [out, groups], zeros u8 [out, groups], gIdx i32 [in].
+//   optqHessianInverse(h, n, hinv)  hinv = upper Cholesky factor of h⁻¹ (f64 [n, n] both)
+// Everything is checked before the kernel runs; errors name the op and the argument. A Hessian
+// that is not positive definite after damping is a RangeError that suggests a larger percdamp.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "cpu/optq.h"
+#include "napi_util.h"
+
+namespace modulora {
+namespace {
+
+constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+template <class T>
+T* Exact(const Args& a, size_t i, const char* name, int64_t need, const std::string& what) {
+  T* p = a.array<T>(i, name, 0);
+  const auto len = static_cast<int64_t>(a.anyArray(i, name).length);
+  if (len != need) {
+    a.failRange(std::string("argument '") + name + "' holds " + Str(len) + " elements, expected " + what + " = " +
+                Str(need));
+  }
+  return p;
+}
+
+Napi::Value OptqQuantize(const Napi::CallbackInfo& info) {
+  Args a(info, "optqQuantize");
+  a.expectCount(15, "(w, h, outFeatures, inFeatures, bits, groupSize, symmetric, actOrder, staticGroups, percdamp, "
+                    "blockSize, codes, scales, zeros, gIdx)");
+  const int64_t out = a.integer(2, "outFeatures", 1, kMaxDim);
+  const int64_t in = a.integer(3, "inFeatures", 1, 1 << 16);
+  OptqParams p{};
+  p.bits = static_cast<int>(a.integer(4, "bits", 0, 64));
+  if (p.bits != 2 && p.bits != 3 && p.bits != 4 && p.bits != 8) {
+    a.failRange("argument 'bits' must be 2, 3, 4 or 8, got " + Str(p.bits));
+  }
+  p.group_size = a.integer(5, "groupSize", 1, kMaxDim);
+  if (in % p.group_size != 0) {
+    a.failRange("argument 'groupSize' = " + Str(p.group_size) + " does not divide inFeatures = " + Str(in));
+  }
+  p.symmetric = a.boolean(6, "symmetric");
+  p.act_order = a.boolean(7, "actOrder");
+  p.static_groups = a.boolean(8, "staticGroups");
+  p.percdamp = a.number(9, "percdamp");
+  if (!(p.percdamp >= 0) || !std::isfinite(p.percdamp)) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", p.percdamp);
+    a.failRange(std::string("argument 'percdamp' = ") + buf + " must be a finite number >= 0");
+  }
+  p.block_size = a.integer(10, "blockSize", 1, kMaxDim);
+  if (out * in > (int64_t{1} << 40)) a.failRange("the weight is too large");
+  const float* w = Exact<float>(a, 0, "w", out * in, "outFeatures × inFeatures = " + Str(out) + " × " + Str(in));
+  double* h = Exact<double>(a, 1, "h", in * in, "inFeatures × inFeatures = " + Str(in) + " × " + Str(in));
+  const int64_t groups = in / p.group_size;
+  uint8_t* codes = Exact<uint8_t>(a, 11, "codes", out * in, "outFeatures × inFeatures = " + Str(out) + " × " + Str(in));
+  const std::string gw = "outFeatures × groups = " + Str(out) + " × " + Str(groups);
+  float* scales = Exact<float>(a, 12, "scales", out * groups, gw);
+  uint8_t* zeros = Exact<uint8_t>(a, 13, "zeros", out * groups, gw);
+  int32_t* g_idx = Exact<int32_t>(a, 14, "gIdx", in, "inFeatures");
+  for (int64_t i = 0; i < out * in; i++) {
+    if (!std::isfinite(w[i])) a.failRange("w[" + Str(i) + "] is not finite");
+  }
+  for (int64_t i = 0; i < in * in; i++) {
+    if (!std::isfinite(h[i])) a.failRange("h[" + Str(i) + "] is not finite");
+  }
+  if (optq_quantize(w, h, out, in, p, codes, scales, zeros, g_idx) != OptqStatus::kOk) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", p.percdamp);
+    a.failRange(std::string("the Hessian is not positive definite after damping with percdamp = ") + buf +
+                "; pass a larger percdamp (e.g. 0.1), or more calibration data");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value OptqHessianInverse(const Napi::CallbackInfo& info) {
+  Args a(info, "optqHessianInverse");
+  a.expectCount(3, "(h, n, hinv)");
+  const int64_t n = a.integer(1, "n", 1, 1 << 16);
+  const double* h = Exact<double>(a, 0, "h", n * n, "n × n = " + Str(n) + " × " + Str(n));
+  double* hinv = Exact<double>(a, 2, "hinv", n * n, "n × n = " + Str(n) + " × " + Str(n));
+  if (h == hinv) a.failRange("argument 'hinv' must not be the same array as 'h'");
+  if (!optq_hessian_inverse(h, n, hinv)) a.failRange("the matrix 'h' is not positive definite (Cholesky failed)");
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void RegisterOptq(Napi::Env env, Napi::Object exports) {
+  exports.Set("optqQuantize", Napi::Function::New(env, OptqQuantize, "optqQuantize"));
+  exports.Set("optqHessianInverse", Napi::Function::New(env, OptqHessianInverse, "optqHessianInverse"));
+}
+
+}  // namespace modulora
