@@ -1,0 +1,149 @@
+/**
+ * `@modulora/quantizer-optq`: OPTQ/GPTQ (Frantar et al., "GPTQ: Accurate Post-Training
+ * Quantization for Generative Pre-trained Transformers", 2022), producing the `affine` format with
+ * integer zero points (and `g_idx` with act-order), so checkpoints are written in GPTQ's layout.
+ *
+ * Per linear layer W [out, in], from the calibration driver's Σ xᵀx over n input rows:
+ * H = (2/n) Σ x xᵀ; dead inputs (H[i,i] = 0) get H[i,i] = 1 and W[:, i] = 0; with `actOrder`
+ * columns are processed by descending diag(H); H += percdamp · mean(diag H) · I; Hinv = upper
+ * Cholesky factor of H⁻¹; columns are quantized in blocks of `blockSize` with lazy batch updates,
+ * each column's error (w − q) / Hinv[i,i] fed forward to the later columns through its row of
+ * Hinv. Group parameters follow GPTQ's min-max rule (the same rule as RTN, in f32), computed at
+ * each group's first column from the current, already-updated weights (or up front from the
+ * original W with `staticGroups`). The numerics run natively in f64 (`optqQuantize` of
+ * `@modulora/kernels`).
+ * @packageDocumentation
+ */
+import { checkQuantizeInputs, createAffineWeight, QUANTIZER_SPEC_VERSION, type AffineWeight, type CalibrationStats, type QuantizeOptions, type QuantizerPlugin } from "@modulora/core";
+import { gemm, optqQuantize } from "@modulora/kernels";
+import type { Tensor } from "@modulora/tensor";
+
+const f = Math.fround;
+
+/** Options of {@link quantizeOptq} beyond `bits`, `groupSize` and `symmetric`. */
+export interface OptqPluginOptions {
+  /** Quantize columns by descending diag(H) and record g_idx (GPTQ's `desc_act`); default false. */
+  actOrder?: boolean;
+  /** Group parameters computed up front from the original W (GPTQ's `static_groups`); default false. */
+  staticGroups?: boolean;
+  /** Dampening: H += percdamp · mean(diag H) · I; default 0.01. */
+  percdamp?: number;
+  /** Columns per lazy batch update; default 128. */
+  blockSize?: number;
+}
+
+/** Round half to even (as torch.round), for finite x. */
+export function roundHalfEven(x: number): number {
+  const r = Math.floor(x);
+  const d = x - r;
+  if (d > 0.5) return r + 1;
+  if (d < 0.5) return r + 0;
+  return r % 2 === 0 ? r + 0 : r + 1;
+}
+
+/**
+ * GPTQ's min-max rule for one group of f32 values, in f32 (the rule the native kernel applies;
+ * kept here as the readable reference): the range contains 0 (both 0 → [−1, 1]),
+ * scale = (xmax − xmin)/(2^b − 1), zero = round(−xmin/scale); symmetric: xmax = max(|xmin|, xmax),
+ * xmin = −xmax where negative, zero = 2^(b−1).
+ */
+export function optqGroupParams(values: ArrayLike<number>, start: number, end: number, bits: number, symmetric: boolean): { scale: number; zero: number } {
+  const maxq = (1 << bits) - 1;
+  let xmin = 0;
+  let xmax = 0;
+  for (let i = start; i < end; i++) {
+    const v = f(values[i]!);
+    if (v < xmin) xmin = v;
+    if (v > xmax) xmax = v;
+  }
+  if (symmetric) {
+    xmax = Math.max(Math.abs(xmin), xmax);
+    if (xmin < 0) xmin = -xmax;
+  }
+  if (xmin === 0 && xmax === 0) [xmin, xmax] = [-1, 1];
+  const scale = f(f(xmax - xmin) / maxq);
+  return { scale, zero: symmetric ? (maxq + 1) / 2 : roundHalfEven(f(-xmin / scale)) };
+}
+
+function flag(options: QuantizeOptions, key: string, fallback: boolean): boolean {
+  const v = options[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== "boolean") throw new TypeError(`optq: option ${key} must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * Quantizes W [out, in] (f32) with OPTQ into an `affine` weight. `stats.hessian` is the driver's
+ * Σ xᵀx (f64 [in, in]) over `stats.samples` rows; it is scaled by 2/n here and not modified.
+ */
+export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats): AffineWeight {
+  const groupSize = checkQuantizeInputs(optqQuantizer, weight, options);
+  const [out, inF] = weight.shape as [number, number];
+  const h = stats?.hessian;
+  if (!h) throw new Error("optq needs calibration statistics (a Hessian); pass calibration text (quantizeModel's calibration option)");
+  if (h.dtype !== "f64" || h.shape.length !== 2 || h.shape[0] !== inF || h.shape[1] !== inF) {
+    throw new RangeError(`optq: the Hessian must be f64 [${inF}, ${inF}] for a weight [${out}, ${inF}], got ${h.dtype} [${h.shape.join(", ")}]`);
+  }
+  const n = stats!.samples;
+  if (!(Number.isFinite(n) && n > 0)) throw new RangeError(`optq: stats.samples must be a positive number of calibration rows, got ${n}`);
+  const percdamp = options.percdamp ?? 0.01;
+  if (typeof percdamp !== "number" || !(percdamp >= 0) || !Number.isFinite(percdamp)) throw new RangeError(`optq: percdamp must be a finite number >= 0, got ${JSON.stringify(percdamp)}`);
+  const blockSize = options.blockSize ?? 128;
+  if (!Number.isInteger(blockSize) || (blockSize as number) < 1) throw new RangeError(`optq: blockSize must be a positive integer, got ${JSON.stringify(blockSize)}`);
+  const symmetric = flag(options, "symmetric", false);
+  const actOrder = flag(options, "actOrder", false);
+  const staticGroups = flag(options, "staticGroups", false);
+
+  // H = (2/n) Σ x xᵀ (a fresh array: the kernel overwrites dead diagonal entries).
+  const hDense = h.isContiguous ? h : h.contiguous();
+  const src = hDense.view() as Float64Array;
+  const hs = new Float64Array(inF * inF);
+  const c = 2 / n;
+  for (let i = 0; i < hs.length; i++) hs[i] = src[i]! * c;
+  if (hDense !== h) hDense.dispose();
+  const dense = weight.isContiguous ? weight : weight.contiguous();
+  try {
+    const r = optqQuantize(dense.view() as Float32Array, hs, out, inF, {
+      bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number,
+    });
+    return createAffineWeight({
+      outFeatures: out, inFeatures: inF, bits: options.bits, groupSize, codes: r.codes, scales: r.scales, zeros: r.zeros, symmetric,
+      gIdx: actOrder ? r.gIdx : null,
+    });
+  } finally {
+    if (dense !== weight) dense.dispose();
+  }
+}
+
+/**
+ * The relative output error of a quantized layer on its calibration inputs,
+ * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr((Ŵ − W) H (Ŵ − W)ᵀ) / tr(W H Wᵀ)), from H = Σ xᵀx (any
+ * positive scale) f64 [in, in], W and Ŵ f32 [out, in] row-major.
+ */
+export function outputError(w: Float32Array, wHat: Float32Array, h: Float64Array, out: number, inF: number): number {
+  // E = [Ŵ − W; W] [2·out, in] in f64; P = E·H (one DGEMM); the traces are row dot products.
+  const e = new Float64Array(2 * out * inF);
+  for (let i = 0; i < out * inF; i++) {
+    e[i] = wHat[i]! - w[i]!;
+    e[out * inF + i] = w[i]!;
+  }
+  const p = new Float64Array(2 * out * inF);
+  gemm(false, false, 2 * out, inF, inF, 1, e, inF, 0, h, inF, 0, 0, p, inF, 0);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < out * inF; i++) {
+    num += e[i]! * p[i]!;
+    den += e[out * inF + i]! * p[out * inF + i]!;
+  }
+  return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+}
+
+/** The OPTQ plugin (spec version 1). Register it with `registerQuantizer(optqQuantizer)`. */
+export const optqQuantizer: QuantizerPlugin = {
+  specVersion: QUANTIZER_SPEC_VERSION,
+  name: "optq",
+  description: "OPTQ/GPTQ: Hessian-calibrated error feedback (act-order, static groups, damping), GPTQ layout",
+  calibration: "hessian",
+  supportedBits: [2, 3, 4, 8],
+  quantize: (weight, options, stats) => quantizeOptq(weight, options, stats),
+};
