@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Where OPTQ's time goes on one model: tokenizing the calibration text, the driver's calibration
+// forwards + Hessian accumulation, and the plugin (H scaling, Cholesky/inverse, column loop, packing).
+//
+//   node speed.mjs --model DIR [--calib FILE] [--samples 128] [--seq-len 512] [--bits 4] [--group 128] [--act-order]
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import os from "node:os";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith("--") ? all[i + 1] : "true"]);
+  return acc;
+}, []));
+const T = await import("@modulora/tensor");
+const { loadLlama, LlamaTokenizer, quantizeModel } = await import("@modulora/llama");
+const { optqQuantizer } = await import("@modulora/quantizer-optq");
+
+const dir = resolve(args.model);
+const samples = Number(args.samples ?? 128);
+const seqLen = Number(args["seq-len"] ?? 512);
+const t0 = performance.now();
+const { model } = await loadLlama(dir);
+const load = (performance.now() - t0) / 1000;
+let t = performance.now();
+const tokenizer = LlamaTokenizer.fromDir(dir);
+const ids = tokenizer.encode(readFileSync(resolve(args.calib ?? "/work/shared/data/lm/calib.txt"), "utf8"), { addSpecialTokens: false });
+const tokenize = (performance.now() - t) / 1000;
+let pluginSeconds = 0;
+const timed = { ...optqQuantizer, quantize(w, o, s) { const a = performance.now(); const q = optqQuantizer.quantize(w, o, s); pluginSeconds += (performance.now() - a) / 1000; return q; } };
+t = performance.now();
+const r = await quantizeModel(model, timed, {
+  bits: Number(args.bits ?? 4), groupSize: args.group === "row" ? "row" : Number(args.group ?? 128), actOrder: args["act-order"] === "true",
+  calibration: { text: "", tokenizer: { encode: () => ids }, samples, seqLen }, measureError: false,
+});
+const quantize = (performance.now() - t) / 1000;
+const row = {
+  model: dir.split("/").pop(), samples, seqLen, bits: Number(args.bits ?? 4), group: args.group ?? 128, actOrder: args["act-order"] === "true",
+  seconds: { load, tokenize, quantizeModel: quantize, calibrationForwardsAndHessians: r.calibrationSeconds, plugin: pluginSeconds, other: quantize - r.calibrationSeconds - pluginSeconds, total: load + tokenize + quantize },
+  perLayer: r.report.map((x) => ({ name: x.name, seconds: x.seconds })), tokens: ids.length, threads: T.getNumThreads(), cpu: os.cpus()[0]?.model, date: new Date().toISOString(),
+};
+console.log(JSON.stringify(row.seconds));
+if (args.out) writeFileSync(join(here, args.out), `${JSON.stringify(row, null, 2)}\n`);
