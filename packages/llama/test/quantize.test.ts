@@ -296,7 +296,7 @@ describe("the calibration driver", () => {
         const r = received.find((x) => x.name.startsWith(`model.layers.${block}.`) && x.name.endsWith(`.${n}`))!;
         expect(h[n].rows).toBe(N * L);
         const d = maxRelDiff(r.hessian!, h[n].h);
-        expect(d, `${r.name}`).toBeLessThan(1e-9);
+        expect(d, `${r.name}`).toBeLessThan(1e-6); // each micro-batch's xᵀx is summed in f32 (as GPTQ does), then in f64
       }
     }
     ref.dispose();
