@@ -14,7 +14,7 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) =>
   return acc;
 }, []));
 const T = await import("@modulora/tensor");
-const { loadLlama, LlamaTokenizer, quantizeModel } = await import("@modulora/llama");
+const { loadLlama, LlamaTokenizer, quantizeModel, encodeInChunks, sampleCalibrationWindows } = await import("@modulora/llama");
 const { optqQuantizer } = await import("@modulora/quantizer-optq");
 
 const dir = resolve(args.model);
@@ -25,14 +25,14 @@ const { model } = await loadLlama(dir);
 const load = (performance.now() - t0) / 1000;
 let t = performance.now();
 const tokenizer = LlamaTokenizer.fromDir(dir);
-const ids = tokenizer.encode(readFileSync(resolve(args.calib ?? "/work/shared/data/lm/calib.txt"), "utf8"), { addSpecialTokens: false });
+const ids = encodeInChunks(tokenizer, readFileSync(resolve(args.calib ?? "/work/shared/data/lm/calib.txt"), "utf8"));
 const tokenize = (performance.now() - t) / 1000;
 let pluginSeconds = 0;
 const timed = { ...optqQuantizer, quantize(w, o, s) { const a = performance.now(); const q = optqQuantizer.quantize(w, o, s); pluginSeconds += (performance.now() - a) / 1000; return q; } };
 t = performance.now();
 const r = await quantizeModel(model, timed, {
   bits: Number(args.bits ?? 4), groupSize: args.group === "row" ? "row" : Number(args.group ?? 128), actOrder: args["act-order"] === "true",
-  calibration: { text: "", tokenizer: { encode: () => ids }, samples, seqLen }, measureError: false,
+  calibration: { ids: sampleCalibrationWindows(ids, samples, seqLen, 0) }, measureError: false,
 });
 const quantize = (performance.now() - t) / 1000;
 const row = {
