@@ -1,0 +1,105 @@
+// modulora eval: perplexity (fixtures protocol), classification accuracy, or ROUGE of greedy generations.
+import { existsSync, readFileSync } from "node:fs";
+import { loadDataset, readDataFile, type Dataset, type DatasetFormat, type Templates } from "@modulora/data";
+import { evaluatePerplexity } from "@modulora/llama";
+import { CliError, stepSync } from "../errors.js";
+import { accuracyOf, classificationItems, rougeOf, subset } from "../evaluation.js";
+import type { CommandContext } from "../main.js";
+import { checkDataFile, DATA_HINT } from "../data-files.js";
+import { attachAdapter, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
+import { setupQuantizers } from "../plugins.js";
+import { Progress } from "../progress.js";
+
+interface EvalArgs {
+  model: string;
+  adapter?: string;
+  data: string;
+  metric: "ppl" | "accuracy" | "rouge";
+  format?: DatasetFormat;
+  seqLen: number;
+  maxWindows?: number;
+  maxSamples?: number;
+  maxNewTokens: number;
+  seed: number;
+  device: string;
+  json: boolean;
+  plugin?: string[];
+}
+
+const DEFAULT_FORMAT: Record<EvalArgs["metric"], DatasetFormat | null> = { ppl: null, accuracy: "classification", rouge: "summarization" };
+
+/** The whole evaluation text (fixtures protocol: one string): a .txt file as is, or the `text` fields of a .jsonl file. */
+function perplexityText(path: string): string {
+  if (path.endsWith(".jsonl")) {
+    const file = stepSync("bad data in --data", DATA_HINT, () => readDataFile(path));
+    if (file.kind !== "jsonl") return "";
+    return file.records
+      .map(({ value, where }) => {
+        if (typeof value["text"] !== "string") throw new CliError(`${where?.file}:${where?.line}: --metric ppl reads a "text" field`, "use a .txt file, or records with a string text field");
+        return value["text"];
+      })
+      .join("\n\n");
+  }
+  return readFileSync(path, "utf8");
+}
+
+export async function runEval(ctx: CommandContext): Promise<void> {
+  const a = ctx.args.values as unknown as EvalArgs;
+  const progress = new Progress(ctx.stderr);
+  checkDevice(a.device);
+  if (a.maxWindows !== undefined && a.metric !== "ppl") throw new CliError("--max-windows is for --metric ppl", "use --max-samples to limit accuracy/rouge");
+  if (a.maxSamples !== undefined && a.metric === "ppl") throw new CliError("--max-samples is for --metric accuracy or rouge", "use --max-windows to limit ppl");
+  const checked = preflightModel(a.model);
+  const meta = a.adapter ? preflightAdapter(a.adapter, checked) : null;
+  const format = a.format ?? (a.metric !== "ppl" && typeof meta?.["task_format"] === "string" ? (meta["task_format"] as DatasetFormat) : DEFAULT_FORMAT[a.metric]);
+  if (a.metric === "accuracy" && format !== "classification") throw new CliError(`--metric accuracy needs the classification format, not ${format}`, "pass --format classification");
+  if (a.metric === "rouge" && format !== "summarization" && format !== "instruct") throw new CliError(`--metric rouge needs a prompt-target format (summarization or instruct), not ${format}`, "pass --format summarization");
+  if (a.metric === "ppl") {
+    if (!existsSync(a.data)) throw new CliError(`--data ${a.data} does not exist`, "pass --data a .txt file (or .jsonl with a text field)");
+  } else checkDataFile(a.data, format!, "--data");
+  await setupQuantizers(a.plugin);
+
+  const loaded = await loadModel(a.model, progress, "--model", checked);
+  const { model, tokenizer } = loaded;
+  try {
+    if (a.adapter) await attachAdapter(loaded, a.adapter, progress);
+    let result: Record<string, unknown>;
+    if (a.metric === "ppl") {
+      const text = perplexityText(a.data);
+      const ids = tokenizer.encode(text, { addSpecialTokens: false });
+      const windows = Math.min(Math.floor(ids.length / a.seqLen), a.maxWindows ?? Infinity);
+      if (windows < 1) throw new CliError(`${a.data} has ${ids.length} tokens, less than one window of --seq-len ${a.seqLen}`, "lower --seq-len or use a longer text");
+      const bar = progress.bar("ppl", windows, { unit: "windows" });
+      const r = evaluatePerplexity(model, ids, { seqLen: a.seqLen, ...(a.maxWindows !== undefined ? { maxWindows: a.maxWindows } : {}), onProgress: (d) => bar.update(d) });
+      bar.stop();
+      result = { metric: "ppl", value: r.perplexity, n: r.windows, nll: r.nll, tokens: r.tokens, seq_len: a.seqLen };
+    } else {
+      // The adapter's template and label set (modulora.json) when it has them, else the data's.
+      const templates = (meta?.["templates"] as Partial<Templates> | undefined) ?? (typeof meta?.["prompt_template"] === "string" ? { prompt: meta["prompt_template"] as string } : undefined);
+      const labels = format === "classification" && Array.isArray(meta?.["labels"]) ? (meta["labels"] as string[]) : undefined;
+      const dataset: Dataset = stepSync("bad data in --data", DATA_HINT, () =>
+        loadDataset(a.data, { format: format!, tokenizer, seqLen: a.seqLen, ...(templates ? { templates } : {}), ...(labels ? { labels } : {}) }),
+      );
+      const examples = subset(dataset.examples, a.maxSamples, a.seed);
+      if (a.metric === "accuracy") {
+        const bar = progress.bar("accuracy", examples.length, { unit: "examples" });
+        const r = accuracyOf(model, classificationItems(examples, dataset.spec, tokenizer), (d) => bar.update(d));
+        bar.stop();
+        result = { metric: "accuracy", value: r.accuracy, n: r.n, correct: r.correct, majority_baseline: r.majority, majority_label: r.majorityLabel, labels: dataset.spec.labels };
+      } else {
+        const bar = progress.bar("rouge", examples.length, { unit: "examples" });
+        const r = rougeOf(model, tokenizer, { examples, spec: dataset.spec }, { maxNewTokens: a.maxNewTokens, onProgress: (d) => bar.update(d) });
+        bar.stop();
+        result = { metric: "rouge", value: r.rougeL, n: r.n, rouge1: r.rouge1, rouge2: r.rouge2, rougeL: r.rougeL };
+      }
+    }
+    if (a.json) ctx.stdout.write(`${JSON.stringify(result)}\n`);
+    else {
+      const v = result["value"] as number;
+      const rest = Object.entries(result).filter(([k]) => !["metric", "value"].includes(k)).map(([k, x]) => `${k} ${typeof x === "number" && !Number.isInteger(x) ? x.toFixed(4) : Array.isArray(x) ? x.join(",") : String(x)}`);
+      ctx.stdout.write(`${result["metric"]} ${v.toFixed(4)} (${rest.join(", ")})\n`);
+    }
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,277 @@
+// modulora finetune: LoRA on a full-precision or quantized model with the Trainer; the adapter,
+// checkpoints, metrics.jsonl and the loss curve go to --out.
+import { randomBytes } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { listCheckpoints, Trainer, type EvalResult, type TrainerEvent } from "@modulora/core";
+import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
+import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName } from "@modulora/llama";
+import { nonEmptyDir } from "../atomic.js";
+import { CliError, oneLine, step, stepSync } from "../errors.js";
+import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
+import type { CommandContext } from "../main.js";
+import { checkDataFile, DATA_HINT } from "../data-files.js";
+import { checkDevice, loadModel, preflightModel, type LoadedModel } from "../model.js";
+import { parseMetrics, writeLossPlots } from "../plot.js";
+import { quantizerNamed, setupQuantizers } from "../plugins.js";
+import { formatSeconds, Progress, type ProgressBar } from "../progress.js";
+
+interface FinetuneArgs {
+  model: string;
+  data: string;
+  format: DatasetFormat;
+  out: string;
+  valid?: string;
+  steps?: number;
+  epochs: number;
+  batchSize: number;
+  gradAccum: number;
+  seqLen: number;
+  lr: number;
+  schedule: "constant" | "linear" | "cosine";
+  warmup: number;
+  maxGradNorm?: number;
+  weightDecay: number;
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: LinearName[];
+  checkpointing: boolean;
+  evalEvery?: number;
+  evalSamples?: number;
+  saveEvery?: number;
+  resume: boolean;
+  overwrite: boolean;
+  seed: number;
+  device: string;
+  quantizer?: string;
+  bits?: number;
+  groupSize: number | "row";
+  plugin?: string[];
+}
+
+/** ROUGE at the end of a summarization run is computed on at most this many validation examples (generation is slow). */
+const FINAL_ROUGE_SAMPLES = 16;
+
+function loadData(path: string, flag: string, options: Parameters<typeof loadDataset>[1]): Dataset {
+  return stepSync(`bad data in ${flag}`, DATA_HINT, () => loadDataset(path, options));
+}
+
+/** Writes the adapter's files (PEFT layout + modulora.json) into `dir`, each file renamed into place. */
+function writeAdapterInto(adapter: Adapter, dir: string, options: Parameters<typeof saveAdapter>[2]): string[] {
+  const tmp = join(dir, `.adapter.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+  try {
+    const { files } = saveAdapter(adapter, tmp, options);
+    for (const f of files) renameSync(join(tmp, f), join(dir, f));
+    return files;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function checkFlags(a: FinetuneArgs, given: Set<string>): void {
+  if (a.steps !== undefined && given.has("epochs")) throw new CliError("--steps and --epochs exclude each other", "give one of them");
+  if (a.quantizer === undefined && given.has("bits")) throw new CliError("--bits is for on-the-fly quantization and needs --quantizer", "add --quantizer NAME, or drop --bits");
+  if (a.quantizer !== undefined && a.bits === undefined) throw new CliError("--quantizer needs --bits", "add --bits N");
+  if (a.evalEvery !== undefined && !a.valid) throw new CliError("--eval-every needs validation data", "add --valid FILE");
+  if (a.resume && a.overwrite) throw new CliError("--resume and --overwrite exclude each other", "--resume continues the run in --out; --overwrite starts it over");
+  if (a.targets.length === 0) throw new CliError("--targets is empty", "list linears, e.g. --targets q_proj,v_proj");
+}
+
+/** Quantizes a full-precision base in place with --quantizer/--bits/--group-size. */
+async function quantizeOnTheFly(loaded: LoadedModel, a: FinetuneArgs, progress: Progress): Promise<void> {
+  const plugin = quantizerNamed(a.quantizer!);
+  if (loaded.quantization) throw new CliError(`--quantizer: ${a.model} is already quantized (${loaded.quantization.method})`, "drop --quantizer/--bits, or pass the full-precision model");
+  if (!plugin.supportedBits.includes(a.bits!)) throw new CliError(`quantizer '${plugin.name}' does not support --bits ${a.bits}`, `use one of ${plugin.supportedBits.join(", ")}`);
+  if (plugin.calibration !== "none") throw new CliError(`quantizer '${plugin.name}' needs calibration data`, "quantize first with modulora quantize --calib FILE and pass that directory as --model");
+  const bar = progress.bar("quantize", loaded.model.layers.length * 7, { unit: "layers" });
+  const r = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size", () =>
+    quantizeModel(loaded.model, plugin, { bits: a.bits!, groupSize: a.groupSize, measureError: false, onProgress: (e) => bar.update(e.done) }),
+  );
+  bar.stop();
+  progress.log(`quantized on the fly: ${plugin.name} ${a.bits}-bit, group ${a.groupSize}, ${r.bitsPerWeight.toFixed(4)} bits/weight (${r.seconds.toFixed(1)} s)`);
+  loaded.quantization = { method: "on-the-fly", bits: a.bits!, groupSize: a.groupSize, symmetric: null, actOrder: null, quantizer: plugin.name };
+}
+
+/** The settings a run records in its checkpoints (trainer state `extra.cli`). */
+function runSettings(a: FinetuneArgs): Record<string, unknown> {
+  return { model: a.model, data: a.data, format: a.format, seqLen: a.seqLen, batchSize: a.batchSize, gradAccum: a.gradAccum, lr: a.lr, rank: a.rank, alpha: a.alpha, targets: a.targets.join(",") };
+}
+
+/** On --resume, says which settings differ from the checkpoint's (the batch order then differs from an uninterrupted run). */
+function warnChangedSettings(out: string, a: FinetuneArgs, progress: Progress): void {
+  const ck = listCheckpoints(out)[0];
+  if (!ck) return;
+  let saved: Record<string, unknown> | undefined;
+  try {
+    saved = (JSON.parse(readFileSync(join(ck.dir, "trainer_state.json"), "utf8")) as { extra?: { cli?: Record<string, unknown> } }).extra?.cli;
+  } catch {
+    return; // the Trainer reports an unreadable checkpoint itself
+  }
+  if (!saved) return;
+  const now = runSettings(a);
+  const diffs = Object.keys(now).filter((k) => k in saved! && JSON.stringify(saved![k]) !== JSON.stringify(now[k]));
+  if (diffs.length) progress.log(`warning: resuming ${ck.dir} with settings that differ from its run: ${diffs.map((k) => `${k} ${JSON.stringify(saved![k])} → ${JSON.stringify(now[k])}`).join(", ")}`);
+}
+
+const fmt = (v: number) => (Math.abs(v) >= 0.01 && Math.abs(v) < 1000 ? v.toFixed(4) : v.toExponential(3));
+export const formatMetrics = (m: EvalResult) => Object.entries(m).map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
+
+export async function runFinetune(ctx: CommandContext): Promise<void> {
+  const a = ctx.args.values as unknown as FinetuneArgs;
+  const progress = new Progress(ctx.stderr);
+  checkFlags(a, ctx.args.given);
+  checkDevice(a.device);
+  const out = resolve(a.out);
+  const existed = nonEmptyDir(out);
+  if (existed && !a.resume && !a.overwrite) {
+    throw new CliError(`output directory ${a.out} already exists`, "pass --resume to continue its training, --overwrite to replace it, or choose another --out");
+  }
+  if (a.resume && existed && listCheckpoints(out).length === 0) {
+    throw new CliError(`--resume: ${a.out} holds no checkpoint to resume from`, "run without --resume (with --overwrite to replace the directory)");
+  }
+  if (a.resume && existed) warnChangedSettings(out, a, progress);
+  // Everything cheap is checked before the model loads: a bad file fails at once, in one line.
+  checkDataFile(a.data, a.format, "--data");
+  if (a.valid) checkDataFile(a.valid, a.format, "--valid");
+  await setupQuantizers(a.plugin);
+  if (a.quantizer) quantizerNamed(a.quantizer);
+  const checked = preflightModel(a.model);
+
+  const loaded = await loadModel(a.model, progress, "--model", checked);
+  const { model, tokenizer } = loaded;
+  try {
+    if (a.quantizer) await quantizeOnTheFly(loaded, a, progress);
+    const t0 = performance.now();
+    const train = loadData(a.data, "--data", { format: a.format, tokenizer, seqLen: a.seqLen });
+    const s = train.stats;
+    progress.log(
+      `training data: ${s.examples} examples, ${s.tokens} tokens (${s.labelTokens} trained)` +
+        `${s.truncatedPrompts ? `, ${s.truncatedPrompts} prompts cut to --seq-len ${a.seqLen}` : ""}${train.spec.labels ? `, labels ${train.spec.labels.join(", ")}` : ""} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+    const valid = a.valid ? loadData(a.valid, "--valid", { format: a.format, tokenizer, seqLen: a.seqLen, templates: train.spec.templates, ...(train.spec.labels ? { labels: train.spec.labels } : {}) }) : null;
+    const validExamples = valid ? subset(valid.examples, a.evalSamples, a.seed) : [];
+    if (valid) progress.log(`validation data: ${valid.examples.length} examples${validExamples.length < valid.examples.length ? `, evaluating a seeded subset of ${validExamples.length}` : ""}`);
+
+    const adapter = attachLoRA(model, { r: a.rank, alpha: a.alpha, dropout: a.dropout, targets: a.targets, seed: a.seed });
+    const parameters = new Map([...adapter.layers].flatMap(([name, l]) => [[`${name}.lora_A`, l.loraA], [`${name}.lora_B`, l.loraB]] as const));
+    const source = new BatchSource(train.examples, { batchSize: a.batchSize, padId: padIdOf(tokenizer), seed: a.seed });
+    const extra: AdapterExtra = {
+      ...(loaded.quantization?.quantizer ? { quantizer: loaded.quantization.quantizer } : {}),
+      taskFormat: a.format,
+      ...(train.spec.templates ? { promptTemplate: train.spec.templates.prompt, templates: train.spec.templates } : {}),
+      ...(train.spec.labels ? { labels: train.spec.labels } : {}),
+      seq_len: a.seqLen,
+      ...(a.quantizer ? { quantized_on_the_fly: { quantizer: a.quantizer, bits: a.bits, group_size: a.groupSize } } : {}),
+    };
+    const saveOptions = { baseModelNameOrPath: resolve(a.model), extra };
+
+    // Evaluation: accuracy for classification, loss/perplexity otherwise (+ ROUGE at the end of summarization runs).
+    const items = valid && a.format === "classification" ? classificationItems(validExamples, valid.spec, tokenizer) : [];
+    let lastStep = 0;
+    let totalSteps = 0;
+    let bar: ProgressBar | null = null;
+    const evaluate = valid
+      ? (): EvalResult => {
+          const m: EvalResult = {};
+          if (a.format === "classification") m["accuracy"] = accuracyOf(model, items).accuracy;
+          else {
+            const r = validationLoss(model, validExamples, tokenizer, a.batchSize);
+            m["loss"] = r.loss;
+            m["ppl"] = r.ppl;
+            if (a.format === "summarization" && lastStep === totalSteps) {
+              const rs = rougeOf(model, tokenizer, { examples: validExamples.slice(0, FINAL_ROUGE_SAMPLES), spec: valid.spec }, { maxNewTokens: 64 });
+              Object.assign(m, { rouge1: rs.rouge1, rouge2: rs.rouge2, rougeL: rs.rougeL });
+            }
+          }
+          return m;
+        }
+      : undefined;
+
+    let lastEval: EvalResult | null = null;
+    const onEvent = (e: TrainerEvent) => {
+      if (e.type === "start") {
+        totalSteps = e.totalSteps;
+        progress.log(
+          `training ${e.totalSteps} steps (batch ${a.batchSize} × accumulation ${a.gradAccum}, seq-len ≤ ${a.seqLen}, lr ${a.lr} ${a.schedule}${a.warmup ? ` after ${a.warmup} warmup` : ""}, LoRA r ${a.rank} alpha ${a.alpha} on ${a.targets.join(",")})` +
+            (e.resumedFrom !== null ? `, resumed from step ${e.resumedFrom}` : ""),
+        );
+        bar = progress.bar("train", e.totalSteps, { fields: ["loss", "lr", "tok/s"], unit: "steps" });
+        if (e.resumedFrom) bar.update(e.resumedFrom);
+      } else if (e.type === "step") {
+        lastStep = e.step;
+        bar?.update(e.step, { loss: e.loss.toFixed(4), lr: e.lr.toExponential(2), "tok/s": Math.round(e.tokensPerSecond) });
+      } else if (e.type === "eval") {
+        lastEval = e.metrics;
+        bar?.log(`eval at step ${e.step}: ${formatMetrics(e.metrics)}${e.best ? " (best)" : ""}`);
+      } else if (e.type === "skip") {
+        bar?.log(`step ${e.step} skipped: ${e.reason} (${e.consecutive} in a row)`);
+      } else if (e.type === "stop") {
+        bar?.stop();
+      }
+    };
+
+    const trainer = stepSync("invalid training settings", "check --steps, --warmup, --lr and --grad-accum (modulora finetune --help)", () => new Trainer<Batch>({
+      parameters,
+      loss: (batch, c) => batchLoss(model, batch, { step: c.step, training: true, checkpointing: a.checkpointing }),
+      data: source,
+      ...(a.steps !== undefined ? { steps: a.steps } : { epochs: a.epochs }),
+      lr: a.lr,
+      weightDecay: a.weightDecay,
+      schedule: a.schedule,
+      warmupSteps: a.warmup,
+      gradAccum: a.gradAccum,
+      ...(a.maxGradNorm !== undefined ? { maxGradNorm: a.maxGradNorm } : {}),
+      ...(evaluate ? { evaluate, selectMetric: a.format === "classification" ? { name: "accuracy", mode: "max" as const } : { name: "loss", mode: "min" as const } } : {}),
+      ...(a.evalEvery !== undefined ? { evalEvery: a.evalEvery } : {}),
+      outDir: out,
+      ...(a.saveEvery !== undefined ? { saveEvery: a.saveEvery } : {}),
+      resume: a.resume,
+      overwrite: a.overwrite,
+      writeExtra: (dir) => void writeAdapterInto(adapter, dir, saveOptions),
+      seed: a.seed,
+      onEvent,
+      stateExtra: { cli: runSettings(a) },
+    }));
+    let result;
+    try {
+      result = await trainer.fit();
+    } catch (err) {
+      (bar as ProgressBar | null)?.stop();
+      const ckpts = existsSync(out) ? listCheckpoints(out) : [];
+      // Nothing to resume from: leave no half-written output behind.
+      if (ckpts.length === 0 && existsSync(out) && !a.resume) rmSync(out, { recursive: true, force: true });
+      const hint = ckpts.length ? `--resume continues from ${ckpts[0]!.dir}` : /non-finite/.test(oneLine(err)) ? "lower --lr, or add --max-grad-norm 1" : "run with --verbose for the stack trace";
+      throw new CliError(`training failed: ${oneLine(err)}`, hint, { cause: err });
+    } finally {
+      trainer.dispose();
+    }
+
+    if (result.stoppedBy === "interrupted") {
+      const ck = listCheckpoints(out)[0];
+      ctx.stdout.write(`interrupted at step ${result.steps}${ck ? `; checkpoint ${ck.dir} holds the adapter` : ""}\n`);
+      ctx.stderr.write(`modulora finetune: interrupted — run the same command with --resume to continue\n`);
+      ctx.exitCode = 130;
+      return;
+    }
+    const files = stepSync(`cannot write the adapter into ${a.out}`, "check that the directory is writable", () => writeAdapterInto(adapter, out, saveOptions));
+    const metricsPath = join(out, "metrics.jsonl");
+    const written = [...files, "metrics.jsonl"];
+    try {
+      const metrics = parseMetrics(readFileSync(metricsPath, "utf8"));
+      await writeLossPlots(out, metrics, `LoRA fine-tuning (${a.format}) of ${a.model}`);
+      written.push("loss.svg", "loss.png");
+    } catch (err) {
+      // The adapter is saved; a missing plot should not fail the run, but it is reported.
+      ctx.stderr.write(`modulora finetune: warning: could not draw the loss curve: ${oneLine(err)}\n`);
+    }
+
+    const o = ctx.stdout;
+    o.write(`trained ${result.steps} steps in ${formatSeconds(result.seconds)} (${Math.round(result.tokens / Math.max(result.seconds, 1e-9))} tokens/s), last loss ${result.lastLoss.toFixed(4)}\n`);
+    const finalEval = result.lastEval ?? lastEval;
+    if (finalEval) o.write(`validation (${validExamples.length} examples): ${formatMetrics(finalEval)}${result.best ? ` — best ${fmt(result.best.value)} at step ${result.best.step}` : ""}\n`);
+    o.write(`wrote ${a.out}: ${written.join(", ")}${readdirSync(out).some((f) => f.startsWith("checkpoint-")) ? " (+ checkpoints)" : ""}\n`);
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,114 @@
+// modulora quantize: full-precision model → quantized checkpoint directory.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { readDataFile } from "@modulora/data";
+import { quantizeModel, saveQuantizedModel, type QuantizeModelOptions } from "@modulora/llama";
+import { checkOutDir, diskBytes, formatBytes } from "../atomic.js";
+import { CliError, step, stepSync } from "../errors.js";
+import type { CommandContext } from "../main.js";
+import { loadModel, preflightModel } from "../model.js";
+import { quantizerNamed, setupQuantizers } from "../plugins.js";
+import { Progress } from "../progress.js";
+
+interface QuantizeArgs {
+  model: string;
+  quantizer: string;
+  bits: number;
+  groupSize: number | "row";
+  actOrder: boolean;
+  sym: boolean;
+  calib?: string;
+  calibSamples: number;
+  calibSeqLen: number;
+  seed: number;
+  plugin?: string[];
+  out: string;
+  overwrite: boolean;
+}
+
+/** Calibration text of a .txt file (as is) or a .jsonl file (its records' `text` fields, blank-line separated). */
+export function readCalibrationText(path: string): string {
+  if (!existsSync(path)) throw new CliError(`calibration file ${path} does not exist`, "pass --calib a .txt file or a .jsonl file with a text field");
+  const file = stepSync(`cannot read calibration file ${path}`, "fix the file (JSONL: one JSON object with a \"text\" field per line)", () => readDataFile(path));
+  if (file.kind === "text") return file.documents.map((d) => d.text).join("\n\n");
+  const texts = file.records.map(({ value, where }) => {
+    if (typeof value["text"] !== "string") throw new CliError(`${where?.file}:${where?.line}: calibration records need a string "text" field`, "use a .txt file or records like {\"text\": \"...\"}");
+    return value["text"];
+  });
+  return texts.join("\n\n");
+}
+
+/** Quantization options for quantizeModel from the flags (plugin-specific keys only when set). */
+export function quantizeOptions(a: { bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean }): QuantizeModelOptions {
+  return { bits: a.bits, groupSize: a.groupSize, ...(a.sym ? { symmetric: true } : {}), ...(a.actOrder ? { actOrder: true } : {}) };
+}
+
+export async function runQuantize(ctx: CommandContext): Promise<void> {
+  const a = ctx.args.values as unknown as QuantizeArgs;
+  const progress = new Progress(ctx.stderr);
+  await setupQuantizers(a.plugin);
+  const plugin = quantizerNamed(a.quantizer);
+  if (!plugin.supportedBits.includes(a.bits)) {
+    throw new CliError(`quantizer '${plugin.name}' does not support --bits ${a.bits}`, `use one of ${plugin.supportedBits.join(", ")}`);
+  }
+  if (a.actOrder && plugin.calibration === "none") {
+    throw new CliError(`--act-order needs a calibrating quantizer; '${plugin.name}' uses no activations`, "drop --act-order, or use a quantizer that calibrates (e.g. optq)");
+  }
+  if (plugin.calibration !== "none" && !a.calib) {
+    throw new CliError(`quantizer '${plugin.name}' needs calibration data (${plugin.calibration})`, "pass --calib FILE (a .txt file, or .jsonl with a text field)");
+  }
+  checkOutDir(a.out, a.overwrite);
+  if (resolve(a.out) === resolve(a.model)) throw new CliError("--out is the --model directory", "choose another --out");
+  const checked = preflightModel(a.model);
+  const existing = checked.quantization;
+  if (existing) throw new CliError(`${a.model} is already quantized (${existing.method})`, "pass the full-precision model as --model");
+  const calibText = a.calib && plugin.calibration !== "none" ? readCalibrationText(a.calib) : null;
+
+  const loaded = await loadModel(a.model, progress, "--model", checked);
+  const { model, tokenizer } = loaded;
+  try {
+    const options = quantizeOptions(a);
+    const total = model.layers.length * 7;
+    const qbar = progress.bar("quantize", total, { fields: ["layer"], unit: "layers" });
+    let cbar: ReturnType<Progress["bar"]> | null = null;
+    const result = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size against the plugin (modulora quantize --help)", () =>
+      quantizeModel(model, plugin, {
+        ...options,
+        ...(calibText !== null ? { calibration: { text: calibText, tokenizer, samples: a.calibSamples, seqLen: a.calibSeqLen, seed: a.seed } } : {}),
+        onProgress: (e) => {
+          if (e.stage === "calibrate") {
+            if (!cbar) cbar = progress.bar("calibrate", e.total, { fields: ["block"], unit: "batches" });
+            cbar.setTotal(e.total);
+            cbar.update(e.done, { block: e.block ?? "head" });
+            if (e.done === e.total) {
+              cbar.stop();
+              cbar = null;
+            }
+          } else qbar.update(e.done, { layer: `${e.block ?? ""}.${e.layer}` });
+        },
+      }),
+    );
+    qbar.stop();
+
+    const t0 = performance.now();
+    const saved = await step(`cannot write ${a.out}`, "check that its parent directory is writable", () =>
+      saveQuantizedModel(model, a.out, { sourceDir: a.model, plugin, options: { ...options, ...(a.calib ? { calibSamples: a.calibSamples, calibSeqLen: a.calibSeqLen, seed: a.seed } : {}) }, overwrite: a.overwrite }),
+    );
+    const writeSeconds = (performance.now() - t0) / 1000;
+
+    const out = ctx.stdout;
+    const width = Math.max(...result.report.map((r) => r.name.length));
+    out.write(`${"layer".padEnd(width)}  bits  bits/weight  rel.error   time\n`);
+    for (const r of result.report) {
+      out.write(`${r.name.padEnd(width)}  ${String(r.bits).padStart(4)}  ${r.bitsPerWeight.toFixed(4).padStart(11)}  ${(r.error !== undefined ? r.error.toExponential(2) : "-").padStart(9)}  ${r.seconds.toFixed(3).padStart(5)} s\n`);
+    }
+    out.write(
+      `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}): ` +
+        `${result.bitsPerWeight.toFixed(4)} bits/weight over the quantized layers, ${result.seconds.toFixed(1)} s` +
+        `${result.calibrationSeconds > 0 ? ` (calibration ${result.calibrationSeconds.toFixed(1)} s)` : ""}\n`,
+    );
+    out.write(`wrote ${saved.dir} (${saved.quantMethod} layout, ${formatBytes(diskBytes(saved.dir))}, ${writeSeconds.toFixed(1)} s)\n`);
+  } finally {
+    model.dispose();
+  }
+}

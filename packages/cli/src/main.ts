@@ -1,0 +1,93 @@
+// The `modulora` command: dispatch to a subcommand, print errors as one line, return the exit code.
+// Subcommands are imported only when they run, so `--help` and usage errors stay instant.
+import { closest, helpText, parseArgs, type CommandSpec, type ParsedArgs } from "./args.js";
+import { CliError, oneLine } from "./errors.js";
+import { COMMANDS } from "./specs.js";
+
+/** The context a command runs in. */
+export interface CommandContext {
+  args: ParsedArgs;
+  /** Results (and --json) go here. */
+  stdout: NodeJS.WriteStream;
+  /** Progress and messages go here. */
+  stderr: NodeJS.WriteStream;
+  /** A command that ends without an error but not successfully (e.g. interrupted) sets this. */
+  exitCode: number;
+}
+
+type Runner = (ctx: CommandContext) => Promise<void>;
+
+const RUNNERS: Record<string, () => Promise<Runner>> = {
+  quantize: async () => (await import("./commands/quantize.js")).runQuantize,
+  finetune: async () => (await import("./commands/finetune.js")).runFinetune,
+  eval: async () => (await import("./commands/eval.js")).runEval,
+  generate: async () => (await import("./commands/generate.js")).runGenerate,
+  export: async () => (await import("./commands/export.js")).runExport,
+  info: async () => (await import("./commands/info.js")).runInfo,
+};
+
+/** `modulora --help`. */
+export function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 3;
+  return [
+    "modulora — fine-tune LoRA adapters on quantized LLaMA models (ModuLoRA-TS)",
+    "",
+    "Usage: modulora <command> [options]",
+    "",
+    "Commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    "",
+    'Run "modulora <command> --help" for a command\'s options and defaults.',
+    "Every command also takes --config FILE (JSON with the long flags as keys) and --verbose.",
+    "",
+  ].join("\n");
+}
+
+/** Runs the CLI on `argv` (without `node` and the script). Returns the exit code. */
+export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteStream; stderr?: NodeJS.WriteStream } = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const verbose = argv.includes("--verbose");
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    if (name === "help" && rest[0]) return main([rest[0], "--help"], io);
+    // No command is a usage error: the help goes to stderr, stdout stays empty.
+    (name === undefined ? stderr : stdout).write(mainHelp());
+    return name === undefined ? 1 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    stdout.write("modulora 0.1.0\n");
+    return 0;
+  }
+  const spec: CommandSpec | undefined = COMMANDS.find((c) => c.name === name);
+  let label = "modulora";
+  try {
+    if (!spec) {
+      const near = closest(name, COMMANDS.map((c) => c.name));
+      const what = name.startsWith("-") ? `unknown option ${name} before the command` : `unknown command '${name}'`;
+      throw new CliError(what, `${near && !name.startsWith("-") ? `did you mean '${near}'? ` : ""}commands: ${COMMANDS.map((c) => c.name).join(", ")} (modulora --help)`);
+    }
+    label = `modulora ${spec.name}`;
+    const args = parseArgs(spec, rest);
+    if (args.values["help"]) {
+      stdout.write(helpText(spec));
+      return 0;
+    }
+    const run = await (RUNNERS[spec.name] as () => Promise<Runner>)();
+    const ctx: CommandContext = { args, stdout, stderr, exitCode: 0 };
+    await run(ctx);
+    return ctx.exitCode;
+  } catch (err) {
+    const line = err instanceof CliError ? err.message : `${oneLine(err)} — run again with --verbose for the stack trace`;
+    stderr.write(`${label}: ${line}\n`);
+    if (verbose) {
+      let e: unknown = err;
+      while (e instanceof Error) {
+        stderr.write(`${e.stack ?? e.message}\n`);
+        e = e.cause;
+        if (e) stderr.write("caused by: ");
+      }
+    }
+    return 1;
+  }
+}

@@ -1,0 +1,218 @@
+// Loading what commands work on: a model directory (full precision or quantized), an adapter,
+// and the device check.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { hasCuda, SafetensorsReader } from "@modulora/tensor";
+import {
+  baseModelFingerprint, loadAdapter, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
+  type Adapter, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer,
+} from "@modulora/llama";
+import { CliError, oneLine, step, stepSync } from "./errors.js";
+import { quantizerNamed } from "./plugins.js";
+import type { Progress } from "./progress.js";
+
+/** `--device`: the CPU always works; CUDA is refused with the reason (never a silent fallback to the CPU). */
+export function checkDevice(device: string): void {
+  if (device !== "cuda") return;
+  if (!hasCuda()) {
+    throw new CliError("--device cuda: this build of @modulora/kernels has no CUDA backend", "rebuild it where a CUDA toolkit with cuBLAS is installed (MODULORA_CUDA=ON pnpm build), or use --device cpu");
+  }
+  throw new CliError("--device cuda: LLaMA models run on the CPU backend in this version", "use --device cpu");
+}
+
+/** How a checkpoint directory is quantized (from config.json or quantize_config.json). */
+export interface QuantizationInfo {
+  method: string;
+  bits: number | number[] | null;
+  groupSize: number | "row" | null;
+  symmetric: boolean | null;
+  actOrder: boolean | null;
+  quantizer: string | null;
+}
+
+function readJson(path: string, what: string): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new CliError(`${what} ${path} is not valid JSON: ${oneLine(err)}`, "restore the file from the original model");
+  }
+  if (!json || typeof json !== "object" || Array.isArray(json)) throw new CliError(`${what} ${path} must hold a JSON object`, "restore the file from the original model");
+  return json as Record<string, unknown>;
+}
+
+/** config.json of a model directory (checked to exist). */
+export function readModelConfig(dir: string, flag = "--model"): Record<string, unknown> {
+  if (!existsSync(dir)) throw new CliError(`model directory ${dir} does not exist`, `pass ${flag} a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)`);
+  if (!statSync(dir).isDirectory()) throw new CliError(`${dir} is not a directory`, `pass ${flag} a Hugging Face model directory, not a file`);
+  const path = join(dir, "config.json");
+  if (!existsSync(path)) throw new CliError(`${dir} has no config.json`, `pass ${flag} a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)`);
+  return readJson(path, "model config");
+}
+
+/** The quantization of a directory, or null for a full-precision model. */
+export function quantizationOf(dir: string, raw: Record<string, unknown>): QuantizationInfo | null {
+  let qc = raw["quantization_config"] as Record<string, unknown> | undefined | null;
+  if (!qc && existsSync(join(dir, QUANTIZE_CONFIG_FILE))) qc = readJson(join(dir, QUANTIZE_CONFIG_FILE), "quantize config");
+  if (!qc || typeof qc !== "object") return null;
+  const meta = qc["meta"] as { quantizer?: unknown; options?: Record<string, unknown> | null } | undefined;
+  const q = Array.isArray(meta?.quantizer) ? String(meta!.quantizer[0]) : typeof meta?.quantizer === "string" ? meta.quantizer : null;
+  const method = String(qc["quant_method"] ?? (typeof qc["bits"] === "number" ? "gptq" : "unknown"));
+  const g = qc["group_size"];
+  const opts = meta?.options ?? null;
+  return {
+    method,
+    bits: typeof qc["bits"] === "number" || Array.isArray(qc["bits"]) ? (qc["bits"] as number | number[]) : typeof opts?.["bits"] === "number" ? (opts["bits"] as number) : null,
+    groupSize: typeof g === "number" ? (g === -1 ? "row" : g) : opts?.["groupSize"] === "row" || typeof opts?.["groupSize"] === "number" ? (opts["groupSize"] as number | "row") : null,
+    symmetric: typeof qc["sym"] === "boolean" ? qc["sym"] : typeof opts?.["symmetric"] === "boolean" ? (opts["symmetric"] as boolean) : null,
+    actOrder: typeof qc["desc_act"] === "boolean" ? qc["desc_act"] : null,
+    quantizer: typeof qc["plugin"] === "string" ? qc["plugin"] : q ? q.replace(/^modulora-ts:/, "") : null,
+  };
+}
+
+/** What to do about a damaged file. */
+export const DAMAGED = "the file is damaged or incomplete: copy or create it again";
+
+/** The safetensors files of a model directory: `model.safetensors`, or the shards its index names. */
+export function weightFiles(dir: string): string[] {
+  if (existsSync(join(dir, "model.safetensors"))) return [join(dir, "model.safetensors")];
+  const index = join(dir, "model.safetensors.index.json");
+  if (!existsSync(index)) return [];
+  const map = readJson(index, "checkpoint index")["weight_map"] as Record<string, string> | undefined;
+  if (!map || typeof map !== "object") throw new CliError(`${index} has no weight_map`, DAMAGED);
+  return [...new Set(Object.values(map))].map((f) => join(dir, f));
+}
+
+/** Opens a safetensors file's header (which also checks the file is as long as the header says). */
+export function checkSafetensors(path: string): void {
+  if (!existsSync(path)) throw new CliError(`${path} is missing`, DAMAGED);
+  try {
+    SafetensorsReader.open(path).close();
+  } catch (err) {
+    throw new CliError(oneLine(err), DAMAGED, { cause: err });
+  }
+}
+
+/** A model directory checked before anything heavy is read: config, weight file headers, tokenizer. */
+export interface ModelPreflight {
+  dir: string;
+  raw: Record<string, unknown>;
+  config: LlamaConfig;
+  quantization: QuantizationInfo | null;
+}
+
+/**
+ * The cheap checks of a model directory, so that a bad --model fails at once with one line:
+ * config.json parses as a LLaMA-family config, every weight file's header is sound and the file
+ * is as long as its header says, and the tokenizer files exist.
+ */
+export function preflightModel(dir: string, flag = "--model"): ModelPreflight {
+  const raw = readModelConfig(dir, flag);
+  const config = stepSync(`${join(dir, "config.json")}`, "modulora reads LLaMA-family models (LlamaForCausalLM, MistralForCausalLM)", () => parseLlamaConfig(raw, join(dir, "config.json")));
+  const files = weightFiles(dir);
+  if (files.length === 0) throw new CliError(`${dir} has neither model.safetensors nor model.safetensors.index.json`, "convert the weights to safetensors (PyTorch .bin files are not read)");
+  for (const f of files) checkSafetensors(f);
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+    if (!existsSync(join(dir, f))) throw new CliError(`${dir} has no ${f}`, "copy the tokenizer files of the original model into it");
+  }
+  return { dir, raw, config, quantization: quantizationOf(dir, raw) };
+}
+
+/** A loaded model and what it is. */
+export interface LoadedModel {
+  model: LlamaModel;
+  tokenizer: LlamaTokenizer;
+  config: LlamaConfig;
+  dir: string;
+  quantization: QuantizationInfo | null;
+}
+
+/** Loads a model directory: a quantized checkpoint when it has a quantization_config, else full precision. */
+export async function loadModel(dir: string, progress: Progress, flag = "--model", checked?: ModelPreflight): Promise<LoadedModel> {
+  const { quantization } = checked ?? preflightModel(dir, flag);
+  const todo = (err: unknown) =>
+    /safetensors|truncat|header|corrupt|bytes/i.test(oneLine(err)) ? DAMAGED : `check that ${flag} is a LLaMA-family Hugging Face directory (modulora info ${dir} describes it)`;
+  const t0 = performance.now();
+  if (quantization) {
+    progress.log(`loading quantized checkpoint ${dir} (${quantization.method}, ${describeBits(quantization)})`);
+    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModel(dir));
+    if (!r.tokenizer) {
+      r.model.dispose();
+      throw new CliError(`${dir} has no tokenizer.json`, "copy the tokenizer files of the original model into it");
+    }
+    progress.log(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return { model: r.model, tokenizer: r.tokenizer, config: r.config, dir, quantization };
+  }
+  const bar = progress.bar("loading", 1, { unit: "tensors" });
+  const r = await step(`cannot load model ${dir}`, todo, () =>
+    loadLlama(dir, {
+      onProgress: (done, total) => {
+        if (done === 1) bar.setTotal(total);
+        bar.update(done);
+      },
+    }),
+  );
+  bar.stop();
+  return { model: r.model, tokenizer: r.tokenizer, config: r.config, dir, quantization: null };
+}
+
+export function describeBits(q: QuantizationInfo): string {
+  const bits = Array.isArray(q.bits) ? q.bits.join("/") : q.bits ?? "?";
+  return `${bits}-bit${q.groupSize !== null ? `, group ${q.groupSize}` : ""}${q.quantizer ? `, ${q.quantizer}` : ""}`;
+}
+
+/** modulora.json of an adapter directory (null when absent), after checking the directory and its weights file. */
+export function readAdapterMetadata(dir: string): Record<string, unknown> | null {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CliError(`adapter directory ${dir} does not exist`, "pass --adapter the --out directory of modulora finetune (or a PEFT LoRA directory)");
+  if (!existsSync(join(dir, "adapter_config.json"))) throw new CliError(`${dir} has no adapter_config.json`, "pass --adapter a LoRA adapter directory (the --out of modulora finetune)");
+  checkSafetensors(join(dir, "adapter_model.safetensors"));
+  const path = join(dir, MODULORA_ADAPTER_FILE);
+  return existsSync(path) ? readJson(path, "adapter metadata") : null;
+}
+
+const ADAPTER_MISMATCH = "pass the --model the adapter was trained on (modulora info ADAPTER shows its base)";
+
+/**
+ * Before any weights load: the base identity in the adapter's modulora.json against the model's
+ * config (loadAdapter checks it again, with the tensors).
+ */
+export function preflightAdapter(dir: string, model: ModelPreflight): Record<string, unknown> | null {
+  const meta = readAdapterMetadata(dir);
+  const saved = meta?.["base_model"] as BaseModelFingerprint | undefined;
+  if (saved && typeof saved === "object") {
+    const mine = baseModelFingerprint(model.config);
+    const diffs = (Object.keys(mine) as (keyof BaseModelFingerprint)[]).filter((k) => saved[k] !== mine[k]);
+    if (diffs.length) {
+      const shown = diffs.filter((k) => k !== "config_sha256").map((k) => `${k} ${JSON.stringify(saved[k])} vs ${JSON.stringify(mine[k])}`);
+      throw new CliError(`adapter ${dir} was trained on another base model than ${model.dir} (${shown.length ? shown.join(", ") : "config.json differs"})`, ADAPTER_MISMATCH);
+    }
+  }
+  return meta;
+}
+
+/** Settings with which finetune quantized a full-precision base on the fly (saved in modulora.json). */
+export interface OnTheFlyQuantization {
+  quantizer: string;
+  bits: number;
+  group_size: number | "row";
+}
+
+/**
+ * Attaches the adapter in `dir` to the model. An adapter trained on a base that finetune
+ * quantized on the fly is applied to the same quantization of a full-precision --model.
+ */
+export async function attachAdapter(loaded: LoadedModel, dir: string, progress: Progress): Promise<Adapter> {
+  const meta = readAdapterMetadata(dir);
+  const fly = meta?.["quantized_on_the_fly"] as OnTheFlyQuantization | undefined;
+  if (fly && !loaded.quantization) {
+    progress.log(`quantizing the base as the adapter was trained (${fly.quantizer}, ${fly.bits}-bit, group ${fly.group_size})`);
+    const plugin = quantizerNamed(fly.quantizer);
+    await step("cannot quantize the base like the adapter's", "quantize it with modulora quantize and pass that directory as --model", () =>
+      quantizeModel(loaded.model, plugin, { bits: fly.bits, groupSize: fly.group_size, measureError: false }),
+    );
+    loaded.quantization = { method: "on-the-fly", bits: fly.bits, groupSize: fly.group_size, symmetric: null, actOrder: null, quantizer: fly.quantizer };
+  }
+  const adapter = await step(`adapter ${dir} does not fit model ${loaded.dir}`, ADAPTER_MISMATCH, () => loadAdapter(loaded.model, dir));
+  for (const w of adapter.warnings) progress.log(`warning: ${w}`);
+  return adapter;
+}

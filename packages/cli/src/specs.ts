@@ -1,0 +1,142 @@
+// The commands' interfaces: names, flags and defaults. Help, parsing and --config read these
+// tables; the implementations live in commands/ and are loaded only when a command runs.
+import type { CommandSpec, OptionSpec } from "./args.js";
+
+const DEVICE: OptionSpec = { name: "device", type: "string", choices: ["cpu", "cuda"], default: "cpu", description: "where to compute" };
+const SEED: OptionSpec = { name: "seed", type: "int", min: 0, default: 0, description: "seed of every random choice" };
+const PLUGIN: OptionSpec = {
+  name: "plugin", type: "list", repeatable: true, arg: "MODULE",
+  description: "load quantizer plugins from a module (a path or a package; it exports `default`, `plugin` or `quantizer`: an object or an array); repeatable",
+};
+const FORMATS = ["text", "instruct", "chat", "classification", "summarization"] as const;
+const TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+
+export const QUANTIZE: CommandSpec = {
+  name: "quantize",
+  summary: "quantize a Hugging Face LLaMA model with a quantizer plugin",
+  usage: "quantize --model DIR --quantizer NAME --bits N --out DIR [options]",
+  options: [
+    { name: "model", type: "string", arg: "DIR", required: true, description: "full-precision Hugging Face model directory" },
+    { name: "quantizer", type: "string", arg: "NAME", required: true, description: "quantizer plugin name (built in: rtn, optq)" },
+    { name: "bits", type: "int", min: 1, required: true, description: "bits per weight of the codes" },
+    { name: "group-size", type: "group", default: 128, description: 'input columns per scale/zero group, or "row"' },
+    { name: "act-order", type: "boolean", default: false, description: "quantize columns in order of decreasing activation (calibrating quantizers)" },
+    { name: "sym", type: "boolean", default: false, description: "symmetric quantization" },
+    { name: "calib", type: "string", arg: "FILE", description: "calibration text (.txt, or .jsonl with a text field) for quantizers that need it" },
+    { name: "calib-samples", type: "int", min: 1, default: 128, description: "calibration windows" },
+    { name: "calib-seq-len", type: "int", min: 2, default: 512, description: "tokens per calibration window" },
+    SEED,
+    PLUGIN,
+    { name: "out", type: "string", arg: "DIR", required: true, description: "where to write the quantized checkpoint" },
+    { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" },
+  ],
+  notes: "Writes a quantized checkpoint directory (config.json with quantization_config, model.safetensors, tokenizer files)\nand prints each layer's bits per weight and time.",
+};
+
+export const FINETUNE: CommandSpec = {
+  name: "finetune",
+  summary: "train a LoRA adapter on a full-precision or quantized model",
+  usage: "finetune --model DIR --data FILE --format FORMAT --out DIR [options]",
+  options: [
+    { name: "model", type: "string", arg: "DIR", required: true, description: "model directory: full precision, or a quantized checkpoint (modulora quantize)" },
+    { name: "data", type: "string", arg: "FILE", required: true, description: "training data (.jsonl; .txt for the text format)" },
+    { name: "format", type: "string", choices: FORMATS, required: true, description: "dataset format" },
+    { name: "out", type: "string", arg: "DIR", required: true, description: "output directory: adapter, checkpoints, metrics.jsonl, loss.svg/png" },
+    { name: "valid", type: "string", arg: "FILE", description: "validation data (built with the training data's templates and labels)" },
+    { name: "steps", type: "int", min: 1, description: "optimizer steps (instead of --epochs)" },
+    { name: "epochs", type: "int", min: 1, default: 1, description: "passes over the training data when --steps is not given" },
+    { name: "batch-size", type: "int", min: 1, default: 8, description: "examples per micro-batch" },
+    { name: "grad-accum", type: "int", min: 1, default: 1, description: "micro-batches per optimizer step" },
+    { name: "seq-len", type: "int", min: 2, default: 512, description: "maximum tokens per example" },
+    { name: "lr", type: "number", min: ">0", default: 2e-4, description: "peak learning rate" },
+    { name: "schedule", type: "string", choices: ["constant", "linear", "cosine"], default: "constant", description: "learning-rate schedule after warmup" },
+    { name: "warmup", type: "int", min: 0, default: 0, description: "warmup steps" },
+    { name: "max-grad-norm", type: "number", min: ">0", description: "clip the global gradient norm to this" },
+    { name: "weight-decay", type: "number", min: 0, default: 0, description: "AdamW weight decay" },
+    { name: "rank", type: "int", min: 1, default: 8, description: "LoRA rank r" },
+    { name: "alpha", type: "number", min: ">0", default: 16, description: "LoRA alpha (scaling alpha / r)" },
+    { name: "dropout", type: "number", min: 0, default: 0.05, description: "LoRA dropout" },
+    { name: "targets", type: "list", arg: "NAMES", choices: TARGETS, default: TARGETS, description: "linears that get an adapter" },
+    { name: "checkpointing", type: "boolean", default: false, description: "gradient checkpointing (recompute blocks in backward: less memory)" },
+    { name: "eval-every", type: "int", min: 1, description: "evaluate on --valid every N steps (and always at the end)" },
+    { name: "eval-samples", type: "int", min: 1, description: "evaluate on a seeded random subset of N validation examples (default: all)" },
+    { name: "save-every", type: "int", min: 1, description: "write a checkpoint (checkpoint-N, with the adapter) every N steps" },
+    { name: "resume", type: "boolean", default: false, description: "continue from the newest checkpoint in --out" },
+    { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" },
+    SEED,
+    DEVICE,
+    { name: "quantizer", type: "string", arg: "NAME", description: "quantize a full-precision --model on the fly with this plugin" },
+    { name: "bits", type: "int", min: 1, description: "bits for --quantizer" },
+    { name: "group-size", type: "group", default: 128, description: "group size for --quantizer" },
+    PLUGIN,
+  ],
+  notes:
+    "Evaluation: classification → accuracy; other formats → validation loss and perplexity (summarization: + ROUGE at the end).\n" +
+    "The adapter (PEFT layout + modulora.json) is written into --out when training ends; Ctrl-C saves a checkpoint (--resume continues).",
+};
+
+export const EVAL: CommandSpec = {
+  name: "eval",
+  summary: "perplexity, accuracy or ROUGE of a model (and adapter)",
+  usage: "eval --model DIR [--adapter DIR] --data FILE --metric ppl|accuracy|rouge [options]",
+  options: [
+    { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" },
+    { name: "adapter", type: "string", arg: "DIR", description: "LoRA adapter directory (its template and label set are used)" },
+    { name: "data", type: "string", arg: "FILE", required: true, description: "evaluation data (.txt or .jsonl)" },
+    { name: "metric", type: "string", choices: ["ppl", "accuracy", "rouge"], required: true, description: "what to measure" },
+    { name: "format", type: "string", choices: FORMATS, description: "dataset format (default: the adapter's, else classification for accuracy, summarization for rouge)" },
+    { name: "seq-len", type: "int", min: 2, default: 512, description: "window length (ppl) or maximum tokens per example" },
+    { name: "max-windows", type: "int", min: 1, description: "ppl: score only the first N windows" },
+    { name: "max-samples", type: "int", min: 1, description: "accuracy/rouge: a seeded random subset of N examples" },
+    { name: "max-new-tokens", type: "int", min: 1, default: 64, description: "rouge: generated tokens at most (stops at EOS or newline)" },
+    SEED,
+    DEVICE,
+    { name: "json", type: "boolean", default: false, description: 'print one JSON object {"metric", "value", "n", ...} on stdout' },
+    PLUGIN,
+  ],
+};
+
+export const GENERATE: CommandSpec = {
+  name: "generate",
+  summary: "generate text from a model (and adapter), streaming tokens",
+  usage: "generate --model DIR [--adapter DIR] --prompt TEXT [options]",
+  options: [
+    { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" },
+    { name: "adapter", type: "string", arg: "DIR", description: "LoRA adapter directory" },
+    { name: "prompt", type: "string", arg: "TEXT", required: true, description: "the prompt" },
+    { name: "chat", type: "boolean", default: false, description: "wrap the prompt as a user message with the model's chat template" },
+    { name: "max-new-tokens", type: "int", min: 1, default: 128, description: "new tokens at most" },
+    { name: "temperature", type: "number", min: 0, default: 0.7, description: "sampling temperature (0: greedy)" },
+    { name: "top-k", type: "int", min: 1, description: "sample among the k most likely tokens" },
+    { name: "top-p", type: "number", min: ">0", default: 0.9, description: "nucleus sampling mass" },
+    SEED,
+    DEVICE,
+    PLUGIN,
+  ],
+};
+
+export const EXPORT: CommandSpec = {
+  name: "export",
+  summary: "merge an adapter into a Hugging Face checkpoint (bf16)",
+  usage: "export --model DIR --adapter DIR --out DIR [options]",
+  options: [
+    { name: "model", type: "string", arg: "DIR", required: true, description: "the base the adapter was trained on (full precision or quantized)" },
+    { name: "adapter", type: "string", arg: "DIR", required: true, description: "LoRA adapter directory" },
+    { name: "out", type: "string", arg: "DIR", required: true, description: "where to write the merged model" },
+    { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" },
+    { name: "reference", type: "boolean", default: false, description: "also write modulora_reference.safetensors (ids and our logits) for scripts/check_export.py" },
+    PLUGIN,
+  ],
+  notes: "The merged weights are the dequantized base plus the LoRA update, stored as bf16 under Hugging Face names;\nconfig.json loses quantization_config and gets torch_dtype bfloat16; the tokenizer files are copied.",
+};
+
+export const INFO: CommandSpec = {
+  name: "info",
+  summary: "describe a model, quantized checkpoint, adapter directory or .safetensors file",
+  usage: "info PATH [--json]",
+  positionals: [{ name: "PATH", description: "a directory or a .safetensors file" }],
+  options: [{ name: "json", type: "boolean", default: false, description: "print one JSON object on stdout" }],
+};
+
+/** Every command, in help order. */
+export const COMMANDS: readonly CommandSpec[] = [QUANTIZE, FINETUNE, EVAL, GENERATE, EXPORT, INFO];
