@@ -23,6 +23,13 @@ export function parseMetrics(text: string): MetricsLine[] {
 }
 
 const FONT = "DejaVu Sans";
+const PALETTE = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2"];
+
+/** Colours in order of first appearance (train loss first), not alphabetical. */
+function colorScale(rows: readonly { series: string }[]): { domain: string[]; range: string[] } {
+  const domain = [...new Set(rows.map((r) => r.series))];
+  return { domain, range: domain.map((_, i) => PALETTE[i % PALETTE.length]!) };
+}
 
 /**
  * The vega-lite spec: train loss per step with eval loss on top; eval accuracy (or another
@@ -32,11 +39,11 @@ export function lossChartSpec(metrics: readonly MetricsLine[], title: string): R
   const rows: { step: number; value: number; series: string }[] = [];
   const other: { step: number; value: number; series: string }[] = [];
   for (const m of metrics) {
-    if (typeof m.loss === "number" && Number.isFinite(m.loss)) rows.push({ step: m.step, value: m.loss, series: "train loss" });
+    if (typeof m.loss === "number" && Number.isFinite(m.loss) && m.loss > 0) rows.push({ step: m.step, value: m.loss, series: "train loss" });
     if (m.eval) {
       for (const [k, v] of Object.entries(m.eval)) {
         if (!Number.isFinite(v)) continue;
-        if (k === "loss") rows.push({ step: m.step, value: v, series: "eval loss" });
+        if (k === "loss" && v > 0) rows.push({ step: m.step, value: v, series: "eval loss" });
         else if (["accuracy", "rouge1", "rouge2", "rougeL"].includes(k)) other.push({ step: m.step, value: v, series: `eval ${k}` });
       }
     }
@@ -49,15 +56,16 @@ export function lossChartSpec(metrics: readonly MetricsLine[], title: string): R
     data: { values: data },
     encoding: {
       x: { field: "step", type: "quantitative", title: "step", scale: { domain: xDomain, nice: false }, axis: { tickMinStep: 1, format: "d" } },
-      y: { field: "value", type: "quantitative", title: y, ...(domain ? { scale: { domain } } : { scale: { zero: false } }) },
-      color: { field: "series", type: "nominal", title: null },
+      // Losses fall by orders of magnitude: a log axis keeps the late part of the curve readable.
+      y: { field: "value", type: "quantitative", title: y, scale: domain ? { domain } : { type: "log" } },
+      color: { field: "series", type: "nominal", title: null, scale: colorScale(data) },
     },
     layer: [
       { mark: { type: "line", strokeWidth: 1.5 }, transform: [{ filter: "datum.series === 'train loss'" }] },
       { mark: { type: "line", point: true, strokeWidth: 2 }, transform: [{ filter: "datum.series !== 'train loss'" }] },
     ],
   });
-  const panels = [layer(rows, "loss")];
+  const panels = [layer(rows, "loss (log scale)")];
   if (other.length) panels.push(layer(other, "eval metric", [0, 1]));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",

@@ -114,7 +114,7 @@ function warnChangedSettings(out: string, a: FinetuneArgs, progress: Progress): 
   if (diffs.length) progress.log(`warning: resuming ${ck.dir} with settings that differ from its run: ${diffs.map((k) => `${k} ${JSON.stringify(saved![k])} → ${JSON.stringify(now[k])}`).join(", ")}`);
 }
 
-const fmt = (v: number) => (Math.abs(v) >= 0.01 && Math.abs(v) < 1000 ? v.toFixed(4) : v.toExponential(3));
+const fmt = (v: number) => (v === 0 ? "0" : Math.abs(v) >= 0.01 && Math.abs(v) < 1000 ? v.toFixed(4) : v.toExponential(3));
 export const formatMetrics = (m: EvalResult) => Object.entries(m).map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
 
 export async function runFinetune(ctx: CommandContext): Promise<void> {
