@@ -91,9 +91,9 @@ export class Progress {
       },
       update: (done, values = {}) => {
         last = { done, values };
-        if (done === lastShown) return;
         const since = performance.now() - lastTime;
-        if (lastShown < 0 || done >= total || (done - lastShown >= step && since > 1000) || since > 10_000) show(done, values);
+        // (A payload-only update, e.g. calibration inside one layer step, shows at most every 10 s.)
+        if (lastShown < 0 || (done >= total && lastShown < total) || (done - lastShown >= step && since > 1000) || since > 10_000) show(done, values);
       },
       stop: () => {
         if (last.done !== lastShown) show(last.done, last.values);

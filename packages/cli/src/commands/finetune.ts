@@ -233,6 +233,11 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
       onEvent,
       stateExtra: { cli: runSettings(a) },
     }));
+    const newest = a.resume ? listCheckpoints(out)[0] : undefined;
+    if (newest && newest.step >= trainer.totalSteps()) {
+      trainer.dispose();
+      throw new CliError(`--resume: ${newest.dir} is at step ${newest.step}, and this run has ${trainer.totalSteps()} steps`, "raise --steps (or --epochs) to train further");
+    }
     let result;
     try {
       result = await trainer.fit();

@@ -68,23 +68,20 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   const { model, tokenizer } = loaded;
   try {
     const options = quantizeOptions(a);
+    // One bar over the layers; calibration passes show in its payload (one line, even on a TTY).
     const total = model.layers.length * 7;
-    const qbar = progress.bar("quantize", total, { fields: ["layer"], unit: "layers" });
-    let cbar: ReturnType<Progress["bar"]> | null = null;
+    const qbar = progress.bar("quantize", total, { fields: ["at"], unit: "layers" });
+    let layersDone = 0;
     const result = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size against the plugin (modulora quantize --help)", () =>
       quantizeModel(model, plugin, {
         ...options,
         ...(calibText !== null ? { calibration: { text: calibText, tokenizer, samples: a.calibSamples, seqLen: a.calibSeqLen, seed: a.seed } } : {}),
         onProgress: (e) => {
-          if (e.stage === "calibrate") {
-            if (!cbar) cbar = progress.bar("calibrate", e.total, { fields: ["block"], unit: "batches" });
-            cbar.setTotal(e.total);
-            cbar.update(e.done, { block: e.block ?? "head" });
-            if (e.done === e.total) {
-              cbar.stop();
-              cbar = null;
-            }
-          } else qbar.update(e.done, { layer: `${e.block ?? ""}.${e.layer}` });
+          if (e.stage === "calibrate") qbar.update(layersDone, { at: `calibrating block ${e.block ?? "lm_head"} (${e.done}/${e.total} batches)` });
+          else {
+            layersDone = e.done;
+            qbar.update(e.done, { at: `${e.block ?? ""}.${e.layer}` });
+          }
         },
       }),
     );
