@@ -97,6 +97,7 @@ modulora([
 ]);
 const finetuneSeconds = (Date.now() - tf) / 1000;
 const after = modulora(["eval", "--model", quantized, "--adapter", adapter, ...evalArgs], { json: true });
+const runInfo = JSON.parse(readFileSync(join(root, adapter, "run.json"), "utf8"));
 
 const validCount = readFileSync(join(root, valid), "utf8").split("\n").filter((l) => l.trim()).length;
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
@@ -105,6 +106,7 @@ const summary = {
   base: `fixtures/tiny-llama quantized with RTN, ${DEMO.bits}-bit, group ${DEMO.groupSize}`,
   settings: { ...DEMO, validationExamples: validCount },
   accuracy: { majorityBaseline: before.majority_baseline, majorityLabel: before.majority_label, before: before.value, after: after.value, n: after.n },
+  peakMemoryMiB: { resident: Math.round(runInfo.peakRssMiB), tensors: Math.round(runInfo.peakTensorMiB) },
   seconds: { installAndBuild: builtSeconds, quantize: quantizeSeconds, evalBefore: evalSeconds, finetune: finetuneSeconds, total: (Date.now() - t0) / 1000 },
 };
 writeFileSync(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
@@ -121,7 +123,8 @@ ModuLoRA demo — LoRA fine-tuning of a 3-bit quantized model, driven by the mod
     ${"after fine-tuning".padEnd(36)}${pct(after.value)}
 
   wrote runs/demo/: quantized/ (checkpoint), adapter/ (adapter, metrics.jsonl, loss.svg, loss.png), summary.json
-  time: install + build ${built}, quantize ${quantizeSeconds.toFixed(0)} s, fine-tune ${finetuneSeconds.toFixed(0)} s, total ${clock()}`);
+  time: install + build ${built}, quantize ${quantizeSeconds.toFixed(0)} s, fine-tune ${finetuneSeconds.toFixed(0)} s, total ${clock()}
+  peak memory of the fine-tune: ${runInfo.peakRssMiB.toFixed(0)} MiB resident, ${runInfo.peakTensorMiB.toFixed(0)} MiB native tensor storage`);
 
 if (!(after.value > before.value && after.value > before.majority_baseline)) {
   console.error("demo: the adapter did not beat both the base model and the majority baseline");

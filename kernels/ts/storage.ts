@@ -82,7 +82,7 @@ export function resetPeakMemory(): void {
 
 /**
  * Returns the caching allocator's free blocks to the system; returns the bytes released.
- * (Freed tensor storage is kept for reuse, up to `MODULORA_ALLOCATOR_CACHE_MB`, default 2048.)
+ * (Freed tensor storage is kept for reuse, up to `MODULORA_ALLOCATOR_CACHE_MB`, default 512.)
  */
 export function trimAllocatorCache(): number {
   return native().trimCache();

@@ -13,7 +13,7 @@
 // A fresh large allocation costs a page fault per 4 KiB page on first touch (hundreds of ms for a
 // 64 MiB tensor on a VM), and training loops allocate the same sizes every step. Freed blocks are
 // therefore kept in per-size free lists and handed out again (zero-filled, which is cheap on warm
-// pages), up to a cap: MODULORA_ALLOCATOR_CACHE_MB (default 2048; 0 disables caching).
+// pages), up to a cap: MODULORA_ALLOCATOR_CACHE_MB (default 512; 0 disables caching).
 // `bytes`/`peak_bytes` count live storage only; what the cache holds is reported separately.
 
 namespace modulora {
@@ -29,14 +29,20 @@ void Track(int64_t delta) {
 
 size_t RoundedSize(size_t bytes) {
   bytes = std::max<size_t>(bytes, 1);
-  // Small blocks to 64 bytes, large ones to whole pages, so near-equal sizes share a list.
-  return bytes < (64u << 10) ? (bytes + 63) & ~size_t(63) : (bytes + 4095) & ~size_t(4095);
+  // Small blocks round to 64 bytes. Larger ones round up to a size class of four per power of
+  // two (2^k, 1.25·2^k, 1.5·2^k, 1.75·2^k): at most 25% slack, and tensors whose shapes vary a
+  // little from step to step (batches grouped by length) share a few lists instead of filling
+  // the cache with sizes that never come back.
+  if (bytes < (64u << 10)) return (bytes + 63) & ~size_t(63);
+  size_t pow2 = size_t(1) << (63 - __builtin_clzll(static_cast<unsigned long long>(bytes)));
+  size_t step = pow2 / 4;
+  return (bytes + step - 1) / step * step;
 }
 
 class Cache {
  public:
   Cache() {
-    int64_t mb = 2048;
+    int64_t mb = 512;
     if (const char* env = std::getenv("MODULORA_ALLOCATOR_CACHE_MB")) mb = std::max<int64_t>(0, std::atoll(env));
     cap_ = mb << 20;
   }

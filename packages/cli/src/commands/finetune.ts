@@ -1,9 +1,10 @@
 // modulora finetune: LoRA on a full-precision or quantized model with the Trainer; the adapter,
 // checkpoints, metrics.jsonl and the loss curve go to --out.
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { listCheckpoints, Trainer, type EvalResult, type TrainerEvent } from "@modulora/core";
+import { memory } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName } from "@modulora/llama";
 import { nonEmptyDir } from "../atomic.js";
@@ -275,6 +276,12 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
     o.write(`trained ${result.steps} steps in ${formatSeconds(result.seconds)} (${Math.round(result.tokens / Math.max(result.seconds, 1e-9))} tokens/s), last loss ${result.lastLoss.toFixed(4)}\n`);
     const finalEval = result.lastEval ?? lastEval;
     if (finalEval) o.write(`validation (${validExamples.length} examples): ${formatMetrics(finalEval)}${result.best ? ` — best ${fmt(result.best.value)} at step ${result.best.step}` : ""}\n`);
+    // Peak memory of the whole run: the process's resident set and the engine's tensor storage.
+    const peakRssMiB = process.resourceUsage().maxRSS / 1024;
+    const peakTensorMiB = memory().nativePeakBytes / 2 ** 20;
+    o.write(`peak memory: ${peakRssMiB.toFixed(0)} MiB resident, ${peakTensorMiB.toFixed(0)} MiB native tensor storage\n`);
+    writeFileSync(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds: result.seconds, tokens: result.tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB }, null, 2)}\n`);
+    written.push("run.json");
     o.write(`wrote ${a.out}: ${written.join(", ")}${readdirSync(out).some((f) => f.startsWith("checkpoint-")) ? " (+ checkpoints)" : ""}\n`);
   } finally {
     model.dispose();
