@@ -41,7 +41,7 @@ const maxRssBytes = () => process.resourceUsage().maxRSS * 1024;
 /** One configuration, in this (child) process: load, quantize, evaluate; prints one JSON line. */
 async function runOne(job) {
   const T = await import("@modulora/tensor");
-  const { loadLlama, evaluatePerplexity, quantizeModel, LINEAR_NAMES } = await import("@modulora/llama");
+  const { loadLlama, evaluatePerplexity, quantizeModel, LINEAR_NAMES, sampleCalibrationWindows } = await import("@modulora/llama");
   const { rtnQuantizer } = await import("@modulora/quantizer-rtn");
   const { optqQuantizer } = await import("@modulora/quantizer-optq");
   const ids = new Int32Array(readFileSync(job.idsPath).buffer.slice(0));
@@ -60,7 +60,7 @@ async function runOne(job) {
     row.groupSize = g === "row" ? "row" : Number(g);
     const calibIds = row.method === "optq" ? new Int32Array(readFileSync(job.calibIdsPath).buffer.slice(0)) : null;
     const extra = row.method === "optq"
-      ? { actOrder: row.actOrder, calibration: { text: "", tokenizer: { encode: () => calibIds }, samples: job.samples, seqLen: job.calibLen, seed: 0 } }
+      ? { actOrder: row.actOrder, calibration: { ids: sampleCalibrationWindows(calibIds, job.samples, job.calibLen, 0) } }
       : {};
     T.resetPeakMemory();
     t = performance.now();
@@ -101,7 +101,7 @@ async function main(args) {
   const configs = args.configs ? args.configs.split(",") : CONFIGS;
   for (const c of configs) if (!CONFIGS.includes(c)) throw new Error(`unknown config ${c}; known: ${CONFIGS.join(", ")}`);
 
-  const { LlamaTokenizer } = await import("@modulora/llama");
+  const { LlamaTokenizer, encodeInChunks } = await import("@modulora/llama");
   const T = await import("@modulora/tensor");
   let t = performance.now();
   const ids = LlamaTokenizer.fromDir(dir).encode(readFileSync(textPath, "utf8"), { addSpecialTokens: false });
@@ -117,7 +117,7 @@ async function main(args) {
   let calibIdsPath = null;
   if (configs.some((c) => c.startsWith("optq"))) {
     t = performance.now();
-    const cids = LlamaTokenizer.fromDir(dir).encode(readFileSync(calibPath, "utf8"), { addSpecialTokens: false });
+    const cids = encodeInChunks(LlamaTokenizer.fromDir(dir), readFileSync(calibPath, "utf8"));
     calibIdsPath = join(tmp, "calib.bin");
     writeFileSync(calibIdsPath, new Uint8Array(Int32Array.from(cids).buffer));
     console.error(`calibration: ${cids.length} tokens from ${calibPath} (${((performance.now() - t) / 1000).toFixed(1)} s to tokenize); ${samples} windows of ${calibLen}`);
