@@ -114,7 +114,7 @@ describe("commands on the fixtures", () => {
     expect(r.stdout).toMatch(/quantized 28 layers with rtn \(4-bit, group 128\): 4\.1875 bits\/weight/);
     const config = JSON.parse(readFileSync(join(q4, "config.json"), "utf8")) as Record<string, Record<string, unknown>>;
     expect(config["quantization_config"]!["bits"]).toBe(4);
-    expect(readdirSync(q4).sort()).toEqual(["config.json", "generation_config.json", "model.safetensors", "quantize_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]);
+    expect(readdirSync(q4).sort()).toEqual(["config.json", "generation_config.json", "model.safetensors", "quantization_report.json", "quantize_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]);
     expect(readdirSync(tmp).filter((f) => f.includes(".tmp"))).toEqual([]);
   });
 

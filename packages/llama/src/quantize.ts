@@ -80,6 +80,11 @@ export interface QuantizedLayerReport {
   seconds: number;
   /** ‖W − Ŵ‖_F / ‖W‖_F (unless `measureError: false`). */
   error?: number;
+  /**
+   * With a Hessian (calibrated plugins): the layer's output error on the calibration inputs,
+   * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)) with Δ = Ŵ − W and H = XᵀX.
+   */
+  outputError?: number;
   /** Calibration rows (tokens) behind the statistics, for calibrated plugins. */
   samples?: number;
 }
@@ -314,6 +319,35 @@ function disposeStats(stats: CalibrationStats | undefined): void {
 // The driver
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The output error of a quantized layer on inputs with Gram matrix H = XᵀX (f64 [in, in]):
+ * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)), Δ = Ŵ − W (two DGEMMs).
+ */
+export function outputReconstructionError(weight: Tensor, q: QuantizedWeight, hessian: Tensor): number {
+  const out = q.outFeatures;
+  const inF = q.inFeatures;
+  const w = (weight.dtype === "f32" && weight.isContiguous ? weight : null)?.view() as Float32Array | undefined;
+  if (!w || hessian.dtype !== "f64" || hessian.size !== inF * inF) throw new Error("outputReconstructionError: expects an f32 weight and an f64 [in, in] Hessian");
+  const h = hessian.view() as Float64Array;
+  const hat = new Float32Array(out * inF);
+  q.materialize(0, out, hat);
+  const quadratic = (m: Float64Array): number => {
+    const mh = new Float64Array(out * inF);
+    gemm(false, false, out, inF, inF, 1, m, inF, 0, h, inF, 0, 0, mh, inF, 0, 1);
+    let t = 0;
+    for (let i = 0; i < mh.length; i++) t += mh[i]! * m[i]!;
+    return t;
+  };
+  const delta = new Float64Array(out * inF);
+  const wd = new Float64Array(out * inF);
+  for (let i = 0; i < delta.length; i++) {
+    wd[i] = w[i]!;
+    delta[i] = hat[i]! - w[i]!;
+  }
+  const den = quadratic(wd);
+  return den > 0 ? Math.sqrt(Math.max(0, quadratic(delta)) / den) : 0;
+}
+
 /** ‖W − Ŵ‖_F / ‖W‖_F, materializing Ŵ 64 rows at a time. */
 export function reconstructionError(weight: Tensor, q: QuantizedWeight): number {
   const [out, inF] = weight.shape as [number, number];
@@ -405,8 +439,16 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
     if (weight.dtype !== "f32" || !weight.isContiguous) weight = keep(cast(weight, "f32"));
     let q: QuantizedWeight;
     let error: number | undefined;
+    let outErr: number | undefined;
     try {
-      q = await plugin.quantize(weight, pluginOptions, stats);
+      // Measured before quantize: a plugin may work on the statistics in place.
+      const hCopy = measure && stats?.hessian ? keep(stats.hessian.clone()) : null;
+      try {
+        q = await plugin.quantize(weight, pluginOptions, stats);
+        if (hCopy && q.outFeatures === dense.outFeatures && q.inFeatures === dense.inFeatures) outErr = outputReconstructionError(weight, q, hCopy);
+      } finally {
+        hCopy?.dispose();
+      }
       if (q.outFeatures !== dense.outFeatures || q.inFeatures !== dense.inFeatures) {
         q.dispose();
         throw new Error(`quantizer '${plugin.name}' returned a [${q.outFeatures}, ${q.inFeatures}] weight for ${t.name} [${dense.outFeatures}, ${dense.inFeatures}]`);
@@ -420,7 +462,8 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
     dense.dispose();
     report.push({
       name: t.name, block: t.block, layer: t.layer, bits: q.bits, bitsPerWeight: q.bitsPerWeight(),
-      seconds: (performance.now() - s0) / 1000, ...(error !== undefined ? { error } : {}), ...(stats ? { samples: stats.samples } : {}),
+      seconds: (performance.now() - s0) / 1000, ...(error !== undefined ? { error } : {}), ...(outErr !== undefined ? { outputError: outErr } : {}),
+      ...(stats ? { samples: stats.samples } : {}),
     });
     options.onProgress?.({ stage: "quantize", block: t.block, layer: t.layer, done: report.length, total });
   };

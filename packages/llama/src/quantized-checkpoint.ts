@@ -35,7 +35,7 @@ import { readJsonFile, readLlamaConfig } from "./config.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import { copyTokenizerFiles } from "./load.js";
 import { LlamaModel } from "./model.js";
-import { linearModuleName } from "./quantize.js";
+import { linearModuleName, type QuantizedLayerReport } from "./quantize.js";
 import { LlamaTokenizer } from "./tokenizer.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type Linear, type LinearName, type LlamaConfig, type LlamaLayer } from "./types.js";
 
@@ -239,7 +239,12 @@ export interface SaveQuantizedModelOptions {
   options?: Partial<QuantizeOptions>;
   /** Replace an existing non-empty directory (default false: refuse). */
   overwrite?: boolean;
+  /** The per-layer report of `quantizeModel`, written as quantization_report.json. */
+  report?: readonly QuantizedLayerReport[];
 }
+
+/** The per-layer report's file in a quantized checkpoint. */
+export const QUANTIZATION_REPORT_FILE = "quantization_report.json";
 
 /** The quantized linears of a model, by module prefix (`model.layers.{i}.{module}.{name}` or `lm_head`). */
 function quantizedLayers(model: LlamaModel): Map<string, QuantizedWeight> {
@@ -330,6 +335,17 @@ export function saveQuantizedModel(model: LlamaModel, dir: string, options: Save
     saveSafetensors(join(tmp, WEIGHTS_FILE), tensors, metadata);
     writeJson(join(tmp, CONFIG_FILE), { ...model.config.raw, quantization_config: qc });
     writeJson(join(tmp, QUANTIZE_CONFIG_FILE), qc);
+    if (options.report) {
+      writeJson(join(tmp, QUANTIZATION_REPORT_FILE), {
+        quantizer: typeof options.plugin === "string" ? options.plugin : (options.plugin?.name ?? null),
+        layers: options.report.map((r) => ({
+          name: r.name, bits: r.bits, bits_per_weight: r.bitsPerWeight, seconds: r.seconds,
+          ...(r.error !== undefined ? { weight_error: r.error } : {}),
+          ...(r.outputError !== undefined ? { output_error: r.outputError } : {}),
+          ...(r.samples !== undefined ? { samples: r.samples } : {}),
+        })),
+      });
+    }
     if (options.sourceDir) copyTokenizerFiles(options.sourceDir, tmp);
     // Swap into place: the old directory (empty, or replaced with overwrite) goes only once the new one is complete.
     if (existsSync(target)) {

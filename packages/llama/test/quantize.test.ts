@@ -328,3 +328,29 @@ function tensorOf(windows: number[][]): Tensor {
 function arangeI32(n: number): Tensor {
   return arange(0, n, 1, { dtype: "i32" });
 }
+
+describe("output reconstruction error", () => {
+  it("sqrt(tr(ΔHΔᵀ)/tr(WHWᵀ)) with H = XᵀX equals ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F", async () => {
+    const { randn, matmul, tensor, cast, dispose: free, tidy: scope } = await import("@modulora/tensor");
+    const { quantizeRtn } = await import("@modulora/quantizer-rtn");
+    const { outputReconstructionError } = await import("../src/index.js");
+    const w = randn([12, 64], { seed: 3 });
+    const x = randn([40, 64], { seed: 4 });
+    const q = quantizeRtn(w, { bits: 3, groupSize: 32 });
+    const h = scope(() => { const x64 = cast(x, "f64"); return matmul(x64, x64, { transA: true }); });
+    const got = outputReconstructionError(w, q, h);
+    const hat = new Float32Array(12 * 64);
+    q.materialize(0, 12, hat);
+    const ref = scope(() => {
+      const y = matmul(x, w, { transB: true }).toArray();
+      const yq = matmul(x, tensor(hat, [12, 64]), { transB: true }).toArray();
+      let num = 0, den = 0;
+      for (let i = 0; i < y.length; i++) { num += (yq[i]! - y[i]!) ** 2; den += y[i]! ** 2; }
+      return Math.sqrt(num / den);
+    });
+    expect(Math.abs(got - ref) / ref).toBeLessThan(1e-5);
+    expect(got).toBeGreaterThan(0);
+    q.dispose();
+    free([w, x, h]);
+  });
+});

@@ -89,15 +89,18 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
 
     const t0 = performance.now();
     const saved = await step(`cannot write ${a.out}`, "check that its parent directory is writable", () =>
-      saveQuantizedModel(model, a.out, { sourceDir: a.model, plugin, options: { ...options, ...(a.calib ? { calibSamples: a.calibSamples, calibSeqLen: a.calibSeqLen, seed: a.seed } : {}) }, overwrite: a.overwrite }),
+      saveQuantizedModel(model, a.out, { sourceDir: a.model, plugin, options: { ...options, ...(a.calib ? { calibSamples: a.calibSamples, calibSeqLen: a.calibSeqLen, seed: a.seed } : {}) }, overwrite: a.overwrite, report: result.report }),
     );
     const writeSeconds = (performance.now() - t0) / 1000;
 
     const out = ctx.stdout;
     const width = Math.max(...result.report.map((r) => r.name.length));
-    out.write(`${"layer".padEnd(width)}  bits  bits/weight  rel.error   time\n`);
+    // weight error ‖W − Ŵ‖/‖W‖; output error ‖XŴᵀ − XWᵀ‖/‖XWᵀ‖ on the calibration inputs (calibrated quantizers)
+    const withOutput = result.report.some((r) => r.outputError !== undefined);
+    out.write(`${"layer".padEnd(width)}  bits  bits/weight  rel.error${withOutput ? "  out.error" : ""}   time\n`);
     for (const r of result.report) {
-      out.write(`${r.name.padEnd(width)}  ${String(r.bits).padStart(4)}  ${r.bitsPerWeight.toFixed(4).padStart(11)}  ${(r.error !== undefined ? r.error.toExponential(2) : "-").padStart(9)}  ${r.seconds.toFixed(3).padStart(5)} s\n`);
+      const outErr = withOutput ? `  ${(r.outputError !== undefined ? r.outputError.toExponential(2) : "-").padStart(9)}` : "";
+      out.write(`${r.name.padEnd(width)}  ${String(r.bits).padStart(4)}  ${r.bitsPerWeight.toFixed(4).padStart(11)}  ${(r.error !== undefined ? r.error.toExponential(2) : "-").padStart(9)}${outErr}  ${r.seconds.toFixed(3).padStart(5)} s\n`);
     }
     out.write(
       `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}): ` +
