@@ -175,7 +175,7 @@ function parseRope(c: Keys): RopeConfig {
  *
  * Refused, with an error naming the key and its value: other architectures; RoPE types other
  * than default and llama3 (`linear`, `dynamic`, `yarn`, ... change the frequencies or the
- * attention scale and are not implemented); `attention_bias` / `mlp_bias` true (the layers have
+ * attention scale, which this loader does not support); `attention_bias` / `mlp_bias` true (the layers have
  * no bias); `hidden_act` other than silu; `partial_rotary_factor` other than 1.
  *
  * Mistral's `sliding_window`: attention restricted to the last W positions equals full causal
