@@ -22,6 +22,7 @@ export const QUANTIZE: CommandSpec = {
     { name: "group-size", type: "group", default: 128, description: 'input columns per scale/zero group, or "row"' },
     { name: "act-order", type: "boolean", default: false, description: "quantize columns in order of decreasing activation (calibrating quantizers)" },
     { name: "sym", type: "boolean", default: false, description: "symmetric quantization" },
+    { name: "true-sequential", type: "boolean", default: true, description: "calibrate a block's linears group by group (k,v,q; o; up,gate; down), each on the outputs of those already quantized; --true-sequential=false: all on full-precision inputs" },
     { name: "calib", type: "string", arg: "FILE", description: "calibration text (.txt, or .jsonl with a text field) for quantizers that need it" },
     { name: "calib-samples", type: "int", min: 1, default: 128, description: "calibration windows" },
     { name: "calib-seq-len", type: "int", min: 2, default: 512, description: "tokens per calibration window" },

@@ -242,6 +242,12 @@ describe("commands on the fixtures", () => {
     const r = ok(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--act-order", "--calib", join(ROOT, "fixtures/data/lm/calib-small.txt"), "--calib-samples", "8", "--calib-seq-len", "64", "--out", out]);
     expect(r.stdout).toMatch(/quantized 28 layers with optq \(4-bit, group 128, act-order\): [\d.]+ bits\/weight over the quantized layers, [\d.]+ s \(calibration [\d.]+ s\)/);
     expect(json(ok(["info", out, "--json"]))).toMatchObject({ quantization: { method: "gptq", quantizer: "optq", bits: 4, act_order: true } });
+    expect(JSON.parse(readFileSync(join(out, "quantize_config.json"), "utf8"))).toMatchObject({ quant_method: "gptq", desc_act: true, true_sequential: true });
+    // --true-sequential=false: one calibration pass per block on full-precision inputs, and recorded as such.
+    const flat = join(tmp, "q-optq-flat");
+    const r2 = ok(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--true-sequential=false", "--calib", join(ROOT, "fixtures/data/lm/calib-small.txt"), "--calib-samples", "8", "--calib-seq-len", "64", "--out", flat]);
+    expect(r2.stdout).toContain("with optq (4-bit, group 128, not true-sequential)");
+    expect(JSON.parse(readFileSync(join(flat, "quantize_config.json"), "utf8"))).toMatchObject({ desc_act: false, true_sequential: false });
   });
 
   it("--plugin registers a user's quantizer module", () => {
@@ -291,6 +297,7 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     // Options a quantizer cannot honour are refused, not ignored.
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--out", join(tmp, "never")], /'optq' needs calibration data .* — pass --calib FILE/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order needs a calibrating quantizer/);
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is about calibration order; 'rtn' uses no activations/);
   });
 
   it("an unknown or empty --plugin module", () => {

@@ -10,8 +10,12 @@
  * linear, runs the (still full-precision) block on every micro-batch of windows while the wrappers
  * accumulate the statistics of their inputs, quantizes the block's linears, then runs the
  * now-quantized block once more to produce the next block's inputs. So block i sees the outputs of
- * the already-quantized blocks before it; inside a block, all linears see full-precision inputs
- * (GPTQ without `true_sequential`). Only the current block's inputs ([N, L, C] f32) are held.
+ * the already-quantized blocks before it. Inside a block the order is true-sequential by default
+ * (GPTQ's `true_sequential`): the linears are calibrated and quantized in the groups of
+ * {@link SEQUENTIAL_GROUPS} (k,v,q, then o, then up,gate, then down), each group on the outputs of
+ * the groups already quantized; a statistics pass stops as soon as the group's last input is
+ * recorded. With `trueSequential: false` all of a block's linears are calibrated in one pass on
+ * full-precision inputs. Only the current block's inputs ([N, L, C] f32) are held.
  * @module
  */
 import { gemm } from "@modulora/kernels";
@@ -41,10 +45,23 @@ export interface QuantizeProgressEvent {
   block: number | null;
   /** The layer just quantized (`quantize`), or null (`calibrate`). */
   layer: LinearName | "lm_head" | null;
-  /** `calibrate`: micro-batches of this block done (of `total`); `quantize`: layers done in the model (of `total`). */
+  /** `calibrate`: the layers whose inputs this pass records (one true-sequential group, or the whole block). */
+  layers?: readonly (LinearName | "lm_head")[];
+  /** `calibrate`: micro-batches of this pass done (of `total`); `quantize`: layers done in the model (of `total`). */
   done: number;
   total: number;
 }
+
+/**
+ * The true-sequential order inside a block (GPTQ's `true_sequential`): each group is calibrated on
+ * the outputs of the groups before it, already quantized.
+ */
+export const SEQUENTIAL_GROUPS: readonly (readonly LinearName[])[] = [
+  ["k_proj", "v_proj", "q_proj"],
+  ["o_proj"],
+  ["up_proj", "gate_proj"],
+  ["down_proj"],
+];
 
 /** Options of {@link quantizeModel}. Keys it does not know go to the plugin. */
 export interface QuantizeModelOptions {
@@ -60,6 +77,12 @@ export interface QuantizeModelOptions {
   calibration?: CalibrationSource;
   /** Windows per forward pass in calibration (default ⌈4096 / L⌉ tokens' worth, at least 1). */
   microBatch?: number;
+  /**
+   * Calibrate a block's linears group by group in the order of {@link SEQUENTIAL_GROUPS}, each on
+   * the outputs of the groups already quantized (default true); false calibrates the whole block on
+   * full-precision inputs in one pass. Only calibrating plugins are affected.
+   */
+  trueSequential?: boolean;
   /** Compute each layer's relative reconstruction error (default true). */
   measureError?: boolean;
   onProgress?(event: QuantizeProgressEvent): void;
@@ -100,7 +123,7 @@ export interface QuantizeModelResult {
   bitsPerWeight: number;
 }
 
-const DRIVER_KEYS = new Set(["targets", "includeLmHead", "calibration", "microBatch", "measureError", "onProgress"]);
+const DRIVER_KEYS = new Set(["targets", "includeLmHead", "calibration", "microBatch", "trueSequential", "measureError", "onProgress"]);
 
 /** Hugging Face module name of a block's linear. */
 export function linearModuleName(block: number, name: LinearName): string {
@@ -231,6 +254,9 @@ class InputStats {
   }
 }
 
+/** Thrown by the last recording wrapper of a pass to skip the rest of the block. */
+const STOP_PASS: unique symbol = Symbol("stop calibration pass");
+
 /**
  * Stands in for a linear during calibration: records its input, then calls the original. Inputs
  * are matched by tensor identity within one forward pass, so q/k/v (and gate/up), which the block
@@ -249,6 +275,8 @@ class RecordingLinear implements Linear {
   }
   forward(x: Tensor, options?: LayerForwardOptions): Tensor {
     this.session.record(this.name, x);
+    // Nothing after the last recorded input matters to this pass.
+    if (this.session.complete) throw STOP_PASS;
     return this.inner.forward(x, options);
   }
   parameters(): Tensor[] {
@@ -267,17 +295,27 @@ class CalibrationSession {
   private readonly byLayer = new Map<string, InputStats>();
   /** Inputs seen in the current forward pass (tensor → its statistics). */
   private seen = new Map<Tensor, InputStats>();
+  /** Layers recorded in the current pass. */
+  private readonly recorded = new Set<string>();
   private passes = 0;
 
-  constructor(private readonly kind: "hessian" | "activation-scales") {}
+  /** `expected`: the recorded layers; once all have had their input in a pass, the pass is complete. */
+  constructor(private readonly kind: "hessian" | "activation-scales", private readonly expected: number) {}
 
   /** Starts a new forward pass (a new micro-batch). */
   nextPass(): void {
     this.seen = new Map();
+    this.recorded.clear();
     this.passes++;
   }
 
+  /** Every recorded layer has seen its input in this pass. */
+  get complete(): boolean {
+    return this.recorded.size === this.expected;
+  }
+
   record(name: string, x: Tensor): void {
+    this.recorded.add(name);
     const inF = x.shape[x.rank - 1]!;
     const shared = this.seen.get(x);
     let stats = this.byLayer.get(name);
@@ -502,6 +540,9 @@ async function calibrateAndQuantize(
   const vocab = model.config.vocabSize;
   for (const w of windows) for (const id of w) if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RangeError(`calibration: token id ${id} is outside the vocabulary [0, ${vocab})`);
 
+  const trueSequential = options.trueSequential ?? true;
+  if (typeof trueSequential !== "boolean") throw new TypeError(`quantizeModel: trueSequential must be a boolean, got ${JSON.stringify(trueSequential)}`);
+
   let spent = 0;
   const positions = keep(arange(0, seqLen, 1, { dtype: "i32" }));
   // The current block's inputs, one [b, L, C] tensor per micro-batch.
@@ -518,12 +559,12 @@ async function calibrateAndQuantize(
     while (lastUseful > 0 && stages[lastUseful]!.targets.length === 0) lastUseful--;
     for (let si = 0; si <= lastUseful; si++) {
       const { block, targets } = stages[si]!;
-      if (targets.length) {
+      for (const group of calibrationGroups(block, targets, trueSequential)) {
         const c0 = performance.now();
-        const session = collectStats(model, kind, block, targets, hidden, positions, options);
+        const session = collectStats(model, kind, block, group, hidden, positions, options);
         spent += (performance.now() - c0) / 1000;
         try {
-          for (const t of targets) await quantizeOne(t, session.take(t.name));
+          for (const t of group) await quantizeOne(t, session.take(t.name));
         } finally {
           session.dispose();
         }
@@ -548,23 +589,40 @@ async function calibrateAndQuantize(
   return spent;
 }
 
-/** Runs one block (or the head) over every micro-batch with recording wrappers on `targets`. */
+/** A stage's targets in calibration order: the true-sequential groups of a block, or all at once. */
+function calibrationGroups(block: number | null, targets: Target[], trueSequential: boolean): Target[][] {
+  if (targets.length === 0) return [];
+  if (block === null || !trueSequential) return [targets];
+  const groups = SEQUENTIAL_GROUPS.map((g) => g.flatMap((n) => targets.filter((t) => t.layer === n))).filter((g) => g.length > 0);
+  return groups;
+}
+
+/**
+ * Runs one block (or the head) over every micro-batch with recording wrappers on `targets`; each
+ * pass stops once every target has recorded its input.
+ */
 function collectStats(
   model: LlamaModel, kind: "hessian" | "activation-scales", block: number | null, targets: Target[],
   hidden: readonly Tensor[], positions: Tensor, options: QuantizeModelOptions,
 ): CalibrationSession {
-  const session = new CalibrationSession(kind);
+  const session = new CalibrationSession(kind, targets.length);
   const originals = targets.map((t) => t.get());
+  const layers = targets.map((t) => t.layer);
   targets.forEach((t, i) => t.set(new RecordingLinear(originals[i]!, t.name, session)));
   try {
     noGrad(() => {
       hidden.forEach((h, i) => {
         session.nextPass();
-        tidy(() => {
-          if (block === null) model.head(h);
-          else model.blockForward(block, h, positions);
-        });
-        options.onProgress?.({ stage: "calibrate", block, layer: null, done: i + 1, total: hidden.length });
+        try {
+          tidy(() => {
+            if (block === null) model.head(h);
+            else model.blockForward(block, h, positions);
+          });
+        } catch (err) {
+          if (err !== STOP_PASS) throw err;
+        }
+        if (!session.complete) throw new Error(`calibration: a forward pass of ${block === null ? "lm_head" : `block ${block}`} did not call every layer being calibrated (${layers.join(", ")})`);
+        options.onProgress?.({ stage: "calibrate", block, layer: null, layers, done: i + 1, total: hidden.length });
       });
     });
   } catch (err) {

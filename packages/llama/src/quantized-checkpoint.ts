@@ -377,7 +377,9 @@ function quantizationConfig(
   if (gptq) {
     return {
       quant_method: "gptq", bits: gptq.bits, group_size: gptq.groupSize, desc_act: gptq.descAct, sym: gptq.sym,
-      true_sequential: false, static_groups: false, lm_head: layers.has("lm_head"),
+      // quantizeModel calibrates true-sequentially unless told otherwise.
+      true_sequential: plugin !== undefined && plugin.calibration !== "none" && options?.["trueSequential"] !== false,
+      static_groups: options?.["staticGroups"] === true, lm_head: layers.has("lm_head"),
       checkpoint_format: gptq.zeroFormat === "v2" ? "gptq_v2" : "gptq", ...partial, meta: provenance,
     };
   }

@@ -5,7 +5,7 @@ import { arange, loadSafetensors, memory, noGrad, tensor, tidy, type Tensor } fr
 import { QUANTIZER_SPEC_VERSION, type CalibrationStats, type QuantizerPlugin } from "@modulora/core";
 import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
 import {
-  DenseLinear, LINEAR_NAMES, QuantizedLinear, evaluatePerplexity, loadLlama, quantizeModel, sampleCalibrationWindows,
+  DenseLinear, LINEAR_NAMES, QuantizedLinear, SEQUENTIAL_GROUPS, evaluatePerplexity, loadLlama, quantizeModel, sampleCalibrationWindows,
   type LayerForwardOptions, type Linear, type LinearName, type LlamaModel, type LlamaTokenizer, type QuantizeProgressEvent,
 } from "../src/index.js";
 
@@ -244,7 +244,7 @@ describe("the calibration driver", () => {
     expect(() => sampleCalibrationWindows(ids, 1, 1001, 0)).toThrow(/1000 tokens, fewer than one window of seqLen = 1001/);
   });
 
-  it("hands each layer H = Σ xᵀx (f64 [in, in]) of its inputs, block 1 fed by the already-quantized block 0, and frees it", async () => {
+  it("trueSequential: false hands each layer H = Σ xᵀx (f64 [in, in]) of its inputs, block 1 fed by the already-quantized block 0, and frees it", async () => {
     const { model } = await loadLlama(TINY);
     const received: Received[] = [];
     const plugin = recordingPlugin("hessian", received);
@@ -252,7 +252,7 @@ describe("the calibration driver", () => {
     const denseBytes = linearBytes(model);
     const events: QuantizeProgressEvent[] = [];
     const { report } = await quantizeModel(model, plugin, {
-      bits: 4, groupSize: 128, calibration: { text, tokenizer, samples: N, seqLen: L, seed: 7 }, microBatch: 3,
+      bits: 4, groupSize: 128, calibration: { text, tokenizer, samples: N, seqLen: L, seed: 7 }, microBatch: 3, trueSequential: false,
       onProgress: (e) => events.push(e),
     });
     expect(received.length).toBe(28);
@@ -302,10 +302,71 @@ describe("the calibration driver", () => {
     ref.dispose();
   });
 
+  it("true-sequential (the default): k,v,q, then o, then up,gate, then down, each group calibrated behind the groups already quantized", async () => {
+    const { model } = await loadLlama(TINY);
+    const received: Received[] = [];
+    const events: QuantizeProgressEvent[] = [];
+    const before = memory().bytes;
+    const denseBytes = linearBytes(model);
+    const { report } = await quantizeModel(model, recordingPlugin("hessian", received), {
+      bits: 4, groupSize: 128, calibration: { ids: windows }, microBatch: 3, onProgress: (e) => events.push(e),
+    });
+    expect(report.slice(0, 7).map((r) => r.layer)).toEqual(SEQUENTIAL_GROUPS.flat());
+    received.forEach((r, i) => (r.name = report[i]!.name));
+    expect(memory().bytes).toBe(before - denseBytes + linearBytes(model));
+    const calib = events.filter((e) => e.stage === "calibrate" && e.block === 0).map((e) => `${e.layers!.join(",")}:${e.done}/${e.total}`);
+    expect(calib).toEqual(SEQUENTIAL_GROUPS.flatMap((g) => [`${g.join(",")}:1/2`, `${g.join(",")}:2/2`]));
+    model.dispose();
+
+    // Reference: group by group, hooks on the group over whole forward passes, then the group
+    // quantized with RTN (what the recording plugin returns); block 1 behind all of block 0.
+    // Block 0's o_proj and down_proj are also hooked in the first, all-full-precision pass.
+    const { model: ref } = await loadLlama(TINY);
+    const run = (blocks: number) =>
+      noGrad(() => tidy(() => {
+        for (let s = 0; s < N; s += 3) {
+          let x = ref.embed(tensorOf(windows.slice(s, s + 3)));
+          for (let b = 0; b < blocks; b++) x = ref.blockForward(b, x, arangeI32(L));
+        }
+      }));
+    const expected = new Map<string, Float64Array>();
+    const fullPrecision = new Map<LinearName, Float64Array>();
+    for (const block of [0, 1]) {
+      const linears = ref.layers[block]!.linears;
+      for (const [g, group] of SEQUENTIAL_GROUPS.entries()) {
+        const hooks = group.map((n) => (linears[n] = new HookLinear(linears[n])));
+        const fp = block === 0 && g === 0 ? (["o_proj", "down_proj"] as const).map((n) => [n, (linears[n] = new HookLinear(linears[n]))] as const) : [];
+        run(block + 1);
+        for (const [n, h] of fp) {
+          fullPrecision.set(n, h.h);
+          linears[n] = h.inner;
+        }
+        group.forEach((n, i) => {
+          expected.set(`${block}.${n}`, hooks[i]!.h);
+          const dense = hooks[i]!.inner as DenseLinear;
+          linears[n] = new QuantizedLinear(quantizeRtn(dense.weight, { bits: 4, groupSize: 128 }));
+          dense.dispose();
+        });
+      }
+    }
+    ref.dispose();
+    for (const block of [0, 1]) {
+      for (const n of LINEAR_NAMES) {
+        const r = received.find((x) => x.name.startsWith(`model.layers.${block}.`) && x.name.endsWith(`.${n}`))!;
+        expect(maxRelDiff(r.hessian!, expected.get(`${block}.${n}`)!), r.name).toBeLessThan(1e-6);
+      }
+    }
+    // The order matters: o and down see inputs that differ from the full-precision block's.
+    for (const n of ["o_proj", "down_proj"] as const) {
+      const r = received.find((x) => x.name === `model.layers.0.${n === "o_proj" ? "self_attn" : "mlp"}.${n}`)!;
+      expect(maxRelDiff(r.hessian!, fullPrecision.get(n)!), n).toBeGreaterThan(1e-3);
+    }
+  });
+
   it("hands activation-scales plugins the mean |x| per input channel", async () => {
     const { model } = await loadLlama(TINY);
     const received: Received[] = [];
-    await quantizeModel(model, recordingPlugin("activation-scales", received), { bits: 4, targets: ["q_proj", "down_proj"], calibration: { ids: windows } });
+    await quantizeModel(model, recordingPlugin("activation-scales", received), { bits: 4, targets: ["q_proj", "down_proj"], calibration: { ids: windows }, trueSequential: false });
     model.dispose();
     const { model: ref } = await loadLlama(TINY);
     const hq = new HookLinear(ref.layers[0]!.linears.q_proj);

@@ -17,6 +17,7 @@ interface QuantizeArgs {
   groupSize: number | "row";
   actOrder: boolean;
   sym: boolean;
+  trueSequential: boolean;
   calib?: string;
   calibSamples: number;
   calibSeqLen: number;
@@ -39,8 +40,11 @@ export function readCalibrationText(path: string): string {
 }
 
 /** Quantization options for quantizeModel from the flags (plugin-specific keys only when set). */
-export function quantizeOptions(a: { bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean }): QuantizeModelOptions {
-  return { bits: a.bits, groupSize: a.groupSize, ...(a.sym ? { symmetric: true } : {}), ...(a.actOrder ? { actOrder: true } : {}) };
+export function quantizeOptions(a: { bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean; trueSequential?: boolean }): QuantizeModelOptions {
+  return {
+    bits: a.bits, groupSize: a.groupSize, ...(a.sym ? { symmetric: true } : {}), ...(a.actOrder ? { actOrder: true } : {}),
+    ...(a.trueSequential === false ? { trueSequential: false } : {}),
+  };
 }
 
 export async function runQuantize(ctx: CommandContext): Promise<void> {
@@ -53,6 +57,9 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   }
   if (a.actOrder && plugin.calibration === "none") {
     throw new CliError(`--act-order needs a calibrating quantizer; '${plugin.name}' uses no activations`, "drop --act-order, or use a quantizer that calibrates (e.g. optq)");
+  }
+  if (ctx.args.given.has("true-sequential") && plugin.calibration === "none") {
+    throw new CliError(`--true-sequential is about calibration order; '${plugin.name}' uses no activations`, "drop --true-sequential, or use a quantizer that calibrates (e.g. optq)");
   }
   if (plugin.calibration !== "none" && !a.calib) {
     throw new CliError(`quantizer '${plugin.name}' needs calibration data (${plugin.calibration})`, "pass --calib FILE (a .txt file, or .jsonl with a text field)");
@@ -77,7 +84,10 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
         ...options,
         ...(calibText !== null ? { calibration: { text: calibText, tokenizer, samples: a.calibSamples, seqLen: a.calibSeqLen, seed: a.seed } } : {}),
         onProgress: (e) => {
-          if (e.stage === "calibrate") qbar.update(layersDone, { at: `calibrating block ${e.block ?? "lm_head"} (${e.done}/${e.total} batches)` });
+          if (e.stage === "calibrate") {
+            const which = e.block === null ? "lm_head" : `block ${e.block}${e.layers && e.layers.length < 7 ? ` ${e.layers.map((n) => n.replace(/_proj$/, "")).join(",")}` : ""}`;
+            qbar.update(layersDone, { at: `calibrating ${which} (${e.done}/${e.total} batches)` });
+          }
           else {
             layersDone = e.done;
             qbar.update(e.done, { at: `${e.block ?? ""}.${e.layer}` });
@@ -103,7 +113,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
       out.write(`${r.name.padEnd(width)}  ${String(r.bits).padStart(4)}  ${r.bitsPerWeight.toFixed(4).padStart(11)}  ${(r.error !== undefined ? r.error.toExponential(2) : "-").padStart(9)}${outErr}  ${r.seconds.toFixed(3).padStart(5)} s\n`);
     }
     out.write(
-      `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}): ` +
+      `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}${plugin.calibration !== "none" && !a.trueSequential ? ", not true-sequential" : ""}): ` +
         `${result.bitsPerWeight.toFixed(4)} bits/weight over the quantized layers, ${result.seconds.toFixed(1)} s` +
         `${result.calibrationSeconds > 0 ? ` (calibration ${result.calibrationSeconds.toFixed(1)} s)` : ""}\n`,
     );
