@@ -21,7 +21,8 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "../..");
 const CONFIGS = ["fp"];
-for (const b of [4, 3, 2]) for (const g of ["128", "row"]) CONFIGS.push(`rtn-${b}/${g}`, `optq-${b}/${g}`, `optq-${b}/${g}-act`);
+// OPTQ suffixes: -act = act-order; -flat = not true-sequential (a block's linears all calibrated on full-precision inputs).
+for (const b of [4, 3, 2]) for (const g of ["128", "row"]) CONFIGS.push(`rtn-${b}/${g}`, `optq-${b}/${g}`, `optq-${b}/${g}-act`, `optq-${b}/${g}-flat`, `optq-${b}/${g}-act-flat`);
 
 function parseArgs(argv) {
   const out = {};
@@ -45,7 +46,10 @@ async function runOne(job) {
   const { rtnQuantizer } = await import("@modulora/quantizer-rtn");
   const { optqQuantizer } = await import("@modulora/quantizer-optq");
   const ids = new Int32Array(readFileSync(job.idsPath).buffer.slice(0));
-  const row = { config: job.config, method: job.config === "fp" ? "fp" : job.config.split("-")[0], actOrder: job.config.endsWith("-act"), bits: null, groupSize: null };
+  const method = job.config === "fp" ? "fp" : job.config.split("-")[0];
+  const row = {
+    config: job.config, method, actOrder: /-act(-flat)?$/.test(job.config), trueSequential: method === "optq" ? !job.config.endsWith("-flat") : null, bits: null, groupSize: null,
+  };
 
   T.resetPeakMemory();
   let t = performance.now();
@@ -55,12 +59,12 @@ async function runOne(job) {
   const linearBytes = () => model.layers.reduce((s, l) => s + LINEAR_NAMES.reduce((a, n) => a + l.linears[n].storageBytes(), 0), 0);
   row.linearBytesBefore = linearBytes();
   if (job.config !== "fp") {
-    const [bits, g] = job.config.replace(/^\w+-/, "").replace(/-act$/, "").split("/");
+    const [bits, g] = job.config.replace(/^\w+-/, "").replace(/(-act)?(-flat)?$/, "").split("/");
     row.bits = Number(bits);
     row.groupSize = g === "row" ? "row" : Number(g);
     const calibIds = row.method === "optq" ? new Int32Array(readFileSync(job.calibIdsPath).buffer.slice(0)) : null;
     const extra = row.method === "optq"
-      ? { actOrder: row.actOrder, calibration: { ids: sampleCalibrationWindows(calibIds, job.samples, job.calibLen, 0) } }
+      ? { actOrder: row.actOrder, trueSequential: row.trueSequential, calibration: { ids: sampleCalibrationWindows(calibIds, job.samples, job.calibLen, 0) } }
       : {};
     T.resetPeakMemory();
     t = performance.now();
@@ -170,7 +174,7 @@ const mib = (b) => (b / MiB).toFixed(1);
 function markdown(all) {
   const lines = ["# OPTQ vs RTN: perplexity at 4/3/2 bits, group 128 and per row, act-order off and on", ""];
   lines.push(
-    "Perplexity with the fixtures' protocol (`fixtures/README.md`): `fixtures/data/lm/valid.txt` encoded as one string without special tokens, cut into non-overlapping windows from the start, perplexity = exp(mean NLL over every predicted token). RTN is `@modulora/quantizer-rtn` (GPTQ's min-max rule, asymmetric, integer zero points, f16 scales); OPTQ is `@modulora/quantizer-optq` (same grid, percdamp 0.01, blocks of 128, act-order where marked) calibrated by `quantizeModel`'s driver on windows sampled from the calibration text; both applied to the 7 linears of every block; embeddings, norms and lm_head stay in f32. Bits per weight count codes and all metadata. Each row runs in its own process: *load* is `loadLlama` (safetensors → f32 model), *quantize* is `quantizeModel`; *peak* is `memory().peakBytes` (tensor storage high-water mark during that step, reset before it), *RSS* the process's peak resident set size at the end of that step (it includes the Node runtime, the tokenizer and the mapped addon). *Linear weights* are the 28 (tiny) / 42 (small) block linears as held in memory (packed codes, f16 scales, u8 zeros); *whole model* adds the f32 embeddings, norms and lm_head.",
+    "Perplexity with the fixtures' protocol (`fixtures/README.md`): `fixtures/data/lm/valid.txt` encoded as one string without special tokens, cut into non-overlapping windows from the start, perplexity = exp(mean NLL over every predicted token). RTN is `@modulora/quantizer-rtn` (GPTQ's min-max rule, asymmetric, integer zero points, f16 scales); OPTQ is `@modulora/quantizer-optq` (same grid, percdamp 0.01, blocks of 128, act-order where marked) calibrated by `quantizeModel`'s driver on windows sampled from the calibration text, true-sequentially inside each block (k,v,q → o → up,gate → down) except in the rows marked *not true-seq.* (all of a block's linears calibrated on full-precision inputs); both applied to the 7 linears of every block; embeddings, norms and lm_head stay in f32. Bits per weight count codes and all metadata. Each row runs in its own process: *load* is `loadLlama` (safetensors → f32 model), *quantize* is `quantizeModel`; *peak* is `memory().peakBytes` (tensor storage high-water mark during that step, reset before it), *RSS* the process's peak resident set size at the end of that step (it includes the Node runtime, the tokenizer and the mapped addon). *Linear weights* are the 28 (tiny) / 42 (small) block linears as held in memory (packed codes, f16 scales, u8 zeros); *whole model* adds the f32 embeddings, norms and lm_head.",
     "",
   );
   for (const e of Object.values(all.models)) {
@@ -186,7 +190,8 @@ function markdown(all) {
     for (const r of sorted) {
       const fp = e.rows.find((x) => x.config === "fp" && x.eval.windows === r.eval.windows);
       const q = r.quantize;
-      const label = r.config === "fp" ? "f32" : `${r.method === "optq" ? `OPTQ${r.actOrder ? " act-order" : ""}` : "RTN"} ${r.bits}-bit, ${r.groupSize === "row" ? "per row" : `group ${r.groupSize}`}`;
+      const optq = `OPTQ${r.actOrder ? " act-order" : ""}${r.trueSequential === false ? " (not true-seq.)" : ""}`;
+      const label = r.config === "fp" ? "f32" : `${r.method === "optq" ? optq : "RTN"} ${r.bits}-bit, ${r.groupSize === "row" ? "per row" : `group ${r.groupSize}`}`;
       lines.push(
         `| ${label} | ${r.eval.windows} | ${q ? fmt(q.bitsPerWeight, 4) : "32"} | ${fmt(r.eval.perplexity, 3)} | ${fp && r !== fp ? `${r.eval.perplexity >= fp.eval.perplexity ? "+" : ""}${fmt(r.eval.perplexity - fp.eval.perplexity, 3)}` : ""} | ${q ? `${fmt(q.meanError, 3)} / ${fmt(q.maxError, 3)}` : ""} | ${mib(r.linearBytes)} MiB | ${mib(r.modelBytes)} MiB | ${fmt(r.load.seconds)} | ${mib(r.load.peakBytes)} MiB | ${mib(r.load.maxRssBytes)} MiB | ${q ? fmt(q.seconds) : ""} | ${q ? `${mib(q.peakBytes)} MiB` : ""} | ${q ? `${mib(q.maxRssBytes)} MiB` : ""} | ${fmt(r.eval.seconds, 1)} |`,
       );

@@ -2,7 +2,7 @@
 // Where OPTQ's time goes on one model: tokenizing the calibration text, the driver's calibration
 // forwards + Hessian accumulation, and the plugin (H scaling, Cholesky/inverse, column loop, packing).
 //
-//   node speed.mjs --model DIR [--calib FILE] [--samples 128] [--seq-len 512] [--bits 4] [--group 128] [--act-order]
+//   node speed.mjs --model DIR [--calib FILE] [--samples 128] [--seq-len 512] [--bits 4] [--group 128] [--act-order] [--true-sequential false]
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,12 +32,15 @@ const timed = { ...optqQuantizer, quantize(w, o, s) { const a = performance.now(
 t = performance.now();
 const r = await quantizeModel(model, timed, {
   bits: Number(args.bits ?? 4), groupSize: args.group === "row" ? "row" : Number(args.group ?? 128), actOrder: args["act-order"] === "true",
+  trueSequential: args["true-sequential"] !== "false",
   calibration: { ids: sampleCalibrationWindows(ids, samples, seqLen, 0) }, measureError: false,
 });
 const quantize = (performance.now() - t) / 1000;
 const row = {
   model: dir.split("/").pop(), samples, seqLen, bits: Number(args.bits ?? 4), group: args.group ?? 128, actOrder: args["act-order"] === "true",
-  seconds: { load, tokenize, quantizeModel: quantize, calibrationForwardsAndHessians: r.calibrationSeconds, plugin: pluginSeconds, other: quantize - r.calibrationSeconds - pluginSeconds, total: load + tokenize + quantize },
+  trueSequential: args["true-sequential"] !== "false",
+  seconds: {
+    load, tokenize, quantizeModel: quantize, calibrationForwards: r.calibrationSeconds - r.statisticsSeconds, hessians: r.statisticsSeconds, plugin: pluginSeconds, other: quantize - r.calibrationSeconds - pluginSeconds, total: load + tokenize + quantize },
   perLayer: r.report.map((x) => ({ name: x.name, seconds: x.seconds })), tokens: ids.length, threads: T.getNumThreads(), cpu: os.cpus()[0]?.model, date: new Date().toISOString(),
 };
 console.log(JSON.stringify(row.seconds));

@@ -119,6 +119,8 @@ export interface QuantizeModelResult {
   seconds: number;
   /** Of which in calibration forward passes and statistics. */
   calibrationSeconds: number;
+  /** Of which in accumulating the statistics (the Hessians' xᵀx GEMMs, or the activation sums). */
+  statisticsSeconds: number;
   /** Bits per weight over all quantized layers together. */
   bitsPerWeight: number;
 }
@@ -298,6 +300,8 @@ class CalibrationSession {
   /** Layers recorded in the current pass. */
   private readonly recorded = new Set<string>();
   private passes = 0;
+  /** Seconds spent accumulating statistics. */
+  seconds = 0;
 
   /** `expected`: the recorded layers; once all have had their input in a pass, the pass is complete. */
   constructor(private readonly kind: "hessian" | "activation-scales", private readonly expected: number) {}
@@ -330,7 +334,9 @@ class CalibrationSession {
       if (shared !== stats) throw new Error(`calibration: layer ${name} shares its input with different layers from one pass to the next`);
       return;
     }
+    const t0 = performance.now();
     stats.add(x);
+    this.seconds += (performance.now() - t0) / 1000;
     this.seen.set(x, stats);
   }
 
@@ -507,17 +513,18 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
   };
 
   let calibrationSeconds = 0;
+  let statisticsSeconds = 0;
   if (plugin.calibration === "none") {
     for (const t of all) await quantizeOne(t);
   } else {
     if (!options.calibration) {
       throw new Error(`quantizeModel: quantizer '${plugin.name}' needs calibration data (${plugin.calibration}); pass calibration: { ids } or { text, tokenizer }`);
     }
-    calibrationSeconds = await calibrateAndQuantize(model, plugin.calibration, options, stages, quantizeOne);
+    ({ seconds: calibrationSeconds, statisticsSeconds } = await calibrateAndQuantize(model, plugin.calibration, options, stages, quantizeOne));
   }
   const bytes = report.reduce((s, r) => s + (r.bitsPerWeight * weightsOf(model, r)) / 8, 0);
   const weights = report.reduce((s, r) => s + weightsOf(model, r), 0);
-  return { report, seconds: (performance.now() - t0) / 1000, calibrationSeconds, bitsPerWeight: weights ? (bytes * 8) / weights : 0 };
+  return { report, seconds: (performance.now() - t0) / 1000, calibrationSeconds, statisticsSeconds, bitsPerWeight: weights ? (bytes * 8) / weights : 0 };
 }
 
 function weightsOf(model: LlamaModel, r: QuantizedLayerReport): number {
@@ -525,14 +532,14 @@ function weightsOf(model: LlamaModel, r: QuantizedLayerReport): number {
   return l.inFeatures * l.outFeatures;
 }
 
-/** The calibration driver (see the module comment). Returns the seconds spent outside `plugin.quantize`. */
+/** The calibration driver (see the module comment). Returns the seconds spent outside `plugin.quantize`, and of those in the statistics. */
 async function calibrateAndQuantize(
   model: LlamaModel,
   kind: "hessian" | "activation-scales",
   options: QuantizeModelOptions,
   stages: Stage[],
   quantizeOne: (t: Target, stats?: CalibrationStats) => Promise<void>,
-): Promise<number> {
+): Promise<{ seconds: number; statisticsSeconds: number }> {
   const windows = calibrationWindows(options.calibration!);
   const seqLen = windows[0]!.length;
   const mb = options.microBatch ?? Math.max(1, Math.ceil(4096 / seqLen));
@@ -544,6 +551,7 @@ async function calibrateAndQuantize(
   if (typeof trueSequential !== "boolean") throw new TypeError(`quantizeModel: trueSequential must be a boolean, got ${JSON.stringify(trueSequential)}`);
 
   let spent = 0;
+  let statistics = 0;
   const positions = keep(arange(0, seqLen, 1, { dtype: "i32" }));
   // The current block's inputs, one [b, L, C] tensor per micro-batch.
   const hidden: Tensor[] = [];
@@ -563,6 +571,7 @@ async function calibrateAndQuantize(
         const c0 = performance.now();
         const session = collectStats(model, kind, block, group, hidden, positions, options);
         spent += (performance.now() - c0) / 1000;
+        statistics += session.seconds;
         try {
           for (const t of group) await quantizeOne(t, session.take(t.name));
         } finally {
@@ -586,7 +595,7 @@ async function calibrateAndQuantize(
     for (const h of hidden) h.dispose();
     positions.dispose();
   }
-  return spent;
+  return { seconds: spent, statisticsSeconds: statistics };
 }
 
 /** A stage's targets in calibration order: the true-sequential groups of a block, or all at once. */
