@@ -488,7 +488,14 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
       // Measured before quantize: a plugin may work on the statistics in place.
       const hCopy = measure && stats?.hessian ? keep(stats.hessian.clone()) : null;
       try {
-        q = await plugin.quantize(weight, pluginOptions, stats);
+        try {
+          q = await plugin.quantize(weight, pluginOptions, stats);
+        } catch (err) {
+          // Name the layer: the plugin only saw a matrix.
+          const message = err instanceof Error ? err.message : String(err);
+          const wrapped = new (err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error)(`${t.name}: ${message}`, { cause: err });
+          throw wrapped;
+        }
         if (hCopy && q.outFeatures === dense.outFeatures && q.inFeatures === dense.inFeatures) outErr = outputReconstructionError(weight, q, hCopy);
       } finally {
         hCopy?.dispose();

@@ -126,7 +126,13 @@ describe("quantizeModel with RTN on tiny-llama", () => {
     await expect(quantizeModel(model, needsData, { bits: 4 })).rejects.toThrow(/needs calibration data \(hessian\); pass calibration/);
     await expect(quantizeModel(model, needsData, { bits: 4, calibration: { ids: [[1, 2], [3]] } })).rejects.toThrow(/same length/);
     await expect(quantizeModel(model, needsData, { bits: 4, calibration: { ids: [[1, 99999]] } })).rejects.toThrow(/token id 99999 is outside the vocabulary/);
+    await expect(quantizeModel(model, needsData, { bits: 4, calibration: { ids: [[1, 2]] }, trueSequential: "yes" as unknown as boolean })).rejects.toThrow(/trueSequential must be a boolean/);
     for (const l of model.layers) for (const n of LINEAR_NAMES) expect(l.linears[n]).toBeInstanceOf(DenseLinear);
+    // A plugin's failure names the layer it was quantizing.
+    const picky = { ...rtnQuantizer, name: "picky", quantize: () => { throw new RangeError("the Hessian is not positive definite; raise percdamp"); } };
+    const failure = quantizeModel(model, picky, { bits: 4, targets: ["v_proj"] });
+    await expect(failure).rejects.toThrow(RangeError);
+    await expect(failure).rejects.toThrow(/^model\.layers\.0\.self_attn\.v_proj: the Hessian is not positive definite; raise percdamp$/);
     await quantizeModel(model, rtnQuantizer, { bits: 4, targets: ["q_proj"] });
     await expect(quantizeModel(model, rtnQuantizer, { bits: 4 })).rejects.toThrow(/model.layers.0.self_attn.q_proj is a quantized layer, not a dense one/);
     model.dispose();
