@@ -27,6 +27,8 @@ export interface QuantizationInfo {
   groupSize: number | "row" | null;
   symmetric: boolean | null;
   actOrder: boolean | null;
+  /** Calibrated true-sequentially (GPTQ's `true_sequential`), where the config says. */
+  trueSequential?: boolean | null;
   quantizer: string | null;
 }
 
@@ -66,6 +68,7 @@ export function quantizationOf(dir: string, raw: Record<string, unknown>): Quant
     groupSize: typeof g === "number" ? (g === -1 ? "row" : g) : opts?.["groupSize"] === "row" || typeof opts?.["groupSize"] === "number" ? (opts["groupSize"] as number | "row") : null,
     symmetric: typeof qc["sym"] === "boolean" ? qc["sym"] : typeof opts?.["symmetric"] === "boolean" ? (opts["symmetric"] as boolean) : null,
     actOrder: typeof qc["desc_act"] === "boolean" ? qc["desc_act"] : null,
+    trueSequential: typeof qc["true_sequential"] === "boolean" ? qc["true_sequential"] : null,
     quantizer: typeof qc["plugin"] === "string" ? qc["plugin"] : q ? q.replace(/^modulora-ts:/, "") : null,
   };
 }

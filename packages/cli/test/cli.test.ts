@@ -243,6 +243,17 @@ describe("commands on the fixtures", () => {
     expect(r.stdout).toMatch(/quantized 28 layers with optq \(4-bit, group 128, act-order\): [\d.]+ bits\/weight over the quantized layers, [\d.]+ s \(calibration [\d.]+ s\)/);
     expect(json(ok(["info", out, "--json"]))).toMatchObject({ quantization: { method: "gptq", quantizer: "optq", bits: 4, act_order: true } });
     expect(JSON.parse(readFileSync(join(out, "quantize_config.json"), "utf8"))).toMatchObject({ quant_method: "gptq", desc_act: true, true_sequential: true });
+    // info summarises quantization_report.json: the mean of the per-layer errors printed by quantize.
+    const info = json(ok(["info", out, "--json"]))["quantization"] as { true_sequential: boolean; report: { layers: number; weight_error: { mean: number }; output_error: { mean: number; max: number } } };
+    expect(info.true_sequential).toBe(true);
+    expect(info.report.layers).toBe(28);
+    const printed = [...r.stdout.matchAll(/^model\.layers\.\S+\s+4\s+[\d.]+\s+(\S+)\s+(\S+)/gm)].map((m) => Number(m[2]));
+    expect(printed.length).toBe(28);
+    expect(info.report.output_error.mean).toBeCloseTo(printed.reduce((a, b) => a + b, 0) / 28, 3);
+    expect(info.report.output_error.max).toBeCloseTo(Math.max(...printed), 3);
+    expect(ok(["info", out]).stdout).toMatch(/quantization report\s+28 layers; weight error mean [\d.e+-]+, max [\d.e+-]+; output error mean/);
+    writeFileSync(join(out, "quantization_report.json"), "{not json");
+    fails(["info", out], /quantization_report\.json is not valid JSON/);
     // --true-sequential=false: one calibration pass per block on full-precision inputs, and recorded as such.
     const flat = join(tmp, "q-optq-flat");
     const r2 = ok(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--true-sequential=false", "--calib", join(ROOT, "fixtures/data/lm/calib-small.txt"), "--calib-samples", "8", "--calib-seq-len", "64", "--out", flat]);

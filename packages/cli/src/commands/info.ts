@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SafetensorsReader, type SafetensorsEntry } from "@modulora/tensor";
-import { expectedTensorShapes, MODULORA_LAYERS_METADATA_KEY, parseLlamaConfig } from "@modulora/llama";
+import { expectedTensorShapes, MODULORA_LAYERS_METADATA_KEY, parseLlamaConfig, QUANTIZATION_REPORT_FILE } from "@modulora/llama";
 import { diskBytes, formatBytes } from "../atomic.js";
 import { CliError, oneLine } from "../errors.js";
 import type { CommandContext } from "../main.js";
@@ -93,7 +93,11 @@ function describeModel(dir: string): Record<string, unknown> {
       weights += numel(shape);
       for (const e of entries) if (e.name.startsWith(`${p}.`) && !e.name.slice(p.length + 1).includes(".")) bytes += e.end - e.begin;
     }
-    quantization = { method: q.method, quantizer: q.quantizer, bits: q.bits, group_size: q.groupSize, symmetric: q.symmetric, act_order: q.actOrder, layers: prefixes.size, bits_per_weight_on_disk: weights ? (bytes * 8) / weights : null };
+    quantization = {
+      method: q.method, quantizer: q.quantizer, bits: q.bits, group_size: q.groupSize, symmetric: q.symmetric, act_order: q.actOrder,
+      true_sequential: q.trueSequential ?? null, layers: prefixes.size, bits_per_weight_on_disk: weights ? (bytes * 8) / weights : null,
+      report: reportSummary(dir),
+    };
   }
   const tokCfg = existsSync(join(dir, "tokenizer_config.json")) ? readJson(join(dir, "tokenizer_config.json")) : null;
   return {
@@ -204,7 +208,12 @@ export function formatDescription(d: Record<string, unknown>): string {
     row("tensors", `${d["tensors"]} in ${(d["files"] as string[]).join(", ") || "no weight file"}: ${dt(d["dtypes"] as never)}`);
     const q = d["quantization"] as Record<string, unknown> | null;
     if (q) {
-      row("quantization", `${q["method"]}${q["quantizer"] ? ` (${q["quantizer"]})` : ""}, ${Array.isArray(q["bits"]) ? (q["bits"] as number[]).join("/") : q["bits"]}-bit, group ${q["group_size"] ?? "?"}${q["symmetric"] ? ", symmetric" : ""}${q["act_order"] ? ", act-order" : ""}`);
+      row("quantization", `${q["method"]}${q["quantizer"] ? ` (${q["quantizer"]})` : ""}, ${Array.isArray(q["bits"]) ? (q["bits"] as number[]).join("/") : q["bits"]}-bit, group ${q["group_size"] ?? "?"}${q["symmetric"] ? ", symmetric" : ""}${q["act_order"] ? ", act-order" : ""}${q["true_sequential"] ? ", true-sequential" : ""}`);
+      const rep = q["report"] as ReportSummary | null;
+      if (rep) {
+        const stat = (s: { mean: number; max: number } | null) => (s ? `mean ${s.mean.toExponential(2)}, max ${s.max.toExponential(2)}` : "");
+        row("quantization report", `${rep.layers} layers; weight error ${stat(rep.weight_error) || "-"}${rep.output_error ? `; output error ${stat(rep.output_error)}` : ""} (${QUANTIZATION_REPORT_FILE})`);
+      }
       row("quantized layers", `${q["layers"]}, ${typeof q["bits_per_weight_on_disk"] === "number" ? (q["bits_per_weight_on_disk"] as number).toFixed(4) : "?"} bits/weight on disk (codes + scales + zeros + g_idx)`);
     }
     row("tokenizer", d["tokenizer"] ? `yes${(d["tokenizer"] as { chat_template: boolean }).chat_template ? ", chat template" : ""}` : "none");
@@ -218,4 +227,29 @@ export async function runInfo(ctx: CommandContext): Promise<void> {
   if (positionals.length !== 1) throw new CliError(positionals.length ? `expected one PATH, got ${positionals.length}` : "PATH is missing", "usage: modulora info PATH [--json]");
   const d = describePath(positionals[0]!);
   ctx.stdout.write(values["json"] ? `${JSON.stringify(d)}\n` : formatDescription(d));
+}
+
+/** The summary of a checkpoint's quantization_report.json. */
+interface ReportSummary {
+  layers: number;
+  weight_error: { mean: number; max: number } | null;
+  output_error: { mean: number; max: number } | null;
+}
+
+/** Mean and max of the per-layer errors in `dir`'s quantization report, or null without one (a damaged report is an error). */
+function reportSummary(dir: string): ReportSummary | null {
+  const path = join(dir, QUANTIZATION_REPORT_FILE);
+  if (!existsSync(path)) return null;
+  let layers: unknown;
+  try {
+    layers = (JSON.parse(readFileSync(path, "utf8")) as { layers?: unknown }).layers;
+  } catch (err) {
+    throw new CliError(`${path} is not valid JSON: ${oneLine(err)}`, "delete it (it is informational) or quantize the model again");
+  }
+  if (!Array.isArray(layers)) throw new CliError(`${path} has no "layers" list`, "delete it (it is informational) or quantize the model again");
+  const stat = (key: string) => {
+    const v = layers.map((l) => (l as Record<string, unknown>)?.[key]).filter((x): x is number => typeof x === "number" && Number.isFinite(x));
+    return v.length ? { mean: v.reduce((a, b) => a + b, 0) / v.length, max: Math.max(...v) } : null;
+  };
+  return { layers: layers.length, weight_error: stat("weight_error"), output_error: stat("output_error") };
 }
