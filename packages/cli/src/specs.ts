@@ -8,6 +8,12 @@ const PLUGIN: OptionSpec = {
   name: "plugin", type: "list", repeatable: true, arg: "MODULE",
   description: "load quantizer plugins from a module (a path or a package; it exports `default`, `plugin` or `quantizer`: an object or an array); repeatable",
 };
+const OVERWRITE: OptionSpec = { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" };
+const JSON_OUT: OptionSpec = { name: "json", type: "boolean", default: false, description: "print one JSON object on stdout" };
+/** A model a command only reads: full precision or a quantized checkpoint. */
+const MODEL_EITHER: OptionSpec = { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" };
+const adapterOption = (description: string, required = false): OptionSpec => ({ name: "adapter", type: "string", arg: "DIR", ...(required ? { required } : {}), description });
+const outOption = (description: string): OptionSpec => ({ name: "out", type: "string", arg: "DIR", required: true, description });
 const FORMATS = ["text", "instruct", "chat", "classification", "summarization"] as const;
 const TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 
@@ -28,8 +34,8 @@ export const QUANTIZE: CommandSpec = {
     { name: "calib-seq-len", type: "int", min: 2, default: 512, description: "tokens per calibration window" },
     SEED,
     PLUGIN,
-    { name: "out", type: "string", arg: "DIR", required: true, description: "where to write the quantized checkpoint" },
-    { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" },
+    outOption("where to write the quantized checkpoint"),
+    OVERWRITE,
   ],
   notes: "Writes a quantized checkpoint directory (config.json with quantization_config, model.safetensors, tokenizer files)\nand prints each layer's bits per weight and time.",
 };
@@ -42,7 +48,7 @@ export const FINETUNE: CommandSpec = {
     { name: "model", type: "string", arg: "DIR", required: true, description: "model directory: full precision, or a quantized checkpoint (modulora quantize)" },
     { name: "data", type: "string", arg: "FILE", required: true, description: "training data (.jsonl; .txt for the text format)" },
     { name: "format", type: "string", choices: FORMATS, required: true, description: "dataset format" },
-    { name: "out", type: "string", arg: "DIR", required: true, description: "output directory: adapter, checkpoints, metrics.jsonl, loss.svg/png" },
+    outOption("output directory: adapter, checkpoints, metrics.jsonl, loss.svg/png"),
     { name: "valid", type: "string", arg: "FILE", description: "validation data (built with the training data's templates and labels)" },
     { name: "steps", type: "int", min: 1, description: "optimizer steps (instead of --epochs)" },
     { name: "epochs", type: "int", min: 1, default: 1, description: "passes over the training data when --steps is not given" },
@@ -63,7 +69,7 @@ export const FINETUNE: CommandSpec = {
     { name: "eval-samples", type: "int", min: 1, description: "evaluate on a seeded random subset of N validation examples (default: all)" },
     { name: "save-every", type: "int", min: 1, description: "write a checkpoint (checkpoint-N, with the adapter) every N steps" },
     { name: "resume", type: "boolean", default: false, description: "continue from the newest checkpoint in --out" },
-    { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" },
+    OVERWRITE,
     SEED,
     DEVICE,
     { name: "quantizer", type: "string", arg: "NAME", description: "quantize a full-precision --model on the fly with this plugin" },
@@ -81,8 +87,8 @@ export const EVAL: CommandSpec = {
   summary: "perplexity, accuracy or ROUGE of a model (and adapter)",
   usage: "eval --model DIR [--adapter DIR] --data FILE --metric ppl|accuracy|rouge [options]",
   options: [
-    { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" },
-    { name: "adapter", type: "string", arg: "DIR", description: "LoRA adapter directory (its template and label set are used)" },
+    MODEL_EITHER,
+    adapterOption("LoRA adapter directory (its template and label set are used)"),
     { name: "data", type: "string", arg: "FILE", required: true, description: "evaluation data (.txt or .jsonl)" },
     { name: "metric", type: "string", choices: ["ppl", "accuracy", "rouge"], required: true, description: "what to measure" },
     { name: "format", type: "string", choices: FORMATS, description: "dataset format (default: the adapter's, else classification for accuracy, summarization for rouge)" },
@@ -92,7 +98,7 @@ export const EVAL: CommandSpec = {
     { name: "max-new-tokens", type: "int", min: 1, default: 64, description: "rouge: generated tokens at most (stops at EOS or newline)" },
     SEED,
     DEVICE,
-    { name: "json", type: "boolean", default: false, description: 'print one JSON object {"metric", "value", "n", ...} on stdout' },
+    { ...JSON_OUT, description: 'print one JSON object {"metric", "value", "n", ...} on stdout' },
     PLUGIN,
   ],
 };
@@ -102,8 +108,8 @@ export const GENERATE: CommandSpec = {
   summary: "generate text from a model (and adapter), streaming tokens",
   usage: "generate --model DIR [--adapter DIR] --prompt TEXT [options]",
   options: [
-    { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" },
-    { name: "adapter", type: "string", arg: "DIR", description: "LoRA adapter directory" },
+    MODEL_EITHER,
+    adapterOption("LoRA adapter directory"),
     { name: "prompt", type: "string", arg: "TEXT", required: true, description: "the prompt" },
     { name: "chat", type: "boolean", default: false, description: "wrap the prompt as a user message with the model's chat template" },
     { name: "max-new-tokens", type: "int", min: 1, default: 128, description: "new tokens at most" },
@@ -122,9 +128,9 @@ export const EXPORT: CommandSpec = {
   usage: "export --model DIR --adapter DIR --out DIR [options]",
   options: [
     { name: "model", type: "string", arg: "DIR", required: true, description: "the base the adapter was trained on (full precision or quantized)" },
-    { name: "adapter", type: "string", arg: "DIR", required: true, description: "LoRA adapter directory" },
-    { name: "out", type: "string", arg: "DIR", required: true, description: "where to write the merged model" },
-    { name: "overwrite", type: "boolean", default: false, description: "replace an existing --out" },
+    adapterOption("LoRA adapter directory", true),
+    outOption("where to write the merged model"),
+    OVERWRITE,
     { name: "reference", type: "boolean", default: false, description: "also write modulora_reference.safetensors (ids and our logits) for scripts/check_export.py" },
     PLUGIN,
   ],
@@ -136,7 +142,7 @@ export const INFO: CommandSpec = {
   summary: "describe a model, quantized checkpoint, adapter directory or .safetensors file",
   usage: "info PATH [--json]",
   positionals: [{ name: "PATH", description: "a directory or a .safetensors file" }],
-  options: [{ name: "json", type: "boolean", default: false, description: "print one JSON object on stdout" }],
+  options: [JSON_OUT],
 };
 
 /** Every command, in help order. */
