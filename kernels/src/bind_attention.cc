@@ -25,12 +25,6 @@ namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 53;
 
-std::string ListStr(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
 // Product of dims, refusing counts beyond 2^53.
 int64_t Product(const Args& a, std::initializer_list<int64_t> dims, const char* what) {
   int64_t n = 1;
@@ -44,22 +38,11 @@ int64_t Product(const Args& a, std::initializer_list<int64_t> dims, const char* 
 // outputs can be checked against overlapping anything else.
 class Arrays {
  public:
-  explicit Arrays(const Args& a) : a_(a) {}
+  explicit Arrays(const Args& a) : a_(a), types_(a, true, "arrays") {}
 
   // A Float32Array/Float64Array of the call's type holding at least `need` elements.
   void* get(size_t i, const char* name, int64_t need, const std::string& layout, bool written) {
-    const Args::AnyArray arr = a_.anyArray(i, name);
-    if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
-      a_.fail(std::string("argument '") + name + "' (index " + std::to_string(i) +
-              ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
-    }
-    if (!first_) {
-      first_ = name;
-      type_ = arr.type;
-    } else if (arr.type != type_) {
-      a_.fail(std::string("argument '") + name + "' is a " + TypedArrayTypeName(arr.type) + " but '" + first_ +
-              "' is a " + TypedArrayTypeName(type_) + "; all arrays of one call must have the same type");
-    }
+    const Args::AnyArray arr = types_.get(i, name);
     if (static_cast<int64_t>(arr.length) < need) {
       a_.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) + " elements but " +
                    layout + " needs " + std::to_string(need));
@@ -76,7 +59,7 @@ class Arrays {
     ranges_.push_back(r);
     return arr.data;
   }
-  bool is_f32() const { return type_ == napi_float32_array; }
+  bool is_f32() const { return types_.is_f32(); }
 
  private:
   struct Range {
@@ -85,8 +68,7 @@ class Arrays {
     bool written;
   };
   const Args& a_;
-  const char* first_ = nullptr;
-  napi_typedarray_type type_ = napi_float32_array;
+  SameTypeArrays types_;
   std::vector<Range> ranges_;
 };
 
@@ -107,6 +89,9 @@ AttentionDims ReadDims(const Args& a, size_t i) {
   return d;
 }
 
+// "dims [B,T,S,Hq,Hkv,D]", the layout named in the length errors.
+std::string DimsLabel(const AttentionDims& d) { return "dims " + ListStr({d.B, d.T, d.S, d.Hq, d.Hkv, d.D}); }
+
 struct Common {
   AttentionDims d;
   void *q, *k, *v, *out, *lse;
@@ -119,7 +104,7 @@ Common ReadCommon(const Args& a, Arrays& arrays) {
   Common c;
   c.d = ReadDims(a, 0);
   AttentionDims& d = c.d;
-  const std::string dl = "dims " + ListStr({d.B, d.T, d.S, d.Hq, d.Hkv, d.D});
+  const std::string dl = DimsLabel(d);
   const int64_t nq = Product(a, {d.B, d.T, d.Hq, d.D}, "q"), nk = Product(a, {d.B, d.S, d.Hkv, d.D}, "k");
   d.scale = a.number(6, "scale");
   if (!std::isfinite(d.scale)) a.failRange("argument 'scale' must be finite, got " + std::to_string(d.scale));
@@ -133,8 +118,6 @@ Common ReadCommon(const Args& a, Arrays& arrays) {
   c.v = arrays.get(3, "v", nk, dl + " as [B, S, Hkv, D]", false);
   return c;
 }
-
-bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return info[i].IsNull() || info[i].IsUndefined(); }
 
 // mask (index 4) and maskStrides (index 5): both absent, or an array and 4 strides that stay inside it.
 void ReadMask(const Napi::CallbackInfo& info, const Args& a, Arrays& arrays, Common& c) {
@@ -176,7 +159,7 @@ AttentionMask<T> MaskOf(const Common& c) {
 // out and lse (indices 8, 9): written by the forward, read by the backward.
 void ReadOutAndLse(const Args& a, Arrays& arrays, Common& c, bool written) {
   const AttentionDims& d = c.d;
-  const std::string dl = "dims " + ListStr({d.B, d.T, d.S, d.Hq, d.Hkv, d.D});
+  const std::string dl = DimsLabel(d);
   c.out = arrays.get(8, "out", Product(a, {d.B, d.T, d.Hq, d.D}, "out"), dl + " as [B, T, Hq, D]", written);
   c.lse = arrays.get(9, "lse", Product(a, {d.B, d.Hq, d.T}, "lse"), dl + " as [B, Hq, T]", written);
 }
@@ -194,15 +177,11 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   ReadOutAndLse(a, arrays, c, true);
   const AttentionDims& d = c.d;
   try {
-    if (arrays.is_f32()) {
-      attention_forward<float>(d, static_cast<const float*>(c.q), static_cast<const float*>(c.k),
-                               static_cast<const float*>(c.v), MaskOf<float>(c), static_cast<float*>(c.out),
-                               static_cast<float*>(c.lse));
-    } else {
-      attention_forward<double>(d, static_cast<const double*>(c.q), static_cast<const double*>(c.k),
-                                static_cast<const double*>(c.v), MaskOf<double>(c), static_cast<double*>(c.out),
-                                static_cast<double*>(c.lse));
-    }
+    DispatchFloat(arrays.is_f32(), [&](auto t) {
+      using T = decltype(t);
+      attention_forward<T>(d, static_cast<const T*>(c.q), static_cast<const T*>(c.k), static_cast<const T*>(c.v),
+                           MaskOf<T>(c), static_cast<T*>(c.out), static_cast<T*>(c.lse));
+    });
   } catch (const std::bad_alloc&) {
     OutOfMemory(a);
   }
@@ -217,7 +196,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   ReadMask(info, a, arrays, c);
   ReadOutAndLse(a, arrays, c, false);
   const AttentionDims& d = c.d;
-  const std::string dl = "dims " + ListStr({d.B, d.T, d.S, d.Hq, d.Hkv, d.D});
+  const std::string dl = DimsLabel(d);
   const int64_t nq = Product(a, {d.B, d.T, d.Hq, d.D}, "dq"), nk = Product(a, {d.B, d.S, d.Hkv, d.D}, "dk");
   void* dout = arrays.get(10, "dout", nq, dl + " as [B, T, Hq, D]", false);
   void* dq = arrays.get(11, "dq", nq, dl + " as [B, T, Hq, D]", true);
@@ -225,17 +204,13 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   void* dv = arrays.get(13, "dv", nk, dl + " as [B, S, Hkv, D]", true);
   const auto mode = static_cast<AttentionBackwardMode>(a.integer(14, "mode", 0, 2));
   try {
-    if (arrays.is_f32()) {
-      attention_backward<float>(d, static_cast<const float*>(c.q), static_cast<const float*>(c.k),
-                                static_cast<const float*>(c.v), MaskOf<float>(c), static_cast<const float*>(c.out),
-                                static_cast<const float*>(c.lse), static_cast<const float*>(dout),
-                                static_cast<float*>(dq), static_cast<float*>(dk), static_cast<float*>(dv), mode);
-    } else {
-      attention_backward<double>(d, static_cast<const double*>(c.q), static_cast<const double*>(c.k),
-                                 static_cast<const double*>(c.v), MaskOf<double>(c), static_cast<const double*>(c.out),
-                                 static_cast<const double*>(c.lse), static_cast<const double*>(dout),
-                                 static_cast<double*>(dq), static_cast<double*>(dk), static_cast<double*>(dv), mode);
-    }
+    DispatchFloat(arrays.is_f32(), [&](auto t) {
+      using T = decltype(t);
+      attention_backward<T>(d, static_cast<const T*>(c.q), static_cast<const T*>(c.k), static_cast<const T*>(c.v),
+                            MaskOf<T>(c), static_cast<const T*>(c.out), static_cast<const T*>(c.lse),
+                            static_cast<const T*>(dout), static_cast<T*>(dq), static_cast<T*>(dk),
+                            static_cast<T*>(dv), mode);
+    });
   } catch (const std::bad_alloc&) {
     OutOfMemory(a);
   }

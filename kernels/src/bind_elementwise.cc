@@ -20,12 +20,6 @@ namespace {
 constexpr int64_t kMaxElements = int64_t{1} << 53;  // larger counts are a bug upstream (and lose precision in JS)
 using Shape = std::vector<int64_t>;
 
-std::string ListStr(const Shape& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
 // Shortest decimal that reads back as the same double; NaN and Infinity spelled as in JS.
 std::string NumberStr(double v) {
   if (std::isnan(v)) return "NaN";
@@ -53,32 +47,11 @@ size_t ElementSize(napi_typedarray_type t) {
   }
 }
 
-// Tracks the array type of one call: every array must match the first one checked.
-class SameType {
+// The array type of one call: every array must match the first one checked (and with
+// `float_only` be a Float32Array or Float64Array).
+class SameType : public SameTypeArrays {
  public:
-  SameType(const Args& a, bool float_only) : a_(a), float_only_(float_only) {}
-  Args::AnyArray get(size_t i, const char* name) {
-    Args::AnyArray arr = a_.anyArray(i, name);
-    if (float_only_ && arr.type != napi_float32_array && arr.type != napi_float64_array) {
-      a_.fail(std::string("argument '") + name + "' (index " + std::to_string(i) +
-              ") must be a Float32Array or Float64Array, got " + NameOf(arr));
-    }
-    if (!first_) {
-      first_ = name;
-      type_ = arr.type;
-    } else if (arr.type != type_) {
-      a_.fail(std::string("argument '") + name + "' is a " + NameOf(arr) + " but '" + first_ + "' is a " +
-              TypedArrayTypeName(type_) + "; all arrays of one call must have the same type");
-    }
-    return arr;
-  }
-  bool is_f32() const { return type_ == napi_float32_array; }
-
- private:
-  const Args& a_;
-  bool float_only_;
-  const char* first_ = nullptr;
-  napi_typedarray_type type_ = napi_float32_array;
+  SameType(const Args& a, bool float_only) : SameTypeArrays(a, float_only, "arrays") {}
 };
 
 // Product of the dims, refusing counts beyond 2^53.
@@ -130,21 +103,6 @@ void CheckView(const Args& a, const Args::AnyArray& arr, const char* name, const
   }
 }
 
-void CheckLength(const Args& a, const Args::AnyArray& arr, const char* name, int64_t need, const std::string& what) {
-  if (static_cast<int64_t>(arr.length) < need) {
-    a.failRange(std::string("argument '") + name + "' needs " + std::to_string(need) + " elements (" + what +
-                ") but holds " + std::to_string(arr.length));
-  }
-}
-
-void CheckSameLength(const Args& a, const Args::AnyArray& arr, const char* name, const Args::AnyArray& ref,
-                     const char* ref_name) {
-  if (arr.length != ref.length) {
-    a.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) + " elements but '" +
-                ref_name + "' holds " + std::to_string(ref.length) + "; they must match");
-  }
-}
-
 // Optional trailing number argument (undefined or missing -> 0).
 double OptionalNumber(const Napi::CallbackInfo& info, const Args& a, size_t i, const char* name) {
   if (info.Length() <= i || info[i].IsUndefined()) return 0.0;
@@ -173,15 +131,13 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   const int64_t n = Numel(a, shape, "shape");
   CheckView(a, x, "a", shape, xs, "aStrides");
   CheckView(a, y, "b", shape, ys, "bStrides");
-  CheckLength(a, out, "out", n, "contiguous output of shape " + ListStr(shape));
+  NeedLength(a, out, "out", n, "contiguous output of shape " + ListStr(shape));
   const int r = static_cast<int>(shape.size());
-  if (types.is_f32()) {
-    binary_kernel<float>(op, r, shape.data(), static_cast<const float*>(x.data), xs.data(),
-                         static_cast<const float*>(y.data), ys.data(), static_cast<float*>(out.data));
-  } else {
-    binary_kernel<double>(op, r, shape.data(), static_cast<const double*>(x.data), xs.data(),
-                          static_cast<const double*>(y.data), ys.data(), static_cast<double*>(out.data));
-  }
+  DispatchFloat(types.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    binary_kernel<T>(op, r, shape.data(), static_cast<const T*>(x.data), xs.data(), static_cast<const T*>(y.data),
+                     ys.data(), static_cast<T*>(out.data));
+  });
   return info.Env().Undefined();
 }
 
@@ -193,11 +149,13 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   SameType types(a, true);
   const auto x = types.get(1, "x");
   const auto out = types.get(2, "out");
-  CheckSameLength(a, out, "out", x, "x");
+  SameLength(a, out, "out", x, "x");
   const double param = OptionalNumber(info, a, 3, "param");
   const auto n = static_cast<int64_t>(x.length);
-  if (types.is_f32()) unary_kernel<float>(op, static_cast<const float*>(x.data), static_cast<float*>(out.data), n, param);
-  else unary_kernel<double>(op, static_cast<const double*>(x.data), static_cast<double*>(out.data), n, param);
+  DispatchFloat(types.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    unary_kernel<T>(op, static_cast<const T*>(x.data), static_cast<T*>(out.data), n, param);
+  });
   return info.Env().Undefined();
 }
 
@@ -209,10 +167,12 @@ Napi::Value Affine(const Napi::CallbackInfo& info) {
   const auto x = types.get(0, "x");
   const double alpha = a.number(1, "alpha"), beta = a.number(2, "beta");
   const auto out = types.get(3, "out");
-  CheckSameLength(a, out, "out", x, "x");
+  SameLength(a, out, "out", x, "x");
   const auto n = static_cast<int64_t>(x.length);
-  if (types.is_f32()) affine_kernel<float>(static_cast<const float*>(x.data), alpha, beta, static_cast<float*>(out.data), n);
-  else affine_kernel<double>(static_cast<const double*>(x.data), alpha, beta, static_cast<double*>(out.data), n);
+  DispatchFloat(types.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    affine_kernel<T>(static_cast<const T*>(x.data), alpha, beta, static_cast<T*>(out.data), n);
+  });
   return info.Env().Undefined();
 }
 
@@ -226,18 +186,16 @@ Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
   const auto y = types.get(2, "y");
   const auto dy = types.get(3, "dy");
   const auto dx = types.get(4, "dx");
-  CheckSameLength(a, y, "y", x, "x");
-  CheckSameLength(a, dy, "dy", x, "x");
-  CheckSameLength(a, dx, "dx", x, "x");
+  SameLength(a, y, "y", x, "x");
+  SameLength(a, dy, "dy", x, "x");
+  SameLength(a, dx, "dx", x, "x");
   const double param = OptionalNumber(info, a, 5, "param");
   const auto n = static_cast<int64_t>(x.length);
-  if (types.is_f32()) {
-    unary_grad_kernel<float>(op, static_cast<const float*>(x.data), static_cast<const float*>(y.data),
-                             static_cast<const float*>(dy.data), static_cast<float*>(dx.data), n, param);
-  } else {
-    unary_grad_kernel<double>(op, static_cast<const double*>(x.data), static_cast<const double*>(y.data),
-                              static_cast<const double*>(dy.data), static_cast<double*>(dx.data), n, param);
-  }
+  DispatchFloat(types.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    unary_grad_kernel<T>(op, static_cast<const T*>(x.data), static_cast<const T*>(y.data),
+                         static_cast<const T*>(dy.data), static_cast<T*>(dx.data), n, param);
+  });
   return info.Env().Undefined();
 }
 
@@ -273,16 +231,14 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
                   ListStr(shape) + " has size 0");
     }
   }
-  CheckLength(a, out, "out", kept, "the kept axes of shape " + ListStr(shape) + " reducing " + ListStr(axes));
+  NeedLength(a, out, "out", kept, "the kept axes of shape " + ListStr(shape) + " reducing " + ListStr(axes));
   const auto op = static_cast<ReduceOp>(op_code);
   const int r = static_cast<int>(rank);
-  if (types.is_f32()) {
-    reduce_kernel<float>(op, r, shape.data(), static_cast<const float*>(x.data), xs.data(), reduce_axis,
-                         static_cast<float*>(out.data));
-  } else {
-    reduce_kernel<double>(op, r, shape.data(), static_cast<const double*>(x.data), xs.data(), reduce_axis,
-                          static_cast<double*>(out.data));
-  }
+  DispatchFloat(types.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    reduce_kernel<T>(op, r, shape.data(), static_cast<const T*>(x.data), xs.data(), reduce_axis,
+                     static_cast<T*>(out.data));
+  });
   return info.Env().Undefined();
 }
 
@@ -364,8 +320,8 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   const int32_t* idx = a.array<int32_t>(4, "idx", 0);
   const auto m = static_cast<int64_t>(a.anyArray(4, "idx").length);
   const auto out = types.get(5, "out");
-  CheckLength(a, src, "src", Product3(a, outer, n, inner, "src"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
-  CheckLength(a, out, "out", Product3(a, outer, m, inner, "out"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
+  NeedLength(a, src, "src", Product3(a, outer, n, inner, "src"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
+  NeedLength(a, out, "out", Product3(a, outer, m, inner, "out"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
   CheckIndices(a, idx, m, n);
   gather_kernel(ElementSize(src.type), src.data, outer, n, inner, idx, m, out.data);
   return info.Env().Undefined();
@@ -387,15 +343,13 @@ Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
   if (idx_len != m) {
     a.failRange("argument 'idx' holds " + std::to_string(idx_len) + " indices but m = " + std::to_string(m));
   }
-  CheckLength(a, src, "src", Product3(a, outer, m, inner, "src"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
-  CheckLength(a, out, "out", Product3(a, outer, n, inner, "out"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
+  NeedLength(a, src, "src", Product3(a, outer, m, inner, "src"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
+  NeedLength(a, out, "out", Product3(a, outer, n, inner, "out"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
   CheckIndices(a, idx, m, n);
-  if (types.is_f32()) {
-    scatter_add_kernel<float>(static_cast<const float*>(src.data), outer, m, inner, idx, static_cast<float*>(out.data), n);
-  } else {
-    scatter_add_kernel<double>(static_cast<const double*>(src.data), outer, m, inner, idx,
-                               static_cast<double*>(out.data), n);
-  }
+  DispatchFloat(types.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    scatter_add_kernel<T>(static_cast<const T*>(src.data), outer, m, inner, idx, static_cast<T*>(out.data), n);
+  });
   return info.Env().Undefined();
 }
 

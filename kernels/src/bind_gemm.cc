@@ -40,13 +40,6 @@ void CheckLength(const Args& a, const char* name, const Args::AnyArray& arr, __i
   }
 }
 
-void CheckFloatType(const Args& a, const char* name, size_t index, const Args::AnyArray& arr) {
-  if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
-    a.fail(std::string("argument '") + name + "' (index " + std::to_string(index) +
-           ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
-  }
-}
-
 void RunGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, double alpha, const Args::AnyArray& A,
              int64_t lda, int64_t strideA, const Args::AnyArray& B, int64_t ldb, int64_t strideB, double beta,
              const Args::AnyArray& C, int64_t ldc, int64_t strideC, int64_t batch) {
@@ -82,9 +75,9 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const int64_t strideC = a.integer(15, "strideC", 0, kMaxStride);
   const int64_t batch = a.integer(16, "batch", 1, kMaxStride);
 
-  CheckFloatType(a, "a", 6, A);
-  CheckFloatType(a, "b", 9, B);
-  CheckFloatType(a, "c", 13, C);
+  RequireFloatArray(a, 6, "a", A);
+  RequireFloatArray(a, 9, "b", B);
+  RequireFloatArray(a, 13, "c", C);
   if (B.type != A.type || C.type != A.type) {
     a.fail(std::string("arguments 'a', 'b' and 'c' must all be Float32Array or all Float64Array, got ") +
            TypedArrayTypeName(A.type) + ", " + TypedArrayTypeName(B.type) + " and " + TypedArrayTypeName(C.type));

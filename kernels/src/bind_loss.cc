@@ -22,46 +22,6 @@ namespace {
 constexpr int64_t kMaxElements = int64_t{1} << 53;  // exact in a JS number
 using List = std::vector<int64_t>;
 
-std::string ListStr(const List& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
-// The float arrays of one call: all Float32Array or all Float64Array, like the first one seen.
-class FloatArrays {
- public:
-  explicit FloatArrays(const Args& a) : a_(a) {}
-  Args::AnyArray get(size_t i, const char* name) {
-    const Args::AnyArray arr = a_.anyArray(i, name);
-    if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
-      a_.fail(std::string("argument '") + name + "' (index " + std::to_string(i) +
-              ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
-    }
-    if (!first_) {
-      first_ = name;
-      type_ = arr.type;
-    } else if (arr.type != type_) {
-      a_.fail(std::string("argument '") + name + "' is a " + TypedArrayTypeName(arr.type) + " but '" + first_ +
-              "' is a " + TypedArrayTypeName(type_) + "; all float arrays of one call must have the same type");
-    }
-    return arr;
-  }
-  bool is_f32() const { return type_ == napi_float32_array; }
-
- private:
-  const Args& a_;
-  const char* first_ = nullptr;
-  napi_typedarray_type type_ = napi_float32_array;
-};
-
-void NeedLength(const Args& a, const Args::AnyArray& arr, const char* name, int64_t need, const std::string& what) {
-  if (static_cast<int64_t>(arr.length) < need) {
-    a.failRange(std::string("argument '") + name + "' needs " + std::to_string(need) + " elements (" + what +
-                ") but holds " + std::to_string(arr.length));
-  }
-}
-
 int64_t Product(const Args& a, int64_t x, int64_t y, const std::string& what) {
   int64_t p;
   if (__builtin_mul_overflow(x, y, &p) || p > kMaxElements) a.failRange(what + " has more than 2^53 elements");
@@ -119,29 +79,50 @@ void CheckTargets(const Args& a, const int32_t* targets, int64_t n, int64_t v, i
   }
 }
 
+// The arguments both cross-entropy ops start with:
+// (logits, rowShape, rowStrides, vocab, targets, ignoreIndex, lse), indices 0..6.
+struct CrossEntropyArgs {
+  Args::AnyArray logits;
+  Rows rows;
+  const int32_t* targets;
+  int32_t ignore;
+  Args::AnyArray lse;
+};
+
+CrossEntropyArgs ReadCrossEntropy(const Args& a, FloatArrays& floats) {
+  CrossEntropyArgs c;
+  c.logits = floats.get(0, "logits");
+  c.rows = ReadRows(a, 1, 2, 3);
+  c.targets = a.array<int32_t>(4, "targets", static_cast<size_t>(c.rows.n));
+  c.ignore = static_cast<int32_t>(a.integer(5, "ignoreIndex", INT32_MIN, INT32_MAX));
+  c.lse = floats.get(6, "lse");
+  return c;
+}
+
+// The lengths of 'logits' and 'lse' (checked once every argument has been read).
+void CheckLogitsAndLse(const Args& a, const CrossEntropyArgs& c) {
+  NeedLength(a, c.logits, "logits", c.rows.extent,
+             "rows " + std::to_string(c.rows.n) + " x vocab " + std::to_string(c.rows.v));
+  NeedLength(a, c.lse, "lse", c.rows.n, "one per row");
+}
+
 // --- crossEntropyForward -------------------------------------------------------------------------
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   Args a(info, "crossEntropy");
   a.expectCount(8, "(logits, rowShape, rowStrides, vocab, targets, ignoreIndex, lse, loss)");
   FloatArrays floats(a);
-  const auto logits = floats.get(0, "logits");
-  const Rows rows = ReadRows(a, 1, 2, 3);
-  const int32_t* targets = a.array<int32_t>(4, "targets", static_cast<size_t>(rows.n));
-  const auto ignore = static_cast<int32_t>(a.integer(5, "ignoreIndex", INT32_MIN, INT32_MAX));
-  const auto lse = floats.get(6, "lse");
+  const CrossEntropyArgs c = ReadCrossEntropy(a, floats);
+  const Rows& rows = c.rows;
   const auto loss = floats.get(7, "loss");
-  NeedLength(a, logits, "logits", rows.extent, "rows " + std::to_string(rows.n) + " x vocab " + std::to_string(rows.v));
-  NeedLength(a, lse, "lse", rows.n, "one per row");
+  CheckLogitsAndLse(a, c);
   NeedLength(a, loss, "loss", rows.n, "one per row");
-  CheckTargets(a, targets, rows.n, rows.v, ignore);
+  CheckTargets(a, c.targets, rows.n, rows.v, c.ignore);
   int64_t counted;
-  if (floats.is_f32()) {
-    counted = cross_entropy_forward<float>(static_cast<const float*>(logits.data), rows.layout, rows.v, targets, ignore,
-                                           static_cast<float*>(lse.data), static_cast<float*>(loss.data));
-  } else {
-    counted = cross_entropy_forward<double>(static_cast<const double*>(logits.data), rows.layout, rows.v, targets,
-                                            ignore, static_cast<double*>(lse.data), static_cast<double*>(loss.data));
-  }
+  DispatchFloat(floats.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    counted = cross_entropy_forward<T>(static_cast<const T*>(c.logits.data), rows.layout, rows.v, c.targets, c.ignore,
+                                       static_cast<T*>(c.lse.data), static_cast<T*>(loss.data));
+  });
   return Napi::Number::New(info.Env(), static_cast<double>(counted));
 }
 
@@ -150,17 +131,13 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   Args a(info, "crossEntropyBackward");
   a.expectCount(11, "(logits, rowShape, rowStrides, vocab, targets, ignoreIndex, lse, g, gStride, mean, dlogits)");
   FloatArrays floats(a);
-  const auto logits = floats.get(0, "logits");
-  const Rows rows = ReadRows(a, 1, 2, 3);
-  const int32_t* targets = a.array<int32_t>(4, "targets", static_cast<size_t>(rows.n));
-  const auto ignore = static_cast<int32_t>(a.integer(5, "ignoreIndex", INT32_MIN, INT32_MAX));
-  const auto lse = floats.get(6, "lse");
+  const CrossEntropyArgs c = ReadCrossEntropy(a, floats);
+  const Rows& rows = c.rows;
   const auto g = floats.get(7, "g");
   const int64_t g_stride = a.integer(8, "gStride", 0, kMaxElements);
   const bool mean = a.boolean(9, "mean");
   const auto dlogits = floats.get(10, "dlogits");
-  NeedLength(a, logits, "logits", rows.extent, "rows " + std::to_string(rows.n) + " x vocab " + std::to_string(rows.v));
-  NeedLength(a, lse, "lse", rows.n, "one per row");
+  CheckLogitsAndLse(a, c);
   if (rows.n > 0) {
     int64_t g_last;
     if (__builtin_mul_overflow(rows.n - 1, g_stride, &g_last) || g_last >= kMaxElements) {
@@ -170,16 +147,13 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   }
   const int64_t total = Product(a, rows.n, rows.v, "dlogits");
   NeedLength(a, dlogits, "dlogits", total, "contiguous [rows, vocab] = [" + std::to_string(rows.n) + "," + std::to_string(rows.v) + "]");
-  CheckTargets(a, targets, rows.n, rows.v, ignore);
-  if (floats.is_f32()) {
-    cross_entropy_backward<float>(static_cast<const float*>(logits.data), rows.layout, rows.v, targets, ignore,
-                                  static_cast<const float*>(lse.data), static_cast<const float*>(g.data), g_stride, mean,
-                                  static_cast<float*>(dlogits.data));
-  } else {
-    cross_entropy_backward<double>(static_cast<const double*>(logits.data), rows.layout, rows.v, targets, ignore,
-                                   static_cast<const double*>(lse.data), static_cast<const double*>(g.data), g_stride,
-                                   mean, static_cast<double*>(dlogits.data));
-  }
+  CheckTargets(a, c.targets, rows.n, rows.v, c.ignore);
+  DispatchFloat(floats.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    cross_entropy_backward<T>(static_cast<const T*>(c.logits.data), rows.layout, rows.v, c.targets, c.ignore,
+                              static_cast<const T*>(c.lse.data), static_cast<const T*>(g.data), g_stride, mean,
+                              static_cast<T*>(dlogits.data));
+  });
   return info.Env().Undefined();
 }
 
@@ -188,19 +162,18 @@ struct Dims3 {
   int64_t outer, n, inner, total;
 };
 
+std::string DimsStr(const Dims3& d) {
+  return "[outer, n, inner] = [" + std::to_string(d.outer) + "," + std::to_string(d.n) + "," + std::to_string(d.inner) + "]";
+}
+
 Dims3 ReadDims(const Args& a, size_t first) {
   Dims3 d;
   d.outer = a.integer(first, "outer", 0, kMaxElements);
   d.n = a.integer(first + 1, "n", 0, kMaxElements);
   d.inner = a.integer(first + 2, "inner", 0, kMaxElements);
-  const std::string what = "[outer, n, inner] = [" + std::to_string(d.outer) + "," + std::to_string(d.n) + "," +
-                           std::to_string(d.inner) + "]";
+  const std::string what = DimsStr(d);
   d.total = Product(a, Product(a, d.outer, d.n, what), d.inner, what);
   return d;
-}
-
-std::string DimsStr(const Dims3& d) {
-  return "[outer, n, inner] = [" + std::to_string(d.outer) + "," + std::to_string(d.n) + "," + std::to_string(d.inner) + "]";
 }
 
 Napi::Value SoftmaxImpl(const Napi::CallbackInfo& info, const char* op, bool log) {
@@ -212,11 +185,10 @@ Napi::Value SoftmaxImpl(const Napi::CallbackInfo& info, const char* op, bool log
   const auto y = floats.get(4, "y");
   NeedLength(a, x, "x", d.total, DimsStr(d));
   NeedLength(a, y, "y", d.total, DimsStr(d));
-  if (floats.is_f32()) {
-    softmax_forward<float>(static_cast<const float*>(x.data), d.outer, d.n, d.inner, log, static_cast<float*>(y.data));
-  } else {
-    softmax_forward<double>(static_cast<const double*>(x.data), d.outer, d.n, d.inner, log, static_cast<double*>(y.data));
-  }
+  DispatchFloat(floats.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    softmax_forward<T>(static_cast<const T*>(x.data), d.outer, d.n, d.inner, log, static_cast<T*>(y.data));
+  });
   return info.Env().Undefined();
 }
 
@@ -231,13 +203,11 @@ Napi::Value SoftmaxGradImpl(const Napi::CallbackInfo& info, const char* op, bool
   NeedLength(a, y, "y", d.total, DimsStr(d));
   NeedLength(a, dy, "dy", d.total, DimsStr(d));
   NeedLength(a, dx, "dx", d.total, DimsStr(d));
-  if (floats.is_f32()) {
-    softmax_backward<float>(static_cast<const float*>(y.data), static_cast<const float*>(dy.data), d.outer, d.n,
-                            d.inner, log, static_cast<float*>(dx.data));
-  } else {
-    softmax_backward<double>(static_cast<const double*>(y.data), static_cast<const double*>(dy.data), d.outer, d.n,
-                             d.inner, log, static_cast<double*>(dx.data));
-  }
+  DispatchFloat(floats.is_f32(), [&](auto t) {
+    using T = decltype(t);
+    softmax_backward<T>(static_cast<const T*>(y.data), static_cast<const T*>(dy.data), d.outer, d.n, d.inner, log,
+                        static_cast<T*>(dx.data));
+  });
   return info.Env().Undefined();
 }
 

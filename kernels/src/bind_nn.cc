@@ -26,42 +26,7 @@ constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-// The array type of one call: every float array must match the first one checked.
-class FloatArrays {
- public:
-  explicit FloatArrays(const Args& a) : a_(a) {}
-  Args::AnyArray get(size_t i, const char* name) {
-    Args::AnyArray arr = a_.anyArray(i, name);
-    if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
-      a_.fail(std::string("argument '") + name + "' (index " + Str(static_cast<int64_t>(i)) +
-              ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
-    }
-    if (!first_) {
-      first_ = name;
-      type_ = arr.type;
-    } else if (arr.type != type_) {
-      a_.fail(std::string("argument '") + name + "' is a " + TypedArrayTypeName(arr.type) + " but '" + first_ +
-              "' is a " + TypedArrayTypeName(type_) + "; all float arrays of one call must have the same type");
-    }
-    return arr;
-  }
-  bool is_f32() const { return type_ == napi_float32_array; }
-
- private:
-  const Args& a_;
-  const char* first_ = nullptr;
-  napi_typedarray_type type_ = napi_float32_array;
-};
-
 int64_t Len(const Args::AnyArray& arr) { return static_cast<int64_t>(arr.length); }
-
-void SameLength(const Args& a, const Args::AnyArray& arr, const char* name, const Args::AnyArray& ref,
-                const char* ref_name) {
-  if (arr.length != ref.length) {
-    a.failRange(std::string("argument '") + name + "' holds " + Str(Len(arr)) + " elements but '" + ref_name +
-                "' holds " + Str(Len(ref)) + "; they must match");
-  }
-}
 
 void ExactLength(const Args& a, const Args::AnyArray& arr, const char* name, int64_t need, const std::string& what) {
   if (Len(arr) != need) {
@@ -89,10 +54,19 @@ double NumberIn(const Args& a, size_t i, const char* name, double lo, double hi,
   return v;
 }
 
-template <class F>
-void Dispatch(bool f32, F&& fn) {
-  if (f32) fn(float{});
-  else fn(double{});
+// The rows of 'x' under rmsnorm: 'weight' holds the normalized dim d >= 1, and 'x' holds rows × d.
+struct RmsRows {
+  int64_t d, rows;
+};
+
+RmsRows ReadRmsRows(const Args& a, const Args::AnyArray& x, const Args::AnyArray& w) {
+  const int64_t d = Len(w);
+  if (d == 0) a.failRange("argument 'weight' is empty; the normalized dim must be at least 1");
+  if (Len(x) % d != 0) {
+    a.failRange("argument 'x' holds " + Str(Len(x)) + " elements, not a multiple of the dim " + Str(d) +
+                " of 'weight'");
+  }
+  return {d, Len(x) / d};
 }
 
 // --- rmsnormForward(x, weight, eps, y, rstd) ----------------------------------------------------
@@ -105,16 +79,11 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   const double eps = NumberIn(a, 2, "eps", 0.0, INFINITY, true);
   const auto y = types.get(3, "y");
   const auto rstd = types.get(4, "rstd");
-  const int64_t d = Len(w);
-  if (d == 0) a.failRange("argument 'weight' is empty; the normalized dim must be at least 1");
-  if (Len(x) % d != 0) {
-    a.failRange("argument 'x' holds " + Str(Len(x)) + " elements, not a multiple of the dim " + Str(d) +
-                " of 'weight'");
-  }
-  const int64_t rows = Len(x) / d;
+  const RmsRows r = ReadRmsRows(a, x, w);
+  const int64_t d = r.d, rows = r.rows;
   SameLength(a, y, "y", x, "x");
   ExactLength(a, rstd, "rstd", rows, "one entry per row (" + Str(rows) + " rows of " + Str(d) + ")");
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     rmsnorm_forward<T>(static_cast<const T*>(x.data), static_cast<const T*>(w.data), static_cast<T*>(y.data),
                        static_cast<T*>(rstd.data), rows, d, eps);
@@ -132,22 +101,17 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   const auto rstd = types.get(2, "rstd");
   const auto dy = types.get(3, "dy");
   const auto dx = types.get(4, "dx");
-  const bool want_dw = !(info[5].IsNull() || info[5].IsUndefined());
+  const bool want_dw = !IsAbsent(info, 5);
   Args::AnyArray dw{nullptr, 0, napi_float32_array};
   if (want_dw) dw = types.get(5, "dweight");
-  const int64_t d = Len(w);
-  if (d == 0) a.failRange("argument 'weight' is empty; the normalized dim must be at least 1");
-  if (Len(x) % d != 0) {
-    a.failRange("argument 'x' holds " + Str(Len(x)) + " elements, not a multiple of the dim " + Str(d) +
-                " of 'weight'");
-  }
-  const int64_t rows = Len(x) / d;
+  const RmsRows r = ReadRmsRows(a, x, w);
+  const int64_t d = r.d, rows = r.rows;
   ExactLength(a, rstd, "rstd", rows, "one entry per row (" + Str(rows) + " rows of " + Str(d) + ")");
   SameLength(a, dy, "dy", x, "x");
   SameLength(a, dx, "dx", x, "x");
   if (want_dw) SameLength(a, dw, "dweight", w, "weight");
   bool ok = true;
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     ok = rmsnorm_backward<T>(static_cast<const T*>(x.data), static_cast<const T*>(w.data),
                              static_cast<const T*>(rstd.data), static_cast<const T*>(dy.data), static_cast<T*>(dx.data),
@@ -202,7 +166,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   }
   ExactLength(a, out, "out", n, "the contiguous output [B, T, H, D]");
   const int64_t strides[3] = {xs[0], xs[1], xs[2]};
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     rope_kernel<T>(static_cast<const T*>(x.data), strides, B, Tn, H, D, pos, batched, inv_freq, inverse,
                    static_cast<T*>(out.data));
@@ -220,7 +184,7 @@ Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
   const auto out = types.get(2, "out");
   SameLength(a, u, "up", g, "gate");
   SameLength(a, out, "out", g, "gate");
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     swiglu_forward<T>(static_cast<const T*>(g.data), static_cast<const T*>(u.data), static_cast<T*>(out.data), Len(g));
   });
@@ -241,7 +205,7 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   SameLength(a, dy, "dy", g, "gate");
   SameLength(a, dg, "dgate", g, "gate");
   SameLength(a, du, "dup", g, "gate");
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     swiglu_backward<T>(static_cast<const T*>(g.data), static_cast<const T*>(u.data), static_cast<const T*>(dy.data),
                        static_cast<T*>(dg.data), static_cast<T*>(du.data), Len(g));
@@ -266,7 +230,7 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   }
   uint32_t k0, k1;
   philox_seed_to_key(static_cast<double>(seed), &k0, &k1);
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     dropout_kernel<T>(static_cast<const T*>(x.data), static_cast<T*>(out.data), Len(x), p, k0, k1,
                       static_cast<uint64_t>(offset));
@@ -293,7 +257,7 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   SameLength(a, g, "grad", p, "param");
   SameLength(a, m, "m", p, "param");
   SameLength(a, v, "v", p, "param");
-  Dispatch(types.is_f32(), [&](auto t) {
+  DispatchFloat(types.is_f32(), [&](auto t) {
     using T = decltype(t);
     adamw_step<T>(static_cast<T*>(p.data), static_cast<const T*>(g.data), static_cast<T*>(m.data),
                   static_cast<T*>(v.data), Len(p), h);

@@ -21,17 +21,6 @@ constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-template <class T>
-T* Exact(const Args& a, size_t i, const char* name, int64_t need, const std::string& what) {
-  T* p = a.array<T>(i, name, 0);
-  const auto len = static_cast<int64_t>(a.anyArray(i, name).length);
-  if (len != need) {
-    a.failRange(std::string("argument '") + name + "' holds " + Str(len) + " elements, expected " + what + " = " +
-                Str(need));
-  }
-  return p;
-}
-
 Napi::Value OptqQuantize(const Napi::CallbackInfo& info) {
   Args a(info, "optqQuantize");
   a.expectCount(15, "(w, h, outFeatures, inFeatures, bits, groupSize, symmetric, actOrder, staticGroups, percdamp, "
@@ -58,14 +47,14 @@ Napi::Value OptqQuantize(const Napi::CallbackInfo& info) {
   }
   p.block_size = a.integer(10, "blockSize", 1, kMaxDim);
   if (out * in > (int64_t{1} << 40)) a.failRange("the weight is too large");
-  const float* w = Exact<float>(a, 0, "w", out * in, "outFeatures × inFeatures = " + Str(out) + " × " + Str(in));
-  double* h = Exact<double>(a, 1, "h", in * in, "inFeatures × inFeatures = " + Str(in) + " × " + Str(in));
+  const float* w = ExactArray<float>(a, 0, "w", out * in, "outFeatures × inFeatures = " + Str(out) + " × " + Str(in));
+  double* h = ExactArray<double>(a, 1, "h", in * in, "inFeatures × inFeatures = " + Str(in) + " × " + Str(in));
   const int64_t groups = in / p.group_size;
-  uint8_t* codes = Exact<uint8_t>(a, 11, "codes", out * in, "outFeatures × inFeatures = " + Str(out) + " × " + Str(in));
+  uint8_t* codes = ExactArray<uint8_t>(a, 11, "codes", out * in, "outFeatures × inFeatures = " + Str(out) + " × " + Str(in));
   const std::string gw = "outFeatures × groups = " + Str(out) + " × " + Str(groups);
-  float* scales = Exact<float>(a, 12, "scales", out * groups, gw);
-  uint8_t* zeros = Exact<uint8_t>(a, 13, "zeros", out * groups, gw);
-  int32_t* g_idx = Exact<int32_t>(a, 14, "gIdx", in, "inFeatures");
+  float* scales = ExactArray<float>(a, 12, "scales", out * groups, gw);
+  uint8_t* zeros = ExactArray<uint8_t>(a, 13, "zeros", out * groups, gw);
+  int32_t* g_idx = ExactArray<int32_t>(a, 14, "gIdx", in, "inFeatures");
   for (int64_t i = 0; i < out * in; i++) {
     if (!std::isfinite(w[i])) a.failRange("w[" + Str(i) + "] is not finite");
   }
@@ -85,8 +74,8 @@ Napi::Value OptqHessianInverse(const Napi::CallbackInfo& info) {
   Args a(info, "optqHessianInverse");
   a.expectCount(3, "(h, n, hinv)");
   const int64_t n = a.integer(1, "n", 1, 1 << 16);
-  const double* h = Exact<double>(a, 0, "h", n * n, "n × n = " + Str(n) + " × " + Str(n));
-  double* hinv = Exact<double>(a, 2, "hinv", n * n, "n × n = " + Str(n) + " × " + Str(n));
+  const double* h = ExactArray<double>(a, 0, "h", n * n, "n × n = " + Str(n) + " × " + Str(n));
+  double* hinv = ExactArray<double>(a, 2, "hinv", n * n, "n × n = " + Str(n) + " × " + Str(n));
   if (h == hinv) a.failRange("argument 'hinv' must not be the same array as 'h'");
   if (!optq_hessian_inverse(h, n, hinv)) a.failRange("the matrix 'h' is not positive definite (Cholesky failed)");
   return info.Env().Undefined();

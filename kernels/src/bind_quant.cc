@@ -24,27 +24,6 @@ constexpr size_t kWeightArgs = 10;  // both formats describe the weight with 10 
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-bool IsAbsent(const Napi::CallbackInfo& info, size_t i) {
-  return i >= info.Length() || info[i].IsNull() || info[i].IsUndefined();
-}
-
-// A typed array of type T holding exactly `need` elements (`what` explains the count).
-template <class T>
-const T* Exact(const Args& a, size_t i, const char* name, int64_t need, const std::string& what) {
-  const T* p = a.array<T>(i, name, 0);
-  const auto len = static_cast<int64_t>(a.anyArray(i, name).length);
-  if (len != need) {
-    a.failRange(std::string("argument '") + name + "' holds " + Str(len) + " elements, expected " + what + " = " +
-                Str(need));
-  }
-  return p;
-}
-
-template <class T>
-T* ExactOut(const Args& a, size_t i, const char* name, int64_t need, const std::string& what) {
-  return const_cast<T*>(Exact<T>(a, i, name, need, what));
-}
-
 // --- affine --------------------------------------------------------------------------------------
 
 AffineQuant ParseAffine(const Napi::CallbackInfo& info, const Args& a) {
@@ -63,18 +42,18 @@ AffineQuant ParseAffine(const Napi::CallbackInfo& info, const Args& a) {
                 zeroKind + "\"");
   }
   const int64_t words = (w.in + 31) / 32 * w.bits;
-  w.qweight = reinterpret_cast<const uint32_t*>(Exact<int32_t>(
+  w.qweight = reinterpret_cast<const uint32_t*>(ExactArray<int32_t>(
       a, 0, "qweight", words * w.out,
       "⌈inFeatures/32⌉ · bits × outFeatures = " + Str(words) + " × " + Str(w.out)));
   const std::string groupsWhat = "groups × outFeatures = " + Str(w.groups) + " × " + Str(w.out);
-  w.scales = Exact<uint16_t>(a, 1, "scales", w.groups * w.out, groupsWhat);
+  w.scales = ExactArray<uint16_t>(a, 1, "scales", w.groups * w.out, groupsWhat);
   if (zeroKind == "int") {
-    w.zeros_int = Exact<uint8_t>(a, 2, "zeros", w.groups * w.out, groupsWhat);
+    w.zeros_int = ExactArray<uint8_t>(a, 2, "zeros", w.groups * w.out, groupsWhat);
   } else {
-    w.zeros_real = Exact<uint16_t>(a, 2, "zeros", w.groups * w.out, groupsWhat);
+    w.zeros_real = ExactArray<uint16_t>(a, 2, "zeros", w.groups * w.out, groupsWhat);
   }
   if (!IsAbsent(info, 4)) {
-    w.g_idx = Exact<int32_t>(a, 4, "gIdx", w.in, "inFeatures");
+    w.g_idx = ExactArray<int32_t>(a, 4, "gIdx", w.in, "inFeatures");
     for (int64_t i = 0; i < w.in; i++) {
       if (w.g_idx[i] < 0 || w.g_idx[i] >= w.groups) {
         a.failRange("gIdx[" + Str(i) + "] = " + Str(w.g_idx[i]) + " is not a group in [0, " + Str(w.groups) + ")");
@@ -100,9 +79,9 @@ CodebookQuant ParseCodebook(const Napi::CallbackInfo& info, const Args& a) {
     a.failRange("argument 'blockSize' = " + Str(w.block_size) + " does not divide inFeatures = " + Str(w.in));
   }
   w.stride = (w.in * w.bits + 7) / 8;
-  w.codes = Exact<uint8_t>(a, 0, "codes", w.out * w.stride,
+  w.codes = ExactArray<uint8_t>(a, 0, "codes", w.out * w.stride,
                            "outFeatures × ⌈inFeatures · bits / 8⌉ = " + Str(w.out) + " × " + Str(w.stride));
-  w.levels = Exact<float>(a, 1, "levels", int64_t{1} << w.bits, "2^bits");
+  w.levels = ExactArray<float>(a, 1, "levels", int64_t{1} << w.bits, "2^bits");
   const int64_t blocks = w.out * (w.in / w.block_size);
   const std::string blocksWhat = "outFeatures × inFeatures / blockSize = " + Str(w.out) + " × " + Str(w.in) + " / " +
                                  Str(w.block_size);
@@ -112,17 +91,17 @@ CodebookQuant ParseCodebook(const Napi::CallbackInfo& info, const Args& a) {
     a.fail("pass either 'absmax' or the double-quantized 'absmaxCodes', 'absmaxScale' and 'absmaxOffset', not both");
   }
   if (plain) {
-    w.absmax = Exact<float>(a, 2, "absmax", blocks, blocksWhat);
+    w.absmax = ExactArray<float>(a, 2, "absmax", blocks, blocksWhat);
     return w;
   }
   if (!(dq[0] && dq[1] && dq[2])) {
     a.fail("the block scales are missing: pass 'absmax', or all of 'absmaxCodes', 'absmaxScale' and 'absmaxOffset'");
   }
   const int64_t supers = (blocks + kAbsmaxSuperblock - 1) / kAbsmaxSuperblock;
-  w.absmax_codes = Exact<uint8_t>(a, 3, "absmaxCodes", blocks, blocksWhat);
+  w.absmax_codes = ExactArray<uint8_t>(a, 3, "absmaxCodes", blocks, blocksWhat);
   const std::string supersWhat = "⌈blocks / 256⌉ = ⌈" + Str(blocks) + " / 256⌉";
-  w.absmax_scale = Exact<float>(a, 4, "absmaxScale", supers, supersWhat);
-  w.absmax_offset = Exact<float>(a, 5, "absmaxOffset", supers, supersWhat);
+  w.absmax_scale = ExactArray<float>(a, 4, "absmaxScale", supers, supersWhat);
+  w.absmax_offset = ExactArray<float>(a, 5, "absmaxOffset", supers, supersWhat);
   return w;
 }
 
@@ -150,8 +129,8 @@ ProductArgs ParseProduct(const Args& a, int64_t k, int64_t n, const char* aName,
   const size_t i = kWeightArgs;
   ProductArgs p{};
   p.m = a.integer(i + 1, "m", 0, kMaxDim);
-  p.A = Exact<float>(a, i, aName, p.m * k, std::string("m × ") + kName + " = " + Str(p.m) + " × " + Str(k));
-  p.C = ExactOut<float>(a, i + 2, cName, p.m * n, std::string("m × ") + nName + " = " + Str(p.m) + " × " + Str(n));
+  p.A = ExactArray<float>(a, i, aName, p.m * k, std::string("m × ") + kName + " = " + Str(p.m) + " × " + Str(k));
+  p.C = ExactArray<float>(a, i + 2, cName, p.m * n, std::string("m × ") + nName + " = " + Str(p.m) + " × " + Str(n));
   p.accumulate = a.boolean(i + 3, "accumulate");
   CheckDisjoint(a, i, aName, i + 2, cName);
   return p;
@@ -170,7 +149,7 @@ RowsArgs ParseRows(const Args& a, int64_t rows, int64_t in) {
   if (r.r0 > r.r1 || r.r1 > rows) {
     a.failRange("rows [" + Str(r.r0) + ", " + Str(r.r1) + ") are not a range within [0, outFeatures = " + Str(rows) + ")");
   }
-  r.out = ExactOut<float>(a, i + 2, "out", (r.r1 - r.r0) * in,
+  r.out = ExactArray<float>(a, i + 2, "out", (r.r1 - r.r0) * in,
                           "(rowEnd − rowStart) × inFeatures = " + Str(r.r1 - r.r0) + " × " + Str(in));
   return r;
 }

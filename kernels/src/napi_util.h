@@ -76,6 +76,100 @@ T* Args::array(size_t i, const char* name, size_t minLength) const {
   return static_cast<T*>(a.data);
 }
 
+// --- helpers shared by the binding files ---------------------------------------------------------
+
+// A list of integers as "[1,2,3]", for messages.
+inline std::string ListStr(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// An optional argument: missing, null or undefined.
+inline bool IsAbsent(const Napi::CallbackInfo& info, size_t i) {
+  return i >= info.Length() || info[i].IsNull() || info[i].IsUndefined();
+}
+
+// Throws "argument 'x' (index 2) must be a Float32Array or Float64Array, got Int32Array".
+inline void RequireFloatArray(const Args& a, size_t i, const char* name, const Args::AnyArray& arr) {
+  if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
+    a.fail(std::string("argument '") + name + "' (index " + std::to_string(i) +
+           ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
+  }
+}
+
+// The typed arrays of one call: every one must have the type of the first one checked, and with
+// `float_only` be a Float32Array or Float64Array. `what` names them in the mismatch error:
+// "argument 'b' is a Float64Array but 'a' is a Float32Array; all <what> of one call must have the same type".
+class SameTypeArrays {
+ public:
+  SameTypeArrays(const Args& a, bool float_only, const char* what) : a_(a), float_only_(float_only), what_(what) {}
+  Args::AnyArray get(size_t i, const char* name) {
+    const Args::AnyArray arr = a_.anyArray(i, name);
+    if (float_only_) RequireFloatArray(a_, i, name, arr);
+    if (!first_) {
+      first_ = name;
+      type_ = arr.type;
+    } else if (arr.type != type_) {
+      a_.fail(std::string("argument '") + name + "' is a " + TypedArrayTypeName(arr.type) + " but '" + first_ +
+              "' is a " + TypedArrayTypeName(type_) + "; all " + what_ + " of one call must have the same type");
+    }
+    return arr;
+  }
+  bool is_f32() const { return type_ == napi_float32_array; }
+
+ private:
+  const Args& a_;
+  bool float_only_;
+  const char* what_;
+  const char* first_ = nullptr;
+  napi_typedarray_type type_ = napi_float32_array;
+};
+
+// The float arrays of one call: all Float32Array or all Float64Array, like the first one seen.
+class FloatArrays : public SameTypeArrays {
+ public:
+  explicit FloatArrays(const Args& a) : SameTypeArrays(a, true, "float arrays") {}
+};
+
+// Calls fn(float{}) or fn(double{}): a generic lambda then runs the kernel for that element type.
+template <class F>
+void DispatchFloat(bool f32, F&& fn) {
+  if (f32) fn(float{});
+  else fn(double{});
+}
+
+// Throws "argument 'x' needs 60 elements (<what>) but holds 59" when `arr` holds fewer than `need`.
+inline void NeedLength(const Args& a, const Args::AnyArray& arr, const char* name, int64_t need,
+                       const std::string& what) {
+  if (static_cast<int64_t>(arr.length) < need) {
+    a.failRange(std::string("argument '") + name + "' needs " + std::to_string(need) + " elements (" + what +
+                ") but holds " + std::to_string(arr.length));
+  }
+}
+
+// Throws "argument 'y' holds 3 elements but 'x' holds 4; they must match" unless the lengths agree.
+inline void SameLength(const Args& a, const Args::AnyArray& arr, const char* name, const Args::AnyArray& ref,
+                       const char* ref_name) {
+  if (arr.length != ref.length) {
+    a.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) + " elements but '" +
+                ref_name + "' holds " + std::to_string(ref.length) + "; they must match");
+  }
+}
+
+// A typed array of exactly type T holding exactly `need` elements; the error explains the count:
+// "argument 'scales' holds 12 elements, expected groups × outFeatures = 3 × 5 = 15".
+template <class T>
+T* ExactArray(const Args& a, size_t i, const char* name, int64_t need, const std::string& what) {
+  T* p = a.array<T>(i, name, 0);
+  const auto len = static_cast<int64_t>(a.anyArray(i, name).length);
+  if (len != need) {
+    a.failRange(std::string("argument '") + name + "' holds " + std::to_string(len) + " elements, expected " + what +
+                " = " + std::to_string(need));
+  }
+  return p;
+}
+
 // Registration functions, one per binding file; addon.cc calls them all.
 void RegisterStorage(Napi::Env env, Napi::Object exports);
 void RegisterGemm(Napi::Env env, Napi::Object exports);
