@@ -1,6 +1,6 @@
 // Glue between the model and training/evaluation data, on structural types so that this package
 // does not depend on @modulora/data (batches from its BatchSource fit as they are).
-import { logSoftmax, noGrad, reshape, tensor, tidy, type Tensor } from "@modulora/tensor";
+import { gather, logSoftmax, noGrad, reshape, tensor, tidy, type Tensor } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import { generate } from "./generate.js";
@@ -84,16 +84,20 @@ export function scoreCandidates(model: LlamaModel, candidates: readonly ScoredCa
     }
     ids.set(c.inputIds, r * t);
   });
+  // Position p − 1 predicts token p: only those rows of the logits are normalized and read (the
+  // whole [B·T, V] log-softmax copied out would be tens of MB per call, all garbage).
+  const rows: number[] = [];
+  for (const [r, c] of candidates.entries()) for (let p = c.targetStart; p < c.targetEnd; p++) rows.push(r * t + p - 1);
   return noGrad(() =>
     tidy(() => {
       const logits = model.forward(tensor(ids, [b, t], { dtype: "i32" })).logits; // [B, T, V]
-      const logp = logSoftmax(logits, -1);
       const v = logits.shape[2]!;
-      // position p − 1 predicts token p
-      const all = reshape(logp, [b * t, v]).toFloat64Array();
+      const picked = logSoftmax(gather(reshape(logits, [b * t, v]), tensor(Int32Array.from(rows), [rows.length], { dtype: "i32" }), 0), -1); // [K, V]
+      const lp = picked.toFloat64Array(); // K rows of V
+      let k = 0;
       return candidates.map((c, r) => {
         let s = 0;
-        for (let p = c.targetStart; p < c.targetEnd; p++) s += all[(r * t + p - 1) * v + ids[r * t + p]!]!;
+        for (let p = c.targetStart; p < c.targetEnd; p++, k++) s += lp[k * v + ids[r * t + p]!]!;
         return s;
       });
     }),

@@ -39,6 +39,15 @@ describe("fine-tuning glue", () => {
       }),
     );
     expect(s).toBeCloseTo(ref, 4);
+    // A batch of candidates of different lengths (padded to the longest) scores each as alone.
+    const other = tokenizer.encode("Good morning");
+    const batch = scoreCandidates(model, [{ inputIds: other, targetStart: 1, targetEnd: other.length }, { inputIds: ids, targetStart: 3, targetEnd: ids.length }, { inputIds: ids, targetStart: 5, targetEnd: 6 }]);
+    const alone = [
+      scoreCandidates(model, [{ inputIds: other, targetStart: 1, targetEnd: other.length }])[0]!,
+      s!,
+      scoreCandidates(model, [{ inputIds: ids, targetStart: 5, targetEnd: 6 }])[0]!,
+    ];
+    batch.forEach((x, i) => expect(x, `candidate ${i}`).toBeCloseTo(alone[i]!, 4));
     expect(() => scoreCandidates(model, [{ inputIds: ids, targetStart: 0, targetEnd: 2 }])).toThrow(/target span/);
   });
   it("classification picks the label with the highest target log-probability", () => {
