@@ -1,3 +1,5 @@
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   allocScratch, allocStorage, cpuInfo, getNumThreads, hasCuda, nativeMemoryStats, releaseScratch, releaseStorage, resetPeakMemory,
@@ -30,6 +32,42 @@ describe("native storage", () => {
     releaseStorage(b);
     expect(trimAllocatorCache()).toBeGreaterThanOrEqual(1 << 20);
     expect(nativeMemoryStats().cachedBytes).toBe(0);
+  });
+  it("with a small cap, the least recently freed blocks make room, and released pages leave the process", () => {
+    // A child process, because the cap is read once from MODULORA_ALLOCATOR_CACHE_MB.
+    const addon = [process.env[ADDON_PATH_ENV], ...addonCandidates()].find((p): p is string => !!p && existsSync(p))!;
+    const script = `
+      const m = require(${JSON.stringify(addon)});
+      const MiB = 1 << 20;
+      const rss = () => Number(require("fs").readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * 4096;
+      const out = {};
+      const ones = [0, 1, 2, 3].map(() => m.alloc(MiB));
+      ones.forEach((b) => new Uint8Array(b).fill(1));
+      ones.forEach((b) => m.release(b));
+      out.afterOnes = m.memoryStats().cachedBytes;                // 4 x 1 MiB, the cap
+      const two = m.alloc(2 * MiB); m.release(two);
+      out.afterTwo = m.memoryStats().cachedBytes;                 // two oldest 1 MiB blocks evicted
+      const a = m.alloc(MiB), b = m.alloc(MiB);
+      out.afterTwoOnes = m.memoryStats().cachedBytes;             // the remaining 1 MiB blocks reused
+      const c = m.alloc(MiB);
+      out.afterThird = m.memoryStats().cachedBytes;               // none left: a fresh block
+      [a, b, c].forEach((x) => m.release(x));
+      m.trimCache();
+      const before = rss();
+      const big = m.alloc(64 * MiB); new Uint8Array(big).fill(1);
+      const touched = rss();
+      m.release(big);                                             // over the cap: unmapped at once
+      out.bigResident = touched - before;
+      out.bigReleased = touched - rss();
+      out.bigCached = m.memoryStats().cachedBytes;
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", env: { ...process.env, MODULORA_ALLOCATOR_CACHE_MB: "4" } });
+    expect(r.status, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout) as Record<string, number>;
+    const MiB = 1 << 20;
+    expect(o).toMatchObject({ afterOnes: 4 * MiB, afterTwo: 4 * MiB, afterTwoOnes: 2 * MiB, afterThird: 2 * MiB, bigCached: 0 });
+    expect(o["bigResident"]).toBeGreaterThan(60 * MiB);
+    expect(o["bigReleased"]).toBeGreaterThan(60 * MiB);
   });
   it("empty storage owns no native memory", () => {
     const before = nativeMemoryStats();
