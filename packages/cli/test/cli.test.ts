@@ -309,6 +309,9 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--out", join(tmp, "never")], /'optq' needs calibration data .* — pass --calib FILE/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order needs a calibrating quantizer/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is about calibration order; 'rtn' uses no activations/);
+    const short = join(tmp, "short-calib.txt");
+    writeFileSync(short, "hello world\n");
+    fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--calib", short, "--out", join(tmp, "never")], /calibration file .*short-calib\.txt has \d+ tokens, fewer than one window of --calib-seq-len 512 — use a longer --calib text or a smaller --calib-seq-len/);
   });
 
   it("an unknown or empty --plugin module", () => {

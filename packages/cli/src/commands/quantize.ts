@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { readDataFile } from "@modulora/data";
-import { quantizeModel, saveQuantizedModel, type QuantizeModelOptions } from "@modulora/llama";
+import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type QuantizeModelOptions } from "@modulora/llama";
 import { checkOutDir, diskBytes, formatBytes } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
@@ -71,8 +71,20 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   if (existing) throw new CliError(`${a.model} is already quantized (${existing.method})`, "pass the full-precision model as --model");
   const calibText = a.calib && plugin.calibration !== "none" ? readCalibrationText(a.calib) : null;
 
+  // The calibration windows, sampled before the model loads, so that a text too short is reported
+  // against its flags (preflightModel checked that the tokenizer files exist).
+  let calibIds: number[][] | null = null;
+  if (calibText !== null) {
+    const tokenizer = stepSync(`cannot read the tokenizer of ${a.model}`, "copy the tokenizer files of the original model into it", () => LlamaTokenizer.fromDir(a.model));
+    const ids = encodeInChunks(tokenizer, calibText);
+    if (ids.length < a.calibSeqLen) {
+      throw new CliError(`calibration file ${a.calib} has ${ids.length} tokens, fewer than one window of --calib-seq-len ${a.calibSeqLen}`, "use a longer --calib text or a smaller --calib-seq-len");
+    }
+    calibIds = sampleCalibrationWindows(ids, a.calibSamples, a.calibSeqLen, a.seed);
+  }
+
   const loaded = await loadModel(a.model, progress, "--model", checked);
-  const { model, tokenizer } = loaded;
+  const { model } = loaded;
   try {
     const options = quantizeOptions(a);
     // One bar over the layers; calibration passes show in its payload (one line, even on a TTY).
@@ -82,7 +94,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
     const result = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size against the plugin (modulora quantize --help)", () =>
       quantizeModel(model, plugin, {
         ...options,
-        ...(calibText !== null ? { calibration: { text: calibText, tokenizer, samples: a.calibSamples, seqLen: a.calibSeqLen, seed: a.seed } } : {}),
+        ...(calibIds !== null ? { calibration: { ids: calibIds } } : {}),
         onProgress: (e) => {
           if (e.stage === "calibrate") {
             const which = e.block === null ? "lm_head" : `block ${e.block}${e.layers && e.layers.length < 7 ? ` ${e.layers.map((n) => n.replace(/_proj$/, "")).join(",")}` : ""}`;
