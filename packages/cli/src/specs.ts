@@ -28,6 +28,8 @@ export const QUANTIZE: CommandSpec = {
     { name: "group-size", type: "group", default: 128, description: 'input columns per scale/zero group, or "row"' },
     { name: "act-order", type: "boolean", default: false, description: "quantize columns in order of decreasing activation (calibrating quantizers)" },
     { name: "sym", type: "boolean", default: false, description: "symmetric quantization" },
+    { name: "percdamp", type: "number", min: 0, description: "OPTQ damping: H += percdamp · mean(diag H) · I (plugin default 0.01; raise it if a Hessian is not positive definite)" },
+    { name: "static-groups", type: "boolean", default: false, description: "OPTQ: every group's scale and zero from the original weights, computed up front (GPTQ's static_groups)" },
     { name: "true-sequential", type: "boolean", default: true, description: "calibrate a block's linears group by group (k,v,q; o; up,gate; down), each on the outputs of those already quantized; --true-sequential=false: all on full-precision inputs" },
     { name: "calib", type: "string", arg: "FILE", description: "calibration text (.txt, or .jsonl with a text field) for quantizers that need it" },
     { name: "calib-samples", type: "int", min: 1, default: 128, description: "calibration windows" },

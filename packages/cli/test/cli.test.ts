@@ -256,9 +256,9 @@ describe("commands on the fixtures", () => {
     fails(["info", out], /quantization_report\.json is not valid JSON/);
     // --true-sequential=false: one calibration pass per block on full-precision inputs, and recorded as such.
     const flat = join(tmp, "q-optq-flat");
-    const r2 = ok(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--true-sequential=false", "--calib", join(ROOT, "fixtures/data/lm/calib-small.txt"), "--calib-samples", "8", "--calib-seq-len", "64", "--out", flat]);
-    expect(r2.stdout).toContain("with optq (4-bit, group 128, not true-sequential)");
-    expect(JSON.parse(readFileSync(join(flat, "quantize_config.json"), "utf8"))).toMatchObject({ desc_act: false, true_sequential: false });
+    const r2 = ok(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--true-sequential=false", "--percdamp", "0.05", "--static-groups", "--calib", join(ROOT, "fixtures/data/lm/calib-small.txt"), "--calib-samples", "8", "--calib-seq-len", "64", "--out", flat]);
+    expect(r2.stdout).toContain("with optq (4-bit, group 128, static groups, percdamp 0.05, not true-sequential)");
+    expect(JSON.parse(readFileSync(join(flat, "quantize_config.json"), "utf8"))).toMatchObject({ desc_act: false, true_sequential: false, static_groups: true, damp_percent: 0.05 });
   });
 
   it("--plugin registers a user's quantizer module", () => {
@@ -308,7 +308,9 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     // Options a quantizer cannot honour are refused, not ignored.
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--out", join(tmp, "never")], /'optq' needs calibration data .* — pass --calib FILE/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order needs a calibrating quantizer/);
-    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is about calibration order; 'rtn' uses no activations/);
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is a calibration setting; 'rtn' uses no activations/);
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--percdamp", "0.1", "--out", join(tmp, "never")], /--percdamp is a calibration setting; 'rtn' uses no activations — drop --percdamp/);
+    fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "-1", "--calib", LM, "--out", join(tmp, "never")], /--percdamp/);
     const short = join(tmp, "short-calib.txt");
     writeFileSync(short, "hello world\n");
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--calib", short, "--out", join(tmp, "never")], /calibration file .*short-calib\.txt has \d+ tokens, fewer than one window of --calib-seq-len 512 — use a longer --calib text or a smaller --calib-seq-len/);

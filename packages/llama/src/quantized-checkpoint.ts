@@ -379,7 +379,8 @@ function quantizationConfig(
       quant_method: "gptq", bits: gptq.bits, group_size: gptq.groupSize, desc_act: gptq.descAct, sym: gptq.sym,
       // quantizeModel calibrates true-sequentially unless told otherwise.
       true_sequential: plugin !== undefined && plugin.calibration !== "none" && options?.["trueSequential"] !== false,
-      static_groups: options?.["staticGroups"] === true, lm_head: layers.has("lm_head"),
+      static_groups: options?.["staticGroups"] === true, ...(typeof options?.["percdamp"] === "number" ? { damp_percent: options["percdamp"] } : {}),
+      lm_head: layers.has("lm_head"),
       checkpoint_format: gptq.zeroFormat === "v2" ? "gptq_v2" : "gptq", ...partial, meta: provenance,
     };
   }

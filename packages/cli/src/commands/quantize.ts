@@ -17,6 +17,8 @@ interface QuantizeArgs {
   groupSize: number | "row";
   actOrder: boolean;
   sym: boolean;
+  percdamp?: number;
+  staticGroups: boolean;
   trueSequential: boolean;
   calib?: string;
   calibSamples: number;
@@ -40,9 +42,12 @@ export function readCalibrationText(path: string): string {
 }
 
 /** Quantization options for quantizeModel from the flags (plugin-specific keys only when set). */
-export function quantizeOptions(a: { bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean; trueSequential?: boolean }): QuantizeModelOptions {
+export function quantizeOptions(a: {
+  bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean; trueSequential?: boolean; percdamp?: number; staticGroups?: boolean;
+}): QuantizeModelOptions {
   return {
     bits: a.bits, groupSize: a.groupSize, ...(a.sym ? { symmetric: true } : {}), ...(a.actOrder ? { actOrder: true } : {}),
+    ...(a.staticGroups ? { staticGroups: true } : {}), ...(a.percdamp !== undefined ? { percdamp: a.percdamp } : {}),
     ...(a.trueSequential === false ? { trueSequential: false } : {}),
   };
 }
@@ -58,8 +63,11 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   if (a.actOrder && plugin.calibration === "none") {
     throw new CliError(`--act-order needs a calibrating quantizer; '${plugin.name}' uses no activations`, "drop --act-order, or use a quantizer that calibrates (e.g. optq)");
   }
-  if (ctx.args.given.has("true-sequential") && plugin.calibration === "none") {
-    throw new CliError(`--true-sequential is about calibration order; '${plugin.name}' uses no activations`, "drop --true-sequential, or use a quantizer that calibrates (e.g. optq)");
+  if (plugin.calibration === "none") {
+    // Flags that only mean something to a calibrating quantizer.
+    for (const flag of ["true-sequential", "percdamp", "static-groups"]) {
+      if (ctx.args.given.has(flag)) throw new CliError(`--${flag} is a calibration setting; '${plugin.name}' uses no activations`, `drop --${flag}, or use a quantizer that calibrates (e.g. optq)`);
+    }
   }
   if (plugin.calibration !== "none" && !a.calib) {
     throw new CliError(`quantizer '${plugin.name}' needs calibration data (${plugin.calibration})`, "pass --calib FILE (a .txt file, or .jsonl with a text field)");
@@ -125,7 +133,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
       out.write(`${r.name.padEnd(width)}  ${String(r.bits).padStart(4)}  ${r.bitsPerWeight.toFixed(4).padStart(11)}  ${(r.error !== undefined ? r.error.toExponential(2) : "-").padStart(9)}${outErr}  ${r.seconds.toFixed(3).padStart(5)} s\n`);
     }
     out.write(
-      `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}${plugin.calibration !== "none" && !a.trueSequential ? ", not true-sequential" : ""}): ` +
+      `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}${a.staticGroups ? ", static groups" : ""}${a.percdamp !== undefined ? `, percdamp ${a.percdamp}` : ""}${plugin.calibration !== "none" && !a.trueSequential ? ", not true-sequential" : ""}): ` +
         `${result.bitsPerWeight.toFixed(4)} bits/weight over the quantized layers, ${result.seconds.toFixed(1)} s` +
         `${result.calibrationSeconds > 0 ? ` (calibration ${result.calibrationSeconds.toFixed(1)} s)` : ""}\n`,
     );
