@@ -311,6 +311,15 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is a calibration setting; 'rtn' uses no activations/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--percdamp", "0.1", "--out", join(tmp, "never")], /--percdamp is a calibration setting; 'rtn' uses no activations — drop --percdamp/);
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "-1", "--calib", LM, "--out", join(tmp, "never")], /--percdamp/);
+    // 16 calibration rows for 64 inputs, undamped: a singular Hessian, reported with the layer and what to change.
+    // (It fails after the model has loaded, so progress lines come before the one error line.)
+    const singular = cli(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "0", "--calib-samples", "1", "--calib-seq-len", "16", "--calib", LM, "--out", join(tmp, "never")]);
+    expect(singular.code).toBe(1);
+    expect(singular.stdout).toBe("");
+    const errLines = singular.stderr.split("\n").filter((l) => l.startsWith("modulora"));
+    expect(errLines, singular.stderr).toHaveLength(1);
+    expect(errLines[0]).toMatch(/^modulora quantize: quantizing with 'optq' failed: model\.layers\.0\.self_attn\.k_proj: optqQuantize: the Hessian is not positive definite after damping with percdamp = 0; pass a larger percdamp .* — check the quantizer's flags \(--bits, --group-size, --percdamp/);
+    expect(existsSync(join(tmp, "never"))).toBe(false);
     const short = join(tmp, "short-calib.txt");
     writeFileSync(short, "hello world\n");
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--calib", short, "--out", join(tmp, "never")], /calibration file .*short-calib\.txt has \d+ tokens, fewer than one window of --calib-seq-len 512 — use a longer --calib text or a smaller --calib-seq-len/);

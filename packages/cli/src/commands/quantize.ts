@@ -99,7 +99,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
     const total = model.layers.length * 7;
     const qbar = progress.bar("quantize", total, { fields: ["at"], unit: "layers" });
     let layersDone = 0;
-    const result = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size against the plugin (modulora quantize --help)", () =>
+    const result = await step(`quantizing with '${plugin.name}' failed`, plugin.calibration === "hessian" ? "check the quantizer's flags (--bits, --group-size, --percdamp; modulora quantize --help)" : "check --bits and --group-size against the plugin (modulora quantize --help)", () =>
       quantizeModel(model, plugin, {
         ...options,
         ...(calibIds !== null ? { calibration: { ids: calibIds } } : {}),
