@@ -492,9 +492,8 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
           q = await plugin.quantize(weight, pluginOptions, stats);
         } catch (err) {
           // Name the layer: the plugin only saw a matrix.
-          const message = err instanceof Error ? err.message : String(err);
-          const wrapped = new (err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error)(`${t.name}: ${message}`, { cause: err });
-          throw wrapped;
+          const Kind = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
+          throw new Kind(`${t.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         }
         if (hCopy && q.outFeatures === dense.outFeatures && q.inFeatures === dense.inFeatures) outErr = outputReconstructionError(weight, q, hCopy);
       } finally {
@@ -609,8 +608,7 @@ async function calibrateAndQuantize(
 function calibrationGroups(block: number | null, targets: Target[], trueSequential: boolean): Target[][] {
   if (targets.length === 0) return [];
   if (block === null || !trueSequential) return [targets];
-  const groups = SEQUENTIAL_GROUPS.map((g) => g.flatMap((n) => targets.filter((t) => t.layer === n))).filter((g) => g.length > 0);
-  return groups;
+  return SEQUENTIAL_GROUPS.map((g) => g.flatMap((n) => targets.filter((t) => t.layer === n))).filter((g) => g.length > 0);
 }
 
 /**
