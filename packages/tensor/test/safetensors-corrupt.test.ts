@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -203,16 +203,17 @@ describe("atomic writes", () => {
     expect(() => writeSafetensors(target, tensors)).toThrow(expect.objectContaining({ code: "io", message: expect.stringMatching(/ENOENT/) }));
   });
 
-  // Root ignores directory permissions, so this case only means something for other users.
-  it.skipIf(process.getuid?.() === 0)("leaves the old file intact in a read-only directory", () => {
-    const { d, target, original } = setup();
-    chmodSync(d, 0o555);
-    try {
-      expect(() => writeSafetensors(target, tensors)).toThrow(expect.objectContaining({ code: "io" }));
-    } finally {
-      chmodSync(d, 0o755);
-    }
+  // The temporary file cannot be created: its name (target + ".tmp-<pid>-<12 hex>") is longer than
+  // the 255 bytes a file name may have, while the target's own name fits. This fails for root too,
+  // unlike a read-only directory (root ignores directory permissions, and CI runs as root).
+  it("leaves the old file intact when the temporary file cannot be created", () => {
+    const { d, target: short, original } = setup();
+    const target = join(d, `${"m".repeat(240)}.safetensors`);
+    renameSync(short, target); // writeSafetensors could not have written it under this name
+    expect(() => writeSafetensors(target, tensors)).toThrow(
+      expect.objectContaining({ code: "io", path: target, message: expect.stringMatching(/left unchanged: ENAMETOOLONG/) }),
+    );
     expect(readFileSync(target)).toEqual(original);
-    expect(readdirSync(d)).toEqual(["model.safetensors"]);
+    expect(readdirSync(d)).toEqual([`${"m".repeat(240)}.safetensors`]);
   });
 });
