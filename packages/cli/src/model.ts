@@ -2,7 +2,7 @@
 // and the device check.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { hasCuda, SafetensorsReader } from "@modulora/tensor";
+import { SafetensorsReader } from "@modulora/tensor";
 import {
   baseModelFingerprint, loadAdapter, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
   type Adapter, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer,
@@ -14,10 +14,7 @@ import type { Progress } from "./progress.js";
 /** `--device`: the CPU always works; CUDA is refused with the reason (never a silent fallback to the CPU). */
 export function checkDevice(device: string): void {
   if (device !== "cuda") return;
-  if (!hasCuda()) {
-    throw new CliError("--device cuda: this build of @modulora/kernels has no CUDA backend", "rebuild it where a CUDA toolkit with cuBLAS is installed (MODULORA_CUDA=ON pnpm build), or use --device cpu");
-  }
-  throw new CliError("--device cuda: LLaMA models run on the CPU backend in this version", "use --device cpu");
+  throw new CliError("--device cuda: this version of ModuLoRA-TS has no CUDA backend (it computes on the CPU only)", "use --device cpu");
 }
 
 /** How a checkpoint directory is quantized (from config.json or quantize_config.json). */

@@ -107,7 +107,7 @@ export function getBackend(name: Device): Backend {
   const b = backends.get(name);
   if (!b) {
     if (name === "cuda") {
-      throw new Error("device 'cuda' is not available: this build of @modulora/kernels has no CUDA backend (built where no CUDA toolkit with cuBLAS was found)");
+      throw new Error("device 'cuda' is not available: this version of @modulora/kernels has no CUDA backend (CPU only); use device 'cpu'");
     }
     throw new Error(`unknown device '${String(name)}'; available: ${[...backends.keys(), ...lazyRegistrations.keys()].join(", ")}`);
   }
