@@ -366,6 +366,69 @@ describe("attention kernel paths", () => {
     });
   }
 
+  // A NaN in the inputs reaches the output, as in PyTorch's SDPA: the scores' row max and the
+  // exp must not skip or clamp it (they once did: a NaN query gave a finite 0 output).
+  for (const isa of isas()) {
+    for (const [name, C] of [["f32", Float32Array], ["f64", Float64Array]] as const) {
+      it(`${isa} ${name}: a NaN query row gives NaN out, lse and dq for that row; other rows match the reference`, () => {
+        setIsa(isa);
+        try {
+          // T = 130 spans three query blocks and two forward key blocks.
+          const spec: CaseSpec = { T: 130, D: 8, Hq: 2, Hkv: 1 };
+          const p = makeProblem(C, spec);
+          const clean = refForward(makeProblem(C, spec));
+          const row = 70; // query (t = 70, h = 1)
+          p.q[(row * 2 + 1) * 8 + 3] = NaN;
+          const got = runBackward(p);
+          for (let t = 0; t < 130; t++) {
+            for (let h = 0; h < 2; h++) {
+              const o = (t * 2 + h) * 8;
+              const poisoned = t === row && h === 1;
+              expect(Number.isNaN(got.lse[h * 130 + t]!)).toBe(poisoned);
+              for (let c = 0; c < 8; c++) {
+                if (poisoned) {
+                  expect(got.out[o + c]).toBeNaN();
+                  expect(got.dq[o + c]).toBeNaN();
+                } else {
+                  expect(Math.abs(got.out[o + c]! - clean.out[o + c]!)).toBeLessThan(C === Float64Array ? 1e-12 : 2e-6);
+                }
+              }
+            }
+          }
+        } finally {
+          setIsa(initialIsa);
+        }
+      });
+      it(`${isa} ${name}: a NaN key makes every query that sees it NaN, and only those`, () => {
+        setIsa(isa);
+        try {
+          const p = makeProblem(C, { T: 140, D: 4, Hq: 2, Hkv: 2 });
+          const key = 100; // in the second forward key block
+          p.k[(key * 2 + 0) * 4 + 1] = NaN; // kv head 0 = query head 0
+          const { out, lse } = runForward(p);
+          for (let t = 0; t < 140; t++) {
+            expect(Number.isNaN(lse[t]!)).toBe(t >= key); // head 0: causal, query t sees keys ≤ t
+            expect(Number.isNaN(out[(t * 2 + 0) * 4]!)).toBe(t >= key);
+            expect(Number.isFinite(lse[140 + t]!)).toBe(true); // head 1 reads kv head 1
+          }
+        } finally {
+          setIsa(initialIsa);
+        }
+      });
+    }
+  }
+
+  it("a NaN in the mask gives NaN for its row, and fully masked rows stay 0 beside it", () => {
+    const p = makeProblem(Float32Array, { T: 67, S: 70, D: 8, Hq: 2, mask: "fullrows", causal: false });
+    p.mask!.data[((0 * 2 + 0) * 67 + 1) * 70 + 5] = NaN; // row (h 0, t 1); rows t % 3 == 0 are fully masked
+    const { out, lse } = runForward(p);
+    expect(lse[1]).toBeNaN();
+    expect(out[(1 * 2 + 0) * 8]).toBeNaN();
+    expect(lse[0]).toBe(Infinity);
+    expect(out[0]).toBe(0);
+    expect(Number.isFinite(lse[2]!)).toBe(true);
+  });
+
   it("fused and split backward modes give identical results", () => {
     for (const C of [Float32Array, Float64Array]) {
       const p = makeProblem(C, { B: 2, T: 130, S: 140, D: 8, Hq: 6, Hkv: 2, mask: "b1ts" });

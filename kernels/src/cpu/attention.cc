@@ -48,13 +48,15 @@ struct RowOps {
   void (*exp_rows)(T* s, int64_t rows, int64_t n, int64_t ld, const T* sub, T* sums);
 };
 
+// NaN propagates: a row holding a NaN score has max NaN (a NaN in q, k or the mask must reach the
+// output, as it does in the reference, not be skipped by the comparison).
 template <class T>
 void MaxRef(const T* s, int64_t rows, int64_t n, int64_t ld, T* out) {
   for (int64_t r = 0; r < rows; r++) {
     const T* row = s + r * ld;
     T m = -kInf<T>;
-    for (int64_t j = 0; j < n; j++) m = row[j] > m ? row[j] : m;
-    out[r] = m;
+    for (int64_t j = 0; j < n; j++) m = row[j] > m || row[j] != row[j] ? row[j] : m;
+    out[r] = m;  // once NaN, m stays NaN (x > NaN is false)
   }
 }
 
@@ -74,10 +76,8 @@ void ExpRowsRef(T* s, int64_t rows, int64_t n, int64_t ld, const T* sub, T* sums
 }
 
 #if defined(MODULORA_X86_DISPATCH)
-// exp for 8 floats (Cephes expf: Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n by
-// exponent bits). About 1 ulp on the inputs attention sees (x <= 0); exactly 0 below -87.3,
-// which includes -inf (masked keys).
-__attribute__((target("avx2,fma"))) inline __m256 Exp8(__m256 x) {
+// Exp8 without the NaN case (see Exp8).
+__attribute__((target("avx2,fma"))) inline __m256 Exp8Finite(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-87.3365447505531f);
   const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
   x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
@@ -94,6 +94,16 @@ __attribute__((target("avx2,fma"))) inline __m256 Exp8(__m256 x) {
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+// exp for 8 floats (Cephes expf: Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n by
+// exponent bits). About 1 ulp on the inputs attention sees (x <= 0); exactly 0 below -87.3,
+// which includes -inf (masked keys); NaN for NaN (the clamp below would otherwise turn it into
+// a finite number).
+__attribute__((target("avx2,fma"))) inline __m256 Exp8(__m256 x) {
+  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  const __m256 y = Exp8Finite(x);
+  return _mm256_blendv_ps(y, x, nan);
 }
 
 // Lanes [0, n) set, for n < 8.
@@ -113,13 +123,18 @@ __attribute__((target("avx2,fma"))) void MaxAvx2(const float* s, int64_t rows, i
   for (int64_t i = 0; i < rows; i++) {
     const float* row = s + i * ld;
     __m256 m = _mm256_set1_ps(-kInf<float>);
+    __m256 nan = _mm256_setzero_ps();  // lanes that saw a NaN (max_ps drops NaN operands)
     int64_t j = 0;
-    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
+    for (; j + 8 <= n; j += 8) {
+      const __m256 x = _mm256_loadu_ps(row + j);
+      m = _mm256_max_ps(m, x);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    float r = _mm_cvtss_f32(h);
-    for (; j < n; j++) r = row[j] > r ? row[j] : r;
+    float r = _mm256_movemask_ps(nan) ? std::numeric_limits<float>::quiet_NaN() : _mm_cvtss_f32(h);
+    for (; j < n; j++) r = row[j] > r || row[j] != row[j] ? row[j] : r;
     out[i] = r;
   }
 }
@@ -283,8 +298,10 @@ void ForwardBlock(const Problem<T>& p, const RowOps<T>& ops, int64_t b, int64_t 
     p.Scores(w.s, kFK, b, h, t0, br, j0, nb);
     ops.max(w.s, br, nb, kFK, w.mx);
     // New running max per row; a row with nothing visible yet subtracts +inf (its P row is 0).
+    // NaN (a NaN score in this block or an earlier one) stays NaN, so the row's output is NaN.
     for (int64_t r = 0; r < br; r++) {
-      const T mx = std::max(w.mx[r], w.m[r]);
+      const T a = w.mx[r], b = w.m[r];
+      const T mx = a != a || b != b ? std::numeric_limits<T>::quiet_NaN() : std::max(a, b);
       w.mx[r] = mx == -kInf<T> ? kInf<T> : mx;
     }
     ops.exp_rows(w.s, br, nb, kFK, w.mx, w.sum);
@@ -304,13 +321,13 @@ void ForwardBlock(const Problem<T>& p, const RowOps<T>& ops, int64_t b, int64_t 
     T* dst = out + p.QRow(b, t0 + r, h);
     const T* o = w.o + r * D;
     const T l = w.l[r];
-    if (l > T(0)) {
+    if (l == T(0)) {  // every key masked: output 0, and lse = +inf makes the backward's P exactly 0
+      std::fill(dst, dst + D, T(0));
+      lse[p.LseIndex(b, h, t0 + r)] = kInf<T>;
+    } else {  // (a NaN l — a NaN score — gives NaN out and lse, as the reference does)
       const T inv = T(1) / l;
       for (int64_t c = 0; c < D; c++) dst[c] = o[c] * inv;
       lse[p.LseIndex(b, h, t0 + r)] = w.m[r] + std::log(l);
-    } else {  // every key masked: output 0, and lse = +inf makes the backward's P exactly 0
-      std::fill(dst, dst + D, T(0));
-      lse[p.LseIndex(b, h, t0 + r)] = kInf<T>;
     }
   }
 }

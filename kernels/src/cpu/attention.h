@@ -9,7 +9,9 @@
 //   out[b,t,h,:] = softmax_j(scores[b,h,t,:]) · v[b,:,h/G,:]
 //   lse[b,h,t]   = log sum_j exp(scores[b,h,t,j])
 // A row whose keys are all masked (-inf) gives out = 0 and lse = +inf (so that the backward's
-// exp(score - lse) is 0 there and its gradients are 0, not NaN).
+// exp(score - lse) is 0 there and its gradients are 0, not NaN), as PyTorch's SDPA gives 0 for
+// fully masked rows. A NaN score (NaN in q, k or the mask) makes its row's out and lse NaN, and
+// the gradients that depend on it NaN, as in the reference: a NaN never becomes a finite value.
 //
 // Memory: no [T, S] score matrix is ever built. Each task holds one block of query rows and
 // streams over key blocks with an online softmax (running max and sum); scratch per thread is

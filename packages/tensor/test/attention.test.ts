@@ -162,6 +162,33 @@ describe("attention forward", () => {
     });
   });
 
+  it("a NaN query gives NaN for its row as attentionReference does, and its gradient is NaN (f32 and f64)", () => {
+    for (const dtype of ["f32", "f64"] as const) {
+      T.tidy(() => {
+        const c: Cfg = { B: 1, T: 70, Hq: 2, Hkv: 1, D: 4 };
+        const x = inputs(c, dtype, 9, true);
+        const qd = x.q.toFloat64Array();
+        qd[(65 * 2 + 1) * 4 + 2] = NaN; // query t = 65, head 1
+        const q = T.tensor(qd, x.q.shape, { dtype, requiresGrad: true });
+        const out = T.attention(q, x.k, x.v);
+        const ref = T.attentionReference(q, x.k, x.v).toFloat64Array();
+        const o = out.toFloat64Array();
+        T.backward(T.sum(out), {});
+        const dq = q.grad!.toFloat64Array();
+        for (let t = 0; t < c.T; t++) {
+          for (let h = 0; h < 2; h++) {
+            const i = (t * 2 + h) * 4;
+            const poisoned = t === 65 && h === 1;
+            expect(Number.isNaN(ref[i]!)).toBe(poisoned);
+            expect(Number.isNaN(o[i]!)).toBe(poisoned);
+            expect(Number.isNaN(dq[i]!)).toBe(poisoned);
+          }
+        }
+        T.dispose([x.q, x.k, x.v, q]);
+      });
+    }
+  });
+
   it("rows whose keys are all masked give 0, and the gradient there is 0, not NaN", () => {
     T.tidy(() => {
       const c: Cfg = { B: 2, T: 7, S: 9, Hq: 4, Hkv: 2, D: 4, mask: "fullrows", causal: false };
