@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,10 +7,10 @@ import { CheckpointError, expectedTensorShapes, loadCheckpoint } from "../src/ch
 import { parseLlamaConfig, readLlamaConfig } from "../src/config.js";
 import { loadLlamaFiles } from "../src/load.js";
 import type { LlamaConfig } from "../src/types.js";
+import { smallLlamaDir } from "./fixtures.js";
 
 const FIXTURES = new URL("../../../fixtures/", import.meta.url).pathname;
 const TINY = join(FIXTURES, "tiny-llama");
-const SMALL = "/work/shared/fixtures/small-llama";
 
 let tmp: string;
 beforeAll(() => {
@@ -186,8 +186,9 @@ describe("tiny-llama", () => {
   });
 });
 
-describe.skipIf(!existsSync(SMALL))("small-llama (5 bf16 shards, GQA)", () => {
+describe("small-llama (5 bf16 shards, GQA)", () => {
   it("loads every tensor as f32 with GQA shapes, values equal to the bf16 ones", () => {
+    const SMALL = smallLlamaDir();
     const config = readLlamaConfig(SMALL);
     const tensors = loadCheckpoint(SMALL, config);
     try {

@@ -1,12 +1,12 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { LlamaConfigError, parseLlamaConfig, readLlamaConfig } from "../src/config.js";
+import { smallLlamaDir } from "./fixtures.js";
 
 const FIXTURES = new URL("../../../fixtures/", import.meta.url).pathname;
 const TINY = join(FIXTURES, "tiny-llama");
-const SMALL = "/work/shared/fixtures/small-llama";
 
 /** A minimal valid config in the older style (top-level rope_theta), to be varied by each test. */
 const base = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -58,8 +58,8 @@ describe("fixture configs", () => {
     expect(c.raw).toEqual(JSON.parse(readFileSync(join(TINY, "config.json"), "utf8")));
   });
 
-  it.skipIf(!existsSync(SMALL))("small-llama (GQA, bf16)", () => {
-    const c = readLlamaConfig(SMALL);
+  it("small-llama (GQA, bf16)", () => {
+    const c = readLlamaConfig(smallLlamaDir());
     expect(c).toMatchObject({
       hiddenSize: 512,
       numLayers: 6,

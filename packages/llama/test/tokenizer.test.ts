@@ -1,13 +1,13 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyTokenizerFiles } from "../src/load.js";
 import { LlamaTokenizer, TokenizerError, type ChatMessage } from "../src/tokenizer.js";
+import { smallLlamaDir } from "./fixtures.js";
 
 const FIXTURES = new URL("../../../fixtures/", import.meta.url).pathname;
 const TINY = join(FIXTURES, "tiny-llama");
-const SMALL = "/work/shared/fixtures/small-llama";
 
 interface Vectors {
   cases: { text: string; ids: number[]; ids_no_special: number[]; decoded: string }[];
@@ -138,11 +138,11 @@ describe("tiny-llama tokenizer (byte-level BPE)", () => {
   });
 });
 
-describe.skipIf(!existsSync(SMALL))("small-llama tokenizer (SentencePiece-style BPE, byte fallback)", () => {
-  it("matches every case of tokenizer_vectors.json and the chat rendering exactly", () => checkVectors(SMALL));
+describe("small-llama tokenizer (SentencePiece-style BPE, byte fallback)", () => {
+  it("matches every case of tokenizer_vectors.json and the chat rendering exactly", () => checkVectors(smallLlamaDir()));
 
   it("special tokens", () => {
-    const tok = LlamaTokenizer.fromDir(SMALL);
+    const tok = LlamaTokenizer.fromDir(smallLlamaDir());
     expect([tok.unkTokenId, tok.bosTokenId, tok.eosTokenId, tok.padTokenId]).toEqual([0, 1, 2, null]);
     expect(tok.vocabSize).toBe(8192);
     // Byte-fallback tokens are special in this tokenizer.json: skipping special tokens drops them, as in transformers.
