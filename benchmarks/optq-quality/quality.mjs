@@ -16,6 +16,8 @@ import { fileURLToPath } from "node:url";
 import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, discussion, machineLine, parseArgs, rowCells, runConfig, runConfigs } from "../llama-quality/harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
+// The shared data beside the repository (../shared relative to its root), unless --calib names a file.
+const DEFAULT_CALIB = resolve(here, "../../../shared/data/lm/calib.txt");
 const CONFIGS = ["fp"];
 // OPTQ suffixes: -act = act-order; -flat = not true-sequential (a block's linears all calibrated on full-precision inputs).
 for (const b of [4, 3, 2]) for (const g of ["128", "row"]) CONFIGS.push(`rtn-${b}/${g}`, `optq-${b}/${g}`, `optq-${b}/${g}-act`, `optq-${b}/${g}-flat`, `optq-${b}/${g}-act-flat`);
@@ -46,7 +48,7 @@ async function runOne(job) {
 async function main(args) {
   // The calibration text is tokenized once (in 4 kB pieces, without special tokens) and handed to
   // the children as ids; each OPTQ child samples its windows from them (seed 0).
-  const calibPath = resolve(args.calib ?? "/work/shared/data/lm/calib.txt");
+  const calibPath = resolve(args.calib ?? DEFAULT_CALIB);
   const samples = Number(args.samples ?? 128);
   const calibLen = Number(args["calib-len"] ?? 512);
   const prepare = async ({ dir, tmp, configs }) => {
@@ -64,7 +66,7 @@ async function main(args) {
   const all = existsSync(jsonPath) ? JSON.parse(readFileSync(jsonPath, "utf8")) : { models: {} };
   // Rows accumulate across runs (keyed by config and window count), so long rows can run separately.
   const old = all.models[entry.model]?.rows ?? [];
-  entry.calibration = { text: args.calib ?? "/work/shared/data/lm/calib.txt", samples, seqLen: calibLen, seed: 0 };
+  entry.calibration = { text: args.calib ?? "../shared/data/lm/calib.txt", samples, seqLen: calibLen, seed: 0 };
   entry.rows = [...old.filter((o) => !entry.rows.some((r) => r.config === o.config && r.eval.windows === o.eval.windows)), ...entry.rows];
   entry.commands = [...new Set([...(all.models[entry.model]?.commands ?? []), entry.command])];
   all.models[entry.model] = entry;

@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
 import os from "node:os";
 
 const here = dirname(fileURLToPath(import.meta.url));
+// The shared data beside the repository (../shared relative to its root), unless --calib names a file.
+const DEFAULT_CALIB = resolve(here, "../../../shared/data/lm/calib.txt");
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith("--") ? all[i + 1] : "true"]);
   return acc;
@@ -27,7 +29,7 @@ const { model } = await loadLlama(dir);
 const load = (performance.now() - t0) / 1000;
 let t = performance.now();
 const tokenizer = LlamaTokenizer.fromDir(dir);
-const ids = encodeInChunks(tokenizer, readFileSync(resolve(args.calib ?? "/work/shared/data/lm/calib.txt"), "utf8"));
+const ids = encodeInChunks(tokenizer, readFileSync(resolve(args.calib ?? DEFAULT_CALIB), "utf8"));
 const tokenize = (performance.now() - t) / 1000;
 let pluginSeconds = 0;
 const timed = { ...optqQuantizer, quantize(w, o, s) { const a = performance.now(); const q = optqQuantizer.quantize(w, o, s); pluginSeconds += (performance.now() - a) / 1000; return q; } };
