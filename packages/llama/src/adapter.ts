@@ -37,6 +37,7 @@ import { join, resolve } from "node:path";
 import { add, assign, cast, loadSafetensors, matmul, noGrad, SafetensorsReader, saveSafetensors, scale, tensor, tidy, type SafetensorsEntry, type Tensor } from "@modulora/tensor";
 import { LoRALinear, ModuLoRALinear, type LoRAOptions, type QuantizedWeight } from "@modulora/core";
 import { readJsonFile } from "./config.js";
+import { moduleSelector, ModulePatternError } from "./module-pattern.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import type { LlamaModel } from "./model.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type LayerForwardOptions, type Linear, type LinearName, type LlamaConfig } from "./types.js";
@@ -437,12 +438,24 @@ function distinct<T>(values: T[]): T | T[] {
   return d.length === 1 ? d[0]! : d;
 }
 
-function quantizationOf(bases: readonly Linear[], quantizer: string | null): AdapterQuantization | null {
-  const ws = bases.filter((b): b is QuantizedLinear => b instanceof QuantizedLinear).map((b) => b.weight);
+/**
+ * How the given base layers are quantized (null: none is). The quantizer's name comes from the
+ * layers (`QuantizedLinear.quantizer`, set by quantizeModel and loadQuantizedModel), else from a
+ * custom format's plugin, else from `quantizer` (the caller's `extra.quantizer`).
+ */
+export function adapterQuantizationOf(bases: readonly Linear[], quantizer: string | null = null): AdapterQuantization | null {
+  const qs = bases.filter((b): b is QuantizedLinear => b instanceof QuantizedLinear);
+  const ws = qs.map((b) => b.weight);
   if (ws.length === 0) return null;
   const plugins = ws.filter((w) => w.format === "custom").map((w) => (w as { plugin: string }).plugin);
+  const named = [...new Set(qs.map((b) => b.quantizer).filter((n): n is string => n !== null))];
+  if (named.length > 1) throw new Error(`the base layers were quantized by several quantizers (${named.join(", ")}); an adapter records one`);
+  const known = named[0] ?? (plugins.length ? (distinct(plugins) as string) : null);
+  if (known !== null && quantizer !== null && known !== quantizer) {
+    throw new Error(`extra.quantizer is '${quantizer}' but the base layers were quantized by '${known}'`);
+  }
   return {
-    quantizer: quantizer ?? (plugins.length ? (distinct(plugins) as string) : null),
+    quantizer: known ?? quantizer,
     format: distinct(ws.map((w) => w.format)),
     bits: distinct(ws.map((w) => w.bits)),
     group_size: distinct(ws.map((w) => (w.format === "affine" ? w.groupSize : w.format === "codebook" ? w.blockSize : null))),
@@ -525,7 +538,13 @@ export function saveAdapter(adapter: Adapter, dir: string, options: SaveAdapterO
   const metadata: ModuloraAdapterMetadata = {
     modulora_adapter_version: MODULORA_ADAPTER_VERSION,
     base_model: baseModelFingerprint(model.config),
-    quantization: quantizationOf([...adapter.layers.values()].map((l) => l.base), quantizer ?? null),
+    quantization: (() => {
+      try {
+        return adapterQuantizationOf([...adapter.layers.values()].map((l) => l.base), quantizer ?? null);
+      } catch (err) {
+        throw new Error(`saveAdapter: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    })(),
     seed: adapter.config.seed,
     ...extra,
   };
@@ -598,15 +617,8 @@ const REFUSED: readonly { key: string; ok: (v: unknown) => boolean; why: string 
   { key: "trainable_token_indices", ok: (v) => v == null, why: "trainable token embeddings are not supported" },
 ];
 
-/** Module-name selectors of PEFT: a list matches by name or dotted suffix; a string is a full-match regex ("all-linear": every linear). */
+/** Module-name selectors of PEFT (see module-pattern.ts: regexes run on a linear-time NFA, never on `RegExp`). */
 type Selector = (path: string) => boolean;
-
-function selector(spec: string | string[]): Selector {
-  if (Array.isArray(spec)) return (path) => spec.some((t) => path === t || path.endsWith(`.${t}`));
-  if (spec === "all-linear") return () => true;
-  const re = new RegExp(`^(?:${spec})$`);
-  return (path) => re.test(path);
-}
 
 interface ParsedPeftConfig {
   config: LoRAConfig;
@@ -653,11 +665,16 @@ function parsePeftConfig(json: unknown, numLayers: number, problems: string[]): 
   }
   let targets: Selector | null = null;
   let exclude: Selector | null = null;
-  try {
-    if (isSpec(tm)) targets = selector(tm);
-    if (em != null && isSpec(em)) exclude = selector(em);
-  } catch (err) {
-    problems.push(`${f}: target_modules/exclude_modules is not a valid regex: ${err instanceof Error ? err.message : String(err)}`);
+  for (const [key, spec] of [["target_modules", tm], ["exclude_modules", em]] as const) {
+    if (spec == null || !isSpec(spec)) continue;
+    try {
+      const sel = moduleSelector(spec);
+      if (key === "target_modules") targets = sel;
+      else exclude = sel;
+    } catch (err) {
+      const why = err instanceof ModulePatternError ? "the regex is outside the supported subset (literals, ., classes, groups, |, ? * + {m,n}, ^ $)" : "the regex is not valid";
+      problems.push(`${f}: ${key}: ${why}: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
   if (problems.length > before || !targets) return null;
   // targets: the linears found in the file (set after the tensors are checked).
@@ -789,6 +806,40 @@ function compareFingerprint(saved: BaseModelFingerprint, model: LlamaModel): str
     .map((k) => `base model ${k}: the adapter was trained on ${JSON.stringify(saved[k])}, the model has ${JSON.stringify(mine[k])}${k === "config_sha256" ? " (config.json differs)" : ""}`);
 }
 
+/** `rtn affine, 4-bit, group 64, asymmetric (28 layers)`, or `full precision (not quantized)`. */
+export function describeAdapterQuantization(q: AdapterQuantization | null): string {
+  if (!q) return "full precision (not quantized)";
+  const list = (v: unknown) => (Array.isArray(v) ? v.join("/") : String(v));
+  const sym = q.symmetric === null ? "" : Array.isArray(q.symmetric) ? ", mixed symmetry" : q.symmetric ? ", symmetric" : ", asymmetric";
+  return `${q.quantizer ?? "unnamed quantizer"} ${list(q.format)}, ${list(q.bits)}-bit, group ${list(q.group_size)}${sym} (${q.layers} layers)`;
+}
+
+/**
+ * The base quantization recorded in modulora.json against the model's layers under the adapter.
+ * Problems: a different format, bits, group size, symmetry or layer count (a quantized record on
+ * a full-precision model or the reverse included), or two different known quantizer names.
+ * Warnings: no record (a modulora.json without `quantization`), or a quantizer name known on one
+ * side only.
+ */
+function compareQuantization(metadata: ModuloraAdapterMetadata, bases: readonly Linear[]): { problems: string[]; warnings: string[] } {
+  if (!("quantization" in metadata)) return { problems: [], warnings: [`${MODULORA_ADAPTER_FILE} does not record the base's quantization; it was not checked`] };
+  const saved = metadata.quantization ?? null;
+  let now: AdapterQuantization | null;
+  try {
+    now = adapterQuantizationOf(bases);
+  } catch (err) {
+    return { problems: [`base quantization: ${err instanceof Error ? err.message : String(err)}`], warnings: [] };
+  }
+  const shape = (q: AdapterQuantization | null) => (q ? canonicalJson({ ...q, quantizer: null }) : "null");
+  const both = `the adapter was trained on a base that is ${describeAdapterQuantization(saved)}; this model's layers are ${describeAdapterQuantization(now)}`;
+  if (shape(saved) !== shape(now)) return { problems: [`base quantization: ${both}`], warnings: [] };
+  if (saved && now && saved.quantizer !== now.quantizer) {
+    if (saved.quantizer !== null && now.quantizer !== null) return { problems: [`base quantizer: ${both}`], warnings: [] };
+    return { problems: [], warnings: [`base quantizer not known on both sides (${both}); format, bits and group size match`] };
+  }
+  return { problems: [], warnings: [] };
+}
+
 /**
  * Loads a PEFT LoRA adapter directory (ours, or one PEFT wrote) and attaches it to the model.
  * Everything is checked before anything is attached — the config (PEFT options this toolkit
@@ -841,11 +892,11 @@ export function loadAdapter(model: LlamaModel, dir: string, options: LoadAdapter
 
   if (metadata) {
     const bases = [...slots.values()].map((s) => model.layers[s.block]!.linears[s.name]);
-    const now = quantizationOf(bases, metadata.quantization?.quantizer ?? null);
-    const key = (q: AdapterQuantization | null) => (q ? canonicalJson({ ...q, quantizer: null }) : "none (dense)");
-    if (key(now) !== key(metadata.quantization)) {
-      warnings.push(`the adapter was trained on a base quantized as ${key(metadata.quantization)}; this model's layers are ${key(now)}`);
-    }
+    const check = compareQuantization(metadata, bases);
+    if (strict) problems.push(...check.problems);
+    else warnings.push(...check.problems);
+    warnings.push(...check.warnings);
+    if (problems.length) throw fail(problems);
     parsed.config.seed = Number.isSafeInteger(metadata.seed) ? metadata.seed : 0;
   }
   parsed.config.targets = LINEAR_NAMES.filter((n) => [...slots.values()].some((s) => s.name === n));

@@ -16,5 +16,6 @@ export * from "./generate.js";
 export * from "./perplexity.js";
 export * from "./quantize.js";
 export * from "./quantized-checkpoint.js";
+export * from "./module-pattern.js";
 export * from "./adapter.js";
 export * from "./finetune.js";

@@ -33,7 +33,15 @@ export class DenseLinear implements Linear {
 /** A frozen quantized linear layer: y = x·Ŵᵀ through the fused or generic path. */
 export class QuantizedLinear implements Linear {
   readonly kind = "quantized" as const;
-  constructor(readonly weight: QuantizedWeight) {}
+  constructor(
+    readonly weight: QuantizedWeight,
+    /**
+     * The quantizer plugin that made the weight (`quantizeModel` sets it; `loadQuantizedModel`
+     * reads it from the checkpoint's quantization_config), or null when unknown. Adapters record
+     * it as part of their base's identity (modulora.json).
+     */
+    readonly quantizer: string | null = null,
+  ) {}
   get inFeatures(): number {
     return this.weight.inFeatures;
   }

@@ -508,7 +508,7 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
       if (weight !== dense.weight) weight.dispose();
       disposeStats(stats);
     }
-    t.set(new QuantizedLinear(q));
+    t.set(new QuantizedLinear(q, plugin.name));
     dense.dispose();
     report.push({
       name: t.name, block: t.block, layer: t.layer, bits: q.bits, bitsPerWeight: q.bitsPerWeight(),

@@ -456,6 +456,20 @@ function readQuantizationConfig(dir: string, config: LlamaConfig): Record<string
 }
 
 /**
+ * The quantizer named by a quantization_config: `plugin` (quant_method "modulora"), else the
+ * provenance `meta.quantizer` (`["modulora-ts:rtn"]` → `rtn`; another tool's entry, e.g.
+ * `auto_gptq:0.7.1`, as written), else null.
+ */
+export function recordedQuantizer(qc: Record<string, unknown>): string | null {
+  if (typeof qc["plugin"] === "string" && qc["plugin"]) return qc["plugin"];
+  const meta = qc["meta"] as { quantizer?: unknown } | null | undefined;
+  const q = Array.isArray(meta?.quantizer) ? meta!.quantizer[0] : meta?.quantizer;
+  if (typeof q !== "string" || !q) return null;
+  const name = q.replace(/^modulora-ts:/, "");
+  return name === "unknown" ? null : name;
+}
+
+/**
  * Loads a quantized checkpoint written by {@link saveQuantizedModel} or by GPTQ tools
  * (`quant_method: "gptq"`, v1 or `checkpoint_format: "gptq_v2"` zero points, with or without
  * act-order `g_idx`). Dense tensors (bf16/f16 cast to f32) and the quantized layers are checked
@@ -479,6 +493,7 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
     gptqInfo = { bits, groupSize: g, symmetric: qc["sym"] !== false, zeroFormat: fmt === "gptq_v2" ? "v2" : "v1" };
   }
 
+  const quantizerName = recordedQuantizer(qc);
   const { readers, where } = openWeights(dir);
   // Everything allocated so far, freed if anything fails (dispose is idempotent).
   const owned: Tensor[] = [];
@@ -528,7 +543,7 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
         if (!where.has(`${prefix}.qweight`)) throw fail(`missing tensor '${prefix}.qweight' (nor is there a dense '${prefix}.weight')`);
         if (where.has(`${prefix}.bias`)) throw fail(`tensor '${prefix}.bias': linear biases are not supported (LLaMA has none)`);
         const t = { qweight: read(`${prefix}.qweight`), qzeros: read(`${prefix}.qzeros`), scales: read(`${prefix}.scales`), g_idx: where.has(`${prefix}.g_idx`) ? read(`${prefix}.g_idx`) : null };
-        return new QuantizedLinear(affineFromGptq(t, { ...gptqInfo!, name: prefix, outFeatures: out, inFeatures: inF }));
+        return new QuantizedLinear(affineFromGptq(t, { ...gptqInfo!, name: prefix, outFeatures: out, inFeatures: inF }), quantizerName);
       }
       const meta = layerMeta[prefix];
       if (!meta) throw fail(`layer '${prefix}' has neither a dense '${prefix}.weight' nor an entry in the '${MODULORA_LAYERS_METADATA_KEY}' metadata`);
@@ -538,7 +553,7 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       const tensors: Record<string, Tensor> = {};
       for (const name of where.keys()) if (name.startsWith(`${prefix}.`) && !name.slice(prefix.length + 1).includes(".")) tensors[name.slice(prefix.length + 1)] = read(name);
       try {
-        return new QuantizedLinear(deserializeQuantizedWeight(tensors, meta, plugin));
+        return new QuantizedLinear(deserializeQuantizedWeight(tensors, meta, plugin), quantizerName);
       } catch (err) {
         throw fail(`layer '${prefix}': ${err instanceof Error ? err.message : String(err)}`);
       }

@@ -51,12 +51,12 @@ function randomModel(raw: Record<string, unknown>): LlamaModel {
   return LlamaModel.fromTensors(config, tensors);
 }
 
-/** Every block linear → QuantizedLinear(RTN). */
+/** Every block linear → QuantizedLinear(RTN), named as quantizeModel names it. */
 function quantizeLinears(model: LlamaModel, bits = 4, groupSize = 64): void {
   for (const layer of model.layers) {
     for (const n of LINEAR_NAMES) {
       const d = layer.linears[n] as DenseLinear;
-      layer.linears[n] = new QuantizedLinear(quantizeRtn(d.weight, { bits, groupSize }));
+      layer.linears[n] = new QuantizedLinear(quantizeRtn(d.weight, { bits, groupSize }), "rtn");
       d.dispose();
     }
   }
@@ -429,12 +429,71 @@ describe("saveAdapter / loadAdapter", () => {
     expect(b.metadata?.quantization?.quantizer).toBe("rtn");
     expect(maxAbsDiff(logitsOf(q2, ids), saved)).toBe(0);
     q2.dispose();
-    // onto the dense base: accepted, with a warning that the base is not quantized the same way
-    const c = loadAdapter(base, dir);
-    expect(c.warnings.join("\n")).toMatch(/trained on a base quantized as .*"bits":4.*this model's layers are none \(dense\)/);
+    // onto the dense base: refused, naming both bases (it once loaded with only a warning, and
+    // `modulora eval` then scored the adapter on the wrong base); strict: false warns instead
+    const e = loadError(base, dir);
+    expect(e.problems).toEqual([
+      "base quantization: the adapter was trained on a base that is rtn affine, 4-bit, group 64, asymmetric (28 layers); this model's layers are full precision (not quantized)",
+    ]);
+    expect(base.layers[0]!.linears.q_proj.kind).toBe("dense");
+    const c = loadAdapter(base, dir, { strict: false });
+    expect(c.warnings).toEqual(e.problems);
     c.detach();
+    // another group size, another quantizer: refused, naming both
+    const g32 = tinyModel();
+    quantizeLinears(g32, 4, 32);
+    expect(loadError(g32, dir).problems[0]).toMatch(/^base quantization: .*rtn affine, 4-bit, group 64, .*; this model's layers are rtn affine, 4-bit, group 32/);
+    g32.dispose();
+    const other = tinyModel();
+    quantizeLinears(other);
+    other.layers.forEach((layer) => {
+      for (const n of LINEAR_NAMES) layer.linears[n] = new QuantizedLinear((layer.linears[n] as QuantizedLinear).weight, "optq");
+    });
+    expect(loadError(other, dir).problems).toEqual([
+      "base quantizer: the adapter was trained on a base that is rtn affine, 4-bit, group 64, asymmetric (28 layers); this model's layers are optq affine, 4-bit, group 64, asymmetric (28 layers)",
+    ]);
+    other.dispose();
     a.detach();
     q1.dispose();
+  });
+
+  it("the quantizer is recorded from the layers (the library flow: quantizeModel, attachLoRA, saveAdapter without extra)", () => {
+    const q = tinyModel();
+    q.layers.forEach((layer) => {
+      for (const n of LINEAR_NAMES) {
+        const d = layer.linears[n] as DenseLinear;
+        layer.linears[n] = new QuantizedLinear(quantizeRtn(d.weight, { bits: 2, groupSize: 64 }), "rtn");
+        d.dispose();
+      }
+    });
+    const a = attachLoRA(q, { targets: ["q_proj", "v_proj"] });
+    const dir = join(tmp, "library-flow");
+    saveAdapter(a, dir, { baseModelNameOrPath: null });
+    const meta = JSON.parse(readFileSync(join(dir, MODULORA_ADAPTER_FILE), "utf8")) as Record<string, unknown>;
+    expect(meta["quantization"]).toEqual({ quantizer: "rtn", format: "affine", bits: 2, group_size: 64, symmetric: false, layers: 8 });
+    expect(() => saveAdapter(a, join(tmp, "library-flow-2"), { baseModelNameOrPath: null, extra: { quantizer: "optq" } }))
+      .toThrow("saveAdapter: extra.quantizer is 'optq' but the base layers were quantized by 'rtn'");
+    a.detach();
+    q.dispose();
+    // a modulora.json recording a dense base is refused on a quantized model, and the reverse
+    const d = attachLoRA(base, { targets: ["q_proj"] });
+    const denseDir = join(tmp, "dense-base");
+    saveAdapter(d, denseDir, { baseModelNameOrPath: null });
+    d.detach();
+    const q4 = tinyModel();
+    quantizeLinears(q4);
+    expect(loadError(q4, denseDir).problems).toEqual([
+      "base quantization: the adapter was trained on a base that is full precision (not quantized); this model's layers are rtn affine, 4-bit, group 64, asymmetric (4 layers)",
+    ]);
+    q4.dispose();
+    // a modulora.json without the record: loaded, with a warning that it was not checked
+    const p = join(denseDir, MODULORA_ADAPTER_FILE);
+    const m = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+    delete m["quantization"];
+    writeFileSync(p, JSON.stringify(m));
+    const ok = loadAdapter(base, denseDir);
+    expect(ok.warnings).toEqual(["modulora.json does not record the base's quantization; it was not checked"]);
+    ok.detach();
   });
   it("mergedWeights on a dense base equals W + s·B·A and leaves the model as it was", () => {
     const a = loadAdapter(base, LORA);
@@ -583,6 +642,25 @@ describe("loadAdapter: malformed adapters", () => {
     const corrupt = fixtureCopy("corrupt");
     writeFileSync(join(corrupt, ADAPTER_WEIGHTS_FILE), Buffer.from([1, 2, 3]));
     expect(loadError(base, corrupt).problems[0]).toMatch(/^adapter_model\.safetensors: .*8-byte header/);
+  });
+  it("target_modules as a regex: PEFT's full match, in linear time; the review's pathological pattern fails at once", () => {
+    const dir = fixtureCopy("regex");
+    editConfig(dir, (c) => { c["target_modules"] = "model\\.layers\\.\\d+\\.(self_attn|mlp)\\.(q|k|v|o|gate|up|down)_proj"; });
+    const a = loadAdapter(base, dir);
+    expect(maxAbsDiff(logitsOf(base, ids), refLogits)).toBeLessThan(1e-3);
+    a.detach();
+    // `new RegExp` backtracked exponentially on every module name here (eval hung)
+    editConfig(dir, (c) => { c["target_modules"] = "(([a-z_0-9.])+)+X"; });
+    const t0 = performance.now();
+    const e = loadError(base, dir);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(e.problems).toHaveLength(56); // every factor of the 28 linears: not targeted
+    expect(e.problems[0]).toBe("tensor base_model.model.model.layers.0.mlp.down_proj.lora_A.weight: model.layers.0.mlp.down_proj is not one of the adapter's target_modules");
+    editConfig(dir, (c) => { c["target_modules"] = "(?=q).*"; c["exclude_modules"] = "(a)\\1"; });
+    expect(loadError(base, dir).problems).toEqual([
+      `adapter_config.json: target_modules: the regex is outside the supported subset (literals, ., classes, groups, |, ? * + {m,n}, ^ $): regex ${JSON.stringify("(?=q).*")}: look-ahead is not supported (at offset 0)`,
+      `adapter_config.json: exclude_modules: the regex is outside the supported subset (literals, ., classes, groups, |, ? * + {m,n}, ^ $): regex ${JSON.stringify("(a)\\1")}: the back-reference \\1 is not supported (at offset 3)`,
+    ]);
   });
   it("modulora.json: a newer version or a missing base_model is an error", () => {
     const dir = join(tmp, "meta");
