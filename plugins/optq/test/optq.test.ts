@@ -15,11 +15,11 @@ quantizerConformance(optqQuantizer, {
   groupSizes: [32, "row"],
   stats: (w: Tensor) => correlatedStats(w),
   realWeights: { path: tinyLlama, names: LAYERS },
-  // OPTQ minimizes the output error ‖X(Ŵ − W)ᵀ‖ under H, not ‖Ŵ − W‖: on this strongly correlated
-  // Hessian it moves weights further than RTN does (measured 1.06 / 0.50 / 0.24 / 0.014 per row at
-  // 2 / 3 / 4 / 8 bits, vs the suite's RTN-sized defaults 0.65 / 0.32 / 0.16 / 0.012). The output
-  // error, which is what it optimizes, is checked against RTN's below.
-  errorBounds: { 2: 1.2, 3: 0.6, 4: 0.3, 8: 0.02 },
+  // OPTQ minimizes the output error ‖X(Ŵ − W)ᵀ‖ under H, so the suite measures that error under the
+  // same correlated Hessian for OPTQ and for the round-to-nearest reference, on the same weight.
+  // Measured ratios: 0.61–0.72 on N(0, 1) weights, 0.44–0.64 on tiny-llama's layers, at every
+  // width; Ŵ = 0 would be 1.8× (2 bits) to 200× (8 bits).
+  errorRatio: { 2: 0.8, 3: 0.8, 4: 0.8, 8: 0.8 },
 });
 
 const data = (q: AffineWeight) => ({

@@ -11,6 +11,10 @@ const LAYERS = ["q_proj", "k_proj", "v_proj", "o_proj"].map((n) => `model.layers
 quantizerConformance(rtnQuantizer, {
   groupSizes: [32, "row"],
   realWeights: { path: tinyLlama, names: LAYERS },
+  // RTN is the reference's rule, so its error equals the reference's, except that the GPTQ layout
+  // stores scales in f16, which the f32 reference does not round: measured 1.00001–1.00002× at
+  // 2–4 bits and 1.0004–1.0009× at 8 bits (where the grid step is finest).
+  errorRatio: { 2: 1.0001, 3: 1.0001, 4: 1.0001, 8: 1.001 },
 });
 
 describe("RTN follows GPTQ's reference rule exactly", () => {

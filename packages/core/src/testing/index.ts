@@ -4,4 +4,4 @@
  * @packageDocumentation
  */
 export { quantizerConformance, type ConformanceConfig } from "./conformance.js";
-export { denseLoraReference, relativeError, loadFixtureWeights, dequantizeAll } from "./reference.js";
+export { denseLoraReference, relativeError, hessianError, referenceRoundToNearest, loadFixtureWeights, dequantizeAll } from "./reference.js";

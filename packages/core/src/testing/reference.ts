@@ -36,3 +36,62 @@ export function loadFixtureWeights(path: string, names: readonly string[]): Map<
 export function f32(values: Float32Array, shape: number[]): Tensor {
   return tensor(values, shape, { dtype: "f32" });
 }
+
+/**
+ * A plain round-to-nearest reference quantizer, dequantized (f64 arithmetic, f32 result): per
+ * group of `groupSize` inputs of each row (or the whole row), the asymmetric min-max grid whose
+ * range contains 0 (scale = (max − min)/(2^bits − 1), zero = round(−min/scale)), each weight
+ * rounded to the nearest level. It is the baseline a quantizer's error is compared with in the
+ * conformance suite: written on its own, it shares no code with any plugin.
+ */
+export function referenceRoundToNearest(w: ArrayLike<number>, outFeatures: number, inFeatures: number, bits: number, groupSize: number | "row"): Float32Array {
+  const g = groupSize === "row" ? inFeatures : groupSize;
+  const levels = 2 ** bits - 1;
+  const out = new Float32Array(outFeatures * inFeatures);
+  for (let r = 0; r < outFeatures; r++) {
+    for (let a = r * inFeatures; a < (r + 1) * inFeatures; a += g) {
+      const b = Math.min(a + g, (r + 1) * inFeatures);
+      let lo = 0;
+      let hi = 0;
+      for (let i = a; i < b; i++) {
+        lo = Math.min(lo, w[i]!);
+        hi = Math.max(hi, w[i]!);
+      }
+      if (lo === hi) continue; // an all-zero group is exactly zero
+      const scale = (hi - lo) / levels;
+      const zero = Math.round(-lo / scale);
+      for (let i = a; i < b; i++) out[i] = scale * (Math.min(levels, Math.max(0, Math.round(w[i]! / scale) + zero)) - zero);
+    }
+  }
+  return out;
+}
+
+/**
+ * The output reconstruction error of Ŵ under H = Σ xᵀx (f64 [in, in], row-major):
+ * sqrt(tr((Ŵ − W) H (Ŵ − W)ᵀ) / tr(W H Wᵀ)), i.e. ‖X(Ŵ − W)ᵀ‖ / ‖XWᵀ‖ over the calibration inputs X.
+ * With H = I it is {@link relativeError}. Plain f64 loops (tests only).
+ */
+export function hessianError(wHat: ArrayLike<number>, w: ArrayLike<number>, h: ArrayLike<number>, outFeatures: number, inFeatures: number): number {
+  const n = inFeatures;
+  let num = 0;
+  let den = 0;
+  const d = new Float64Array(n);
+  const x = new Float64Array(n);
+  for (let r = 0; r < outFeatures; r++) {
+    for (let i = 0; i < n; i++) {
+      d[i] = wHat[r * n + i]! - w[r * n + i]!;
+      x[i] = w[r * n + i]!;
+    }
+    for (let i = 0; i < n; i++) {
+      let hd = 0;
+      let hx = 0;
+      for (let j = 0; j < n; j++) {
+        hd += h[i * n + j]! * d[j]!;
+        hx += h[i * n + j]! * x[j]!;
+      }
+      num += d[i]! * hd;
+      den += x[i]! * hx;
+    }
+  }
+  return Math.sqrt(num / (den || 1));
+}
