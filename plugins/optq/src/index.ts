@@ -8,17 +8,15 @@
  * columns are processed by descending diag(H); H += percdamp · mean(diag H) · I; Hinv = upper
  * Cholesky factor of H⁻¹; columns are quantized in blocks of `blockSize` with lazy batch updates,
  * each column's error (w − q) / Hinv[i,i] fed forward to the later columns through its row of
- * Hinv. Group parameters follow GPTQ's min-max rule (the same rule as RTN, in f32), computed at
- * each group's first column from the current, already-updated weights (or up front from the
- * original W with `staticGroups`). The numerics run natively in f64 (`optqQuantize` of
- * `@modulora/kernels`).
+ * Hinv. Group parameters follow GPTQ's min-max rule (the same rule as RTN, in f32; the kernels'
+ * tests check it against a TypeScript reference), computed at each group's first column from the
+ * current, already-updated weights (or up front from the original W with `staticGroups`). The
+ * numerics run natively in f64 (`optqQuantize` of `@modulora/kernels`).
  * @packageDocumentation
  */
 import { checkQuantizeInputs, createAffineWeight, QUANTIZER_SPEC_VERSION, type AffineWeight, type CalibrationStats, type QuantizeOptions, type QuantizerPlugin } from "@modulora/core";
-import { gemm, optqQuantize } from "@modulora/kernels";
+import { optqQuantize } from "@modulora/kernels";
 import type { Tensor } from "@modulora/tensor";
-
-const f = Math.fround;
 
 /** Options of {@link quantizeOptq} beyond `bits`, `groupSize` and `symmetric`. */
 export interface OptqPluginOptions {
@@ -30,39 +28,6 @@ export interface OptqPluginOptions {
   percdamp?: number;
   /** Columns per lazy batch update; default 128. */
   blockSize?: number;
-}
-
-/** Round half to even (as torch.round), for finite x. */
-export function roundHalfEven(x: number): number {
-  const r = Math.floor(x);
-  const d = x - r;
-  if (d > 0.5) return r + 1;
-  if (d < 0.5) return r + 0;
-  return r % 2 === 0 ? r + 0 : r + 1;
-}
-
-/**
- * GPTQ's min-max rule for one group of f32 values, in f32 (the rule the native kernel applies;
- * kept here as the readable reference): the range contains 0 (both 0 → [−1, 1]),
- * scale = (xmax − xmin)/(2^b − 1), zero = round(−xmin/scale); symmetric: xmax = max(|xmin|, xmax),
- * xmin = −xmax where negative, zero = 2^(b−1).
- */
-export function optqGroupParams(values: ArrayLike<number>, start: number, end: number, bits: number, symmetric: boolean): { scale: number; zero: number } {
-  const maxq = (1 << bits) - 1;
-  let xmin = 0;
-  let xmax = 0;
-  for (let i = start; i < end; i++) {
-    const v = f(values[i]!);
-    if (v < xmin) xmin = v;
-    if (v > xmax) xmax = v;
-  }
-  if (symmetric) {
-    xmax = Math.max(Math.abs(xmin), xmax);
-    if (xmin < 0) xmin = -xmax;
-  }
-  if (xmin === 0 && xmax === 0) [xmin, xmax] = [-1, 1];
-  const scale = f(f(xmax - xmin) / maxq);
-  return { scale, zero: symmetric ? (maxq + 1) / 2 : roundHalfEven(f(-xmin / scale)) };
 }
 
 function flag(options: QuantizeOptions, key: string, fallback: boolean): boolean {
@@ -113,29 +78,6 @@ export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: C
   } finally {
     if (dense !== weight) dense.dispose();
   }
-}
-
-/**
- * The relative output error of a quantized layer on its calibration inputs,
- * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr((Ŵ − W) H (Ŵ − W)ᵀ) / tr(W H Wᵀ)), from H = Σ xᵀx (any
- * positive scale) f64 [in, in], W and Ŵ f32 [out, in] row-major.
- */
-export function outputError(w: Float32Array, wHat: Float32Array, h: Float64Array, out: number, inF: number): number {
-  // E = [Ŵ − W; W] [2·out, in] in f64; P = E·H (one DGEMM); the traces are row dot products.
-  const e = new Float64Array(2 * out * inF);
-  for (let i = 0; i < out * inF; i++) {
-    e[i] = wHat[i]! - w[i]!;
-    e[out * inF + i] = w[i]!;
-  }
-  const p = new Float64Array(2 * out * inF);
-  gemm(false, false, 2 * out, inF, inF, 1, e, inF, 0, h, inF, 0, 0, p, inF, 0);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < out * inF; i++) {
-    num += e[i]! * p[i]!;
-    den += e[out * inF + i]! * p[out * inF + i]!;
-  }
-  return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
 }
 
 /** The OPTQ plugin (spec version 1). Register it with `registerQuantizer(optqQuantizer)`. */

@@ -7,11 +7,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { noGrad, tensor, tidy } from "@modulora/tensor";
-import { dequantizeAll } from "@modulora/core/testing";
+import { dequantizeAll, hessianError } from "@modulora/core/testing";
 import type { QuantizerPlugin } from "@modulora/core";
 import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
 import { LlamaTokenizer, evaluatePerplexity, loadLlama, loadQuantizedModel, quantizeModel, saveQuantizedModel, type LlamaModel } from "@modulora/llama";
-import { optqQuantizer, outputError, quantizeOptq } from "../src/index.js";
+import { optqQuantizer, quantizeOptq } from "../src/index.js";
 
 const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama", import.meta.url));
 const CALIB = fileURLToPath(new URL("../../../fixtures/data/lm/calib-small.txt", import.meta.url));
@@ -36,11 +36,11 @@ describe("OPTQ on tiny-llama with real calibration activations", () => {
         const [out, inF] = weight.shape as [number, number];
         const w = weight.view() as Float32Array;
         const h = stats!.hessian!.view() as Float64Array;
-        const err = (q: ReturnType<typeof quantizeRtn>) => { const e = outputError(w, dequantizeAll(q), h, out, inF); q.dispose(); return e; };
+        const err = (q: ReturnType<typeof quantizeRtn>) => { const e = hessianError(dequantizeAll(q), w, h, out, inF); q.dispose(); return e; };
         const rtn = err(quantizeRtn(weight, options));
         const optqAct = err(quantizeOptq(weight, { ...options, actOrder: true }, stats));
         const q = quantizeOptq(weight, options, stats);
-        rows.push({ name: `${layer++}`, rtn, optq: outputError(w, dequantizeAll(q), h, out, inF), optqAct });
+        rows.push({ name: `${layer++}`, rtn, optq: hessianError(dequantizeAll(q), w, h, out, inF), optqAct });
         return q;
       },
     };

@@ -1,3 +1,4 @@
+import { gemm } from "@modulora/kernels";
 import { add, loadSafetensors, matmul, scale, tensor, type Tensor } from "@modulora/tensor";
 import type { QuantizedWeight } from "../formats/types.js";
 
@@ -67,31 +68,27 @@ export function referenceRoundToNearest(w: ArrayLike<number>, outFeatures: numbe
 }
 
 /**
- * The output reconstruction error of Ŵ under H = Σ xᵀx (f64 [in, in], row-major):
+ * The output reconstruction error of Ŵ under H = Σ xᵀx (f64 [in, in], row-major, symmetric):
  * sqrt(tr((Ŵ − W) H (Ŵ − W)ᵀ) / tr(W H Wᵀ)), i.e. ‖X(Ŵ − W)ᵀ‖ / ‖XWᵀ‖ over the calibration inputs X.
- * With H = I it is {@link relativeError}. Plain f64 loops (tests only).
+ * With H = I it is {@link relativeError}. In f64, with one DGEMM (tests only).
  */
 export function hessianError(wHat: ArrayLike<number>, w: ArrayLike<number>, h: ArrayLike<number>, outFeatures: number, inFeatures: number): number {
   const n = inFeatures;
+  const size = outFeatures * n;
+  // E = [Ŵ − W; W] [2·out, in]; P = E·H; the traces are the row dot products of E and P.
+  const e = new Float64Array(2 * size);
+  for (let i = 0; i < size; i++) {
+    e[i] = wHat[i]! - w[i]!;
+    e[size + i] = w[i]!;
+  }
+  const hv = h instanceof Float64Array ? h : Float64Array.from(h);
+  const p = new Float64Array(2 * size);
+  gemm(false, false, 2 * outFeatures, n, n, 1, e, n, 0, hv, n, 0, 0, p, n, 0);
   let num = 0;
   let den = 0;
-  const d = new Float64Array(n);
-  const x = new Float64Array(n);
-  for (let r = 0; r < outFeatures; r++) {
-    for (let i = 0; i < n; i++) {
-      d[i] = wHat[r * n + i]! - w[r * n + i]!;
-      x[i] = w[r * n + i]!;
-    }
-    for (let i = 0; i < n; i++) {
-      let hd = 0;
-      let hx = 0;
-      for (let j = 0; j < n; j++) {
-        hd += h[i * n + j]! * d[j]!;
-        hx += h[i * n + j]! * x[j]!;
-      }
-      num += d[i]! * hd;
-      den += x[i]! * hx;
-    }
+  for (let i = 0; i < size; i++) {
+    num += e[i]! * p[i]!;
+    den += e[size + i]! * p[size + i]!;
   }
   return Math.sqrt(num / (den || 1));
 }
