@@ -2,7 +2,7 @@
 // Attention benchmark: the fused FlashAttention-style kernel of @modulora/kernels (through the raw
 // facade and through the @modulora/tensor op with autograd) against the unfused
 // `attentionReference` (matmul + softmax ops, [B, H, T, T] scores), causal, tiny-llama heads
-// (Hq = Hkv = 4, D = 64). Reports median and best times, GFLOP/s over the causal FLOPs, and peak
+// (Hq = Hkv = 4, D = 64). Reports median times (and their range over rounds), GFLOP/s over the causal FLOPs, and peak
 // native memory. Writes results/attention.json and results/attention.md.
 //
 // FLOPs (counted honestly over the visible causal pairs, pairs = sum_t (S - T + t + 1) = T(T+1)/2
@@ -11,19 +11,22 @@
 // Diagonal blocks are computed in full by the kernel, so the rate it reaches is slightly higher
 // than the one reported.
 //
-// The 2 cores of this machine are shared with other people's work: every figure is the median of
-// runs spread over several rounds (the best run is in the JSON too), and the load average is
-// recorded.
+// The machine may be shared with other work: every timed call runs `reps` times per round, and the
+// round's figure is their median; rounds alternate the order of the calls (fused first, then
+// reference first, ...), so the fused op and the reference are paired within a round (ABAB).
+// Tables give the median over rounds (min-max), and the speed-up reference / fused over paired
+// rounds (min, median, max). The conditions (../conditions.mjs) are recorded; the addon must be
+// the tracked build (MODULORA_KERNELS_PATH is refused).
 //
-// usage: node attention.mjs [--rounds N] [--reps N] [--quick] [--out DIR] [--note TEXT]
+// usage: node benchmarks/kernels-cpu/attention.mjs [--rounds N] [--reps N] [--quick] [--out DIR] [--note TEXT]
 //   Every timed call runs `reps` times per round (the reference half as often), `rounds` rounds
-//   over all configurations (default 9 x 3).
-//   --note TEXT is copied into the report (e.g. which commit the addon was built from); set
-//   MODULORA_KERNELS_PATH to use an addon build other than kernels/build/Release.
+//   over all configurations (default 9 x 3). --note TEXT is copied into the report.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { conditionsMarkdown, paired, runBenchmark, spread, startConditions } from "../conditions.mjs";
 
 import {
   attentionBackward, attentionBackwardMode, attentionBlockSizes, attentionForward, cpuInfo, gemm, gemmInfo,
@@ -182,17 +185,21 @@ function setupConfig({ B, T: L }) {
 /** Runs every timed call of every configuration, round after round (so that bursts of load from
  * other jobs spread over all of them); returns per-configuration samples in milliseconds. */
 function runRounds(setups, rounds, reps) {
+  // samples[config][key][round] = median ms of that round's calls
   const samples = setups.map((s) => Object.fromEntries(Object.keys(s.timed).map((key) => [key, []])));
   for (const s of setups) for (const fn of Object.values(s.timed)) (fn(), fn()); // warm-up
   for (let r = 0; r < rounds; r++) {
     setups.forEach((s, i) => {
-      for (const [key, fn] of Object.entries(s.timed)) {
+      const entries = Object.entries(s.timed);
+      for (const [key, fn] of r % 2 === 0 ? entries : entries.reverse()) {
         const n = key.startsWith("reference") ? Math.max(1, Math.ceil(reps / 2)) : reps;
+        const calls = [];
         for (let j = 0; j < n; j++) {
           const t0 = performance.now();
           fn();
-          samples[i][key].push(performance.now() - t0);
+          calls.push(performance.now() - t0);
         }
+        samples[i][key].push(median(calls));
       }
     });
   }
@@ -200,7 +207,8 @@ function runRounds(setups, rounds, reps) {
 }
 
 function summarise(setup, samples, peaks) {
-  const ms = (key) => ({ median: median(samples[key]), best: Math.min(...samples[key]), runs: samples[key].length });
+  const ms = (key) => ({ ...spread(samples[key]), byRound: samples[key].map((x) => Math.round(x * 1000) / 1000) });
+  const speedup = (fused, ref) => paired(samples[fused], samples[ref], { higherIsBetter: false }).ratio;
   const { info } = setup;
   const kFwd = ms("kernelForward"), kBwd = ms("kernelBackward");
   return {
@@ -212,6 +220,7 @@ function summarise(setup, samples, peaks) {
       gemmOnly: { forwardMs: ms("gemmForward"), backwardMs: ms("gemmBackward") },
     },
     op: {
+      speedupForwardBackward: speedup("fusedStep", "referenceStep"), speedupForward: speedup("fusedForward", "referenceForward"),
       fused: { forwardBackwardMs: ms("fusedStep"), forwardMs: ms("fusedForward"), forwardBackwardPeakBytes: peaks.fusedStep, forwardPeakBytes: peaks.fusedForward },
       reference: { forwardBackwardMs: ms("referenceStep"), forwardMs: ms("referenceForward"), forwardBackwardPeakBytes: peaks.referenceStep, forwardPeakBytes: peaks.referenceForward },
     },
@@ -224,37 +233,37 @@ function fmt(x, digits = 2) {
   return x.toFixed(digits);
 }
 
+const sp = (s, digits = 2) => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
+
 function markdown(report) {
   const { machine: m, rows } = report;
   const lines = [];
   lines.push("# Attention: fused kernel vs unfused reference (CPU)");
   lines.push("");
-  lines.push(`- Command: \`${report.command}\` (from \`benchmarks/kernels-cpu\`)`);
-  lines.push(`- Date: ${report.date}`);
-  lines.push(`- Addon: ${report.addon}${report.note ? ` — ${report.note}` : ""}`);
-  lines.push(`- Machine: ${m.cpu}, ${m.logicalCpus} logical CPUs, ${report.threads} kernel threads, ISA path \`${m.isa}\` (SGEMM micro-kernel ${m.gemm.mr}x${m.gemm.nr}), Node ${m.node}`);
-  lines.push(`- Load average before / after: ${report.loadavg.before.map((x) => x.toFixed(1)).join(", ")} / ${report.loadavg.after.map((x) => x.toFixed(1)).join(", ")} — the 2 cores are shared with other people's jobs; times are medians of ${report.rounds * report.reps} runs spread over ${report.rounds} rounds (reference: ${report.rounds * Math.max(1, Math.ceil(report.reps / 2))}), best runs in the JSON.`);
+  if (report.note) lines.push(`- Note: ${report.note}`);
+  lines.push(`- ${report.threads} kernel threads, ISA path \`${m.isa}\` (SGEMM micro-kernel ${m.gemm.mr}x${m.gemm.nr})`);
+  lines.push(`- Timing: ${report.rounds} rounds; per round each call runs ${report.reps} times (the reference ${Math.max(1, Math.ceil(report.reps / 2))}) and the round's figure is the median; the order of the calls flips every round. Milliseconds: median over rounds (min–max). Speed-up = reference / fused within a round: min, median, max over rounds.`);
   lines.push(`- Problem: causal self-attention, Hq = Hkv = ${H}, D = ${D}, f32, S = T. Kernel blocks: ${report.blocks.query} query rows x ${report.blocks.keyForward} keys (forward), x ${report.blocks.keyBackward} keys (backward).`);
   lines.push("- FLOPs over the visible causal pairs only (pairs = T(T+1)/2 per head): forward = 4·B·H·D·pairs (Q·Kᵀ and P·V), backward = 2.5 x forward (Q·Kᵀ recomputed, dO·Vᵀ, Pᵀ·dO, dSᵀ·Q, dS·K).");
   lines.push("");
   lines.push("## Raw kernels (`attentionForward` / `attentionBackward` on typed arrays)");
   lines.push("");
-  lines.push("| B | T | fwd ms (best) | fwd GFLOP/s | bwd ms (best) | bwd GFLOP/s | bwd mode | GEMM-only fwd / bwd ms | fwd peak scratch | bwd peak scratch | one [B,H,T,T] f32 |");
+  lines.push("| B | T | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | bwd mode | GEMM-only fwd / bwd ms | fwd peak scratch | bwd peak scratch | one [B,H,T,T] f32 |");
   lines.push("|---:|---:|---:|---:|---:|---:|:--|---:|---:|---:|---:|");
   for (const r of rows) {
     const k = r.kernel;
-    lines.push(`| ${r.B} | ${r.T} | ${fmt(k.forwardMs.median, 3)} (${fmt(k.forwardMs.best, 3)}) | ${fmt(k.forwardGflops, 1)} | ${fmt(k.backwardMs.median, 3)} (${fmt(k.backwardMs.best, 3)}) | ${fmt(k.backwardGflops, 1)} | ${r.backwardMode} | ${fmt(k.gemmOnly.forwardMs.median, 3)} / ${fmt(k.gemmOnly.backwardMs.median, 3)} | ${fmt(k.forwardPeakScratchBytes / 1024, 0)} KiB | ${fmt(k.backwardPeakScratchBytes / 1024, 0)} KiB | ${fmt(mib(r.scoreMatrixBytes), 2)} MiB |`);
+    lines.push(`| ${r.B} | ${r.T} | ${sp(k.forwardMs, 3)} | ${fmt(k.forwardGflops, 1)} | ${sp(k.backwardMs, 3)} | ${fmt(k.backwardGflops, 1)} | ${r.backwardMode} | ${fmt(k.gemmOnly.forwardMs.median, 3)} / ${fmt(k.gemmOnly.backwardMs.median, 3)} | ${fmt(k.forwardPeakScratchBytes / 1024, 0)} KiB | ${fmt(k.backwardPeakScratchBytes / 1024, 0)} KiB | ${fmt(mib(r.scoreMatrixBytes), 2)} MiB |`);
   }
   lines.push("");
   lines.push("GEMM-only: the same number of 64x64x64 block products as the kernel's causal 64x64 block pairs (2 per pair forward, 5 backward) in one batched SGEMM call — what the block products alone cost.");
   lines.push("");
   lines.push("## Through `@modulora/tensor` with autograd: `attention` vs `attentionReference`");
   lines.push("");
-  lines.push("| B | T | fused fwd+bwd ms | reference fwd+bwd ms | speed-up | fused fwd+bwd peak | reference fwd+bwd peak | fused fwd ms | reference fwd ms | fused fwd peak | reference fwd peak |");
-  lines.push("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  lines.push("| B | T | fused fwd+bwd ms | reference fwd+bwd ms | speed-up min | speed-up median | speed-up max | fused fwd+bwd peak | reference fwd+bwd peak | fused fwd ms | reference fwd ms | fused fwd peak | reference fwd peak |");
+  lines.push("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of rows) {
-    const f = r.op.fused, g = r.op.reference;
-    lines.push(`| ${r.B} | ${r.T} | ${fmt(f.forwardBackwardMs.median)} | ${fmt(g.forwardBackwardMs.median)} | ${fmt(g.forwardBackwardMs.median / f.forwardBackwardMs.median, 1)}x | ${fmt(mib(f.forwardBackwardPeakBytes))} MiB | ${fmt(mib(g.forwardBackwardPeakBytes))} MiB | ${fmt(f.forwardMs.median, 3)} | ${fmt(g.forwardMs.median, 3)} | ${fmt(mib(f.forwardPeakBytes))} MiB | ${fmt(mib(g.forwardPeakBytes))} MiB |`);
+    const f = r.op.fused, g = r.op.reference, su = r.op.speedupForwardBackward;
+    lines.push(`| ${r.B} | ${r.T} | ${sp(f.forwardBackwardMs)} | ${sp(g.forwardBackwardMs)} | ${fmt(su.min, 2)}x | **${fmt(su.median, 2)}x** | ${fmt(su.max, 2)}x | ${fmt(mib(f.forwardBackwardPeakBytes))} MiB | ${fmt(mib(g.forwardBackwardPeakBytes))} MiB | ${fmt(f.forwardMs.median, 3)} | ${fmt(g.forwardMs.median, 3)} | ${fmt(mib(f.forwardPeakBytes))} MiB | ${fmt(mib(g.forwardPeakBytes))} MiB |`);
   }
   lines.push("");
   lines.push("Peak: native bytes (tensor storage + kernel scratch) above what was held before the step, so it includes the output, the saved state and the three input gradients (fused fwd+bwd: out, lse, dq/dk/dv, the incoming gradient copy, scratch).");
@@ -262,6 +271,7 @@ function markdown(report) {
   lines.push("## Where the time goes");
   lines.push("");
   for (const p of report.interpretation) lines.push(p, "");
+  lines.push(...conditionsMarkdown(report.conditions));
   return lines.join("\n");
 }
 
@@ -276,21 +286,22 @@ function interpretation(rows) {
       "most of the time is the block GEMMs, as intended. A single-thread `perf` profile of this size (recorded while tuning, `perf record` over 1000 forward / 500 backward calls) put the forward at " +
       "46% SGEMM micro-kernel, 14% SGEMM packing (every call packs its Q, K, P and V blocks), 17% the vectorised exp of the online softmax, and ~7% row max, mask, rescaling and bookkeeping; " +
       "the backward at 57% micro-kernel, 13% packing, 9% exp (P recomputed from lse), ~5% dS and the rowsum(dO∘O) pass.",
-    `Against the unfused reference (same run, forward + backward through autograd) the fused op is ${rows.map((r) => `${fmt(r.op.reference.forwardBackwardMs.median / r.op.fused.forwardBackwardMs.median, 1)}x faster at B = ${r.B}, T = ${r.T}`).join(", ")}, ` +
+    `Against the unfused reference (same run, forward + backward through autograd) the fused op is ${rows.map((r) => `${fmt(r.op.speedupForwardBackward.median, 1)}x (min ${fmt(r.op.speedupForwardBackward.min, 1)}x) faster at B = ${r.B}, T = ${r.T}`).join(", ")}, ` +
       `and its peak memory stays at ${rows.map((r) => `${fmt(mib(r.op.fused.forwardBackwardPeakBytes), 2)} vs ${fmt(mib(r.op.reference.forwardBackwardPeakBytes), 2)} MiB`).join(", ")} (same order). ` +
       "The reference computes all T x S scores (twice the causal FLOPs) and materialises several [B, H, T, S] tensors (scores, masked scores, exp, probabilities and their gradients), each a separate pass over memory. " +
       "Before the storage allocator cached freed blocks (commit 33f80e0), most of the reference's time was `memset` and page faults of fresh multi-MiB tensors (~300 ms for the T = 512 step); a single-thread profile of that step with the cache still shows ~25% zero-filling and first-touch faults, ~10% GEMM, and the rest spread over element-wise passes. " +
       "The fused kernel's scratch is per thread (a 64 x 128 score block and a 64 x D accumulator forward, two 64 x 64 blocks backward) plus the [B, H, T] row sums of the backward, whatever T; the forward keeps only the output and lse [B, H, T] for the backward.",
     "Through the tensor op, a fused forward + backward step adds the allocation (zero-filled) of out, lse, dq, dk, dv and the gradient seed and the autograd bookkeeping to the two kernels; a single-thread profile of the T = 512 step (recorded while tuning) put ~70% in the kernels' GEMM, exp and packing and ~7% in `memset` and page faults.",
     "The backward runs in `fused` mode here (one task per (batch, kv head): dk, dv and dq in one pass, 5 block products per block pair). `split` mode (a dk/dv pass over key blocks and a dq pass over query blocks, 7 products per pair) has more parallelism and is picked when B·Hkv cannot keep the threads busy.",
-    `Caveat: timings on this shared 2-core machine vary by up to 2-3x between runs when other jobs run; compare columns within one run, not across runs. The second core is seldom free, so 2-thread scaling cannot be read from these numbers: the best 2-thread runs at B = ${big.B}, T = ${big.T} were ${fmt(k.forwardMs.best, 3)} ms forward (${fmt(gflops(big.flops.forward, k.forwardMs.best), 0)} GFLOP/s) and ${fmt(k.backwardMs.best, 3)} ms backward (${fmt(gflops(big.flops.backward, k.backwardMs.best), 0)} GFLOP/s), against about 1.4 ms and 3.1 ms single-threaded (MODULORA_NUM_THREADS=1, best of 15, measured while tuning).`,
+    "Caveat: timings on a shared 2-core machine vary by up to 2-3x between runs when other jobs run (see the load average under Conditions); compare columns within one run, not across runs.",
   ];
 }
 
 // ---- main -------------------------------------------------------------------------------------
 
+await runBenchmark("attention", async () => {
 const opts = parseArgs(process.argv.slice(2));
-const loadBefore = os.loadavg();
+const cond = startConditions({ threads: getNumThreads() });
 const setups = CONFIGS.map(setupConfig);
 const samples = runRounds(setups, opts.rounds, opts.reps);
 const rows = setups.map((s, i) => summarise(s, samples[i], s.peaks()));
@@ -302,15 +313,13 @@ for (const r of rows) {
   );
 }
 const report = {
-  command: `node attention.mjs${process.argv.slice(2).length ? ` ${process.argv.slice(2).map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(" ")}` : ""}`,
-  date: new Date().toISOString(),
+  benchmark: "attention",
+  conditions: cond.finish(),
   machine: machine(),
   threads: getNumThreads(),
   rounds: opts.rounds,
   reps: opts.reps,
-  loadavg: { before: loadBefore, after: os.loadavg() },
   tensorImportedFrom: tensorFrom,
-  addon: process.env.MODULORA_KERNELS_PATH ?? "kernels/build/Release/modulora_kernels.node",
   note: opts.note,
   blocks: attentionBlockSizes(),
   flopFormula: "forward = 4*B*H*D*T*(T+1)/2 (causal pairs only); backward = 2.5 * forward",
@@ -321,3 +330,4 @@ mkdirSync(opts.out, { recursive: true });
 writeFileSync(path.join(opts.out, "attention.json"), `${JSON.stringify(report, null, 2)}\n`);
 writeFileSync(path.join(opts.out, "attention.md"), `${markdown(report)}\n`);
 console.log(`wrote ${path.join(opts.out, "attention.json")} and attention.md`);
+});

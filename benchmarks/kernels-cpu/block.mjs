@@ -3,18 +3,22 @@
 // RMSNorm, RoPE, causal attention, SwiGLU, residuals), full-precision weights trained, on the
 // CPU. Reports the time of the whole step, GFLOP/s, and where the time goes: each op of the
 // block run alone on the same shapes (forward + backward), so the parts add up to the whole.
+// No baseline: figures are medians over rounds with their range (min-max); the conditions
+// (../conditions.mjs) are recorded and the addon must be the tracked build.
 //
 //   node block.mjs [--batch 8] [--seq 128] [--rounds 7] [--out results]
 import { mkdirSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as T from "@modulora/tensor";
+
+import { conditionsMarkdown, runBenchmark, spread, startConditions } from "../conditions.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 const B = Number(args.batch ?? 8), S = Number(args.seq ?? 128), rounds = Number(args.rounds ?? 7);
 const outDir = path.resolve(args.out ?? path.join(here, "results"));
+const cond = await new Promise((resolve) => runBenchmark("block", () => resolve(startConditions({ threads: T.getNumThreads() }))));
 const d = 256, H = 4, Dh = 64, F = 768, N = B * S;
 
 const p = (shape, seed, std = 0.05) => T.randn(shape, { seed, std, requiresGrad: true });
@@ -39,8 +43,9 @@ function median(a) {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median ms of fn() over rounds (after one warm-up), each call inside tidy. */
-function time(fn) {
+const spreads = {};
+/** Median ms of fn() over rounds (after one warm-up), each call inside tidy; the range goes to spreads[label]. */
+function time(fn, label) {
   for (let w = 0; w < 2; w++) T.tidy(fn);
   const ts = [];
   for (let r = 0; r < rounds; r++) {
@@ -49,14 +54,15 @@ function time(fn) {
     ts.push(performance.now() - t0);
     for (const t of params) t.zeroGrad();
   }
+  if (label) spreads[label] = spread(ts);
   return median(ts);
 }
 
 // (the whole step first: it also warms the allocator cache and the GEMM buffers for the rest)
-const step = time(() => T.backward(T.sum(block(x))));
+const step = time(() => T.backward(T.sum(block(x))), "stepMs");
 const fwd = time(() => {
   block(x);
-});
+}, "forwardMs");
 
 // Per-op parts on the block's shapes, forward + backward each.
 const parts = {};
@@ -101,26 +107,24 @@ const projFwd = 2 * N * (4 * d * d + 3 * d * F);
 const attnFwd = 4 * B * H * Dh * (S * (S + 1)) / 2;
 const flopsFwd = projFwd + attnFwd;
 const flopsStep = 3 * projFwd + 3.5 * attnFwd;
-const cpu = os.cpus()[0]?.model ?? "unknown";
 const result = {
-  command: `node benchmarks/kernels-cpu/block.mjs --batch ${B} --seq ${S} --rounds ${rounds}`,
-  date: new Date().toISOString(), cpu, threads: T.getNumThreads(), isa: T.cpuInfo().active,
+  benchmark: "block", conditions: cond.finish(), threads: T.getNumThreads(), isa: T.cpuInfo().active,
   shape: { batch: B, seq: S, hidden: d, heads: H, headDim: Dh, mlp: F, tokens: N },
   forwardMs: fwd, stepMs: step, forwardGflops: flopsFwd / fwd / 1e6, stepGflops: flopsStep / step / 1e6,
-  tokensPerSecond: N / (step / 1000), partsMs: parts, partsSumMs: partsSum,
+  tokensPerSecond: N / (step / 1000), spreadMs: spreads, partsMs: parts, partsSumMs: partsSum,
 };
 mkdirSync(outDir, { recursive: true });
 writeFileSync(path.join(outDir, "block.json"), JSON.stringify(result, null, 2) + "\n");
 const rows = Object.entries(parts).map(([k, v]) => `| ${k} | ${v.toFixed(2)} | ${((100 * v) / partsSum).toFixed(0)}% |`);
 const md = `# LLaMA block forward + backward (tiny-llama shapes), CPU
 
-Command: \`${result.command}\` (medians of ${rounds} runs after a warm-up). ${result.date}, ${cpu}, ${result.threads} threads, ${result.isa} kernels.
+Medians of ${rounds} runs after a warm-up (range min–max in brackets), ${result.threads} threads, ${result.isa} kernels.
 Shape: batch ${B} × seq ${S} = ${N} tokens, hidden ${d}, ${H} heads × ${Dh}, MLP ${F}; all weights trained (full precision), causal.
 
 | measure | value |
 |---|---|
-| forward | ${fwd.toFixed(2)} ms (${result.forwardGflops.toFixed(1)} GFLOP/s) |
-| forward + backward | ${step.toFixed(2)} ms (${result.stepGflops.toFixed(1)} GFLOP/s, ${result.tokensPerSecond.toFixed(0)} tokens/s) |
+| forward | ${fwd.toFixed(2)} ms [${spreads.forwardMs.min.toFixed(2)}–${spreads.forwardMs.max.toFixed(2)}] (${result.forwardGflops.toFixed(1)} GFLOP/s) |
+| forward + backward | ${step.toFixed(2)} ms [${spreads.stepMs.min.toFixed(2)}–${spreads.stepMs.max.toFixed(2)}] (${result.stepGflops.toFixed(1)} GFLOP/s, ${result.tokensPerSecond.toFixed(0)} tokens/s) |
 
 FLOPs counted: projections 2·N·(4d² + 3dF) forward and 3× that for forward + backward (input and
 weight gradients); causal attention 4·B·H·D·S(S+1)/2 forward and 3.5× that with backward.
@@ -133,8 +137,9 @@ Each op of the block, forward + backward, run alone on the block's shapes (sum $
 |---|---|---|
 ${rows.join("\n")}
 
-The machine's 2 cores are shared with other work; medians, not minima.
-`;
+Medians, not minima; see the load average under Conditions for how busy the machine was.
+
+${conditionsMarkdown(result.conditions).join("\n")}`;
 writeFileSync(path.join(outDir, "block.md"), md);
 console.log(md);
 T.dispose([...params, pos]);

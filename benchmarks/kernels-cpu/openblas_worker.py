@@ -3,11 +3,9 @@
 Started with OPENBLAS_NUM_THREADS set to the thread count under test and with
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from its environment, so OpenBLAS picks its own
 kernel for this CPU. Protocol: one JSON request per stdin line, one JSON reply per stdout line.
-  {"op": "info"}                                   -> {"numpy", "openblas", "threads", "source"}
+  {"op": "info"}                                   -> the BLAS probe of this process (../baselines/blas_probe.py)
   {"op": "time", "m", "n", "k", "ta", "tb", "calls"} -> {"seconds": [per-call wall times]}
 """
-import ctypes
-import glob
 import json
 import os
 import sys
@@ -15,35 +13,8 @@ import time
 
 import numpy as np
 
-
-def openblas_info():
-    """Name of the OpenBLAS core kernel in use and its thread count, by whatever means exist."""
-    try:
-        import threadpoolctl  # type: ignore
-
-        for lib in threadpoolctl.threadpool_info():
-            if lib.get("internal_api") == "openblas":
-                return {"corename": lib.get("architecture"), "config": lib.get("version"),
-                        "threads": lib.get("num_threads"), "source": "threadpoolctl"}
-    except ImportError:
-        pass
-    # numpy wheels bundle scipy-openblas; its exported helpers carry a scipy_ prefix and 64_ suffix.
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs", "*openblas*.so*"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-            try:
-                core = getattr(lib, f"{prefix}_get_corename{suffix}")
-                config = getattr(lib, f"{prefix}_get_config{suffix}")
-                threads = getattr(lib, f"{prefix}_get_num_threads{suffix}")
-            except AttributeError:
-                continue
-            core.restype = ctypes.c_char_p
-            config.restype = ctypes.c_char_p
-            threads.restype = ctypes.c_int
-            return {"corename": core().decode(), "config": config().decode(), "threads": threads(),
-                    "source": f"ctypes {os.path.basename(path)}"}
-    return {"corename": "unknown", "config": "unknown", "threads": None, "source": "none"}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "baselines"))
+from blas_probe import probe  # noqa: E402
 
 
 def operands(m, n, k, ta, tb):
@@ -59,7 +30,7 @@ def main():
     for line in sys.stdin:
         req = json.loads(line)
         if req["op"] == "info":
-            reply = {"numpy": np.__version__, "threads_env": threads, **openblas_info()}
+            reply = {"threads_env": threads, **probe()}
         else:
             key = (req["m"], req["n"], req["k"], req["ta"], req["tb"])
             if key not in cache:

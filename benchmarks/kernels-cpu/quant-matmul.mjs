@@ -7,31 +7,30 @@
 //   (t) row tiles: 256 rows of Ŵ dequantized into one reused buffer, then SGEMM into that slice
 //       of the result (the simple alternative to the fused kernel, driven from JS);
 //   (b) dense SGEMM on an f32 weight alone: the floor.
-// Times are medians of several calls after a warm-up (the machine's 2 cores are shared with other
-// work, so the median, not the best, is reported). Memory: the native scratch a method needs,
+// Times are medians of several calls after a warm-up; the methods of one shape and pass are
+// interleaved call by call (rotating order), and ratios ("x dense") are taken within a repetition
+// and summarised by their median and range over repetitions. Memory: the native scratch a method needs,
 // measured in a fresh child process per method (thread caches start empty there), plus the f32
 // matrices it allocates in JS.
 //
-// usage: node quant-matmul.mjs [--reps N] [--quick] [--out DIR] [--also RUN.json]
-//   MODULORA_KERNELS_PATH=<.node> selects the addon build (default: the package's build/Release).
-//   --also embeds another run's JSON (e.g. the same script on a quiet machine) as a cross-check
-//   section of the report.
+// The conditions (../conditions.mjs) are recorded; the addon must be the tracked build
+// (kernels/build/Release; MODULORA_KERNELS_PATH is refused).
+//
+// usage: node benchmarks/kernels-cpu/quant-matmul.mjs [--reps N] [--quick] [--out DIR]
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import * as K from "@modulora/kernels";
 
+import { conditionsMarkdown, median, runBenchmark, spread, startConditions } from "../conditions.mjs";
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 
 if (typeof K.affineMatmul !== "function" || typeof K.native().affineMatmul !== "function") {
-  throw new Error(
-    "quant-matmul.mjs: this @modulora/kernels build has no quantized matmul; rebuild it " +
-      "(pnpm --filter @modulora/kernels build) or point MODULORA_KERNELS_PATH at a build that has it",
-  );
+  throw new Error("quant-matmul.mjs: this @modulora/kernels build has no quantized matmul; rebuild it (pnpm --filter @modulora/kernels build)");
 }
 
 // ---- shapes and formats -------------------------------------------------------------------------
@@ -54,25 +53,19 @@ const FORMATS = [
 // ---- helpers ------------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const o = { reps: 7, quick: false, out: path.join(here, "results"), probe: null, also: null };
+  const o = { reps: 7, quick: false, out: path.join(here, "results"), probe: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--reps") o.reps = Number(argv[++i]);
     else if (a === "--quick") o.quick = true;
     else if (a === "--out") o.out = path.resolve(argv[++i]);
     else if (a === "--probe") o.probe = JSON.parse(argv[++i]);
-    else if (a === "--also") o.also = path.resolve(argv[++i]);
     else throw new Error(`quant-matmul.mjs: unknown option ${a}`);
   }
   if (o.quick) o.reps = Math.min(o.reps, 3);
   return o;
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-};
 const round = (x, d = 1) => (x == null ? null : Math.round(x * 10 ** d) / 10 ** d);
 const MiB = (b) => b / 2 ** 20;
 
@@ -175,7 +168,7 @@ function timeInterleaved(fns, reps) {
       ts[i].push(Number(process.hrtime.bigint() - t0) / 1e9);
     }
   }
-  return ts.map(median);
+  return ts;  // ts[method][rep], seconds
 }
 
 /** Native bytes a method needs beyond its inputs: peak growth of one call in a fresh process. */
@@ -195,11 +188,6 @@ function runProbe(p) {
   console.log(JSON.stringify({ peakGrowth: s.peakBytes - before, scratchAfter: s.scratchBytes }));
 }
 
-function cpuDescription() {
-  const text = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
-  const field = (name) => (text.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m")) ?? [])[1]?.trim();
-  return { model: field("model name") ?? os.cpus()[0]?.model ?? "unknown", logicalCpus: os.cpus().length };
-}
 
 // ---- main ---------------------------------------------------------------------------------------
 
@@ -208,7 +196,7 @@ async function main() {
   if (opts.probe) return runProbe(opts.probe);
   const shapes = opts.quick ? SHAPES_QUICK : SHAPES_FULL;
   const threads = K.getNumThreads();
-  const loadBefore = os.loadavg()[0];
+  const cond = startConditions({ threads });
   const rows = [];
   for (const [si, shape] of shapes.entries()) {
     const [label, M, inF, out] = shape;
@@ -221,58 +209,50 @@ async function main() {
       const fns = entries.map((e) => e.r.run);
       const deqIndex = new Map();
       for (const [k, e] of entries.entries()) if (e.r.deqOnly) deqIndex.set(k, fns.push(e.r.deqOnly) - 1);
-      const times = timeInterleaved(fns, opts.reps);
+      const perRep = timeInterleaved(fns, opts.reps);
+      const times = perRep.map(median);
       const denseT = times[0];
       for (const [k, e] of entries.entries()) {
         const t = times[k];
+        const vsDense = spread(perRep[k].map((x, rep) => x / perRep[0][rep]));
         const mem = probeMemory(e.method, dir, e.fi, si, opts.quick);
         rows.push({
           shape: label, M, in: inF, out, dir, format: e.f ? e.f.label : "dense f32",
           method: { dense: "dense sgemm (floor)", fused: "fused", tiles: "256-row tiles + sgemm", dequant: "dequantize all + sgemm" }[e.method],
-          seconds: t, dequantizeSeconds: deqIndex.has(k) ? times[deqIndex.get(k)] : null, gflops: flop / t / 1e9,
-          vsDense: t / denseT, nativeExtraMiB: MiB(mem.peakGrowth), jsExtraMiB: MiB(e.r.jsBytes),
+          seconds: t, secondsMin: Math.min(...perRep[k]), secondsMax: Math.max(...perRep[k]), dequantizeSeconds: deqIndex.has(k) ? times[deqIndex.get(k)] : null, gflops: flop / t / 1e9,
+          vsDense: vsDense.median, vsDenseMin: vsDense.min, vsDenseMax: vsDense.max, nativeExtraMiB: MiB(mem.peakGrowth), jsExtraMiB: MiB(e.r.jsBytes),
           weightMiB: e.f ? MiB(storageBytes(makeWeight(e.f, inF, out))) : MiB(out * inF * 4),
         });
-        console.log(`${label} ${dir} ${e.f ? e.f.label : "dense"} ${e.method}: ${(t * 1e3).toFixed(2)} ms (${(t / denseT).toFixed(2)}x dense)`);
+        console.log(`${label} ${dir} ${e.f ? e.f.label : "dense"} ${e.method}: ${(t * 1e3).toFixed(2)} ms (${vsDense.median.toFixed(2)}x dense)`);
       }
     }
   }
-  writeResults(opts, rows, threads, [loadBefore, os.loadavg()[0]]);
+  writeResults(opts, rows, threads, cond.finish());
 }
 
-function writeResults(opts, rows, threads, load) {
+function writeResults(opts, rows, threads, conditions) {
   mkdirSync(opts.out, { recursive: true });
-  const cpu = cpuDescription();
   const info = { quant: K.quantMatmulInfo(), gemm: K.gemmInfo() };
-  // The command as typed, with the environment variables that change what runs.
-  const env = ["MODULORA_NUM_THREADS", "MODULORA_CPU_ISA"].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join("");
-  const command = `${env}node quant-matmul.mjs${process.argv.slice(2).length ? " " + process.argv.slice(2).join(" ") : ""}`;
   const json = {
-    command, date: new Date().toISOString(), node: process.version, cpu, threads,
-    loadAverage1m: { start: round(load[0], 2), end: round(load[1], 2) }, reps: opts.reps, statistic: "median",
-    kernels: info, addon: process.env.MODULORA_KERNELS_PATH ?? "(package default)",
+    benchmark: "quant-matmul", conditions, threads, reps: opts.reps, statistic: "median",
+    cpu: { logicalCpus: conditions.machine.cpusAvailable },
+    loadAverage1m: { start: conditions.loadavg.before[0], end: conditions.loadavg.after[0] },
+    kernels: info,
     rows: rows.map((r) => ({
-      ...r, seconds: round(r.seconds, 6), dequantizeSeconds: round(r.dequantizeSeconds, 6), gflops: round(r.gflops, 1),
-      vsDense: round(r.vsDense, 3), nativeExtraMiB: round(r.nativeExtraMiB, 2), jsExtraMiB: round(r.jsExtraMiB, 2),
+      ...r, seconds: round(r.seconds, 6), secondsMin: round(r.secondsMin, 6), secondsMax: round(r.secondsMax, 6),
+      dequantizeSeconds: round(r.dequantizeSeconds, 6), gflops: round(r.gflops, 1),
+      vsDense: round(r.vsDense, 3), vsDenseMin: round(r.vsDenseMin, 3), vsDenseMax: round(r.vsDenseMax, 3), nativeExtraMiB: round(r.nativeExtraMiB, 2), jsExtraMiB: round(r.jsExtraMiB, 2),
       weightMiB: round(r.weightMiB, 2),
     })),
   };
-  const also = opts.also ? JSON.parse(readFileSync(opts.also, "utf8")) : null;
-  if (also) json.crossCheck = { ...also, crossCheck: undefined };
   writeFileSync(path.join(opts.out, "quant-matmul.json"), JSON.stringify(json, null, 2) + "\n");
 
   const lines = ["# Fused dequantize-matmul (CPU)", ""];
-  lines.push(`Command: \`${command}\` (from \`benchmarks/kernels-cpu\`), ${json.date}, Node ${process.version}.`, "");
   lines.push(...runHeader(json), "");
   lines.push(...table(json.rows), "");
   lines.push("## Summary", "", ...summary(json.rows), "");
-  if (also) {
-    lines.push("## Cross-check: the same script on a quiet machine", "");
-    lines.push("(Its JSON is embedded under `crossCheck` in quant-matmul.json.)", "");
-    lines.push(`\`${also.command}\`, ${also.date}.`, "", ...runHeader(also), "");
-    lines.push(...summary(also.rows), "", "<details><summary>all rows</summary>", "", ...table(also.rows), "", "</details>", "");
-  }
-  lines.push("## Interpretation", "", ...interpret(json, also), "");
+  lines.push("## Interpretation", "", ...interpret(json), "");
+  lines.push(...conditionsMarkdown(conditions));
   writeFileSync(path.join(opts.out, "quant-matmul.md"), lines.join("\n"));
   console.log(`wrote ${path.join(opts.out, "quant-matmul.json")} and quant-matmul.md`);
 }
@@ -280,12 +260,12 @@ function writeResults(opts, rows, threads, load) {
 function runHeader(run) {
   const q = run.kernels.quant;
   return [
-    `Machine: ${run.cpu.model}, ${run.cpu.logicalCpus} logical CPUs, ${run.threads} kernel threads, 1-minute load ` +
-      `average ${run.loadAverage1m.start} at the start and ${run.loadAverage1m.end} at the end. Decode path \`${q.isa}\` ` +
+    `${run.threads} kernel threads (machine and load under Conditions). Decode path \`${q.isa}\` ` +
       `(gemm micro-kernel ${q.mr}x${q.nr}; decoded blocks kc ${q.kc} x nc ${q.nc}; mc ${q.mc}).`,
     `Times are the **median** of ${run.reps} calls per method after a warm-up, the methods of one shape and pass ` +
       "interleaved call by call (rotating order), so load from other processes hits them alike. GFLOP/s counts " +
-      "2·M·in·out; \"x dense\" is the time over dense f32 SGEMM at the same shape and pass. Native extra = peak " +
+      "2·M·in·out; \"x dense\" is the time over dense f32 SGEMM at the same shape and pass, taken within each " +
+      "repetition: median (min–max) over repetitions. Native extra = peak " +
       "native memory growth of one call in a fresh process (thread scratch); JS extra = f32 buffers the method " +
       "allocates; weight = bytes the weight is stored in (codes and all metadata).",
   ];
@@ -293,12 +273,13 @@ function runHeader(run) {
 
 function table(rows) {
   const lines = [
-    "| shape | M | pass | format | method | ms | GFLOP/s | x dense | dequantize ms | native extra MiB | JS extra MiB | weight MiB |",
+    "| shape | M | pass | format | method | ms (min–max) | GFLOP/s | x dense (min–max) | dequantize ms | native extra MiB | JS extra MiB | weight MiB |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     lines.push(`| ${r.shape} | ${r.M} | ${r.dir === "fwd" ? "forward" : "input grad"} | ${r.format} | ${r.method} | ` +
-      `${(r.seconds * 1e3).toFixed(2)} | ${r.gflops} | ${r.vsDense.toFixed(2)} | ` +
+      `${(r.seconds * 1e3).toFixed(2)} (${(r.secondsMin * 1e3).toFixed(2)}–${(r.secondsMax * 1e3).toFixed(2)}) | ${r.gflops} | ` +
+      `${r.vsDense.toFixed(2)} (${r.vsDenseMin.toFixed(2)}–${r.vsDenseMax.toFixed(2)}) | ` +
       `${r.dequantizeSeconds == null ? "" : (r.dequantizeSeconds * 1e3).toFixed(2)} | ${r.nativeExtraMiB} | ${r.jsExtraMiB} | ${r.weightMiB} |`);
   }
   return lines;
@@ -345,11 +326,10 @@ function ratios(rows) {
 }
 
 /** Sentences computed from the rows, so a re-run keeps the text true. */
-function interpret(run, also) {
-  const a = ratios(run.rows), b = also ? ratios(also.rows) : null;
-  // "x (quiet machine: y)" when there is a cross-check.
-  const both = (key) => `${a[key]}x` + (b ? ` (quiet machine: ${b[key]}x)` : "");
-  const all = [...run.rows, ...(also ? also.rows : [])];
+function interpret(run) {
+  const a = ratios(run.rows);
+  const both = (key) => `${a[key]}x`;
+  const all = run.rows;
   const largest = run.rows.reduce((x, r) => (r.in * r.out > x.in * x.out ? r : x));
   const dims = `${largest.in} x ${largest.out}`;
   const big = run.rows.filter((r) => r.in * r.out === largest.in * largest.out && r.method === DEQ);
@@ -364,7 +344,7 @@ function interpret(run, also) {
     "At the tiny-llama shapes the threads split the narrow result's 256 columns and each packs all of X: a few " +
     "percent that dense SGEMM, free to split rows instead, does not pay.");
   out.push(`- **Dequantize everything, then SGEMM** takes ${both("deq")} the fused time; at ${dims} ` +
-    `${both("deqBig")}, where dequantizing alone costs ${a.deqMs} ms${b ? ` (quiet machine: ${b.deqMs} ms)` : ""}. It ` +
+    `${both("deqBig")}, where dequantizing alone costs ${a.deqMs} ms. It ` +
     `holds the whole f32 matrix (${Math.max(...big.map((r) => r.jsExtraMiB)).toFixed(0)} MiB at ${dims}, against ` +
     `${Math.min(...big.map((r) => r.weightMiB)).toFixed(1)}–${Math.max(...big.map((r) => r.weightMiB)).toFixed(1)} MiB ` +
     "of stored weight). At the tiny-llama sizes the whole matrix is 0.75 MiB and dequantizes in a fraction of a " +
@@ -382,10 +362,8 @@ function interpret(run, also) {
     (busy(run)
       ? ": other work shared the cores, so single ratios move by ±10–20% (more during load spikes) between runs; " +
         "medians of interleaved calls keep the comparisons within one shape and pass fair, not the absolute times."
-      : ": the machine was otherwise idle.") +
-    (also ? ` The cross-check (${also.threads} threads on ${also.cpu.logicalCpus} logical CPUs, load average ` +
-      `${also.loadAverage1m.start}–${also.loadAverage1m.end}) measures the same kernels without that noise.` : ""));
+      : ": the machine was otherwise idle."));
   return out;
 }
 
-await main();
+await runBenchmark("quant-matmul", main);
