@@ -16,8 +16,10 @@ export { quantLinear, quantLinearDef, quantLinearInputGradDef, genericForward, g
 export { fusedKernelFor, type FusedKernel } from "./fused.js";
 export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions, type ForwardOptions } from "./modulora-linear.js";
 export { checkQuantizeInputs } from "./validate.js";
-export { Trainer, TrainingError, type TrainerOptions, type TrainerEvent, type TrainResult, type Batch, type DataSource, type EvalResult } from "./train/trainer.js";
+export { Trainer, TrainingError, isTrainerEntry, type TrainerOptions, type TrainerEvent, type TrainResult, type Batch, type DataSource, type EvalResult } from "./train/trainer.js";
 export { learningRate, checkSchedule, type ScheduleKind, type ScheduleOptions } from "./train/schedule.js";
 export { clipGradNorm, gradNorm, gradsNonFinite } from "./train/clip.js";
 export { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./train/state.js";
+export { acquireLock, lockOwner, processAlive, LockedError, LOCK_FILE, type DirectoryLock, type LockOwner } from "./train/lock.js";
+export { appendNoFollow, isStaleTemp, lexists, recoverOutDir, replaceDir, writeFileAtomic } from "./train/files.js";
 export { LoRALinear, loraBranch, initLoRAFactors, resolveLoRAOptions, type LoRALinearOptions, type ResolvedLoRAOptions } from "./lora-dense.js";

@@ -1,11 +1,11 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { dispose, keep, matmul, mean, memory, randn, square, sub, tensor, zeros, type Tensor } from "@modulora/tensor";
-import { Trainer, learningRate, clipGradNorm, gradNorm, listCheckpoints, type DataSource } from "../src/index.js";
+import { Trainer, learningRate, clipGradNorm, gradNorm, listCheckpoints, appendNoFollow, writeFileAtomic, LOCK_FILE, type DataSource, type TrainerEvent } from "../src/index.js";
 
 const child = fileURLToPath(new URL("./fixtures/train-child.mjs", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "modulora-trainer-"));
@@ -217,4 +217,163 @@ describe("checkpoint and resume", () => {
     expect(last.result.stoppedBy).toBe("interrupted");
     expect(listCheckpoints(dir)[0]!.step).toBe(last.result.steps);
   }, 120_000);
+});
+
+/** A pid that cannot be a running process (above Linux's pid_max): temporaries named with it are stale. */
+const DEAD = 99999999;
+
+/** Runs the toy trainer to completion; returns its result and the warnings it emitted. */
+async function toyRun(opts: Partial<ConstructorParameters<typeof Trainer<XB>>[0]>) {
+  const warnings: string[] = [];
+  const t = toy({ ...opts, onEvent: (e: TrainerEvent) => void (e.type === "warning" && warnings.push(e.message)) });
+  try {
+    return { result: await t.trainer.fit(), warnings };
+  } finally {
+    t.cleanup();
+  }
+}
+
+const metricSteps = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; eval?: unknown });
+
+describe("the output directory", () => {
+  it("is locked: a second run is refused while the first runs; a stale lock is named and taken over", async () => {
+    const dir = join(tmp, "locked");
+    const first = spawn(process.execPath, [child, dir, "100000", "fresh"], { stdio: ["ignore", "pipe", "pipe"] });
+    await new Promise<void>((resolve) => {
+      let buf = "";
+      first.stdout.on("data", (d: Buffer) => {
+        buf += d.toString();
+        if (/checkpoint 3\n/.test(buf)) {
+          first.kill("SIGSTOP"); // alive and holding the lock, but not running
+          resolve();
+        }
+      });
+    });
+    const second = spawnSync(process.execPath, [child, dir, "100000", "resume"], { encoding: "utf8", timeout: 60_000 });
+    expect(second.status).not.toBe(0);
+    expect(second.stderr).toContain(`${join(dir, LOCK_FILE)} is held by process ${first.pid} (modulora trainer, since `);
+    first.kill("SIGKILL");
+    await new Promise((r) => first.on("exit", r));
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(true); // a kill -9 cannot release it
+    const steps = listCheckpoints(dir)[0]!.step + 3;
+    const third = spawnSync(process.execPath, [child, dir, String(steps), "resume"], { encoding: "utf8", timeout: 60_000 });
+    expect(third.status, third.stderr).toBe(0);
+    expect(third.stdout).toContain(`warning took over the stale lock ${join(dir, LOCK_FILE)} of process ${first.pid}, which no longer runs`);
+    expect(JSON.parse(third.stdout.trim().split("\n").pop()!).result.steps).toBe(steps);
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false); // released at the end
+  }, 120_000);
+
+  it("SIGTERM saves a checkpoint and stops cleanly, like Ctrl-C", async () => {
+    const dir = join(tmp, "sigterm");
+    const proc = spawn(process.execPath, [child, dir, "100000", "fresh"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const code = await new Promise<number | null>((resolve) => {
+      let sent = false;
+      proc.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (!sent && /checkpoint 3\n/.test(out)) {
+          sent = true;
+          proc.kill("SIGTERM");
+        }
+      });
+      proc.on("exit", (c) => resolve(c));
+    });
+    expect(code).toBe(0);
+    const last = JSON.parse(out.trim().split("\n").pop()!);
+    expect(last.result).toMatchObject({ stoppedBy: "interrupted", signal: "SIGTERM" });
+    expect(listCheckpoints(dir)[0]!.step).toBe(last.result.steps);
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+  }, 120_000);
+
+  it("a diverged run fails, and writes no final checkpoint", async () => {
+    // lr 1e30: step 1 moves w to ~1e30, so every later loss overflows to Inf and is skipped.
+    const out = join(tmp, "diverged");
+    await expect(toyRun({ steps: 3, lr: 1e30, outDir: out })).rejects.toThrow(/the run diverged: its last 2 steps \(up to step 3\) had a non-finite loss or gradient/);
+    expect(listCheckpoints(out)).toEqual([]);
+    // lr 1e39 overflows f32 in the update itself: the parameters are Inf after a finite step 1.
+    const inf = join(tmp, "diverged-inf");
+    await expect(toyRun({ steps: 1, lr: 1e39, outDir: inf })).rejects.toThrow(/the run diverged: the parameters hold NaN or Inf \(w\)/);
+    expect(listCheckpoints(inf)).toEqual([]);
+  });
+
+  it("refuses a warmup longer than the run", () => {
+    expect(() => toy({ steps: 2, warmupSteps: 5 })).toThrow(/warmup of 5 steps is longer than the run \(2 steps\), so the learning rate would never reach 0\.05/);
+  });
+
+  it("resuming a finished run completes without training or evaluating again", async () => {
+    const out = join(tmp, "finished");
+    let evals = 0;
+    const evaluate = () => ({ loss: 10 - evals++ });
+    await toyRun({ steps: 4, saveEvery: 2, evalEvery: 2, outDir: out, evaluate });
+    expect(evals).toBe(2);
+    const before = readFileSync(join(out, "metrics.jsonl"), "utf8");
+    const { result } = await toyRun({ steps: 4, saveEvery: 2, evalEvery: 2, outDir: out, evaluate, resume: true });
+    expect(result).toMatchObject({ steps: 4, resumedFrom: 4, stoppedBy: "done", tokens: 0, best: { step: 4, value: 9 }, lastEval: { loss: 9 } });
+    expect(evals).toBe(2);
+    expect(readFileSync(join(out, "metrics.jsonl"), "utf8")).toBe(before);
+  });
+
+  it("a replacement of best/ or a checkpoint cut between its renames is undone, and stale temporaries are removed", async () => {
+    const out = join(tmp, "recover");
+    const evaluate = () => ({ loss: 1 });
+    await toyRun({ steps: 2, saveEvery: 1, evalEvery: 1, outDir: out, evaluate });
+    // As a kill leaves it: best/ moved aside, its successor half-written; a checkpoint half-written.
+    renameSync(join(out, "best"), join(out, `best.old-${DEAD}-a1`));
+    mkdirSync(join(out, `best.tmp-${DEAD}-b2`));
+    writeFileSync(join(out, `best.tmp-${DEAD}-b2`, "parameters.safetensors"), "partial");
+    mkdirSync(join(out, `checkpoint-3.tmp-${DEAD}-c3`));
+    const { result, warnings } = await toyRun({ steps: 3, saveEvery: 1, evalEvery: 1, outDir: out, evaluate, resume: true });
+    expect(result).toMatchObject({ steps: 3, resumedFrom: 2 });
+    expect(warnings).toContain(`restored ${join(out, "best")} (a replacement of it was interrupted)`);
+    expect(warnings).toContain(`removed ${join(out, `checkpoint-3.tmp-${DEAD}-c3`)} (left by an interrupted run)`);
+    expect(readdirSync(out).sort()).toEqual(["best", "checkpoint-2", "checkpoint-3", "metrics.jsonl"]);
+    expect(existsSync(join(out, "best", "trainer_state.json"))).toBe(true);
+  });
+
+  it("a corrupt newest checkpoint: resumes from the older one, saying so", async () => {
+    const out = join(tmp, "corrupt");
+    await toyRun({ steps: 4, saveEvery: 2, outDir: out });
+    truncateSync(join(out, "checkpoint-4", "parameters.safetensors"), 20);
+    const { result, warnings } = await toyRun({ steps: 6, saveEvery: 2, outDir: out, resume: true });
+    expect(result).toMatchObject({ steps: 6, resumedFrom: 2 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(new RegExp(`^checkpoint ${join(out, "checkpoint-4")} cannot be read \\(.+\\); moved it to ${join(out, "checkpoint-4")}\\.corrupt and resuming from the older ${join(out, "checkpoint-2")}$`));
+    expect(existsSync(join(out, "checkpoint-4.corrupt"))).toBe(true);
+    expect(metricSteps(out).map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it("a run killed during its first checkpoint: resume starts it over", async () => {
+    const out = join(tmp, "first-checkpoint");
+    mkdirSync(out);
+    writeFileSync(join(out, "metrics.jsonl"), '{"step":1,"loss":1}\n{"step":2,"loss":1}\n');
+    mkdirSync(join(out, `checkpoint-3.tmp-${DEAD}-d4`));
+    writeFileSync(join(out, `checkpoint-3.tmp-${DEAD}-d4`, "parameters.safetensors"), "partial");
+    const { result, warnings } = await toyRun({ steps: 3, outDir: out, resume: true });
+    expect(result).toMatchObject({ steps: 3, resumedFrom: null });
+    expect(warnings).toContain(`${out} has no complete checkpoint (the run stopped before its first one): starting from step 0`);
+    expect(metricSteps(out).map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(readdirSync(out).sort()).toEqual(["checkpoint-3", "metrics.jsonl"]);
+  });
+
+  it("never writes through a symbolic link planted in it", async () => {
+    const out = join(tmp, "links");
+    await toyRun({ steps: 2, saveEvery: 1, outDir: out });
+    const victim = join(tmp, "victim.txt");
+    writeFileSync(victim, "precious\n");
+    cpSync(join(out, "metrics.jsonl"), join(tmp, "metrics-copy.jsonl"));
+    rmSync(join(out, "metrics.jsonl"));
+    symlinkSync(victim, join(out, "metrics.jsonl"));
+    await expect(toyRun({ steps: 4, saveEvery: 1, outDir: out, resume: true })).rejects.toThrow(`${join(out, "metrics.jsonl")} is a symbolic link; refusing to write through it (remove it)`);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    // Appending refuses a link (O_NOFOLLOW); a whole-file write replaces the link instead of following it.
+    expect(() => appendNoFollow(join(out, "metrics.jsonl"), "x\n")).toThrow(/is a symbolic link; refusing to write through it/);
+    symlinkSync(victim, join(out, "run.json"));
+    writeFileAtomic(join(out, "run.json"), "{}\n");
+    expect(lstatSync(join(out, "run.json")).isSymbolicLink()).toBe(false);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  });
+
+  it("a failed append (ENOSPC) names the file", () => {
+    expect(() => appendNoFollow("/dev/full", "x\n")).toThrow(/^cannot append to \/dev\/full: ENOSPC: no space left on device/);
+  });
 });

@@ -30,10 +30,12 @@ export function learningRate(o: ScheduleOptions, step: number): number {
   return minLr + ((o.lr - minLr) * (1 + Math.cos(Math.PI * progress))) / 2;
 }
 
-/** Checks schedule options; throws a RangeError saying what is wrong. */
+/** Checks schedule options (a warmup longer than `totalSteps` is refused); throws a RangeError saying what is wrong. */
 export function checkSchedule(o: ScheduleOptions): void {
   if (!["constant", "linear", "cosine"].includes(o.kind)) throw new RangeError(`schedule must be constant, linear or cosine, got ${JSON.stringify(o.kind)}`);
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`learning rate must be a positive number, got ${o.lr}`);
   if (!Number.isInteger(o.warmupSteps ?? 0) || (o.warmupSteps ?? 0) < 0) throw new RangeError(`warmup steps must be a non-negative integer, got ${o.warmupSteps}`);
   if (!Number.isInteger(o.totalSteps) || o.totalSteps < 1) throw new RangeError(`total steps must be a positive integer, got ${o.totalSteps}`);
+  // A warmup longer than the run never reaches the peak learning rate: refused, not silently truncated.
+  if ((o.warmupSteps ?? 0) > o.totalSteps) throw new RangeError(`warmup of ${o.warmupSteps} steps is longer than the run (${o.totalSteps} steps), so the learning rate would never reach ${o.lr}`);
 }

@@ -1,7 +1,9 @@
-// Trainer checkpoints: a directory per checkpoint, written atomically (temp dir, then rename).
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+// Trainer checkpoints: a directory per checkpoint, written atomically (temp dir, then rename; an
+// existing directory of the same name is replaced only once its successor is complete).
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadSafetensors, saveSafetensors, type Tensor } from "@modulora/tensor";
+import { replaceDir } from "./files.js";
 
 /** What a checkpoint records besides the tensors. */
 export interface TrainerState {
@@ -26,6 +28,13 @@ export interface TrainerState {
   parameterNames: string[];
   /** Free-form fields of the caller (schedule, options...). */
   extra?: Record<string, unknown>;
+  /** Lines of `metrics.jsonl` when the checkpoint was written (a resume truncates the log to these). */
+  metricsLines?: number;
+  /** Set on the final checkpoint of a finished run (after the final evaluation). */
+  done?: boolean;
+  /** Loss of the last optimizer step and the last evaluation (so that a finished run can be reported again). */
+  lastLoss?: number | null;
+  lastEval?: Record<string, number> | null;
 }
 
 const STATE_FILE = "trainer_state.json";
@@ -52,7 +61,7 @@ export function writeCheckpoint(
   moments: { m: readonly Tensor[]; v: readonly Tensor[] },
   writeExtra?: (tmpDir: string) => void,
 ): void {
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now().toString(36)}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   try {
@@ -67,8 +76,7 @@ export function writeCheckpoint(
     saveSafetensors(join(tmp, "optimizer.safetensors"), opt, { format: "modulora-trainer" });
     writeExtra?.(tmp);
     writeFileSync(join(tmp, STATE_FILE), JSON.stringify(state, null, 2) + "\n");
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    replaceDir(tmp, dir);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;

@@ -1,10 +1,15 @@
 // The fine-tuning loop: AdamW, schedules with warmup, gradient accumulation, global-norm
 // clipping, evaluation with early stopping and best-checkpoint selection, a metrics log,
 // checkpoints every N steps with exact resume, non-finite step skipping, and Ctrl-C handling.
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// The output directory is locked while a run works in it, recovered from a killed run on start,
+// and written without following links planted in it.
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { countNonFinite } from "@modulora/kernels";
 import { AdamW, backward, dispose, memory, noGrad, tidy, type Tensor } from "@modulora/tensor";
 import { clipGradNorm, gradsNonFinite } from "./clip.js";
+import { appendNoFollow, isStaleTemp, lexists, recoverOutDir, writeFileAtomic } from "./files.js";
+import { acquireLock, LOCK_FILE, type DirectoryLock } from "./lock.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
 import { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./state.js";
 
@@ -31,6 +36,8 @@ export type TrainerEvent =
   | { type: "skip"; step: number; reason: string; consecutive: number }
   | { type: "eval"; step: number; metrics: EvalResult; best: boolean }
   | { type: "checkpoint"; step: number; dir: string }
+  /** Something the user should know that does not stop the run (a stale lock taken over, a checkpoint that could not be read...). */
+  | { type: "warning"; message: string }
   | { type: "stop"; step: number; reason: "done" | "early-stopping" | "interrupted" };
 
 /** Options of {@link Trainer}. */
@@ -78,8 +85,10 @@ export interface TrainerOptions<B extends Batch> {
   seed?: number;
   /** Abort after this many consecutive non-finite steps (default 5). */
   maxBadSteps?: number;
-  /** Save a checkpoint and stop on SIGINT (default: true when `outDir` is set). */
+  /** Save a checkpoint and stop on SIGINT or SIGTERM (default: true when `outDir` is set). */
   handleSigint?: boolean;
+  /** Recorded in the lock file of `outDir` (default `modulora trainer`). */
+  lockOwner?: string;
   onEvent?: (e: TrainerEvent) => void;
   /** Extra fields written to the trainer state. */
   stateExtra?: Record<string, unknown>;
@@ -89,6 +98,10 @@ export interface TrainerOptions<B extends Batch> {
 export interface TrainResult {
   steps: number;
   stoppedBy: "done" | "early-stopping" | "interrupted";
+  /** The signal that interrupted the run (`stoppedBy: "interrupted"`). */
+  signal?: "SIGINT" | "SIGTERM";
+  /** The checkpoint step this run resumed from, or null. Equal to `steps` when the checkpoint was already final (nothing was trained). */
+  resumedFrom: number | null;
   lastLoss: number;
   best: { step: number; value: number } | null;
   lastEval: EvalResult | null;
@@ -133,32 +146,71 @@ export class Trainer<B extends Batch> {
     return (o.epochs ?? 1) * Math.ceil(o.data.length / (o.gradAccum ?? 1));
   }
 
-  private prepareOutDir(): TrainerState | null {
+  private warn(message: string): void {
+    this.options.onEvent?.({ type: "warning", message });
+  }
+
+  /**
+   * Locks and prepares `outDir`: recovers it from a killed run, then empties it (overwrite),
+   * refuses it (not empty, neither resume nor overwrite) or restores the newest readable
+   * checkpoint (resume). Returns the restored state, or null for a fresh start.
+   */
+  private prepareOutDir(lockRef: { lock: DirectoryLock | null }): TrainerState | null {
     const o = this.options;
     if (!o.outDir) {
       if (o.resume) throw new Error("Trainer: resume needs an output directory");
       return null;
     }
-    const nonEmpty = existsSync(o.outDir) && readdirSync(o.outDir).length > 0;
+    const out = o.outDir;
+    if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`output directory ${out} is a file, not a directory`);
+    mkdirSync(out, { recursive: true });
+    const lock = acquireLock(join(out, LOCK_FILE), o.lockOwner ?? "modulora trainer");
+    lockRef.lock = lock;
+    if (lock.tookOver) this.warn(`took over the stale lock ${lock.path} of process ${lock.tookOver.pid}, which no longer runs`);
+    for (const note of recoverOutDir(out)) this.warn(note);
+    const entries = readdirSync(out).filter((n) => n !== LOCK_FILE);
     if (o.resume) {
-      const ckpts = listCheckpoints(o.outDir);
+      const ckpts = listCheckpoints(out);
       if (ckpts.length === 0) {
-        if (nonEmpty) throw new Error(`${o.outDir} holds no complete checkpoint to resume from (nothing named checkpoint-N with a trainer_state.json)`);
-        mkdirSync(o.outDir, { recursive: true });
+        // Killed before its first checkpoint: what is there (the log, best/) is this run's own; start over.
+        const foreign = entries.filter((n) => !RUN_LEFTOVERS.includes(n));
+        if (foreign.length) throw new Error(`${out} holds no complete checkpoint to resume from (nothing named checkpoint-N with a trainer_state.json), and it holds ${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", ..." : ""}`);
+        if (entries.length) this.warn(`${out} has no complete checkpoint (the run stopped before its first one): starting from step 0`);
+        for (const n of entries) rmSync(join(out, n), { recursive: true, force: true });
         return null;
       }
-      return this.restore(ckpts[0]!.dir);
+      return this.restoreNewest(ckpts);
     }
-    if (nonEmpty) {
-      if (!o.overwrite) throw new Error(`output directory ${o.outDir} already exists and is not empty; pass resume to continue it or overwrite to replace it`);
-      rmSync(o.outDir, { recursive: true, force: true });
+    if (entries.length) {
+      if (!o.overwrite) throw new Error(`output directory ${out} already exists and is not empty; pass resume to continue it or overwrite to replace it`);
+      for (const n of entries) rmSync(join(out, n), { recursive: true, force: true });
     }
-    mkdirSync(o.outDir, { recursive: true });
     return null;
   }
 
-  private restore(dir: string): TrainerState {
-    const { state, params, optimizer } = readCheckpoint(dir);
+  /** Restores the newest checkpoint that can be read; an unreadable one is moved aside (`.corrupt`) with a warning. */
+  private restoreNewest(ckpts: readonly { dir: string; step: number }[]): TrainerState {
+    const failures: string[] = [];
+    for (const c of ckpts) {
+      let read: ReturnType<typeof readCheckpoint>;
+      try {
+        read = readCheckpoint(c.dir);
+      } catch (err) {
+        failures.push(`${c.dir}: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
+      for (const bad of ckpts.slice(0, failures.length)) {
+        let aside = `${bad.dir}.corrupt`;
+        if (lexists(aside)) aside = `${aside}-${Date.now().toString(36)}`;
+        renameSync(bad.dir, aside);
+        this.warn(`checkpoint ${bad.dir} cannot be read (${failures[ckpts.indexOf(bad)]!.slice(bad.dir.length + 2)}); moved it to ${aside} and resuming from the older ${c.dir}`);
+      }
+      return this.restore(c.dir, read);
+    }
+    throw new Error(`no checkpoint in ${this.options.outDir} can be read: ${failures.join("; ")}`);
+  }
+
+  private restore(dir: string, { state, params, optimizer }: ReturnType<typeof readCheckpoint>): TrainerState {
     try {
       const missing = this.names.filter((n) => !params.has(n));
       const extra = [...params.keys()].filter((n) => !this.names.includes(n));
@@ -184,34 +236,74 @@ export class Trainer<B extends Batch> {
     }
   }
 
+  /** Names of trainable tensors holding NaN or ±Inf. */
+  private nonFiniteParameters(): string[] {
+    return this.names.filter((_, i) => {
+      const p = this.params[i]!;
+      return (p.dtype === "f32" || p.dtype === "f64") && countNonFinite(p.view() as Float32Array) > 0;
+    });
+  }
+
   private save(state: TrainerState, dir: string): void {
+    const bad = this.nonFiniteParameters();
+    if (bad.length) throw new TrainingError(`the parameters hold NaN or Inf (${bad.slice(0, 3).join(", ")}${bad.length > 3 ? ", ..." : ""}) at step ${state.step}; not writing ${dir}: lower the learning rate or check the data`);
     writeCheckpoint(dir, state, this.params, this.optimizer.state(), this.options.writeExtra);
   }
 
-  /** Runs training to the end (or early stopping, or Ctrl-C). */
+  /** Runs training to the end (or early stopping, or Ctrl-C / SIGTERM). */
   async fit(): Promise<TrainResult> {
+    const lockRef: { lock: DirectoryLock | null } = { lock: null };
+    try {
+      return await this.fitLocked(lockRef);
+    } finally {
+      lockRef.lock?.release();
+    }
+  }
+
+  private async fitLocked(lockRef: { lock: DirectoryLock | null }): Promise<TrainResult> {
     const o = this.options;
     const total = this.totalSteps();
     const accum = o.gradAccum ?? 1;
     const seed = o.seed ?? 0;
     const maxBad = o.maxBadSteps ?? 5;
     const select = o.selectMetric ?? { name: "loss", mode: "min" as const };
-    const restored = this.prepareOutDir();
+    const restored = this.prepareOutDir(lockRef);
+    const resumedFrom = restored ? restored.step : null; // `state` below is `restored` itself, and moves on
     const state: TrainerState = restored ?? {
       version: 1, step: 0, optimizerSteps: 0, epoch: 0, index: 0, seed, badSteps: 0, best: null, sinceBest: 0, parameterNames: this.names, extra: o.stateExtra,
     };
     if (restored && restored.seed !== seed) throw new Error(`checkpoint was made with seed ${restored.seed}, this run uses ${seed}: pass the same seed to resume`);
+    if (restored && restored.step > total) throw new Error(`the newest checkpoint is at step ${restored.step}, past this run's ${total} steps: raise steps (or epochs) to at least ${restored.step}`);
+    // A final checkpoint of this length: the run had finished; only the caller's final writes may be missing.
+    const finished = !!restored?.done && restored.step === total;
+    if (restored && !finished) state.done = false;
     const metricsPath = o.outDir ? join(o.outDir, "metrics.jsonl") : null;
-    if (metricsPath && restored) truncateMetrics(metricsPath, restored.step);
+    state.metricsLines = metricsPath && restored ? truncateMetrics(metricsPath, restored) : 0;
+    const logMetrics = (line: Record<string, unknown>) => {
+      if (!metricsPath) return;
+      appendNoFollow(metricsPath, JSON.stringify(line) + "\n");
+      state.metricsLines = (state.metricsLines ?? 0) + 1;
+    };
     const emit = (e: TrainerEvent) => o.onEvent?.(e);
-    emit({ type: "start", totalSteps: total, resumedFrom: restored ? restored.step : null });
+    emit({ type: "start", totalSteps: total, resumedFrom });
+    const t0 = performance.now();
+    if (finished) {
+      emit({ type: "stop", step: state.step, reason: "done" });
+      return { steps: state.step, stoppedBy: "done", resumedFrom: state.step, lastLoss: state.lastLoss ?? NaN, best: state.best, lastEval: state.lastEval ?? null, seconds: 0, tokens: 0 };
+    }
 
-    let interrupted = false;
+    let interrupted: "SIGINT" | "SIGTERM" | null = null;
     const onSigint = () => {
-      interrupted = true;
+      interrupted = "SIGINT";
+    };
+    const onSigterm = () => {
+      interrupted = "SIGTERM";
     };
     const sigint = o.handleSigint ?? !!o.outDir;
-    if (sigint) process.on("SIGINT", onSigint);
+    if (sigint) {
+      process.on("SIGINT", onSigint);
+      process.on("SIGTERM", onSigterm);
+    }
 
     // A cursor over (epoch, index) that restarts epochs deterministically.
     let iter: Iterator<B> | null = null;
@@ -230,9 +322,8 @@ export class Trainer<B extends Batch> {
       throw new TrainingError("the data source produced an empty epoch");
     };
 
-    const t0 = performance.now();
     let tokens = 0;
-    let lastLoss = NaN;
+    let lastLoss = restored?.lastLoss ?? NaN;
     let lastEval: EvalResult | null = null;
     let stoppedBy: TrainResult["stoppedBy"] = "done";
     const runEval = (): boolean => {
@@ -252,7 +343,7 @@ export class Trainer<B extends Batch> {
         }
       }
       emit({ type: "eval", step: state.step, metrics, best: improved });
-      if (metricsPath) appendFileSync(metricsPath, JSON.stringify({ step: state.step, eval: metrics }) + "\n");
+      logMetrics({ step: state.step, eval: metrics });
       return !!o.earlyStoppingPatience && state.sinceBest >= o.earlyStoppingPatience;
     };
 
@@ -300,13 +391,12 @@ export class Trainer<B extends Batch> {
         this.optimizer.zeroGrad();
         state.step = step;
         state.optimizerSteps = this.optimizer.stepCount;
+        state.lastLoss = Number.isFinite(lastLoss) ? lastLoss : null;
         tokens += stepTokens;
         const elapsed = (performance.now() - t0) / 1000;
         const tps = stepTokens / Math.max(1e-9, (performance.now() - stepStart) / 1000);
         if (finite) emit({ type: "step", step, totalSteps: total, loss: lastLoss, lr, gradNorm: norm, tokensPerSecond: tps, elapsedSeconds: elapsed });
-        if (metricsPath) {
-          appendFileSync(metricsPath, JSON.stringify({ step, loss: finite ? lastLoss : null, lr, grad_norm: Number.isFinite(norm) ? norm : null, tokens_per_second: Math.round(tps), skipped: !finite }) + "\n");
-        }
+        logMetrics({ step, loss: finite ? lastLoss : null, lr, grad_norm: Number.isFinite(norm) ? norm : null, tokens_per_second: Math.round(tps), skipped: !finite });
         let stop = false;
         if (o.evalEvery && step % o.evalEvery === 0 && step < total) stop = runEval();
         if (o.outDir && o.saveEvery && step % o.saveEvery === 0) this.checkpoint(state);
@@ -314,7 +404,7 @@ export class Trainer<B extends Batch> {
           stoppedBy = "early-stopping";
           break;
         }
-        // Let signals (Ctrl-C) in between steps.
+        // Let signals (Ctrl-C, SIGTERM) in between steps.
         await new Promise((r) => setImmediate(r));
         if (interrupted) {
           stoppedBy = "interrupted";
@@ -322,14 +412,33 @@ export class Trainer<B extends Batch> {
           break;
         }
       }
+      if (stoppedBy !== "interrupted") {
+        // A run whose last steps were skipped, or whose parameters overflowed, has diverged: it ends
+        // in an error, not in a final checkpoint that looks like a result.
+        if (state.badSteps > 0) {
+          throw new TrainingError(`the run diverged: its last ${state.badSteps === 1 ? "step" : `${state.badSteps} steps`} (up to step ${state.step}) had a non-finite loss or gradient, so the parameters are not a result; lower the learning rate or check the data`);
+        }
+        const bad = this.nonFiniteParameters();
+        if (bad.length) throw new TrainingError(`the run diverged: the parameters hold NaN or Inf (${bad.slice(0, 3).join(", ")}); lower the learning rate or check the data`);
+      }
       if (stoppedBy === "done" && o.evaluate) runEval();
-      if (o.outDir && stoppedBy !== "interrupted") this.checkpoint(state);
+      if (o.outDir && stoppedBy !== "interrupted") {
+        state.done = true;
+        state.lastEval = lastEval;
+        this.checkpoint(state);
+      }
     } finally {
-      if (sigint) process.off("SIGINT", onSigint);
+      if (sigint) {
+        process.off("SIGINT", onSigint);
+        process.off("SIGTERM", onSigterm);
+      }
     }
     emit({ type: "stop", step: state.step, reason: stoppedBy });
     void memory;
-    return { steps: state.step, stoppedBy, lastLoss, best: state.best, lastEval, seconds: (performance.now() - t0) / 1000, tokens };
+    return {
+      steps: state.step, stoppedBy, ...(interrupted ? { signal: interrupted } : {}), resumedFrom,
+      lastLoss, best: state.best, lastEval, seconds: (performance.now() - t0) / 1000, tokens,
+    };
   }
 
   private checkpoint(state: TrainerState): void {
@@ -347,16 +456,33 @@ export class Trainer<B extends Batch> {
   }
 }
 
-/** On resume, drops metric lines logged after the checkpoint (they will be logged again). */
-function truncateMetrics(path: string, step: number): void {
-  if (!existsSync(path)) return;
-  const lines = readFileSync(path, "utf8").split("\n").filter((l) => {
-    if (!l.trim()) return false;
-    try {
-      return (JSON.parse(l) as { step: number }).step <= step;
-    } catch {
-      return false;
-    }
-  });
-  writeFileSync(path, lines.map((l) => l + "\n").join(""));
+/** What a run leaves in its output directory before its first checkpoint (a resume then starts over). */
+const RUN_LEFTOVERS = ["metrics.jsonl", "best"];
+
+/** Whether `name` in an output directory is the Trainer's own (lock, log, checkpoints, temporaries). */
+export function isTrainerEntry(name: string): boolean {
+  return name === LOCK_FILE || RUN_LEFTOVERS.includes(name) || /^checkpoint-\d+$/.test(name) || isStaleTemp(name);
+}
+
+/**
+ * On resume, keeps the metric lines logged up to the checkpoint (they will not be logged again):
+ * the first `state.metricsLines` lines, or (checkpoints without that count) the lines of steps up
+ * to the checkpoint's. Rewritten through a temporary file (a link at `path` is replaced, not
+ * followed). Returns the lines kept.
+ */
+function truncateMetrics(path: string, state: TrainerState): number {
+  if (!lexists(path)) return 0;
+  if (lstatSync(path).isSymbolicLink()) throw new Error(`${path} is a symbolic link; refusing to write through it (remove it)`);
+  const all = readFileSync(path, "utf8").split("\n").filter((l) => l.trim());
+  const kept = state.metricsLines !== undefined
+    ? all.slice(0, state.metricsLines)
+    : all.filter((l) => {
+        try {
+          return (JSON.parse(l) as { step: number }).step <= state.step;
+        } catch {
+          return false;
+        }
+      });
+  writeFileAtomic(path, kept.map((l) => l + "\n").join(""));
+  return kept.length;
 }
