@@ -59,7 +59,8 @@ describe("small-llama forward vs transformers (reference.safetensors, 3 × 48 to
     expect(ids.shape).toEqual([3, 48]);
     const errs = T.noGrad(() =>
       T.tidy(() => {
-        const { logits, hiddenStates } = model.forward(ids, { outputHiddenStates: true });
+        const { logits, hiddenStates: hs } = model.forward(ids, { outputHiddenStates: true });
+        const hiddenStates = hs!;
         expect(logits.shape).toEqual([3, 48, 8192]);
         const mine: Record<string, T.Tensor> = { logits, hidden_layer1: hiddenStates[1]!, hidden_last: hiddenStates[hiddenStates.length - 1]! };
         return Object.fromEntries(Object.entries(mine).map(([k, t]) => [k, relL2(t.data() as Float32Array, ref.get(k)!.data() as Float32Array)]));
