@@ -207,6 +207,9 @@ export function conditionsMarkdown(c, baselines = {}) {
   if (c.addon) lines.push(`- Kernels addon: \`${c.addon.path}\` built ${c.addon.builtAt} (not older than any kernels source)`);
   if (Object.keys(c.env).length) lines.push(`- Environment: ${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(", ")}`);
   for (const [name, probe] of Object.entries(baselines)) lines.push(`- ${name}: ${describeProbe(probe)}`);
+  if (Object.keys(baselines).length) {
+    lines.push("- Baseline set-up (Debian 12): `apt-get install -y python3-torch libopenblas0-pthread`, `libblas.so.3` alternative on OpenBLAS; the BLAS above is read from the baseline process itself (`benchmarks/baselines/blas_probe.py`), and a reference-BLAS baseline is refused — see `benchmarks/baselines/README.md`");
+  }
   lines.push("");
   return lines;
 }

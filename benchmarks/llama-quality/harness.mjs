@@ -96,6 +96,9 @@ export async function runConfigs({ script, args, known, tmpPrefix, prepare }) {
   let t = performance.now();
   const ids = LlamaTokenizer.fromDir(dir).encode(readFileSync(textPath, "utf8"), { addSpecialTokens: false });
   const tokenizeSeconds = (performance.now() - t) / 1000;
+  // Conditions (../conditions.mjs): machine, load, commit and dirty paths; refuses an untracked addon.
+  const { startConditions } = await import("../conditions.mjs");
+  const cond = startConditions({ threads: T.getNumThreads() });
   const tmp = mkdtempSync(join(os.tmpdir(), tmpPrefix));
   const loadBefore = os.loadavg();
   const rows = [];
@@ -126,7 +129,7 @@ export async function runConfigs({ script, args, known, tmpPrefix, prepare }) {
       cpu: os.cpus()[0]?.model ?? "unknown", logicalCpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), isa: ci.active,
       threads: T.getNumThreads(), node: process.version, addon: process.env.MODULORA_KERNELS_PATH ?? "kernels/build/Release/modulora_kernels.node",
     },
-    commit: git(["rev-parse", "--short", "HEAD"]), loadavg: { before: loadBefore, after: os.loadavg() }, rows,
+    commit: git(["rev-parse", "--short", "HEAD"]), loadavg: { before: loadBefore, after: os.loadavg() }, conditions: cond.finish(), rows,
   };
 }
 
@@ -150,7 +153,9 @@ export function rowCells(r, fp) {
 
 /** The machine line of an entry. */
 export function machineLine(e) {
-  return `- Machine: ${e.machine.cpu}, ${e.machine.logicalCpus} logical CPUs (shared with other jobs; load average ${e.loadavg.before.map((x) => x.toFixed(1)).join(", ")} before, ${e.loadavg.after.map((x) => x.toFixed(1)).join(", ")} after), ${e.machine.memGiB} GiB, ISA path \`${e.machine.isa}\`, ${e.machine.threads} kernel threads, Node ${e.machine.node}; addon ${e.machine.addon}`;
+  const c = e.conditions;
+  const tree = c ? `; tree ${c.git.dirty ? `dirty (${c.git.dirtyPaths.length} tracked file(s) changed)` : "clean"}, CPU ${c.machine.cpuModel}, ${c.machine.cpusAvailable} CPU(s) available` : "";
+  return `- Machine: ${e.machine.cpu}, ${e.machine.logicalCpus} logical CPUs (shared with other jobs; load average ${e.loadavg.before.map((x) => x.toFixed(1)).join(", ")} before, ${e.loadavg.after.map((x) => x.toFixed(1)).join(", ")} after), ${e.machine.memGiB} GiB, ISA path \`${e.machine.isa}\`, ${e.machine.threads} kernel threads, Node ${e.machine.node}; addon ${e.machine.addon}${tree}`;
 }
 
 /** The hand-written discussion kept in the JSON ("discussion": [paragraphs]), which survives re-runs. */

@@ -20,7 +20,10 @@ const T = await import("@modulora/tensor");
 const { loadLlama, LlamaTokenizer, quantizeModel, encodeInChunks, sampleCalibrationWindows } = await import("@modulora/llama");
 const { optqQuantizer } = await import("@modulora/quantizer-optq");
 
+const { startConditions } = await import("../conditions.mjs");
 const dir = resolve(args.model);
+// Conditions (../conditions.mjs): machine, load, commit and dirty paths; refuses an untracked addon.
+const cond = startConditions({ threads: T.getNumThreads() });
 const loadBefore = os.loadavg();
 const samples = Number(args.samples ?? 128);
 const seqLen = Number(args["seq-len"] ?? 512);
@@ -52,6 +55,7 @@ if (args.out) {
   row.command = `node speed.mjs ${process.argv.slice(2).join(" ")}`;
   row.commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: here, encoding: "utf8" }).stdout.trim() || null;
   row.loadavg = { before: loadBefore, after: os.loadavg() };
+  row.conditions = cond.finish();
   writeFileSync(join(here, args.out), `${JSON.stringify(row, null, 2)}\n`);
   writeFileSync(join(here, "results/speed.md"), markdown());
 }
