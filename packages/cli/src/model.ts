@@ -4,8 +4,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SafetensorsReader } from "@modulora/tensor";
 import {
-  baseModelFingerprint, loadAdapter, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
-  type Adapter, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer,
+  baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
+  contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer,
 } from "@modulora/llama";
 import { CliError, oneLine, step, stepSync } from "./errors.js";
 import { quantizerNamed } from "./plugins.js";
@@ -73,14 +73,15 @@ export function quantizationOf(dir: string, raw: Record<string, unknown>): Quant
 /** What to do about a damaged file. */
 export const DAMAGED = "the file is damaged or incomplete: copy or create it again";
 
-/** The safetensors files of a model directory: `model.safetensors`, or the shards its index names. */
+/**
+ * The safetensors files of a model directory: `model.safetensors`, or the shards its index names
+ * ([] when there is neither). The loader's own `checkpointShards` lists them, so a shard name the
+ * loader refuses (`../x.safetensors`, a missing shard) is refused here too, before anything opens.
+ */
 export function weightFiles(dir: string): string[] {
-  if (existsSync(join(dir, "model.safetensors"))) return [join(dir, "model.safetensors")];
-  const index = join(dir, "model.safetensors.index.json");
-  if (!existsSync(index)) return [];
-  const map = readJson(index, "checkpoint index")["weight_map"] as Record<string, string> | undefined;
-  if (!map || typeof map !== "object") throw new CliError(`${index} has no weight_map`, DAMAGED);
-  return [...new Set(Object.values(map))].map((f) => join(dir, f));
+  if (!existsSync(join(dir, SAFETENSORS_FILE)) && !existsSync(join(dir, SAFETENSORS_INDEX_FILE))) return [];
+  const { files } = stepSync(`model ${dir}`, DAMAGED, () => checkpointShards(dir));
+  return files.map((f) => join(dir, f));
 }
 
 /** Opens a safetensors file's header (which also checks the file is as long as the header says). */
@@ -112,10 +113,25 @@ export function preflightModel(dir: string, flag = "--model"): ModelPreflight {
   const files = weightFiles(dir);
   if (files.length === 0) throw new CliError(`${dir} has neither model.safetensors nor model.safetensors.index.json`, "convert the weights to safetensors (PyTorch .bin files are not read)");
   for (const f of files) checkSafetensors(f);
+  // The config against the weight headers (layer count, names, shapes, dtypes) before anything is allocated.
+  const quantized = quantizationOf(dir, raw) !== null;
+  stepSync(`model ${dir}`, (err) => (/num_hidden_layers|shape|missing tensor|unexpected tensor/.test(oneLine(err)) ? "the config.json does not describe these weights: restore the config that came with them" : DAMAGED), () =>
+    checkCheckpointHeaders(dir, config, { quantized }),
+  );
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
     if (!existsSync(join(dir, f))) throw new CliError(`${dir} has no ${f}`, "copy the tokenizer files of the original model into it");
   }
   return { dir, raw, config, quantization: quantizationOf(dir, raw) };
+}
+
+/**
+ * Refuses, before the model loads, a sequence longer than the model's context
+ * (`max_position_embeddings`, or a shorter Mistral `sliding_window`: full attention is only the
+ * same up to it), naming the option to lower.
+ */
+export function checkContextLength(config: LlamaConfig, tokens: number, what: string, todo: string): void {
+  if (tokens <= config.maxPositionEmbeddings) return;
+  throw new CliError(`${what} is ${tokens} tokens, longer than the model's context of ${config.maxPositionEmbeddings} (${contextLengthSource(config)})`, todo);
 }
 
 /** A loaded model and what it is. */
@@ -131,7 +147,8 @@ export interface LoadedModel {
 export async function loadModel(dir: string, progress: Progress, flag = "--model", checked?: ModelPreflight): Promise<LoadedModel> {
   const { quantization } = checked ?? preflightModel(dir, flag);
   const todo = (err: unknown) =>
-    /safetensors|truncat|header|corrupt|bytes/i.test(oneLine(err)) ? DAMAGED : `check that ${flag} is a LLaMA-family Hugging Face directory (modulora info ${dir} describes it)`;
+    /values are not finite/.test(oneLine(err)) ? "restore the weights from the original model (a NaN or infinite weight cannot give a valid result)"
+      : /safetensors|truncat|header|corrupt|bytes/i.test(oneLine(err)) ? DAMAGED : `check that ${flag} is a LLaMA-family Hugging Face directory (modulora info ${dir} describes it)`;
   const t0 = performance.now();
   if (quantization) {
     progress.log(`loading quantized checkpoint ${dir} (${quantization.method}, ${describeBits(quantization)})`);
@@ -187,7 +204,37 @@ export function preflightAdapter(dir: string, model: ModelPreflight): Record<str
       throw new CliError(`adapter ${dir} was trained on another base model than ${model.dir} (${shown.length ? shown.join(", ") : "config.json differs"})`, ADAPTER_MISMATCH);
     }
   }
+  if (meta) checkAdapterQuantization(dir, meta, model);
   return meta;
+}
+
+/**
+ * The base quantization recorded in modulora.json against --model's, before any weights load
+ * (loadAdapter compares every detail again, layer by layer): a full-precision record on a
+ * quantized model, a quantized record on a full-precision model (unless finetune quantized the
+ * base on the fly, which attachAdapter repeats), and different bits or quantizers are refused,
+ * naming both. A modulora.json without the record, or a PEFT adapter without modulora.json, is
+ * not checked.
+ */
+export function checkAdapterQuantization(dir: string, meta: Record<string, unknown>, model: ModelPreflight): void {
+  if (!("quantization" in meta)) return;
+  const saved = meta["quantization"] as AdapterQuantization | null;
+  const q = model.quantization;
+  const fly = meta["quantized_on_the_fly"] !== undefined && meta["quantized_on_the_fly"] !== null;
+  const adapterSide = describeAdapterQuantization(saved);
+  const modelSide = q ? `quantized (${q.method}, ${describeBits(q)})` : "full precision";
+  const fail = () => new CliError(`adapter ${dir} was trained on a base that is ${adapterSide}, but --model ${model.dir} is ${modelSide}`, ADAPTER_MISMATCH);
+  if (saved === null) {
+    if (q) throw fail();
+    return;
+  }
+  if (!q) {
+    if (!fly) throw fail();
+    return;
+  }
+  const bits = (v: unknown) => (Array.isArray(v) ? v.join("/") : String(v));
+  if (q.bits !== null && bits(q.bits) !== bits(saved.bits)) throw fail();
+  if (q.quantizer && saved.quantizer && q.quantizer !== saved.quantizer) throw fail();
 }
 
 /** Settings with which finetune quantized a full-precision base on the fly (saved in modulora.json). */

@@ -36,6 +36,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, write
 import { join, resolve } from "node:path";
 import { add, assign, cast, loadSafetensors, matmul, noGrad, SafetensorsReader, saveSafetensors, scale, tensor, tidy, type SafetensorsEntry, type Tensor } from "@modulora/tensor";
 import { LoRALinear, ModuLoRALinear, type LoRAOptions, type QuantizedWeight } from "@modulora/core";
+import { nonFiniteProblem } from "./checkpoint.js";
 import { readJsonFile } from "./config.js";
 import { moduleSelector, ModulePatternError } from "./module-pattern.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
@@ -906,9 +907,11 @@ export function loadAdapter(model: LlamaModel, dir: string, options: LoadAdapter
     return install(model, parsed.config, pairs, options.dispatchers ?? LORA_DISPATCHERS, (block, name, layer) => {
       const s = slots.get(loraModuleName(block, name))!;
       noGrad(() => {
-        for (const [dst, src] of [[layer.loraA, tensors.get(s.a)!], [layer.loraB, tensors.get(s.b)!]] as const) {
+        for (const [dst, src, key] of [[layer.loraA, tensors.get(s.a)!, s.a], [layer.loraB, tensors.get(s.b)!, s.b]] as const) {
           if (src.dtype === "f32") assign(dst, src);
           else tidy(() => assign(dst, cast(src, "f32")));
+          const bad = nonFiniteProblem(key, dst.bytes(), "f32", dst.shape);
+          if (bad) throw new AdapterError(root, [`${ADAPTER_WEIGHTS_FILE}: ${bad}`]);
         }
       });
     }, metadata, warnings);

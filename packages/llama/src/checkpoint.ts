@@ -100,8 +100,14 @@ interface Located {
   entry: SafetensorsEntry;
 }
 
-/** The shard files of a checkpoint directory and which tensor each should hold (null: whatever the single file holds). */
-function findShards(dir: string): { files: string[]; index: Map<string, string> | null } {
+/**
+ * The weight files of a checkpoint directory — `model.safetensors`, or the shards that
+ * `model.safetensors.index.json` names — and which tensor each should hold (`index` null for a
+ * single file). Every shard name must be a plain file name in the directory (no `/`, `\`, `..`)
+ * and must exist; anything else is a {@link CheckpointError}. Quantized checkpoints and the CLI's
+ * checks use the same function, so all of them accept and refuse the same files.
+ */
+export function checkpointShards(dir: string): { files: string[]; index: Map<string, string> | null } {
   const single = join(dir, SAFETENSORS_FILE);
   const indexPath = join(dir, SAFETENSORS_INDEX_FILE);
   // transformers looks for the single file first, then the index; so do we.
@@ -140,6 +146,39 @@ function findShards(dir: string): { files: string[]; index: Map<string, string> 
   return { files: files.sort(), index };
 }
 
+/** "0–3" / "5" / "1, 4, 6" */
+function blockRange(xs: readonly number[]): string {
+  if (xs.length > 1 && xs.every((x, i) => i === 0 || x === xs[i - 1]! + 1)) return `${xs[0]}–${xs[xs.length - 1]}`;
+  return xs.length > 12 ? `${xs.slice(0, 12).join(", ")}, …` : xs.join(", ");
+}
+
+/**
+ * Compares `num_hidden_layers` with the blocks the stored tensor names hold
+ * (`model.layers.{i}.…`), before anything that grows with the layer count is built: a config
+ * claiming 10 000 000 layers over a 4-layer checkpoint fails here at once, naming both counts,
+ * rather than after listing 90 million expected tensors.
+ */
+export function checkLayerCount(dir: string, config: LlamaConfig, names: Iterable<string>): void {
+  const problem = layerCountProblem(config, names);
+  if (problem) throw new CheckpointError(dir, [problem]);
+}
+
+/** The problem {@link checkLayerCount} throws, or null. */
+export function layerCountProblem(config: LlamaConfig, names: Iterable<string>): string | null {
+  const blocks = new Set<number>();
+  for (const name of names) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m && !IGNORED_TENSOR.test(name)) blocks.add(Number(m[1]));
+  }
+  const have = [...blocks].sort((a, b) => a - b);
+  const n = config.numLayers;
+  const contiguous = have.length === 0 || have[have.length - 1] === have.length - 1;
+  if (have.length === n && contiguous) return null;
+  const held = have.length ? `blocks ${blockRange(have)} (${have.length} layer${have.length === 1 ? "" : "s"})` : "no blocks";
+  const missing = contiguous || have.length === 0 ? "" : `; missing blocks ${blockRange(Array.from({ length: have[have.length - 1]! + 1 }, (_, i) => i).filter((i) => !blocks.has(i)))}`;
+  return `config.json num_hidden_layers is ${n}, but the weights hold ${held}${missing}: the config does not describe these weights (fix num_hidden_layers, or use the config that came with them)`;
+}
+
 /**
  * Checks what the shards hold against the index and the config, before anything is loaded.
  * Returns the tensors to load, in file order (shard by shard, data-section order within one).
@@ -167,6 +206,8 @@ function plan(dir: string, config: LlamaConfig, readers: Map<string, Safetensors
     }
   }
 
+  const layers = layerCountProblem(config, stored.keys());
+  if (layers) throw new CheckpointError(dir, [...problems, layers]);
   const expected = expectedTensorShapes(config);
   const missing: string[] = [];
   const unexpected: string[] = [];
@@ -207,6 +248,25 @@ function plan(dir: string, config: LlamaConfig, readers: Map<string, Safetensors
 }
 
 /**
+ * Everything {@link loadCheckpoint} checks before it reads a weight — shards, index, layer count,
+ * names, shapes, dtypes — from the headers alone (nothing is allocated). With `quantized`, only
+ * the shards, the index and the layer count (a quantized checkpoint's per-layer tensors are
+ * checked by `loadQuantizedModel`). Throws {@link CheckpointError}; `SafetensorsError` for a
+ * malformed header.
+ */
+export function checkCheckpointHeaders(dir: string, config: LlamaConfig, options: { quantized?: boolean } = {}): void {
+  const { files, index } = checkpointShards(dir);
+  const readers = new Map<string, SafetensorsReader>();
+  try {
+    for (const file of files) readers.set(file, SafetensorsReader.open(join(dir, file), { mode: "stream" }));
+    if (options.quantized) checkLayerCount(dir, config, [...readers.values()].flatMap((r) => r.names()));
+    else plan(dir, config, readers, index);
+  } finally {
+    for (const r of readers.values()) r.close();
+  }
+}
+
+/**
  * Loads the weights of a LLaMA-family checkpoint directory as f32 tensors, keyed by Hugging
  * Face names, in the order of {@link expectedTensorShapes}. The caller owns (and disposes) them.
  *
@@ -232,7 +292,7 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
     throw new CheckpointError(dir, [`config.json has a quantization_config (quant_method ${JSON.stringify(method)}): loadCheckpoint reads full-precision weights only`]);
   }
 
-  const { files, index } = findShards(dir);
+  const { files, index } = checkpointShards(dir);
   const readers = new Map<string, SafetensorsReader>();
   const loaded = new Map<string, Tensor>();
   try {
@@ -242,7 +302,7 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
     let done = 0;
     for (const [i, { shard, entry }] of todo.entries()) {
       const reader = readers.get(shard)!;
-      loaded.set(entry.name, readAsF32(reader, entry));
+      loaded.set(entry.name, readAsF32(dir, reader, entry));
       options.onProgress?.(++done, todo.length, entry.name);
       // Close each shard as soon as its last tensor is read.
       if (todo[i + 1]?.shard !== shard) reader.close();
@@ -258,11 +318,54 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
   }
 }
 
+/**
+ * Where a floating-point tensor's raw bytes (f32, bf16 or f16, little-endian) hold NaN or ±Inf:
+ * the first such element, its value and how many there are; null when all are finite. Reads the
+ * exponent bits only (an all-ones exponent), one pass over the data; other dtypes give null.
+ */
+export function findNonFinite(bytes: Uint8Array, dtype: DType): { index: number; value: number; count: number } | null {
+  let index = -1;
+  let count = 0;
+  let value = NaN;
+  if (dtype === "f32") {
+    const u = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+    for (let i = 0; i < u.length; i++) {
+      if ((u[i]! & 0x7f800000) === 0x7f800000) {
+        if (count++ === 0) index = i;
+      }
+    }
+    if (count) value = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2)[index]!;
+  } else if (dtype === "bf16" || dtype === "f16") {
+    const u = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1);
+    const mask = dtype === "bf16" ? 0x7f80 : 0x7c00;
+    for (let i = 0; i < u.length; i++) {
+      if ((u[i]! & mask) === mask) {
+        if (count++ === 0) index = i;
+      }
+    }
+    if (count) {
+      const frac = dtype === "bf16" ? u[index]! & 0x7f : u[index]! & 0x3ff;
+      value = frac ? NaN : u[index]! & 0x8000 ? -Infinity : Infinity;
+    }
+  }
+  return count ? { index, value, count } : null;
+}
+
+/** "tensor 'x' holds NaN at element 12 (3 of 65536 values are not finite)" when it does, else null. */
+export function nonFiniteProblem(name: string, bytes: Uint8Array, dtype: DType, shape: readonly number[]): string | null {
+  const bad = findNonFinite(bytes, dtype);
+  if (!bad) return null;
+  const size = shape.reduce((a, b) => a * b, 1);
+  return `tensor ${JSON.stringify(name)} holds ${bad.value} at element ${bad.index} (${bad.count} of ${size} values are not finite): the weights are damaged, or a run that wrote them diverged`;
+}
+
 /** Reads one tensor into native storage; a bf16/f16 one is cast to f32 and the raw copy freed at once. */
-function readAsF32(reader: SafetensorsReader, entry: SafetensorsEntry): Tensor {
+function readAsF32(dir: string, reader: SafetensorsReader, entry: SafetensorsEntry): Tensor {
   const raw = Tensor.empty(entry.shape, entry.dtype);
   try {
     reader.readInto(entry.name, raw.bytes());
+    const bad = nonFiniteProblem(entry.name, raw.bytes(), entry.dtype, entry.shape);
+    if (bad) throw new CheckpointError(dir, [bad]);
     if (entry.dtype === "f32") return raw;
     const out = cast(raw, "f32");
     raw.dispose();

@@ -178,9 +178,11 @@ function parseRope(c: Keys): RopeConfig {
  * attention scale, which this loader does not support); `attention_bias` / `mlp_bias` true (the layers have
  * no bias); `hidden_act` other than silu; `partial_rotary_factor` other than 1.
  *
- * Mistral's `sliding_window`: attention restricted to the last W positions equals full causal
- * attention as long as a sequence (KV cache included) is at most W long. Rather than refuse
- * Mistral checkpoints, `maxPositionEmbeddings` is lowered to W, so the model refuses longer
+ * Mistral's `sliding_window`: each query attends to the last W positions (itself included), which
+ * equals full causal attention as long as a sequence (KV cache included) is at most W long; a
+ * null window, or one at least the context, is full attention. This project implements full
+ * attention only, so rather than refuse Mistral checkpoints, `maxPositionEmbeddings` is lowered to
+ * W (and `slidingWindow` says so): {@link checkContextLength} and the model then refuse longer
  * sequences instead of silently computing something different. (`raw` keeps the original.)
  *
  * `pretraining_tp` is ignored: in transformers it only splits the same matmuls into slices.
@@ -241,9 +243,10 @@ export function parseLlamaConfig(json: unknown, source = "config.json"): LlamaCo
   const tieWordEmbeddings = c.bool("tie_word_embeddings", false);
   const rope = parseRope(c);
 
+  let slidingWindow: number | null = null;
   if (modelType === "mistral" && c.has("sliding_window")) {
     const window = c.int("sliding_window");
-    if (window < maxPositionEmbeddings) maxPositionEmbeddings = window; // see the doc comment
+    if (window < maxPositionEmbeddings) maxPositionEmbeddings = slidingWindow = window; // see the doc comment
   }
 
   const dtypeRaw = c.raw("torch_dtype") ?? c.raw("dtype") ?? null;
@@ -262,6 +265,7 @@ export function parseLlamaConfig(json: unknown, source = "config.json"): LlamaCo
     vocabSize,
     tieWordEmbeddings,
     maxPositionEmbeddings,
+    slidingWindow,
     rope,
     bosTokenId: c.tokenId("bos_token_id"),
     eosTokenIds: c.tokenIds("eos_token_id"),
@@ -276,4 +280,24 @@ export function readLlamaConfig(dir: string): LlamaConfig {
   const path = join(dir, "config.json");
   const json = readJsonFile(path, "model config", (problem) => new LlamaConfigError(path, problem));
   return parseLlamaConfig(json, path);
+}
+
+/**
+ * Why the model's context is `maxPositionEmbeddings` tokens long: `max_position_embeddings N`, or,
+ * for a Mistral model whose window is shorter, `sliding_window W`.
+ */
+export function contextLengthSource(config: LlamaConfig): string {
+  return config.slidingWindow != null && config.slidingWindow === config.maxPositionEmbeddings
+    ? `sliding_window ${config.slidingWindow} in config.json: Mistral attends to the last ${config.slidingWindow} positions, and this project computes full attention, which is the same only up to that length`
+    : `max_position_embeddings ${config.maxPositionEmbeddings} in config.json`;
+}
+
+/**
+ * Refuses a sequence longer than the model's context (see {@link parseLlamaConfig}): a
+ * `RangeError` reading `<what> is <tokens> tokens, longer than the model's context of N tokens
+ * (<why>)`, with `hint` appended when given (e.g. which option to lower).
+ */
+export function checkContextLength(config: LlamaConfig, tokens: number, what: string, hint?: string): void {
+  if (tokens <= config.maxPositionEmbeddings) return;
+  throw new RangeError(`${what} is ${tokens} tokens, longer than the model's context of ${config.maxPositionEmbeddings} tokens (${contextLengthSource(config)})${hint ? `: ${hint}` : ""}`);
 }

@@ -4,6 +4,7 @@ import { gather, logSoftmax, noGrad, reshape, tensor, tidy, type Tensor } from "
 import type { LlamaModel } from "./model.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import { generate } from "./generate.js";
+import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
 
 /** A padded batch: inputIds/labels row-major [B, T] (labels −100 where no loss is taken). */
 export interface TokenBatchLike {
@@ -119,6 +120,8 @@ export function evaluateClassification(model: LlamaModel, items: readonly Classi
   const predictions: string[] = [];
   items.forEach((item, i) => {
     const scores = scoreCandidates(model, item.candidates);
+    const bad = scores.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new NonFiniteError(`evaluateClassification: the log-probability of example ${i}'s candidate '${item.candidates[bad]!.label}' is ${scores[bad]}: ${NON_FINITE_HINT}`);
     let best = 0;
     for (let k = 1; k < scores.length; k++) if (scores[k]! > scores[best]!) best = k;
     const predicted = item.candidates[best]!.label;

@@ -3,9 +3,11 @@
 // top-p (nucleus) filtering, in Hugging Face's order (temperature, then top-k, then top-p).
 // Random numbers are Philox4x32-10 uniforms (the same generator as the tensors'): step i uses
 // counter i of the seed's stream, so a seed reproduces a sample anywhere.
+import { checkContextLength } from "./config.js";
 import { noGrad, tensor, tidy, uniformFill } from "@modulora/tensor";
 import { KVCache } from "./kv-cache.js";
 import type { LlamaModel } from "./model.js";
+import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -114,6 +116,7 @@ export function generate(model: LlamaModel, promptIds: readonly number[], option
   const stops = new Set(options.stopTokens ?? model.config.eosTokenIds);
   const ids: number[] = [];
   if (options.maxNewTokens === 0) return { ids, stoppedBy: "max-tokens" };
+  checkContextLength(model.config, promptIds.length + options.maxNewTokens, `generate: the prompt (${promptIds.length} tokens) plus maxNewTokens (${options.maxNewTokens})`, "lower maxNewTokens or shorten the prompt");
   const cache = new KVCache(model.config, { batchSize: 1, maxLength: promptIds.length + options.maxNewTokens - 1 });
   const u = new Float64Array(1);
   try {
@@ -125,6 +128,9 @@ export function generate(model: LlamaModel, promptIds: readonly number[], option
           return model.forward(input, { cache, lastLogitsOnly: true }).logits.data() as Float32Array; // [V]
         }),
       );
+      for (let i = 0; i < logits.length; i++) {
+        if (!Number.isFinite(logits[i]!)) throw new NonFiniteError(`generate: logit ${i} of step ${step} is ${logits[i]}: ${NON_FINITE_HINT}`);
+      }
       if (sampling.temperature > 0) uniformFill(u, sampling.seed, step);
       const id = sampleToken(logits, sampling, u[0]!);
       ids.push(id);

@@ -10,6 +10,7 @@ import {
   arange, attention, cast, checkpoint, crossEntropy, embedding, isGradEnabled, keep, reshape, rmsnorm, rope, slice, swiglu,
   add, tensor, tidy, type RopeOptions, type Tensor,
 } from "@modulora/tensor";
+import { checkContextLength } from "./config.js";
 import type { KVCache } from "./kv-cache.js";
 import { DenseLinear } from "./linear.js";
 import { loadLlamaFiles, type LoadLlamaFilesOptions } from "./load.js";
@@ -192,6 +193,8 @@ export class LlamaModel {
     const [b, t] = ids.shape as [number, number];
     const cache = options.cache;
     if (cache && cache.batchSize !== b) throw new RangeError(`LlamaModel.forward: ids have batch ${b}, the cache was made for batch ${cache.batchSize}`);
+    // Positions past the context are not something this model computes correctly (see parseLlamaConfig).
+    checkContextLength(this.config, (cache?.length ?? 0) + t, cache?.length ? `LlamaModel.forward: the sequence (${cache.length} cached + ${t} new)` : "LlamaModel.forward: the sequence");
     return tidy(() => {
       const past = cache?.length ?? 0;
       const positions = givenPositions ?? arange(past, past + t, 1, { dtype: "i32" });

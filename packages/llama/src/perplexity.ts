@@ -5,6 +5,7 @@
 import { crossEntropy, noGrad, tensor, tidy } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import { shiftLabels } from "./model.js";
+import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
 
 /** Options of {@link evaluatePerplexity}. */
 export interface PerplexityOptions {
@@ -44,16 +45,72 @@ export function evaluatePerplexity(model: LlamaModel, tokenIds: ArrayLike<number
   for (let w0 = 0; w0 < windows; w0 += batchSize) {
     const b = Math.min(batchSize, windows - w0);
     const ids = Int32Array.from({ length: b * seqLen }, (_, i) => tokenIds[w0 * seqLen + i]!);
-    totalNll += noGrad(() =>
+    const batchNll = noGrad(() =>
       tidy(() => {
         const input = tensor(ids, [b, seqLen], { dtype: "i32" });
         const { logits } = model.forward(input); // [b, seqLen, V]
         return crossEntropy(logits, shiftLabels(input), { reduction: "sum" }).item();
       }),
     );
+    if (!Number.isFinite(batchNll)) {
+      throw new NonFiniteError(`evaluatePerplexity: the negative log-likelihood of window${b > 1 ? `s ${w0}–${w0 + b - 1}` : ` ${w0}`} is ${batchNll}: ${NON_FINITE_HINT}`);
+    }
+    totalNll += batchNll;
     options.onProgress?.(w0 + b, windows);
   }
   const tokens = windows * (seqLen - 1);
   const nll = totalNll / tokens;
   return { perplexity: Math.exp(nll), nll, tokens, windows };
+}
+
+/** What {@link perplexityTokenIds} needs of a tokenizer. */
+export interface TextEncoder {
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+}
+
+/** The first index ≥ `from` where a non-space character is followed by whitespace (a word ends), else `text.length`. */
+function wordEnd(text: string, from: number): number {
+  if (from >= text.length) return text.length;
+  const re = /\S(?=\s)/g;
+  re.lastIndex = Math.max(0, from - 1);
+  const m = re.exec(text);
+  return m ? m.index + 1 : text.length;
+}
+
+function samePrefix(a: readonly number[], b: readonly number[], n: number): boolean {
+  if (a.length < n || b.length < n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The token ids {@link evaluatePerplexity} scores, without special tokens: the whole text's, or,
+ * with `maxWindows`, only the first `maxWindows · seqLen` of them (fewer when the text is shorter).
+ * A long file is not tokenized whole for a few windows: a prefix ending at a word boundary is
+ * tokenized, then a longer one; once both agree on the tokens needed (merges near the cut can
+ * only change the last few), those are the whole text's tokens. Prefixes grow ×2 until they do,
+ * and the whole text is the last resort, so the result always equals tokenizing everything and
+ * keeping the first `maxWindows · seqLen` ids.
+ */
+export function perplexityTokenIds(tokenizer: TextEncoder, text: string, options: { seqLen: number; maxWindows?: number }): number[] {
+  const encode = (s: string) => tokenizer.encode(s, { addSpecialTokens: false });
+  const { seqLen, maxWindows } = options;
+  if (maxWindows === undefined || maxWindows === Infinity) return encode(text);
+  if (!Number.isInteger(seqLen) || seqLen < 1 || !Number.isInteger(maxWindows) || maxWindows < 1) {
+    throw new RangeError(`perplexityTokenIds: seqLen and maxWindows must be integers ≥ 1, got ${seqLen} and ${maxWindows}`);
+  }
+  const need = seqLen * maxWindows;
+  const guard = 64; // tokens past the ones needed, so that the cut is well behind them
+  let chars = Math.max(4096, need * 8);
+  for (;;) {
+    const endA = wordEnd(text, chars);
+    const a = encode(text.slice(0, endA));
+    if (endA >= text.length) return a.slice(0, need);
+    if (a.length >= need + guard) {
+      const endB = wordEnd(text, endA + Math.max(1024, endA >> 2));
+      const b = encode(text.slice(0, endB));
+      if (endB >= text.length || samePrefix(a, b, need)) return b.slice(0, need);
+    }
+    chars *= 2;
+  }
 }

@@ -30,7 +30,7 @@ import {
   affineFromTensors, deserializeQuantizedWeight, packedWords, resolveQuantizer, serializeQuantizedWeight,
   type AffineWeight, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions,
 } from "@modulora/core";
-import { expectedTensorShapes } from "./checkpoint.js";
+import { CheckpointError, checkpointShards, expectedTensorShapes, layerCountProblem, nonFiniteProblem } from "./checkpoint.js";
 import { readJsonFile, readLlamaConfig } from "./config.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import { copyTokenizerFiles } from "./load.js";
@@ -409,19 +409,14 @@ export class QuantizedCheckpointError extends Error {
   }
 }
 
-/** The safetensors files of a directory: `model.safetensors`, or the shards of its index. */
+/** The safetensors files of a directory (`checkpointShards`: the same files, and the same refusals, as the full-precision loader). */
 function openWeights(dir: string): { readers: SafetensorsReader[]; where: Map<string, SafetensorsReader> } {
-  const single = join(dir, WEIGHTS_FILE);
-  const indexPath = join(dir, WEIGHTS_INDEX_FILE);
   let files: string[];
-  if (existsSync(single)) files = [WEIGHTS_FILE];
-  else if (existsSync(indexPath)) {
-    const index = readJsonFile(indexPath, "checkpoint index") as { weight_map?: Record<string, string> };
-    const map = index?.weight_map;
-    if (typeof map !== "object" || map === null) throw new QuantizedCheckpointError(dir, `${WEIGHTS_INDEX_FILE} has no weight_map`);
-    files = [...new Set(Object.values(map))];
-    for (const f of files) if (typeof f !== "string" || /[/\\]/.test(f) || f === ".." ) throw new QuantizedCheckpointError(dir, `${WEIGHTS_INDEX_FILE} names ${JSON.stringify(f)}, not a file in the directory`);
-  } else throw new QuantizedCheckpointError(dir, `neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE} is in the directory`);
+  try {
+    files = checkpointShards(dir).files;
+  } catch (err) {
+    throw new QuantizedCheckpointError(dir, err instanceof CheckpointError ? err.problems.join("; ") : err instanceof Error ? err.message : String(err));
+  }
   const readers: SafetensorsReader[] = [];
   const where = new Map<string, SafetensorsReader>();
   try {
@@ -517,6 +512,8 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       const t = keep(Tensor.empty(e.shape, e.dtype));
       owned.push(t);
       r.readInto(name, t.bytes());
+      const bad = nonFiniteProblem(name, t.bytes(), e.dtype, e.shape);
+      if (bad) throw fail(bad);
       used.add(name);
       return t;
     };
@@ -530,6 +527,9 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       t.dispose();
       return f;
     };
+    // Before anything that grows with num_hidden_layers is built or read.
+    const layerProblem = layerCountProblem(config, where.keys());
+    if (layerProblem) throw fail(layerProblem);
     const shapes = expectedTensorShapes(config);
     const linear = (prefix: string): Linear => {
       const [out, inF] = shapes.get(`${prefix}.weight`) ?? [config.vocabSize, config.hiddenSize];

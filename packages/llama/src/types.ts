@@ -20,7 +20,13 @@ export interface LlamaConfig {
   rmsNormEps: number;
   vocabSize: number;
   tieWordEmbeddings: boolean;
+  /**
+   * The longest sequence (KV cache included) the model accepts: `max_position_embeddings`, or a
+   * shorter Mistral `sliding_window` (see `parseLlamaConfig`).
+   */
   maxPositionEmbeddings: number;
+  /** The Mistral `sliding_window` when it made `maxPositionEmbeddings` shorter, else null or absent. */
+  slidingWindow?: number | null;
   rope: RopeConfig;
   bosTokenId: number | null;
   eosTokenIds: number[];
@@ -74,3 +80,18 @@ export interface LlamaLayer {
   postAttentionNorm: Tensor;
   linears: Record<LinearName, Linear>;
 }
+
+/**
+ * A metric or an output computed from non-finite values (NaN or ±Inf logits: NaN or infinite
+ * weights, or an adapter whose training diverged). Evaluation and generation raise it instead of
+ * returning a number that looks valid.
+ */
+export class NonFiniteError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "NonFiniteError";
+  }
+}
+
+/** The hint every {@link NonFiniteError} ends with. */
+export const NON_FINITE_HINT = "the model's outputs are not finite (NaN or infinite weights, or an adapter whose training diverged)";

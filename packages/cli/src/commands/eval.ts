@@ -1,12 +1,12 @@
 // modulora eval: perplexity (fixtures protocol), classification accuracy, or ROUGE of greedy generations.
 import { existsSync, readFileSync } from "node:fs";
 import { loadDataset, readDataFile, type Dataset, type DatasetFormat, type Templates } from "@modulora/data";
-import { evaluatePerplexity } from "@modulora/llama";
+import { evaluatePerplexity, NON_FINITE_HINT, NonFiniteError, perplexityTokenIds } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
-import { attachAdapter, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
+import { attachAdapter, checkContextLength, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
 import { setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -50,6 +50,8 @@ export async function runEval(ctx: CommandContext): Promise<void> {
   if (a.maxWindows !== undefined && a.metric !== "ppl") throw new CliError("--max-windows is for --metric ppl", "use --max-samples to limit accuracy/rouge");
   if (a.maxSamples !== undefined && a.metric === "ppl") throw new CliError("--max-samples is for --metric accuracy or rouge", "use --max-windows to limit ppl");
   const checked = preflightModel(a.model);
+  // Every metric's sequences are at most --seq-len long (rouge keeps prompt + generation inside it).
+  checkContextLength(checked.config, a.seqLen, `--seq-len ${a.seqLen}`, `lower --seq-len to ${checked.config.maxPositionEmbeddings} or less`);
   const meta = a.adapter ? preflightAdapter(a.adapter, checked) : null;
   const format = a.format ?? (a.metric !== "ppl" && typeof meta?.["task_format"] === "string" ? (meta["task_format"] as DatasetFormat) : DEFAULT_FORMAT[a.metric]);
   if (a.metric === "accuracy" && format !== "classification") throw new CliError(`--metric accuracy needs the classification format, not ${format}`, "pass --format classification");
@@ -62,11 +64,21 @@ export async function runEval(ctx: CommandContext): Promise<void> {
   const loaded = await loadModel(a.model, progress, "--model", checked);
   const { model, tokenizer } = loaded;
   try {
+    await evaluate();
+  } catch (err) {
+    if (err instanceof NonFiniteError) throw new CliError(`${a.metric}: ${err.message}`, NON_FINITE_TODO, { cause: err });
+    throw err;
+  } finally {
+    model.dispose();
+  }
+
+  async function evaluate(): Promise<void> {
     if (a.adapter) await attachAdapter(loaded, a.adapter, progress);
     let result: Record<string, unknown>;
     if (a.metric === "ppl") {
       const text = perplexityText(a.data);
-      const ids = tokenizer.encode(text, { addSpecialTokens: false });
+      // With --max-windows, only as much of the text as those windows need is tokenized.
+      const ids = perplexityTokenIds(tokenizer, text, { seqLen: a.seqLen, ...(a.maxWindows !== undefined ? { maxWindows: a.maxWindows } : {}) });
       const windows = Math.min(Math.floor(ids.length / a.seqLen), a.maxWindows ?? Infinity);
       if (windows < 1) throw new CliError(`${a.data} has ${ids.length} tokens, less than one window of --seq-len ${a.seqLen}`, "lower --seq-len or use a longer text");
       const bar = progress.bar("ppl", windows, { unit: "windows" });
@@ -93,13 +105,17 @@ export async function runEval(ctx: CommandContext): Promise<void> {
         result = { metric: "rouge", value: r.rougeL, n: r.n, rouge1: r.rouge1, rouge2: r.rouge2, rougeL: r.rougeL };
       }
     }
+    // Never print a number computed from NaN/Inf (JSON would show it as null, with exit 0).
+    const bad = Object.entries(result).filter(([, x]) => typeof x === "number" && !Number.isFinite(x));
+    if (bad.length) throw new CliError(`${a.metric} is not finite (${bad.map(([k, x]) => `${k} ${x}`).join(", ")}): ${NON_FINITE_HINT}`, NON_FINITE_TODO);
     if (a.json) ctx.stdout.write(`${JSON.stringify(result)}\n`);
     else {
       const v = result["value"] as number;
       const rest = Object.entries(result).filter(([k]) => !["metric", "value"].includes(k)).map(([k, x]) => `${k} ${typeof x === "number" && !Number.isInteger(x) ? x.toFixed(4) : Array.isArray(x) ? x.join(",") : String(x)}`);
       ctx.stdout.write(`${result["metric"]} ${v.toFixed(4)} (${rest.join(", ")})\n`);
     }
-  } finally {
-    model.dispose();
   }
 }
+
+/** What to do about a metric that is not finite. */
+const NON_FINITE_TODO = "check the model with modulora info and evaluate it without --adapter; re-train an adapter whose loss diverged with a lower --lr";

@@ -1,8 +1,8 @@
 // modulora generate: sample from a model (and adapter), printing text as the tokens come.
-import { generate, type LlamaTokenizer } from "@modulora/llama";
+import { generate, NonFiniteError, type LlamaTokenizer } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
-import { attachAdapter, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
+import { attachAdapter, checkContextLength, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
 import { setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -68,14 +68,17 @@ export async function runGenerate(ctx: CommandContext): Promise<void> {
       ? stepSync("--chat", "drop --chat: this model has no chat template", () => tokenizer.applyChatTemplate([{ role: "user", content: a.prompt }], { addGenerationPrompt: true, tokenize: true }))
       : tokenizer.encode(a.prompt);
     if (promptIds.length === 0) throw new CliError("the prompt is empty", "pass --prompt TEXT");
+    const room = config.maxPositionEmbeddings - promptIds.length;
+    if (room < 1) checkContextLength(config, promptIds.length + 1, `the prompt (${promptIds.length} tokens) plus one new token`, "shorten --prompt");
+    checkContextLength(config, promptIds.length + a.maxNewTokens, `the prompt (${promptIds.length} tokens) plus --max-new-tokens ${a.maxNewTokens}`, `lower --max-new-tokens to ${room} or less`);
     const stops = [...new Set([...config.eosTokenIds, ...(tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : [])])];
     const special = new Set([...stops, ...[tokenizer.bosTokenId, tokenizer.padTokenId].filter((x): x is number => x !== null)]);
     const decoder = new StreamDecoder(tokenizer, special);
     const t0 = performance.now();
     let first = 0;
-    const r = stepSync("generation failed", "check --max-new-tokens against the model's context length", () =>
+    const r = stepSync("generation failed", (err) => (err instanceof NonFiniteError ? "check the model with modulora info, and generate without --adapter; re-train an adapter whose loss diverged" : "check --max-new-tokens against the model's context length"), () =>
       generate(model, promptIds, {
-        maxNewTokens: Math.min(a.maxNewTokens, Math.max(1, config.maxPositionEmbeddings - promptIds.length)),
+        maxNewTokens: a.maxNewTokens,
         temperature: a.temperature,
         topP: a.topP,
         ...(a.topK !== undefined ? { topK: a.topK } : {}),

@@ -171,10 +171,22 @@ export function describePath(path: string): Record<string, unknown> {
 const n = (v: unknown) => (typeof v === "number" ? v.toLocaleString("en-US") : String(v));
 const dt = (d: Record<string, { tensors: number; bytes: number }>) => Object.entries(d).map(([k, v]) => `${k} ×${v.tensors} (${formatBytes(v.bytes)})`).join(", ");
 
-/** Human-readable lines of a description. */
+/**
+ * `text` with control characters shown as escapes (`\x1b`, `\u202e`): C0, DEL, C1 and the bidi
+ * controls. Names and values come from files (a tensor name can be any JSON string), and printed
+ * raw they could move the cursor, recolour or rewrite the terminal, or reorder what is shown.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+/** Human-readable lines of a description (every value passed through {@link printable}). */
 export function formatDescription(d: Record<string, unknown>): string {
-  const lines: string[] = [`${d["path"]}: ${d["kind"]}`];
-  const row = (k: string, v: unknown) => lines.push(`  ${k.padEnd(22)}${v}`);
+  const lines: string[] = [printable(`${d["path"]}: ${d["kind"]}`)];
+  const row = (k: string, v: unknown) => lines.push(`  ${k.padEnd(22)}${printable(String(v))}`);
   if (d["kind"] === "safetensors") {
     row("tensors", n(d["tensors"]));
     row("parameters", n(d["parameters"]));
@@ -182,7 +194,7 @@ export function formatDescription(d: Record<string, unknown>): string {
     if ((d["metadata_keys"] as string[]).length) row("metadata", (d["metadata_keys"] as string[]).join(", "));
     row("size", formatBytes(d["size_bytes"] as number));
     const list = d["list"] as { name: string; dtype: string; shape: number[] }[];
-    for (const t of list.slice(0, 12)) lines.push(`    ${t.name}  ${t.dtype} [${t.shape.join(", ")}]`);
+    for (const t of list.slice(0, 12)) lines.push(`    ${printable(t.name)}  ${printable(t.dtype)} [${t.shape.join(", ")}]`);
     if (list.length > 12) lines.push(`    … ${list.length - 12} more (--json lists all)`);
   } else if (d["kind"] === "adapter") {
     row("LoRA", `r ${d["r"]}, alpha ${d["alpha"]}, dropout ${d["dropout"]}${d["rslora"] ? ", rsLoRA" : ""}`);
