@@ -21,6 +21,10 @@ export interface OptionSpec {
   repeatable?: boolean;
   /** Lower bound for numbers (inclusive), or `>0` for strictly positive. */
   min?: number | ">0";
+  /** Upper bound for numbers (inclusive). */
+  max?: number;
+  /** Strict upper bound for numbers (e.g. a probability that must stay below 1). */
+  below?: number;
 }
 
 /** A subcommand: its options and positional arguments. */
@@ -95,6 +99,8 @@ function convert(spec: OptionSpec, raw: unknown, from: string, hint: string): un
       if (!Number.isFinite(n) || (spec.type === "int" && !Number.isInteger(n))) throw bad(spec.type === "int" ? "an integer" : "a number");
       if (spec.min === ">0" && !(n > 0)) throw bad("greater than 0");
       if (typeof spec.min === "number" && n < spec.min) throw bad(`at least ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) throw bad(`at most ${spec.max}`);
+      if (spec.below !== undefined && !(n < spec.below)) throw bad(`less than ${spec.below}`);
       return n;
     }
     case "group": {

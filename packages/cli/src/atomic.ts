@@ -1,19 +1,155 @@
 // Output directories are never half-written: work happens in a temporary sibling directory that
-// is renamed into place at the end, and removed on failure.
+// is renamed into place at the end, and removed on failure. Before anything is loaded, an --out is
+// checked against the inputs (it may not be, contain or lie inside one), locked, and proved
+// writable; temporaries left by a killed run are removed.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
-import { CliError } from "./errors.js";
+import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { acquireLock, isStaleTemp, LockedError, LOCK_FILE, type DirectoryLock } from "@modulora/core";
+import { CliError, oneLine } from "./errors.js";
 
-/** Whether `dir` exists and holds something. */
+/** Whether `dir` exists and holds something (the lock file of a run does not count). */
 export function nonEmptyDir(dir: string): boolean {
-  return existsSync(dir) && (!statSync(dir).isDirectory() || readdirSync(dir).length > 0);
+  return existsSync(dir) && (!statSync(dir).isDirectory() || readdirSync(dir).some((n) => n !== LOCK_FILE));
 }
 
-/** Refuses an existing non-empty output directory unless `overwrite`. */
+/** Refuses an --out that is a file, and an existing non-empty output directory unless `overwrite`. */
 export function checkOutDir(dir: string, overwrite: boolean): void {
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CliError(`--out ${dir} exists and is not a directory`, "choose another --out");
+  checkNotAFile(dir);
   if (nonEmptyDir(dir) && !overwrite) throw new CliError(`output directory ${dir} already exists`, `pass --overwrite to replace it, or choose another --out`);
+}
+
+/** Refuses an --out that exists and is not a directory. */
+export function checkNotAFile(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CliError(`--out ${dir} is a file, not a directory`, "pass --out a directory path (new or existing), not a file");
+}
+
+/** The real path of `p` (symbolic links resolved) where it exists; the part that does not exist yet is appended as given. */
+export function realPathOf(p: string): string {
+  const abs = resolve(p);
+  const rest: string[] = [];
+  for (let cur = abs; ; cur = dirname(cur)) {
+    try {
+      return join(realpathSync(cur), ...rest);
+    } catch {
+      if (dirname(cur) === cur) return abs;
+      rest.unshift(basename(cur));
+    }
+  }
+}
+
+/** An input of a command: the flag that names it and its path. */
+export interface InputPath {
+  flag: string;
+  path: string | undefined;
+}
+
+/**
+ * Refuses an --out that is an input, contains one (replacing --out would delete it) or lies
+ * inside one (writing it would change the input). Paths are compared with symbolic links resolved.
+ */
+export function checkOutsideInputs(out: string, inputs: readonly InputPath[]): void {
+  const o = realPathOf(out);
+  for (const { flag, path } of inputs) {
+    if (path === undefined || path === "") continue;
+    const i = realPathOf(path);
+    const rel = relative(o, i);
+    if (rel === "") throw new CliError(`--out ${out} is the ${flag} ${path}`, `choose an --out that is not one of the inputs`);
+    if (!rel.startsWith(`..${sep}`) && rel !== ".." && !rel.startsWith(sep)) {
+      throw new CliError(`--out ${out} contains the ${flag} ${path} (replacing --out would delete it)`, "choose an --out outside the inputs");
+    }
+    const back = relative(i, o);
+    if (!back.startsWith(`..${sep}`) && back !== ".." && !back.startsWith(sep)) {
+      throw new CliError(`--out ${out} lies inside the ${flag} ${path}`, "choose an --out outside the inputs");
+    }
+  }
+}
+
+/** The message for a lock file held by another live process. */
+function lockedError(out: string, err: LockedError): CliError {
+  const o = err.owner;
+  return new CliError(
+    `--out ${out} is in use${o ? ` by process ${o.pid} (${o.command || "modulora"}${o.started ? `, since ${o.started}` : ""})` : ""}`,
+    `wait for that run to end, or choose another --out; if no such process runs, delete ${err.path}`,
+    { cause: err },
+  );
+}
+
+/** Why a path cannot be written, for messages. */
+function cannotWrite(what: string, err: unknown): CliError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = code === "ENOTDIR" ? "a part of the path is a file, not a directory" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "EROFS" ? "read-only file system" : oneLine(err);
+  return new CliError(`cannot write ${what}: ${why}`, "choose an --out you can write to", { cause: err });
+}
+
+/**
+ * Locks the output directory `out` of a command that writes it in place (finetune): creates it if
+ * needed (`created` says so) and takes `out/.modulora.lock`, which also proves it writable. A lock
+ * of another live run is an error naming it; a stale one is taken over (`tookOver`).
+ */
+export function lockOutDirInPlace(out: string, command: string): { lock: DirectoryLock; created: boolean } {
+  const created = !existsSync(out);
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (err) {
+    throw cannotWrite(`--out ${out}`, err);
+  }
+  try {
+    return { lock: acquireLock(join(out, LOCK_FILE), command), created };
+  } catch (err) {
+    if (created) rmSync(out, { recursive: true, force: true });
+    if (err instanceof LockedError) throw lockedError(out, err);
+    throw cannotWrite(`into --out ${out}`, err);
+  }
+}
+
+/**
+ * Locks the name `out` of a command that writes a temporary sibling and renames it into place
+ * (quantize, export): takes `.<name>.lock` beside it (proving the parent writable), then removes
+ * temporaries of `out` left by killed runs (a replacement cut between its renames is undone).
+ * Returns the lock and what was cleaned.
+ */
+export function lockOutSibling(out: string, command: string): { lock: DirectoryLock; notes: string[] } {
+  const abs = resolve(out);
+  const parent = dirname(abs);
+  try {
+    mkdirSync(parent, { recursive: true });
+  } catch (err) {
+    throw cannotWrite(`the parent directory of --out ${out}`, err);
+  }
+  let lock: DirectoryLock;
+  try {
+    lock = acquireLock(join(parent, `.${basename(abs)}.lock`), command);
+  } catch (err) {
+    if (err instanceof LockedError) throw lockedError(out, err);
+    throw cannotWrite(`into the parent directory of --out ${out}`, err);
+  }
+  const notes: string[] = [];
+  if (lock.tookOver) notes.push(`took over the stale lock ${lock.path} of process ${lock.tookOver.pid}, which no longer runs`);
+  const prefix = `.${basename(abs)}.tmp-`;
+  const stale = readdirSync(parent).filter((n) => n.startsWith(prefix) && isStaleTemp(n));
+  for (const n of stale) {
+    // `<tmp>.old` is the previous --out moved aside by a replacement that was cut short: put it back.
+    if (n.endsWith(".old") && !existsSync(abs) && lstatExists(join(parent, n))) {
+      renameSync(join(parent, n), abs);
+      notes.push(`restored ${out} (a replacement of it was interrupted)`);
+    }
+  }
+  for (const n of stale) {
+    if (!lstatExists(join(parent, n))) continue;
+    rmSync(join(parent, n), { recursive: true, force: true });
+    notes.push(`removed ${join(parent, n)} (left by an interrupted run)`);
+  }
+  return { lock, notes };
+}
+
+function lstatExists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A fresh temporary directory next to `target` (same file system, so the final rename is atomic). */

@@ -1,5 +1,5 @@
 // The loss curve of a run: vega-lite → vega View → SVG, then resvg → PNG (text in DejaVu Sans).
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "@modulora/core";
 
 /** One line of metrics.jsonl: a training step, or an evaluation. */
 export interface MetricsLine {
@@ -98,12 +98,12 @@ export async function svgToPng(svg: string, width = 1400): Promise<Uint8Array> {
   return r.render().asPng();
 }
 
-/** Writes `<dir>/loss.svg` and `<dir>/loss.png` from metrics. Returns the paths. */
+/** Writes `<dir>/loss.svg` and `<dir>/loss.png` from metrics, each renamed into place (a link there is replaced, not followed). Returns the paths. */
 export async function writeLossPlots(dir: string, metrics: readonly MetricsLine[], title: string): Promise<{ svg: string; png: string }> {
   const svg = await renderSvg(lossChartSpec(metrics, title));
   const png = await svgToPng(svg);
   const paths = { svg: `${dir}/loss.svg`, png: `${dir}/loss.png` };
-  writeFileSync(paths.svg, svg);
-  writeFileSync(paths.png, png);
+  writeFileAtomic(paths.svg, svg);
+  writeFileAtomic(paths.png, png);
   return paths;
 }

@@ -16,7 +16,8 @@ export function registerBuiltinQuantizers(): void {
   for (const p of BUILTIN_QUANTIZERS) if (!listQuantizers().includes(p.name)) registerQuantizer(p);
 }
 
-const looksLikePath = (spec: string) => spec.startsWith(".") || isAbsolute(spec) || /\.(m?js|cjs)$/.test(spec) || spec.includes("\\");
+/** Whether a --plugin spec names a file (else it is a package name). */
+export const looksLikePath = (spec: string) => spec.startsWith(".") || isAbsolute(spec) || /\.(m?js|cjs)$/.test(spec) || spec.includes("\\");
 
 /** The entry file of package `name` found in node_modules from `from` upwards (ESM `exports` first). */
 function resolvePackage(name: string, from: string): string | null {
@@ -105,11 +106,22 @@ export async function setupQuantizers(plugins: readonly string[] = []): Promise<
   for (const p of plugins) await loadPluginModule(p);
 }
 
-/** The registered quantizer `name`; an unknown one is an error listing the registered ones. */
-export function quantizerNamed(name: string): QuantizerPlugin {
+/**
+ * The registered quantizer `name`; an unknown one is an error listing the registered ones.
+ * `namedIn` is the file that named it (modulora.json, quantize_config.json): a name read from a
+ * file is only ever looked up among the registered quantizers, never imported as a module — the
+ * user loads the code with --plugin.
+ */
+export function quantizerNamed(name: string, namedIn?: string): QuantizerPlugin {
   try {
     return getQuantizer(name);
   } catch {
+    if (namedIn !== undefined) {
+      throw new CliError(
+        `${namedIn} names quantizer '${name}', which is not registered (registered: ${listQuantizers().join(", ")})`,
+        `modulora never loads code named in a file: pass --plugin MODULE with the module that provides '${name}'`,
+      );
+    }
     throw new CliError(`unknown quantizer '${name}'; registered: ${listQuantizers().join(", ")}`, "pick one of those, or load yours with --plugin MODULE");
   }
 }

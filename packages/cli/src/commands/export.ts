@@ -1,13 +1,13 @@
 // modulora export: dequantized base + LoRA update → a plain Hugging Face checkpoint in bf16.
 import { writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { cast, keep, noGrad, saveSafetensors, tensor, tidy, type Tensor } from "@modulora/tensor";
 import { copyTokenizerFiles, DenseLinear, LINEAR_MODULE, LINEAR_NAMES, loadLlama, mergedWeights, QuantizedLinear, type Linear, type LlamaModel } from "@modulora/llama";
-import { checkOutDir, diskBytes, formatBytes, writeDirAtomically } from "../atomic.js";
+import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling, writeDirAtomically } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
-import { attachAdapter, loadModel, preflightAdapter, preflightModel } from "../model.js";
-import { setupQuantizers } from "../plugins.js";
+import { attachAdapter, loadModel, preflightAdapter, preflightModel, type ModelPreflight } from "../model.js";
+import { looksLikePath, setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
 interface ExportArgs {
@@ -88,10 +88,22 @@ export async function runExport(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as ExportArgs;
   const progress = new Progress(ctx.stderr);
   checkOutDir(a.out, a.overwrite);
-  if ([resolve(a.model), resolve(a.adapter)].includes(resolve(a.out))) throw new CliError("--out is the --model or --adapter directory", "choose another --out");
+  checkOutsideInputs(a.out, [{ flag: "--model", path: a.model }, { flag: "--adapter", path: a.adapter }, ...(a.plugin ?? []).filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p }))]);
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
   if (a.adapter) preflightAdapter(a.adapter, checked);
+  // Locked and proved writable before the model loads; temporaries of killed runs are cleaned.
+  const { lock, notes } = lockOutSibling(a.out, "modulora export");
+  try {
+    for (const n of notes) progress.log(`note: ${n}`);
+    checkOutDir(a.out, a.overwrite); // again: the recovery may have put a previous --out back
+    await mergeAndWrite(ctx, a, checked, progress);
+  } finally {
+    lock.release();
+  }
+}
+
+async function mergeAndWrite(ctx: CommandContext, a: ExportArgs, checked: ModelPreflight, progress: Progress): Promise<void> {
   const loaded = await loadModel(a.model, progress, "--model", checked);
   const { model, config } = loaded;
   try {

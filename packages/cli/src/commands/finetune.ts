@@ -1,20 +1,20 @@
 // modulora finetune: LoRA on a full-precision or quantized model with the Trainer; the adapter,
 // checkpoints, metrics.jsonl and the loss curve go to --out.
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { listCheckpoints, Trainer, type EvalResult, type TrainerEvent } from "@modulora/core";
+import { isTrainerEntry, listCheckpoints, LOCK_FILE, Trainer, writeFileAtomic, type EvalResult, type TrainerEvent } from "@modulora/core";
 import { memory } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName } from "@modulora/llama";
-import { nonEmptyDir } from "../atomic.js";
+import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir } from "../atomic.js";
 import { CliError, oneLine, step, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
-import { checkDevice, loadModel, preflightModel, type LoadedModel } from "../model.js";
+import { checkDevice, loadModel, preflightModel, type LoadedModel, type ModelPreflight } from "../model.js";
 import { parseMetrics, writeLossPlots } from "../plot.js";
-import { quantizerNamed, setupQuantizers } from "../plugins.js";
+import { looksLikePath, quantizerNamed, setupQuantizers } from "../plugins.js";
 import { formatSeconds, Progress, type ProgressBar } from "../progress.js";
 
 interface FinetuneArgs {
@@ -66,7 +66,11 @@ function writeAdapterInto(adapter: Adapter, dir: string, options: Parameters<typ
     for (const f of files) renameSync(join(tmp, f), join(dir, f));
     return files;
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // a leftover temporary directory is removed by the next run; the write's own error matters
+    }
   }
 }
 
@@ -77,14 +81,28 @@ function checkFlags(a: FinetuneArgs, given: Set<string>): void {
   if (a.evalEvery !== undefined && !a.valid) throw new CliError("--eval-every needs validation data", "add --valid FILE");
   if (a.resume && a.overwrite) throw new CliError("--resume and --overwrite exclude each other", "--resume continues the run in --out; --overwrite starts it over");
   if (a.targets.length === 0) throw new CliError("--targets is empty", "list linears, e.g. --targets q_proj,v_proj");
+  // A warmup longer than the run never reaches --lr (with --epochs the Trainer checks it once the data is read).
+  if (a.steps !== undefined && a.warmup > a.steps) throw new CliError(`--warmup ${a.warmup} is longer than the run (--steps ${a.steps}): the learning rate would never reach --lr`, "use a --warmup of at most --steps");
 }
 
-/** Quantizes a full-precision base in place with --quantizer/--bits/--group-size. */
-async function quantizeOnTheFly(loaded: LoadedModel, a: FinetuneArgs, progress: Progress): Promise<void> {
+/** A classification set with one label teaches nothing but that label: said before training. */
+function warnSingleLabel(file: ReturnType<typeof checkDataFile>, path: string, progress: Progress): void {
+  if (file.kind === "text") return;
+  const labels = new Set(file.records.map((r) => JSON.stringify(r.value["label"])));
+  if (labels.size === 1) progress.log(`warning: ${path} has a single label (${[...labels][0]}): the adapter can only learn to predict it; add examples of the other labels`);
+}
+
+/** The checks of --quantizer/--bits against the plugin and the model, before anything loads. */
+function checkOnTheFly(a: FinetuneArgs, checked: ModelPreflight): void {
   const plugin = quantizerNamed(a.quantizer!);
-  if (loaded.quantization) throw new CliError(`--quantizer: ${a.model} is already quantized (${loaded.quantization.method})`, "drop --quantizer/--bits, or pass the full-precision model");
+  if (checked.quantization) throw new CliError(`--quantizer: ${a.model} is already quantized (${checked.quantization.method})`, "drop --quantizer/--bits, or pass the full-precision model");
   if (!plugin.supportedBits.includes(a.bits!)) throw new CliError(`quantizer '${plugin.name}' does not support --bits ${a.bits}`, `use one of ${plugin.supportedBits.join(", ")}`);
   if (plugin.calibration !== "none") throw new CliError(`quantizer '${plugin.name}' needs calibration data`, "quantize first with modulora quantize --calib FILE and pass that directory as --model");
+}
+
+/** Quantizes a full-precision base in place with --quantizer/--bits/--group-size (checked by checkOnTheFly). */
+async function quantizeOnTheFly(loaded: LoadedModel, a: FinetuneArgs, progress: Progress): Promise<void> {
+  const plugin = quantizerNamed(a.quantizer!);
   const bar = progress.bar("quantize", loaded.model.layers.length * 7, { unit: "layers" });
   const r = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size", () =>
     quantizeModel(loaded.model, plugin, { bits: a.bits!, groupSize: a.groupSize, measureError: false, onProgress: (e) => bar.update(e.done) }),
@@ -124,21 +142,61 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   checkFlags(a, ctx.args.given);
   checkDevice(a.device);
   const out = resolve(a.out);
+  checkNotAFile(out);
+  checkOutsideInputs(out, [
+    { flag: "--model", path: a.model }, { flag: "--data", path: a.data }, { flag: "--valid", path: a.valid },
+    ...(a.plugin ?? []).filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p })),
+  ]);
   const existed = nonEmptyDir(out);
   if (existed && !a.resume && !a.overwrite) {
     throw new CliError(`output directory ${a.out} already exists`, "pass --resume to continue its training, --overwrite to replace it, or choose another --out");
   }
   if (a.resume && existed && listCheckpoints(out).length === 0) {
-    throw new CliError(`--resume: ${a.out} holds no checkpoint to resume from`, "run without --resume (with --overwrite to replace the directory)");
+    // A run killed before its first checkpoint leaves only its own files: --resume starts it over.
+    const foreign = readdirSync(out).filter((n) => !isTrainerEntry(n));
+    if (foreign.length) throw new CliError(`--resume: ${a.out} holds no checkpoint to resume from, and holds ${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", ..." : ""}`, "run without --resume (with --overwrite to replace the directory)");
   }
+  // Written by appending: a link there would be followed, so it is refused (the other files are renamed into place).
+  const metricsPath = join(out, "metrics.jsonl");
+  if (existsSync(out) && lexistsLink(metricsPath)) throw new CliError(`${metricsPath} is a symbolic link`, "remove it (modulora writes its own metrics.jsonl and never writes through a link)");
   if (a.resume && existed) warnChangedSettings(out, a, progress);
   // Everything cheap is checked before the model loads: a bad file fails at once, in one line.
-  checkDataFile(a.data, a.format, "--data");
+  const trainFile = checkDataFile(a.data, a.format, "--data");
+  if (a.format === "classification") warnSingleLabel(trainFile, a.data, progress);
   if (a.valid) checkDataFile(a.valid, a.format, "--valid");
   await setupQuantizers(a.plugin);
-  if (a.quantizer) quantizerNamed(a.quantizer);
   const checked = preflightModel(a.model);
+  if (a.quantizer) checkOnTheFly(a, checked);
 
+  // The lock proves --out writable before anything heavy runs, and keeps a second run out of it.
+  const { lock, created } = lockOutDirInPlace(out, "modulora finetune");
+  if (lock.tookOver) progress.log(`warning: took over the stale lock ${lock.path} of process ${lock.tookOver.pid}, which no longer runs`);
+  let succeeded = false;
+  try {
+    await trainAndWrite(ctx, a, out, checked, progress);
+    succeeded = true;
+  } finally {
+    lock.release();
+    // A directory this run created and left with nothing in it goes again.
+    if (!succeeded && created) {
+      try {
+        if (existsSync(out) && readdirSync(out).every((n) => n === LOCK_FILE)) rmSync(out, { recursive: true, force: true });
+      } catch {
+        // never let cleanup hide the error that got us here
+      }
+    }
+  }
+}
+
+function lexistsLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, progress: Progress): Promise<void> {
   const loaded = await loadModel(a.model, progress, "--model", checked);
   const { model, tokenizer } = loaded;
   try {
@@ -207,6 +265,9 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
         bar?.log(`eval at step ${e.step}: ${formatMetrics(e.metrics)}${e.best ? " (best)" : ""}`);
       } else if (e.type === "skip") {
         bar?.log(`step ${e.step} skipped: ${e.reason} (${e.consecutive} in a row)`);
+      } else if (e.type === "warning") {
+        if (bar) bar.log(`warning: ${e.message}`);
+        else progress.log(`warning: ${e.message}`);
       } else if (e.type === "stop") {
         bar?.stop();
       }
@@ -233,22 +294,34 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
       seed: a.seed,
       onEvent,
       stateExtra: { cli: runSettings(a) },
+      lockOwner: "modulora finetune",
     }));
     const newest = a.resume ? listCheckpoints(out)[0] : undefined;
-    if (newest && newest.step >= trainer.totalSteps()) {
+    if (newest && newest.step > trainer.totalSteps()) {
       trainer.dispose();
-      throw new CliError(`--resume: ${newest.dir} is at step ${newest.step}, and this run has ${trainer.totalSteps()} steps`, "raise --steps (or --epochs) to train further");
+      throw new CliError(`--resume: ${newest.dir} is at step ${newest.step}, past this run's ${trainer.totalSteps()} steps`, `raise --steps (or --epochs) to at least ${newest.step} steps, or start over with --overwrite`);
     }
     let result;
     try {
       result = await trainer.fit();
     } catch (err) {
       (bar as ProgressBar | null)?.stop();
-      const ckpts = existsSync(out) ? listCheckpoints(out) : [];
-      // Nothing to resume from: leave no half-written output behind.
-      if (ckpts.length === 0 && existsSync(out) && !a.resume) rmSync(out, { recursive: true, force: true });
-      const hint = ckpts.length ? `--resume continues from ${ckpts[0]!.dir}` : /non-finite/.test(oneLine(err)) ? "lower --lr, or add --max-grad-norm 1" : "run with --verbose for the stack trace";
-      throw new CliError(`training failed: ${oneLine(err)}`, hint, { cause: err });
+      const msg = oneLine(err);
+      let ckpts: ReturnType<typeof listCheckpoints> = [];
+      let cleanup = "";
+      try {
+        ckpts = existsSync(out) ? listCheckpoints(out) : [];
+        // Nothing to resume from: leave no half-written output behind.
+        if (ckpts.length === 0 && existsSync(out) && !a.resume) rmSync(out, { recursive: true, force: true });
+      } catch (cleanupErr) {
+        cleanup = ` (and ${a.out} could not be removed: ${oneLine(cleanupErr)})`;
+      }
+      const hint = /non-finite|diverged|NaN or Inf/.test(msg)
+        ? "lower --lr, or add --max-grad-norm 1"
+        : /can be read/.test(msg)
+          ? "start over with --overwrite"
+          : ckpts.length && !/symbolic link|cannot (append|open|write)/.test(msg) ? `--resume continues from ${ckpts[0]!.dir}` : "run with --verbose for the stack trace";
+      throw new CliError(`training failed: ${msg}${cleanup}`, hint, { cause: err });
     } finally {
       trainer.dispose();
     }
@@ -256,10 +329,12 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
     if (result.stoppedBy === "interrupted") {
       const ck = listCheckpoints(out)[0];
       ctx.stdout.write(`interrupted at step ${result.steps}${ck ? `; checkpoint ${ck.dir} holds the adapter` : ""}\n`);
-      ctx.stderr.write(`modulora finetune: interrupted — run the same command with --resume to continue\n`);
-      ctx.exitCode = 130;
+      ctx.stderr.write(`modulora finetune: interrupted${result.signal === "SIGTERM" ? " (SIGTERM)" : ""} — run the same command with --resume to continue\n`);
+      ctx.exitCode = result.signal === "SIGTERM" ? 143 : 130;
       return;
     }
+    // Resumed from the final checkpoint: the training was done; what follows completes the final writes.
+    const alreadyDone = result.resumedFrom !== null && result.resumedFrom === result.steps;
     const files = stepSync(`cannot write the adapter into ${a.out}`, "check that the directory is writable", () => writeAdapterInto(adapter, out, saveOptions));
     const metricsPath = join(out, "metrics.jsonl");
     const written = [...files, "metrics.jsonl"];
@@ -273,14 +348,19 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
     }
 
     const o = ctx.stdout;
-    o.write(`trained ${result.steps} steps in ${formatSeconds(result.seconds)} (${Math.round(result.tokens / Math.max(result.seconds, 1e-9))} tokens/s), last loss ${result.lastLoss.toFixed(4)}\n`);
+    if (alreadyDone) o.write(`training had finished at step ${result.steps} (its final checkpoint); completed the final writes, last loss ${result.lastLoss.toFixed(4)}\n`);
+    else o.write(`trained ${result.steps} steps in ${formatSeconds(result.seconds)} (${Math.round(result.tokens / Math.max(result.seconds, 1e-9))} tokens/s), last loss ${result.lastLoss.toFixed(4)}\n`);
     const finalEval = result.lastEval ?? lastEval;
     if (finalEval) o.write(`validation (${validExamples.length} examples): ${formatMetrics(finalEval)}${result.best ? ` — best ${fmt(result.best.value)} at step ${result.best.step}` : ""}\n`);
     // Peak memory of the whole run: the process's resident set and the engine's tensor storage.
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     const peakTensorMiB = memory().nativePeakBytes / 2 ** 20;
     o.write(`peak memory: ${peakRssMiB.toFixed(0)} MiB resident, ${peakTensorMiB.toFixed(0)} MiB native tensor storage\n`);
-    writeFileSync(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds: result.seconds, tokens: result.tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB }, null, 2)}\n`);
+    // Renamed into place: a link planted at run.json is replaced, never written through.
+    const seconds = alreadyDone ? null : result.seconds;
+    const tokens = alreadyDone ? null : result.tokens;
+    stepSync(`cannot write ${join(a.out, "run.json")}`, "check that the directory is writable and has space", () =>
+      writeFileAtomic(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB }, null, 2)}\n`));
     written.push("run.json");
     o.write(`wrote ${a.out}: ${written.join(", ")}${readdirSync(out).some((f) => f.startsWith("checkpoint-")) ? " (+ checkpoints)" : ""}\n`);
   } finally {

@@ -1,13 +1,13 @@
 // modulora quantize: full-precision model → quantized checkpoint directory.
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import type { QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
 import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type QuantizeModelOptions } from "@modulora/llama";
-import { checkOutDir, diskBytes, formatBytes } from "../atomic.js";
+import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
-import { loadModel, preflightModel } from "../model.js";
-import { quantizerNamed, setupQuantizers } from "../plugins.js";
+import { loadModel, preflightModel, type ModelPreflight } from "../model.js";
+import { looksLikePath, quantizerNamed, setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
 interface QuantizeArgs {
@@ -73,7 +73,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
     throw new CliError(`quantizer '${plugin.name}' needs calibration data (${plugin.calibration})`, "pass --calib FILE (a .txt file, or .jsonl with a text field)");
   }
   checkOutDir(a.out, a.overwrite);
-  if (resolve(a.out) === resolve(a.model)) throw new CliError("--out is the --model directory", "choose another --out");
+  checkOutsideInputs(a.out, [{ flag: "--model", path: a.model }, { flag: "--calib", path: a.calib }, ...(a.plugin ?? []).filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p }))]);
   const checked = preflightModel(a.model);
   const existing = checked.quantization;
   if (existing) throw new CliError(`${a.model} is already quantized (${existing.method})`, "pass the full-precision model as --model");
@@ -91,6 +91,18 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
     calibIds = sampleCalibrationWindows(ids, a.calibSamples, a.calibSeqLen, a.seed);
   }
 
+  // Locked and proved writable before the model loads; temporaries of killed runs are cleaned.
+  const { lock, notes } = lockOutSibling(a.out, "modulora quantize");
+  try {
+    for (const n of notes) progress.log(`note: ${n}`);
+    checkOutDir(a.out, a.overwrite); // again: the recovery may have put a previous --out back
+    await quantizeAndWrite(ctx, a, plugin, checked, calibIds, progress);
+  } finally {
+    lock.release();
+  }
+}
+
+async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: QuantizerPlugin, checked: ModelPreflight, calibIds: number[][] | null, progress: Progress): Promise<void> {
   const loaded = await loadModel(a.model, progress, "--model", checked);
   const { model } = loaded;
   try {
