@@ -253,7 +253,7 @@ export async function attachAdapter(loaded: LoadedModel, dir: string, progress: 
   const fly = meta?.["quantized_on_the_fly"] as OnTheFlyQuantization | undefined;
   if (fly && !loaded.quantization) {
     progress.log(`quantizing the base as the adapter was trained (${fly.quantizer}, ${fly.bits}-bit, group ${fly.group_size})`);
-    const plugin = quantizerNamed(fly.quantizer);
+    const plugin = quantizerNamed(fly.quantizer, join(dir, MODULORA_ADAPTER_FILE)); // looked up, never imported
     await step("cannot quantize the base like the adapter's", "quantize it with modulora quantize and pass that directory as --model", () =>
       quantizeModel(loaded.model, plugin, { bits: fly.bits, groupSize: fly.group_size, measureError: false }),
     );

@@ -290,3 +290,19 @@ describe("outputs checked before anything loads", () => {
     expect(r.stderr).toContain(`warning: ${hamOnly} has a single label ("ham"): the adapter can only learn to predict it; add examples of the other labels`);
   });
 });
+
+describe("plugins", () => {
+  it("a quantizer named only inside modulora.json is never loaded as a module: --plugin is asked for", () => {
+    const adapter = join(tmp, "fly-adapter");
+    ok(finetune(adapter, 1));
+    // A module that would leave a mark if anything imported it.
+    const canary = join(tmp, "canary.mjs");
+    writeFileSync(canary, `import { writeFileSync } from "node:fs";\nwriteFileSync(${JSON.stringify(join(tmp, "canary-ran"))}, "imported");\nexport default {};\n`);
+    const metaPath = join(adapter, "modulora.json");
+    const meta = JSON.parse(readFileSync(metaPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(metaPath, JSON.stringify({ ...meta, quantized_on_the_fly: { quantizer: canary, bits: 4, group_size: 128 } }));
+    const last = failsLate(["eval", "--model", TINY, "--adapter", adapter, "--data", spam, "--metric", "accuracy", "--seq-len", "32"]);
+    expect(last).toBe(`modulora eval: ${metaPath} names quantizer '${canary}', which is not registered (registered: optq, rtn) — modulora never loads code named in a file: pass --plugin MODULE with the module that provides '${canary}'`);
+    expect(existsSync(join(tmp, "canary-ran"))).toBe(false);
+  });
+});
