@@ -253,6 +253,10 @@ describe("outputs checked before anything loads", () => {
   it("an unwritable existing --out, and an --out below a file", () => {
     // chmod does not stop root: as root, the CLI runs as nobody (uid 65534), for whom it does.
     const uid = process.getuid?.() === 0 ? 65534 : undefined;
+    if (uid !== undefined) {
+      const probe = spawnSync(process.execPath, ["-e", `require("fs").readFileSync(${JSON.stringify(CLI)})`], { cwd: ROOT, uid, gid: uid });
+      expect(probe.status, "as root, this test runs the CLI as nobody (65534), who must be able to read the checkout").toBe(0);
+    }
     const out = join(tmp, "readonly");
     mkdirSync(out);
     chmodSync(out, 0o555);
