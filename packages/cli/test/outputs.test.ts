@@ -275,13 +275,16 @@ describe("outputs checked before anything loads", () => {
     expect(readFileSync(file, "utf8")).toBe("x");
   });
 
-  it("numeric options: --dropout, --warmup, --top-p, --bits of an on-the-fly quantizer", () => {
+  it("numeric options: --dropout, --warmup, --top-p, --bits and --group-size against the quantizer and the model", () => {
     const out = join(tmp, "never");
     fails(finetune(out, 1, "--dropout", "2"), `--dropout must be less than 1, got "2"`);
     fails(finetune(out, 1, "--dropout", "1"), `--dropout must be less than 1, got "1"`);
     fails(finetune(out, 2, "--warmup", "10"), "--warmup 10 is longer than the run (--steps 2): the learning rate would never reach --lr — use a --warmup of at most --steps");
     fails(finetune(out, 1, "--quantizer", "rtn", "--bits", "5"), "quantizer 'rtn' does not support --bits 5 — use one of 2, 3, 4, 8");
     fails(["generate", "--model", TINY, "--prompt", "hi", "--top-p", "1.5"], `--top-p must be at most 1, got "1.5"`);
+    const groups = `--group-size 100 does not divide the input sizes of ${TINY}'s linear layers (256, 768) — use a divisor of 256 (e.g. 128) or "row"`;
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--group-size", "100", "--out", out], groups);
+    fails(finetune(out, 1, "--quantizer", "rtn", "--bits", "4", "--group-size", "100"), groups);
     expect(existsSync(out)).toBe(false);
     // With --epochs the length is known once the data is read: 8 examples in batches of 2 are 4 steps.
     const epochs = finetune(out, 1, "--warmup", "10").filter((_, i, all) => all[i] !== "--steps" && all[i - 1] !== "--steps");

@@ -15,6 +15,7 @@ import { checkDataFile, DATA_HINT } from "../data-files.js";
 import { checkDevice, loadModel, preflightModel, type LoadedModel, type ModelPreflight } from "../model.js";
 import { parseMetrics, writeLossPlots } from "../plot.js";
 import { looksLikePath, quantizerNamed, setupQuantizers } from "../plugins.js";
+import { checkGroupSize } from "./quantize.js";
 import { formatSeconds, Progress, type ProgressBar } from "../progress.js";
 
 interface FinetuneArgs {
@@ -98,6 +99,7 @@ function checkOnTheFly(a: FinetuneArgs, checked: ModelPreflight): void {
   if (checked.quantization) throw new CliError(`--quantizer: ${a.model} is already quantized (${checked.quantization.method})`, "drop --quantizer/--bits, or pass the full-precision model");
   if (!plugin.supportedBits.includes(a.bits!)) throw new CliError(`quantizer '${plugin.name}' does not support --bits ${a.bits}`, `use one of ${plugin.supportedBits.join(", ")}`);
   if (plugin.calibration !== "none") throw new CliError(`quantizer '${plugin.name}' needs calibration data`, "quantize first with modulora quantize --calib FILE and pass that directory as --model");
+  checkGroupSize(a.groupSize, checked.config, a.model);
 }
 
 /** Quantizes a full-precision base in place with --quantizer/--bits/--group-size (checked by checkOnTheFly). */
@@ -320,7 +322,9 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
         ? "lower --lr, or add --max-grad-norm 1"
         : /can be read/.test(msg)
           ? "start over with --overwrite"
-          : ckpts.length && !/symbolic link|cannot (append|open|write)/.test(msg) ? `--resume continues from ${ckpts[0]!.dir}` : "run with --verbose for the stack trace";
+          : /ENOSPC/.test(msg)
+            ? `free space on the disk of --out${ckpts.length ? `, then --resume continues from ${ckpts[0]!.dir}` : ""}`
+            : ckpts.length && !/symbolic link|cannot (append|open|write)/.test(msg) ? `--resume continues from ${ckpts[0]!.dir}` : "run with --verbose for the stack trace";
       throw new CliError(`training failed: ${msg}${cleanup}`, hint, { cause: err });
     } finally {
       trainer.dispose();

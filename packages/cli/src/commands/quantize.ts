@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import type { QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
-import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type QuantizeModelOptions } from "@modulora/llama";
+import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions } from "@modulora/llama";
 import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
@@ -41,6 +41,22 @@ export function readCalibrationText(path: string): string {
   return texts.join("\n\n");
 }
 
+/**
+ * Refuses a --group-size that does not divide the input size of every linear layer the
+ * quantizers see (the plugin contract asks for a divisor of `in`, or "row"), from config.json,
+ * before the model loads.
+ */
+export function checkGroupSize(groupSize: number | "row", config: LlamaConfig, model: string): void {
+  if (groupSize === "row") return;
+  const ins = [...new Set([config.hiddenSize, config.numHeads * config.headDim, config.intermediateSize])].sort((x, y) => x - y);
+  if (ins.every((n) => n % groupSize === 0)) return;
+  const gcd = ins.reduce((x, y) => {
+    while (y) [x, y] = [y, x % y];
+    return x;
+  });
+  throw new CliError(`--group-size ${groupSize} does not divide the input sizes of ${model}'s linear layers (${ins.join(", ")})`, `use a divisor of ${gcd} (e.g. ${gcd % 128 === 0 ? 128 : gcd}) or "row"`);
+}
+
 /** Quantization options for quantizeModel from the flags (plugin-specific keys only when set). */
 export function quantizeOptions(a: {
   bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean; trueSequential?: boolean; percdamp?: number; staticGroups?: boolean;
@@ -77,6 +93,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   const checked = preflightModel(a.model);
   const existing = checked.quantization;
   if (existing) throw new CliError(`${a.model} is already quantized (${existing.method})`, "pass the full-precision model as --model");
+  checkGroupSize(a.groupSize, checked.config, a.model);
   const calibText = a.calib && plugin.calibration !== "none" ? readCalibrationText(a.calib) : null;
 
   // The calibration windows, sampled before the model loads, so that a text too short is reported
