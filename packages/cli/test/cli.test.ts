@@ -335,8 +335,9 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     const other = join(tmp, "other-model");
     cpSync(TINY, other, { recursive: true });
     const config = JSON.parse(readFileSync(join(other, "config.json"), "utf8")) as Record<string, unknown>;
-    writeFileSync(join(other, "config.json"), JSON.stringify({ ...config, intermediate_size: 512 }));
-    fails(["eval", "--model", other, "--adapter", adapter, "--data", spamValid, "--metric", "accuracy"], /trained on another base model .*\(intermediate_size 768 vs 512\) — pass the --model the adapter was trained on/);
+    // (2 heads of 128 keep every weight's shape: the config still describes the weights)
+    writeFileSync(join(other, "config.json"), JSON.stringify({ ...config, num_attention_heads: 2, num_key_value_heads: 2, head_dim: 128 }));
+    fails(["eval", "--model", other, "--adapter", adapter, "--data", spamValid, "--metric", "accuracy"], /trained on another base model .*\(num_attention_heads 4 vs 2, num_key_value_heads 4 vs 2\) — pass the --model the adapter was trained on/);
     writeFileSync(join(other, "config.json"), JSON.stringify({ ...config, rms_norm_eps: 1e-6 }));
     fails(["generate", "--model", other, "--adapter", adapter, "--prompt", "hi"], /trained on another base model .*config\.json differs/);
   });
