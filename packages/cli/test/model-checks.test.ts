@@ -2,7 +2,7 @@
 // reliability review), run as users run them: the built dist/cli.js in a child process, on
 // copies of fixtures/tiny-llama. Each case failed before its fix (the issue says how).
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -138,6 +138,10 @@ describe("config against weights, and context length, before loading", () => {
       /--seq-len 64 is 64 tokens, longer than the model's context of 16 \(sliding_window 16 in config\.json: Mistral attends to the last 16 positions.*\) — lower --seq-len to 16 or less/);
     const r = cli(["eval", "--model", dir, "--data", LM, "--metric", "ppl", "--seq-len", "16", "--max-windows", "2", "--json"]);
     expect(r.code, r.stderr).toBe(0);
+    const out = join(tmp, "never");
+    fails(["finetune", "--model", dir, "--data", join(ROOT, "fixtures/data/spam/train.jsonl"), "--format", "classification", "--seq-len", "64", "--steps", "1", "--out", out],
+      /--seq-len 64 is 64 tokens, longer than the model's context of 16 \(sliding_window 16 .* — lower --seq-len to 16 or less/);
+    expect(existsSync(out)).toBe(false);
     fails(["generate", "--model", dir, "--prompt", "hello there", "--max-new-tokens", "64"], /the prompt \(\d+ tokens\) plus --max-new-tokens 64 is \d+ tokens, longer than the model's context of 16 .* — lower --max-new-tokens to \d+ or less/);
   });
 

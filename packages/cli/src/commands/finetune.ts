@@ -12,7 +12,7 @@ import { CliError, oneLine, step, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
-import { checkDevice, loadModel, preflightModel, type LoadedModel, type ModelPreflight } from "../model.js";
+import { checkContextLength, checkDevice, loadModel, preflightModel, type LoadedModel, type ModelPreflight } from "../model.js";
 import { parseMetrics, writeLossPlots } from "../plot.js";
 import { looksLikePath, quantizerNamed, setupQuantizers } from "../plugins.js";
 import { checkGroupSize } from "./quantize.js";
@@ -168,6 +168,8 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   if (a.valid) checkDataFile(a.valid, a.format, "--valid");
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
+  // Training sequences are at most --seq-len long; longer than the context they would be computed wrong.
+  checkContextLength(checked.config, a.seqLen, `--seq-len ${a.seqLen}`, `lower --seq-len to ${checked.config.maxPositionEmbeddings} or less`);
   if (a.quantizer) checkOnTheFly(a, checked);
 
   // The lock proves --out writable before anything heavy runs, and keeps a second run out of it.
