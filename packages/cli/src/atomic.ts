@@ -109,9 +109,11 @@ export function lockOutDirInPlace(out: string, command: string): { lock: Directo
  * temporaries of `out` left by killed runs (a replacement cut between its renames is undone).
  * Returns the lock and what was cleaned.
  */
-export function lockOutSibling(out: string, command: string): { lock: DirectoryLock; notes: string[] } {
+export function lockOutSibling(out: string, command: string): { lock: DirectoryLock; notes: string[]; createdParent: string | null } {
   const abs = resolve(out);
   const parent = dirname(abs);
+  let createdParent: string | null = null;
+  for (let p = parent; !existsSync(p) && dirname(p) !== p; p = dirname(p)) createdParent = p;
   try {
     mkdirSync(parent, { recursive: true });
   } catch (err) {
@@ -121,6 +123,7 @@ export function lockOutSibling(out: string, command: string): { lock: DirectoryL
   try {
     lock = acquireLock(join(parent, `.${basename(abs)}.lock`), command);
   } catch (err) {
+    if (createdParent) removeEmptyTree(createdParent);
     if (err instanceof LockedError) throw lockedError(out, err);
     throw cannotWrite(`into the parent directory of --out ${out}`, err);
   }
@@ -140,7 +143,17 @@ export function lockOutSibling(out: string, command: string): { lock: DirectoryL
     rmSync(join(parent, n), { recursive: true, force: true });
     notes.push(`removed ${join(parent, n)} (left by an interrupted run)`);
   }
-  return { lock, notes };
+  return { lock, notes, createdParent };
+}
+
+/** Removes `dir` if it holds nothing but empty directories (what a failed command created); never throws. */
+export function removeEmptyTree(dir: string): void {
+  const empty = (d: string): boolean => readdirSync(d, { withFileTypes: true }).every((e) => e.isDirectory() && empty(join(d, e.name)));
+  try {
+    if (existsSync(dir) && empty(dir)) rmSync(dir, { recursive: true });
+  } catch {
+    // cleanup never hides the error that got us here
+  }
 }
 
 function lstatExists(p: string): boolean {

@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cast, keep, noGrad, saveSafetensors, tensor, tidy, type Tensor } from "@modulora/tensor";
 import { copyTokenizerFiles, DenseLinear, LINEAR_MODULE, LINEAR_NAMES, loadLlama, mergedWeights, QuantizedLinear, type Linear, type LlamaModel } from "@modulora/llama";
-import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling, writeDirAtomically } from "../atomic.js";
+import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree, writeDirAtomically } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { attachAdapter, loadModel, preflightAdapter, preflightModel, type ModelPreflight } from "../model.js";
@@ -93,13 +93,16 @@ export async function runExport(ctx: CommandContext): Promise<void> {
   const checked = preflightModel(a.model);
   if (a.adapter) preflightAdapter(a.adapter, checked);
   // Locked and proved writable before the model loads; temporaries of killed runs are cleaned.
-  const { lock, notes } = lockOutSibling(a.out, "modulora export");
+  const { lock, notes, createdParent } = lockOutSibling(a.out, "modulora export");
+  let succeeded = false;
   try {
     for (const n of notes) progress.log(`note: ${n}`);
     checkOutDir(a.out, a.overwrite); // again: the recovery may have put a previous --out back
     await mergeAndWrite(ctx, a, checked, progress);
+    succeeded = true;
   } finally {
     lock.release();
+    if (!succeeded && createdParent) removeEmptyTree(createdParent); // directories made for --out go again
   }
 }
 

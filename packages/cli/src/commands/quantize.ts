@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import type { QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
 import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions } from "@modulora/llama";
-import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling } from "../atomic.js";
+import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { loadModel, preflightModel, type ModelPreflight } from "../model.js";
@@ -109,13 +109,16 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   }
 
   // Locked and proved writable before the model loads; temporaries of killed runs are cleaned.
-  const { lock, notes } = lockOutSibling(a.out, "modulora quantize");
+  const { lock, notes, createdParent } = lockOutSibling(a.out, "modulora quantize");
+  let succeeded = false;
   try {
     for (const n of notes) progress.log(`note: ${n}`);
     checkOutDir(a.out, a.overwrite); // again: the recovery may have put a previous --out back
     await quantizeAndWrite(ctx, a, plugin, checked, calibIds, progress);
+    succeeded = true;
   } finally {
     lock.release();
+    if (!succeeded && createdParent) removeEmptyTree(createdParent); // directories made for --out go again
   }
 }
 
