@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { acquireLock, isStaleTemp, LockedError, LOCK_FILE, type DirectoryLock } from "@modulora/core";
+import { acquireLock, isStaleTemp, LockedError, LOCK_FILE, lockOwner, processAlive, type DirectoryLock } from "@modulora/core";
 import { CliError, oneLine } from "./errors.js";
 
 /** Whether `dir` exists and holds something (the lock file of a run does not count). */
@@ -75,6 +75,18 @@ function lockedError(out: string, err: LockedError): CliError {
   );
 }
 
+/**
+ * Refuses `out` when the other kind of lock on it is held by a live process: a fine-tune's
+ * lock inside it, or a quantize/export lock beside it (they would replace the directory under
+ * each other).
+ */
+function checkOtherLock(out: string, lockPath: string): void {
+  const owner = lockOwner(lockPath);
+  if (owner && owner.pid !== process.pid && processAlive(owner.pid)) throw lockedError(out, new LockedError(lockPath, owner, `${lockPath} is held by process ${owner.pid}`));
+}
+
+const siblingLockPath = (abs: string) => join(dirname(abs), `.${basename(abs)}.lock`);
+
 /** Why a path cannot be written, for messages. */
 function cannotWrite(what: string, err: unknown): CliError {
   const code = (err as NodeJS.ErrnoException).code;
@@ -88,6 +100,7 @@ function cannotWrite(what: string, err: unknown): CliError {
  * of another live run is an error naming it; a stale one is taken over (`tookOver`).
  */
 export function lockOutDirInPlace(out: string, command: string): { lock: DirectoryLock; created: boolean } {
+  checkOtherLock(out, siblingLockPath(resolve(out)));
   const created = !existsSync(out);
   try {
     mkdirSync(out, { recursive: true });
@@ -119,9 +132,10 @@ export function lockOutSibling(out: string, command: string): { lock: DirectoryL
   } catch (err) {
     throw cannotWrite(`the parent directory of --out ${out}`, err);
   }
+  checkOtherLock(out, join(abs, LOCK_FILE));
   let lock: DirectoryLock;
   try {
-    lock = acquireLock(join(parent, `.${basename(abs)}.lock`), command);
+    lock = acquireLock(siblingLockPath(abs), command);
   } catch (err) {
     if (createdParent) removeEmptyTree(createdParent);
     if (err instanceof LockedError) throw lockedError(out, err);

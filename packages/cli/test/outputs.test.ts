@@ -132,6 +132,8 @@ describe("the lock on --out", () => {
     first.kill("SIGSTOP"); // alive and holding the lock, but not running
     try {
       fails(finetune(out, 100000, "--resume"), new RegExp(`^modulora finetune: --out ${out} is in use by process ${first.pid} \\(modulora finetune, since \\S+\\) — wait for that run to end, or choose another --out; if no such process runs, delete ${join(out, ".modulora.lock")}$`));
+      // A quantize (or export) with --overwrite would swap the directory away under it: refused too.
+      fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--out", out, "--overwrite"], `--out ${out} is in use by process ${first.pid} (modulora finetune`);
     } finally {
       first.kill("SIGKILL");
     }
