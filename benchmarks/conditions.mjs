@@ -87,28 +87,28 @@ function newestFile(dir) {
  * The kernels addon a benchmark loads, checked to be the tracked build: the package's own
  * kernels/build/Release/modulora_kernels.node (from `pnpm --filter @modulora/kernels build`), not
  * older than any file under kernels/src or kernels/CMakeLists.txt. MODULORA_KERNELS_PATH (an addon
- * built elsewhere, e.g. from an untracked worktree) is refused.
+ * built elsewhere, e.g. from an untracked worktree) is refused. `root` and `env` are for tests.
  */
-export function trackedAddon() {
-  if (process.env.MODULORA_KERNELS_PATH) {
+export function trackedAddon({ root = repoRoot, env = process.env } = {}) {
+  if (env.MODULORA_KERNELS_PATH) {
     throw new BenchmarkRefusal(
-      `MODULORA_KERNELS_PATH=${process.env.MODULORA_KERNELS_PATH} points at an addon built outside the tracked tree — ` +
+      `MODULORA_KERNELS_PATH=${env.MODULORA_KERNELS_PATH} points at an addon built outside the tracked tree — ` +
         "unset it and build the tracked sources with `pnpm --filter @modulora/kernels build`",
     );
   }
-  const addon = path.join(repoRoot, "kernels", "build", "Release", "modulora_kernels.node");
-  if (!existsSync(addon)) throw new BenchmarkRefusal(`${path.relative(repoRoot, addon)} is missing — run \`pnpm --filter @modulora/kernels build\``);
+  const addon = path.join(root, "kernels", "build", "Release", "modulora_kernels.node");
+  if (!existsSync(addon)) throw new BenchmarkRefusal(`${path.relative(root, addon)} is missing — run \`pnpm --filter @modulora/kernels build\``);
   const built = statSync(addon).mtimeMs;
-  const src = newestFile(path.join(repoRoot, "kernels", "src"));
-  const cmake = statSync(path.join(repoRoot, "kernels", "CMakeLists.txt")).mtimeMs;
-  const newest = cmake > src.mtimeMs ? { file: path.join(repoRoot, "kernels", "CMakeLists.txt"), mtimeMs: cmake } : src;
+  const src = newestFile(path.join(root, "kernels", "src"));
+  const cmake = statSync(path.join(root, "kernels", "CMakeLists.txt")).mtimeMs;
+  const newest = cmake > src.mtimeMs ? { file: path.join(root, "kernels", "CMakeLists.txt"), mtimeMs: cmake } : src;
   if (newest.mtimeMs > built) {
     throw new BenchmarkRefusal(
-      `${path.relative(repoRoot, addon)} is older than ${path.relative(repoRoot, newest.file)} — ` +
+      `${path.relative(root, addon)} is older than ${path.relative(root, newest.file)} — ` +
         "rebuild it with `pnpm --filter @modulora/kernels build` so that the benchmark measures the tracked sources",
     );
   }
-  return { path: path.relative(repoRoot, addon), builtAt: new Date(built).toISOString(), newestSource: path.relative(repoRoot, newest.file) };
+  return { path: path.relative(root, addon), builtAt: new Date(built).toISOString(), newestSource: path.relative(root, newest.file) };
 }
 
 // ---- the baseline's libraries -------------------------------------------------------------------

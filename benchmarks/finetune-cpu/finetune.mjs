@@ -62,9 +62,9 @@ function torch(base, check) {
 }
 
 await runBenchmark("finetune-cpu", async () => {
-  const cond = startConditions({ threads: Number(threads) });
-  // Checked before any measurement: a reference-BLAS PyTorch never gets timed.
+  // Checked before anything else: a reference-BLAS PyTorch never gets timed.
   const probe = requireOptimizedBlas(probePython(python, env), "the PyTorch baseline");
+  const cond = startConditions({ threads: Number(threads) });
   const runs = Object.fromEntries(bases.map((b) => [b, []]));
   let check = null;
   for (let r = 0; r < rounds; r++) {
