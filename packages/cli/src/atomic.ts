@@ -7,6 +7,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { acquireLock, isStaleTemp, LockedError, LOCK_FILE, lockOwner, processAlive, type DirectoryLock } from "@modulora/core";
 import { CliError, oneLine } from "./errors.js";
+import { looksLikePath } from "./plugins.js";
 
 /** Whether `dir` exists and holds something (the lock file of a run does not count). */
 export function nonEmptyDir(dir: string): boolean {
@@ -42,6 +43,13 @@ export function realPathOf(p: string): string {
 export interface InputPath {
   flag: string;
   path: string | undefined;
+}
+
+/** The inputs every command may have besides its own: `--plugin` files and the `--config` file. */
+export function pluginAndConfigInputs(values: Record<string, unknown>): InputPath[] {
+  const plugins = (values["plugin"] as string[] | undefined) ?? [];
+  const config = values["config"] as string | undefined;
+  return [...plugins.filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p })), ...(config ? [{ flag: "--config", path: config }] : [])];
 }
 
 /**

@@ -100,6 +100,10 @@ describe("--out never is, contains or lies inside an input", () => {
     symlinkSync(model, join(tmp, "alias"));
     fails([...base, "--out", join(tmp, "alias")], `--out ${join(tmp, "alias")} is the --model ${model}`);
     fails(["finetune", "--model", TINY, "--data", spam, "--format", "classification", "--steps", "1", "--overwrite", "--out", tmp], `contains the --data ${spam}`);
+    const cfgDir = join(tmp, "cfg");
+    mkdirSync(cfgDir);
+    writeFileSync(join(cfgDir, "run.json"), JSON.stringify({ model: TINY, data: spam, format: "classification", steps: 1 }));
+    fails(["finetune", "--config", join(cfgDir, "run.json"), "--out", cfgDir, "--overwrite"], `--out ${cfgDir} contains the --config ${join(cfgDir, "run.json")}`);
     expect(listing(model)).toEqual(before);
     expect(statSync(join(model, "model.safetensors")).size).toBe(statSync(join(TINY, "model.safetensors")).size);
   });

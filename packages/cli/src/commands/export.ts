@@ -3,11 +3,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cast, keep, noGrad, saveSafetensors, tensor, tidy, type Tensor } from "@modulora/tensor";
 import { copyTokenizerFiles, DenseLinear, LINEAR_MODULE, LINEAR_NAMES, loadLlama, mergedWeights, QuantizedLinear, type Linear, type LlamaModel } from "@modulora/llama";
-import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree, writeDirAtomically } from "../atomic.js";
+import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree, writeDirAtomically } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { attachAdapter, loadModel, preflightAdapter, preflightModel, type ModelPreflight } from "../model.js";
-import { looksLikePath, setupQuantizers } from "../plugins.js";
+import { setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
 interface ExportArgs {
@@ -88,7 +88,7 @@ export async function runExport(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as ExportArgs;
   const progress = new Progress(ctx.stderr);
   checkOutDir(a.out, a.overwrite);
-  checkOutsideInputs(a.out, [{ flag: "--model", path: a.model }, { flag: "--adapter", path: a.adapter }, ...(a.plugin ?? []).filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p }))]);
+  checkOutsideInputs(a.out, [{ flag: "--model", path: a.model }, { flag: "--adapter", path: a.adapter }, ...pluginAndConfigInputs(ctx.args.values)]);
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
   if (a.adapter) preflightAdapter(a.adapter, checked);

@@ -7,14 +7,14 @@ import { isTrainerEntry, listCheckpoints, LOCK_FILE, Trainer, writeFileAtomic, t
 import { memory } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName } from "@modulora/llama";
-import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir } from "../atomic.js";
+import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir, pluginAndConfigInputs } from "../atomic.js";
 import { CliError, oneLine, step, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
 import { checkContextLength, checkDevice, loadModel, preflightModel, type LoadedModel, type ModelPreflight } from "../model.js";
 import { parseMetrics, writeLossPlots } from "../plot.js";
-import { looksLikePath, quantizerNamed, setupQuantizers } from "../plugins.js";
+import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { checkGroupSize } from "./quantize.js";
 import { formatSeconds, Progress, type ProgressBar } from "../progress.js";
 
@@ -147,7 +147,7 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   checkNotAFile(out);
   checkOutsideInputs(out, [
     { flag: "--model", path: a.model }, { flag: "--data", path: a.data }, { flag: "--valid", path: a.valid },
-    ...(a.plugin ?? []).filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p })),
+    ...pluginAndConfigInputs(ctx.args.values),
   ]);
   const existed = nonEmptyDir(out);
   if (existed && !a.resume && !a.overwrite) {

@@ -3,11 +3,11 @@ import { existsSync } from "node:fs";
 import type { QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
 import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions } from "@modulora/llama";
-import { checkOutDir, checkOutsideInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
+import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { loadModel, preflightModel, type ModelPreflight } from "../model.js";
-import { looksLikePath, quantizerNamed, setupQuantizers } from "../plugins.js";
+import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
 interface QuantizeArgs {
@@ -89,7 +89,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
     throw new CliError(`quantizer '${plugin.name}' needs calibration data (${plugin.calibration})`, "pass --calib FILE (a .txt file, or .jsonl with a text field)");
   }
   checkOutDir(a.out, a.overwrite);
-  checkOutsideInputs(a.out, [{ flag: "--model", path: a.model }, { flag: "--calib", path: a.calib }, ...(a.plugin ?? []).filter(looksLikePath).map((p) => ({ flag: "--plugin", path: p }))]);
+  checkOutsideInputs(a.out, [{ flag: "--model", path: a.model }, { flag: "--calib", path: a.calib }, ...pluginAndConfigInputs(ctx.args.values)]);
   const checked = preflightModel(a.model);
   const existing = checked.quantization;
   if (existing) throw new CliError(`${a.model} is already quantized (${existing.method})`, "pass the full-precision model as --model");
