@@ -21,5 +21,5 @@ export { learningRate, checkSchedule, type ScheduleKind, type ScheduleOptions } 
 export { clipGradNorm, gradNorm, gradsNonFinite } from "./train/clip.js";
 export { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./train/state.js";
 export { acquireLock, lockOwner, processAlive, LockedError, LOCK_FILE, type DirectoryLock, type LockOwner } from "./train/lock.js";
-export { appendNoFollow, isStaleTemp, lexists, recoverOutDir, replaceDir, writeFileAtomic } from "./train/files.js";
+export { appendNoFollow, isStaleTemp, isTempName, lexists, recoverOutDir, replaceDir, writeFileAtomic } from "./train/files.js";
 export { LoRALinear, loraBranch, initLoRAFactors, resolveLoRAOptions, type LoRALinearOptions, type ResolvedLoRAOptions } from "./lora-dense.js";

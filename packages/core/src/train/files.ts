@@ -75,6 +75,11 @@ export function replaceDir(tmp: string, dir: string): void {
 /** `name.tmp-PID-…` / `name.old-PID-…`: what the writers of this package leave while they work. */
 const TEMP = /\.(tmp|old)-(\d+)-[0-9a-z]+/;
 
+/** Whether `name` is a temporary or moved-aside entry written by this package (any process). */
+export function isTempName(name: string): boolean {
+  return TEMP.test(name);
+}
+
 /** Whether `name` is a temporary or moved-aside entry of a process that no longer runs. */
 export function isStaleTemp(name: string): boolean {
   const m = TEMP.exec(name);

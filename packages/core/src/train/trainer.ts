@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { countNonFinite } from "@modulora/kernels";
 import { AdamW, backward, dispose, memory, noGrad, tidy, type Tensor } from "@modulora/tensor";
 import { clipGradNorm, gradsNonFinite } from "./clip.js";
-import { appendNoFollow, isStaleTemp, lexists, recoverOutDir, writeFileAtomic } from "./files.js";
+import { appendNoFollow, isTempName, lexists, recoverOutDir, writeFileAtomic } from "./files.js";
 import { acquireLock, LOCK_FILE, type DirectoryLock } from "./lock.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
 import { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./state.js";
@@ -173,7 +173,7 @@ export class Trainer<B extends Batch> {
       const ckpts = listCheckpoints(out);
       if (ckpts.length === 0) {
         // Killed before its first checkpoint: what is there (the log, best/) is this run's own; start over.
-        const foreign = entries.filter((n) => !RUN_LEFTOVERS.includes(n));
+        const foreign = entries.filter((n) => !RUN_LEFTOVERS.includes(n) && !isTempName(n));
         if (foreign.length) throw new Error(`${out} holds no complete checkpoint to resume from (nothing named checkpoint-N with a trainer_state.json), and it holds ${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", ..." : ""}`);
         if (entries.length) this.warn(`${out} has no complete checkpoint (the run stopped before its first one): starting from step 0`);
         for (const n of entries) rmSync(join(out, n), { recursive: true, force: true });
@@ -461,7 +461,7 @@ const RUN_LEFTOVERS = ["metrics.jsonl", "best"];
 
 /** Whether `name` in an output directory is the Trainer's own (lock, log, checkpoints, temporaries). */
 export function isTrainerEntry(name: string): boolean {
-  return name === LOCK_FILE || RUN_LEFTOVERS.includes(name) || /^checkpoint-\d+$/.test(name) || isStaleTemp(name);
+  return name === LOCK_FILE || RUN_LEFTOVERS.includes(name) || /^checkpoint-\d+$/.test(name) || isTempName(name);
 }
 
 /**
