@@ -12,6 +12,8 @@
 // exp(score - lse) is 0 there and its gradients are 0, not NaN), as PyTorch's SDPA gives 0 for
 // fully masked rows. A NaN score (NaN in q, k or the mask) makes its row's out and lse NaN, and
 // the gradients that depend on it NaN, as in the reference: a NaN never becomes a finite value.
+// (A NaN in v at a key the row cannot see may still reach it through the block's P·V product,
+// where that key's P is 0; a NaN in k there does not: its score is overwritten with -inf.)
 //
 // Memory: no [T, S] score matrix is ever built. Each task holds one block of query rows and
 // streams over key blocks with an online softmax (running max and sum); scratch per thread is
