@@ -81,7 +81,8 @@ export const FINETUNE: CommandSpec = {
   ],
   notes:
     "Evaluation: classification → accuracy; other formats → validation loss and perplexity (summarization: + ROUGE at the end).\n" +
-    "The adapter (PEFT layout + modulora.json) is written into --out when training ends; Ctrl-C saves a checkpoint (--resume continues).",
+    "The adapter (PEFT layout + modulora.json) is written into --out when training ends; Ctrl-C or SIGTERM saves a checkpoint (--resume continues).\n" +
+    "--out is locked while a run works in it, and may not be, contain or lie inside an input; a diverged run (non-finite losses or weights) fails.",
 };
 
 export const EVAL: CommandSpec = {
