@@ -232,9 +232,13 @@ export function checkAdapterQuantization(dir: string, meta: Record<string, unkno
     if (!fly) throw fail();
     return;
   }
-  const bits = (v: unknown) => (Array.isArray(v) ? v.join("/") : String(v));
-  if (q.bits !== null && bits(q.bits) !== bits(saved.bits)) throw fail();
-  if (q.quantizer && saved.quantizer && q.quantizer !== saved.quantizer) throw fail();
+  // Bits only where both sides have one width (a mixed checkpoint, e.g. an 8-bit lm_head, may
+  // list widths the adapter's layers do not have; loadAdapter compares those layer by layer).
+  const one = (v: unknown) => (typeof v === "number" ? v : Array.isArray(v) && v.length === 1 && typeof v[0] === "number" ? (v[0] as number) : null);
+  const [mine, theirs] = [one(q.bits), one(saved.bits)];
+  if (mine !== null && theirs !== null && mine !== theirs) throw fail();
+  const known = (name: string | null) => (name && name !== "unknown" ? name : null);
+  if (known(q.quantizer) && known(saved.quantizer) && q.quantizer !== saved.quantizer) throw fail();
 }
 
 /** Settings with which finetune quantized a full-precision base on the fly (saved in modulora.json). */

@@ -96,6 +96,13 @@ describe("the adapter's recorded base against --model", () => {
     expect(Number.isFinite((JSON.parse(r.stdout) as { value: number }).value)).toBe(true);
   });
 
+  it("another bit width is refused before loading, naming both", () => {
+    const q2 = join(tmp, "q2");
+    expect(cli(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "2", "--group-size", "64", "--out", q2]).code).toBe(0);
+    fails(["eval", "--model", q2, "--adapter", libraryAdapter, "--data", LM, "--metric", "ppl", "--seq-len", "64", "--max-windows", "1"],
+      /trained on a base that is rtn affine, 4-bit, group 64, asymmetric \(8 layers\), but --model .*q2 is quantized \(gptq, 2-bit, group 64, rtn\)/);
+  });
+
   it("an adapter trained on a full-precision base is refused on a quantized model", () => {
     fails(["eval", "--model", q4, "--adapter", diverged, "--data", LM, "--metric", "ppl", "--seq-len", "64", "--max-windows", "1"],
       /adapter .*diverged was trained on a base that is full precision \(not quantized\), but --model .*q4 is quantized \(gptq, 4-bit, group 64, rtn\)/);
