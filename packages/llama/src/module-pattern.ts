@@ -85,7 +85,7 @@ class Parser {
   private quantified(): Node {
     const start = this.i;
     let node = this.atom();
-    for (;;) {
+    for (let times = 0; ; times++) {
       const c = this.peek();
       let min: number;
       let max: number;
@@ -96,6 +96,7 @@ class Parser {
       else break;
       if (c !== "{") this.i++;
       if (node.t === "bol" || node.t === "eol") this.fail("a quantifier after an anchor is not supported", start);
+      if (times > 0) this.fail("a quantifier after a quantifier (Python: multiple repeat)", this.i - 1);
       if (this.peek() === "?") this.i++; // lazy: the same set of full matches
       else if (this.peek() === "+") this.fail("possessive quantifiers are not supported");
       node = { t: "rep", node, min, max };

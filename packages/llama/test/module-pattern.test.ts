@@ -81,6 +81,8 @@ describe("compileModulePattern (PEFT's re.fullmatch on a Thompson NFA)", () => {
     ["*q", /nothing to repeat/],
     ["a{3,1}", /max < min/],
     ["q++", /possessive quantifiers are not supported/],
+    ["q**", /a quantifier after a quantifier \(Python: multiple repeat\) \(at offset 2\)/],
+    ["q{2}{3}", /multiple repeat/],
   ];
   for (const [p, msg] of refused) {
     it(`refuses ${JSON.stringify(p)} with a message naming why and where`, () => {
