@@ -22,10 +22,17 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: readonly string[], options: { uid?: number } = {}): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    cwd: ROOT, encoding: "utf8", env: { ...process.env, FORCE_COLOR: "0" }, ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
-  });
+/**
+ * Runs the CLI. `obeyPermissions`: as root, run it without the capabilities that let root ignore
+ * file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH; util-linux `setpriv`), so a chmod-ed
+ * directory really is unwritable while the checkout stays readable (it is root's own).
+ */
+function cli(args: readonly string[], options: { obeyPermissions?: boolean } = {}): Run {
+  const asRoot = options.obeyPermissions && process.getuid?.() === 0;
+  const [cmd, argv] = asRoot
+    ? ["setpriv", ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search", "--", process.execPath, CLI, ...args]]
+    : [process.execPath, [CLI, ...args]];
+  const r = spawnSync(cmd, argv, { cwd: ROOT, encoding: "utf8", env: { ...process.env, FORCE_COLOR: "0" } });
   if (r.error) throw r.error;
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -37,7 +44,7 @@ function ok(args: readonly string[]): Run {
 }
 
 /** Exit 1, nothing on stdout, and exactly one line on stderr (so: refused before anything loaded). */
-function fails(args: readonly string[], pattern: RegExp | string, options: { uid?: number } = {}): string {
+function fails(args: readonly string[], pattern: RegExp | string, options: { obeyPermissions?: boolean } = {}): string {
   const r = cli(args, options);
   expect(r.code, r.stderr).toBe(1);
   expect(r.stdout).toBe("");
@@ -257,18 +264,14 @@ describe("links planted in --out are never written through", () => {
 
 describe("outputs checked before anything loads", () => {
   it("an unwritable existing --out, and an --out below a file", () => {
-    // chmod does not stop root: as root, the CLI runs as nobody (uid 65534), for whom it does.
-    const uid = process.getuid?.() === 0 ? 65534 : undefined;
-    if (uid !== undefined) {
-      const probe = spawnSync(process.execPath, ["-e", `require("fs").readFileSync(${JSON.stringify(CLI)})`], { cwd: ROOT, uid, gid: uid });
-      expect(probe.status, "as root, this test runs the CLI as nobody (65534), who must be able to read the checkout").toBe(0);
-    }
+    // chmod does not stop root: as root, the CLI runs without CAP_DAC_OVERRIDE, so it does.
+    const options = { obeyPermissions: true };
     const out = join(tmp, "readonly");
     mkdirSync(out);
     chmodSync(out, 0o555);
     try {
-      fails(finetune(out, 1), `modulora finetune: cannot write into --out ${out}: permission denied — choose an --out you can write to`, { uid });
-      fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--out", join(out, "q")], `cannot write into the parent directory of --out ${join(out, "q")}: permission denied`, { uid });
+      fails(finetune(out, 1), `modulora finetune: cannot write into --out ${out}: permission denied — choose an --out you can write to`, options);
+      fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--out", join(out, "q")], `cannot write into the parent directory of --out ${join(out, "q")}: permission denied`, options);
     } finally {
       chmodSync(out, 0o755);
     }
