@@ -22,7 +22,7 @@ Needs torch, transformers, peft and safetensors; no GPU (it runs on the CPU) and
                                                  [--out FILE | --no-write]
 
 The inputs are regenerated (by the TypeScript side) with
-    cd packages/llama && MODULORA_WRITE_PEFT_CHECK=1 pnpm exec vitest run test/adapter.test.ts -t "PEFT check"
+    pnpm --filter @modulora/llama build && node packages/llama/scripts/write-peft-check.mjs
 """
 from __future__ import annotations
 
