@@ -64,7 +64,7 @@ export function evaluatePerplexity(model: LlamaModel, tokenIds: ArrayLike<number
 }
 
 /** What {@link perplexityTokenIds} needs of a tokenizer. */
-export interface TextEncoder {
+export interface PerplexityTokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
 }
 
@@ -92,7 +92,7 @@ function samePrefix(a: readonly number[], b: readonly number[], n: number): bool
  * and the whole text is the last resort, so the result always equals tokenizing everything and
  * keeping the first `maxWindows · seqLen` ids.
  */
-export function perplexityTokenIds(tokenizer: TextEncoder, text: string, options: { seqLen: number; maxWindows?: number }): number[] {
+export function perplexityTokenIds(tokenizer: PerplexityTokenizer, text: string, options: { seqLen: number; maxWindows?: number }): number[] {
   const encode = (s: string) => tokenizer.encode(s, { addSpecialTokens: false });
   const { seqLen, maxWindows } = options;
   if (maxWindows === undefined || maxWindows === Infinity) return encode(text);
