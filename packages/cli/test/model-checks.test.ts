@@ -136,6 +136,7 @@ describe("config against weights, and context length, before loading", () => {
     const t0 = performance.now();
     fails(["eval", "--model", dir, "--data", LM, "--metric", "ppl", "--seq-len", "64", "--max-windows", "1"],
       /config\.json num_hidden_layers is 10000000, but the weights hold blocks 0–3 \(4 layers\).* — the config\.json does not describe these weights/);
+    fails(["info", dir], /num_hidden_layers is 10000000, but the weights hold blocks 0–3 \(4 layers\).* — restore the config\.json that came with the weights/);
     expect(performance.now() - t0).toBeLessThan(10_000);
   });
 

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SafetensorsReader, type SafetensorsEntry } from "@modulora/tensor";
-import { expectedTensorShapes, MODULORA_LAYERS_METADATA_KEY, parseLlamaConfig, QUANTIZATION_REPORT_FILE } from "@modulora/llama";
+import { expectedTensorShapes, layerCountProblem, MODULORA_LAYERS_METADATA_KEY, parseLlamaConfig, QUANTIZATION_REPORT_FILE } from "@modulora/llama";
 import { diskBytes, formatBytes } from "../atomic.js";
 import { CliError, oneLine } from "../errors.js";
 import type { CommandContext } from "../main.js";
@@ -78,6 +78,9 @@ function describeModel(dir: string): Record<string, unknown> {
     entries.push(...h.entries);
     if (h.metadata[MODULORA_LAYERS_METADATA_KEY]) layerMeta = JSON.parse(h.metadata[MODULORA_LAYERS_METADATA_KEY]) as Record<string, unknown>;
   }
+  // (expectedTensorShapes grows with num_hidden_layers: a config claiming 10 000 000 layers is refused first.)
+  const layers = layerCountProblem(config, entries.map((e) => e.name));
+  if (layers) throw new CliError(`${dir}: ${layers}`, "restore the config.json that came with the weights");
   const shapes = expectedTensorShapes(config);
   const parameters = [...shapes.values()].reduce((s, sh) => s + numel(sh), 0);
   const q = quantizationOf(dir, raw);
