@@ -98,7 +98,9 @@ describe("defaults", () => {
   it("a Mistral sliding window smaller than the context caps maxPositionEmbeddings", () => {
     const m = parseLlamaConfig(base({ architectures: ["MistralForCausalLM"], model_type: "mistral", sliding_window: 128 }));
     expect(m.maxPositionEmbeddings).toBe(128);
+    expect(m.slidingWindow).toBe(128); // so that errors name sliding_window, not max_position_embeddings
     expect(m.raw["max_position_embeddings"]).toBe(256);
+    expect(parseLlamaConfig(base({ sliding_window: 128 })).maxPositionEmbeddings).toBe(256); // LLaMA has no sliding window
   });
 });
 
