@@ -83,6 +83,18 @@ describe("config against the weight headers", () => {
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, num_hidden_layers: 10_000_000 }));
     expect(() => loadQuantizedModel(dir)).toThrow("config.json num_hidden_layers is 10000000, but the weights hold blocks 0–3 (4 layers)");
     expect(() => checkCheckpointHeaders(dir, readLlamaConfig(dir), { quantized: true })).toThrow("num_hidden_layers is 10000000");
+    // a NaN in a quantized layer's f16 scales is refused too, naming the tensor
+    writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+    const t = T.loadSafetensors(join(dir, "model.safetensors"));
+    const name = "model.layers.3.mlp.down_proj.scales";
+    const scales = t.get(name)!.toFloat64Array();
+    scales[10] = NaN;
+    const shape = t.get(name)!.shape;
+    t.get(name)!.dispose();
+    t.set(name, T.keep(T.cast(T.tensor(Float32Array.from(scales), shape), "f16")));
+    T.saveSafetensors(join(dir, "model.safetensors"), t, { format: "pt" });
+    T.dispose([...t.values()]);
+    expect(() => loadQuantizedModel(dir)).toThrow(`tensor "${name}" holds NaN at element 10 (1 of ${scales.length} values are not finite)`);
   });
 });
 
