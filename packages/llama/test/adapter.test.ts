@@ -662,6 +662,21 @@ describe("loadAdapter: malformed adapters", () => {
       `adapter_config.json: exclude_modules: the regex is outside the supported subset (literals, ., classes, groups, |, ? * + {m,n}, ^ $): regex ${JSON.stringify("(a)\\1")}: the back-reference \\1 is not supported (at offset 3)`,
     ]);
   });
+  it("a NaN or infinite factor is refused, naming the tensor; the model is left as it was", () => {
+    const dir = fixtureCopy("nan-factor");
+    const t = T.loadSafetensors(`${LORA}${ADAPTER_WEIGHTS_FILE}`);
+    const name = peftTensorName(1, "v_proj", "B");
+    const b = new Float32Array(t.get(name)!.data() as Float32Array);
+    b[3] = -Infinity;
+    t.get(name)!.dispose();
+    t.set(name, T.tensor(b, [256, 8]));
+    T.saveSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), t);
+    T.dispose([...t.values()]);
+    expect(loadError(base, dir).problems).toEqual([
+      `adapter_model.safetensors: tensor "${name}" holds -Infinity at element 3 (1 of 2048 values are not finite): the weights are damaged, or a run that wrote them diverged`,
+    ]);
+    expect([...LINEAR_NAMES].every((n) => base.layers.every((l) => l.linears[n].kind === "dense"))).toBe(true);
+  });
   it("modulora.json: a newer version or a missing base_model is an error", () => {
     const dir = join(tmp, "meta");
     const a = attachLoRA(base);
