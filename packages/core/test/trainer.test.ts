@@ -199,25 +199,31 @@ describe("checkpoint and resume", () => {
   }, 120_000);
   it("Ctrl-C (SIGINT) saves a checkpoint and exits cleanly", async () => {
     const dir = join(tmp, "sigint");
-    const proc = spawn(process.execPath, [child, dir, "100000", "fresh"], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const code = await new Promise<number | null>((resolve) => {
-      let sent = false;
-      proc.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (!sent && /checkpoint 3\n/.test(out)) {
-          sent = true;
-          proc.kill("SIGINT");
-        }
-      });
-      proc.on("exit", (c) => resolve(c));
-    });
+    const { code, out } = await signalAfterCheckpoint3(dir, "SIGINT");
     expect(code).toBe(0);
     const last = JSON.parse(out.trim().split("\n").pop()!);
     expect(last.result.stoppedBy).toBe("interrupted");
     expect(listCheckpoints(dir)[0]!.step).toBe(last.result.steps);
   }, 120_000);
 });
+
+/** Starts a long fresh run in a child, sends `signal` once checkpoint 3 is written, waits for the exit. */
+async function signalAfterCheckpoint3(dir: string, signal: NodeJS.Signals): Promise<{ code: number | null; out: string }> {
+  const proc = spawn(process.execPath, [child, dir, "100000", "fresh"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const code = await new Promise<number | null>((resolve) => {
+    let sent = false;
+    proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (!sent && /checkpoint 3\n/.test(out)) {
+        sent = true;
+        proc.kill(signal);
+      }
+    });
+    proc.on("exit", (c) => resolve(c));
+  });
+  return { code, out };
+}
 
 /** A pid that cannot be a running process (above Linux's pid_max): temporaries named with it are stale. */
 const DEAD = 99999999;
@@ -265,19 +271,7 @@ describe("the output directory", () => {
 
   it("SIGTERM saves a checkpoint and stops cleanly, like Ctrl-C", async () => {
     const dir = join(tmp, "sigterm");
-    const proc = spawn(process.execPath, [child, dir, "100000", "fresh"], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const code = await new Promise<number | null>((resolve) => {
-      let sent = false;
-      proc.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (!sent && /checkpoint 3\n/.test(out)) {
-          sent = true;
-          proc.kill("SIGTERM");
-        }
-      });
-      proc.on("exit", (c) => resolve(c));
-    });
+    const { code, out } = await signalAfterCheckpoint3(dir, "SIGTERM");
     expect(code).toBe(0);
     const last = JSON.parse(out.trim().split("\n").pop()!);
     expect(last.result).toMatchObject({ stoppedBy: "interrupted", signal: "SIGTERM" });

@@ -8,19 +8,10 @@ import {
   DenseLinear, LINEAR_NAMES, QuantizedLinear, SEQUENTIAL_GROUPS, evaluatePerplexity, loadLlama, quantizeModel, sampleCalibrationWindows,
   type LayerForwardOptions, type Linear, type LinearName, type LlamaModel, type LlamaTokenizer, type QuantizeProgressEvent,
 } from "../src/index.js";
+import { relL2 } from "./fixtures.js";
 
 const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama", import.meta.url));
 const VALID = fileURLToPath(new URL("../../../fixtures/data/lm/valid.txt", import.meta.url));
-
-function relL2(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function linearBytes(model: LlamaModel): number {
   let s = 0;

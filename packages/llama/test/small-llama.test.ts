@@ -8,19 +8,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import * as T from "@modulora/tensor";
 import { loadLlama, type LlamaModel } from "../src/model.js";
-import { REPO_ROOT, smallLlamaDir, smallLlamaPath } from "./fixtures.js";
+import { REPO_ROOT, relL2, smallLlamaDir, smallLlamaPath } from "./fixtures.js";
 
-/** ‖a − b‖ / ‖b‖ in f64. */
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 describe("the small-llama path", () => {
   it("comes from MODULORA_SMALL_LLAMA (relative to the repository root) or defaults to ../shared/fixtures/small-llama", () => {
