@@ -246,6 +246,15 @@ export interface SaveQuantizedModelOptions {
 /** The per-layer report's file in a quantized checkpoint. */
 export const QUANTIZATION_REPORT_FILE = "quantization_report.json";
 
+/** The quantizer the model's quantized layers record, when they all name the same one; else null. */
+function layersQuantizer(model: LlamaModel): string | null {
+  const names = new Set<string | null>();
+  const visit = (l: Linear) => { if (l.kind === "quantized") names.add((l as QuantizedLinear).quantizer); };
+  for (const layer of model.layers) for (const n of LINEAR_NAMES) visit(layer.linears[n]);
+  visit(model.lmHead);
+  return names.size === 1 ? [...names][0]! : null;
+}
+
 /** The quantized linears of a model, by module prefix (`model.layers.{i}.{module}.{name}` or `lm_head`). */
 function quantizedLayers(model: LlamaModel): Map<string, QuantizedWeight> {
   const out = new Map<string, QuantizedWeight>();
@@ -328,7 +337,7 @@ export function saveQuantizedModel(model: LlamaModel, dir: string, options: Save
     // Tied embeddings: a dense lm_head is the embedding itself and is not stored (as transformers does).
     if (layers.has("lm_head") || !model.config.tieWordEmbeddings) addLinear("lm_head", model.lmHead);
 
-    const qc = quantizationConfig(model, layers, gptq, plugin, options.options);
+    const qc = quantizationConfig(model, layers, gptq, plugin, plugin?.name ?? layersQuantizer(model), options.options);
     mkdirSync(tmp, { recursive: true });
     const metadata: Record<string, string> = { format: "pt" };
     if (!gptq) metadata[MODULORA_LAYERS_METADATA_KEY] = JSON.stringify(layerMeta);
@@ -368,9 +377,9 @@ export function saveQuantizedModel(model: LlamaModel, dir: string, options: Save
 /** The `quantization_config` block (also written as quantize_config.json). */
 function quantizationConfig(
   model: LlamaModel, layers: Map<string, QuantizedWeight>, gptq: ReturnType<typeof gptqSettings>,
-  plugin: QuantizerPlugin | undefined, options: Partial<QuantizeOptions> | undefined,
+  plugin: QuantizerPlugin | undefined, quantizer: string | null, options: Partial<QuantizeOptions> | undefined,
 ): Record<string, unknown> {
-  const provenance = { quantizer: [`modulora-ts:${plugin?.name ?? "unknown"}`], options: options ?? null };
+  const provenance = { quantizer: [`modulora-ts:${quantizer ?? "unknown"}`], options: options ?? null };
   // Which linears of a block are quantized (transformers' `modules_in_block_to_quantize`), when not all.
   const inBlock = LINEAR_NAMES.filter((n) => model.layers.every((_, i) => layers.has(linearModuleName(i, n))));
   const partial = inBlock.length < LINEAR_NAMES.length ? { modules_in_block_to_quantize: [inBlock.map((n) => `${LINEAR_MODULE[n]}.${n}`)] } : {};
@@ -387,7 +396,7 @@ function quantizationConfig(
   const ws = [...layers.values()];
   return {
     quant_method: "modulora", formats: [...new Set(ws.map((w) => w.format))].sort(), bits: [...new Set(ws.map((w) => w.bits))].sort(),
-    plugin: plugin?.name ?? null, lm_head: layers.has("lm_head"), ...partial, meta: provenance,
+    plugin: quantizer, lm_head: layers.has("lm_head"), ...partial, meta: provenance,
   };
 }
 

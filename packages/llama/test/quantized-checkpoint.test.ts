@@ -116,6 +116,15 @@ describe("saveQuantizedModel → loadQuantizedModel", () => {
     v2.model.dispose();
   });
 
+  it("without a plugin option, the quantizer recorded by the layers is written, and read back", async () => {
+    const model = await quantized(4, 128);
+    const dir = fresh("no-plugin-option");
+    saveQuantizedModel(model, dir);
+    expect(readJson(join(dir, "quantize_config.json"))["meta"]).toMatchObject({ quantizer: ["modulora-ts:rtn"] });
+    const back = loadQuantizedModel(dir).model;
+    expect((back.layers[0]!.linears.q_proj as QuantizedLinear).quantizer).toBe("rtn");
+  });
+
   it("partial targets and a quantized lm_head round-trip (dense layers under their HF names)", async () => {
     const model = await quantized(3, 64, { targets: ["v_proj", "down_proj"], includeLmHead: true });
     const expected = logitsOf(model);
