@@ -200,8 +200,10 @@ export function conditionsMarkdown(c, baselines = {}) {
     `- Run: ${c.startedAt} → ${c.finishedAt}`,
     `- Machine: ${m.cpuModel} (family ${m.cpuFamily}, model ${m.cpuModelNumber}), AVX-512: ${m.avx512f ? "yes" : "no"}, ` +
       `${m.cpusAvailable} CPU(s) available to the process (allowed ${m.cpusAllowedList}), ${m.memTotalGiB} GiB, ${m.kernel}; threads used: ${c.threadsUsed}`,
-    `- Load average (1/5/15 min) before: ${load(c.loadavg.before)}, after: ${load(c.loadavg.after)}` +
-      (Math.max(c.loadavg.before[0], c.loadavg.after[0]) > 1.5 ? " — **the machine was busy with other work during this run**" : ""),
+    // The load after a run includes the benchmark's own threads (about `threadsUsed` on its own), so
+    // only the load before it says whether other work was running.
+    `- Load average (1/5/15 min) before: ${load(c.loadavg.before)}, after: ${load(c.loadavg.after)} (the figure after includes this run's own ${c.threadsUsed} thread(s))` +
+      (c.loadavg.before[0] > 1 ? " — **the machine was busy with other work when this run started**" : ""),
     `- Node ${c.node}; commit \`${c.git.commit?.slice(0, 12)}\`${c.git.dirty ? ` with uncommitted changes in ${c.git.dirtyPaths.length} tracked file(s): ${c.git.dirtyPaths.slice(0, 8).map((p) => `\`${p}\``).join(", ")}${c.git.dirtyPaths.length > 8 ? ", …" : ""}` : " (clean tree)"}`,
   ];
   if (c.addon) lines.push(`- Kernels addon: \`${c.addon.path}\` built ${c.addon.builtAt} (not older than any kernels source)`);
