@@ -160,7 +160,7 @@ export function describeProbe(probe) {
  * the same file).
  */
 export function startConditions({ threads, addon = true, env = [] } = {}) {
-  const started = { date: new Date().toISOString(), loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
+  const started = { date: new Date().toISOString(), loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100), cpuIdle: cpuIdleShare(1000) };
   const addonInfo = addon ? trackedAddon() : null;
   const git = gitState();
   const envVars = ["MODULORA_NUM_THREADS", "MODULORA_CPU_ISA", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", ...env];
@@ -173,6 +173,7 @@ export function startConditions({ threads, addon = true, env = [] } = {}) {
         machine: machine(),
         threadsUsed: threads,
         loadavg: { before: started.loadavg, after: os.loadavg().map((x) => Math.round(x * 100) / 100), note: "1, 5 and 15 min averages" },
+        cpuIdleBefore: started.cpuIdle == null ? null : Math.round(started.cpuIdle * 1000) / 1000,
         node: process.version,
         git,
         addon: addonInfo,
@@ -181,6 +182,25 @@ export function startConditions({ threads, addon = true, env = [] } = {}) {
       };
     },
   };
+}
+
+/** Below this idle share of all CPUs, a machine is said to be running other work. */
+export const BUSY_IDLE_SHARE = 0.85;
+
+/**
+ * Share of CPU time (all CPUs) spent idle over the next `ms` milliseconds, from /proc/stat; null
+ * where there is no /proc/stat. Blocks the thread for `ms` (benchmarks only).
+ */
+export function cpuIdleShare(ms) {
+  if (!existsSync("/proc/stat")) return null;
+  const read = () => {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    return { idle: f[3] + (f[4] ?? 0), total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const b = read();
+  return b.total > a.total ? (b.idle - a.idle) / (b.total - a.total) : null;
 }
 
 /** The command as typed from the repository root. */
@@ -200,10 +220,12 @@ export function conditionsMarkdown(c, baselines = {}) {
     `- Run: ${c.startedAt} → ${c.finishedAt}`,
     `- Machine: ${m.cpuModel} (family ${m.cpuFamily}, model ${m.cpuModelNumber}), AVX-512: ${m.avx512f ? "yes" : "no"}, ` +
       `${m.cpusAvailable} CPU(s) available to the process (allowed ${m.cpusAllowedList}), ${m.memTotalGiB} GiB, ${m.kernel}; threads used: ${c.threadsUsed}`,
-    // The load after a run includes the benchmark's own threads (about `threadsUsed` on its own), so
-    // only the load before it says whether other work was running.
-    `- Load average (1/5/15 min) before: ${load(c.loadavg.before)}, after: ${load(c.loadavg.after)} (the figure after includes this run's own ${c.threadsUsed} thread(s))` +
-      (c.loadavg.before[0] > 1 ? " — **the machine was busy with other work when this run started**" : ""),
+    // Load averages trail by minutes (the one before a run still counts the previous benchmark; the one
+    // after counts this run's own threads), so whether other work was running is judged by the CPUs'
+    // idle share measured over the second before the run.
+    `- CPU idle over the second before the run: ${c.cpuIdleBefore == null ? "not measured" : `${Math.round(c.cpuIdleBefore * 100)}%`}` +
+      (c.cpuIdleBefore != null && c.cpuIdleBefore < BUSY_IDLE_SHARE ? " — **other work was running when this run started**" : ""),
+    `- Load average (1/5/15 min) before: ${load(c.loadavg.before)}, after: ${load(c.loadavg.after)} (trailing averages: the figure after includes this run's own ${c.threadsUsed} thread(s))`,
     `- Node ${c.node}; commit \`${c.git.commit?.slice(0, 12)}\`${c.git.dirty ? ` with uncommitted changes in ${c.git.dirtyPaths.length} tracked file(s): ${c.git.dirtyPaths.slice(0, 8).map((p) => `\`${p}\``).join(", ")}${c.git.dirtyPaths.length > 8 ? ", …" : ""}` : " (clean tree)"}`,
   ];
   if (c.addon) lines.push(`- Kernels addon: \`${c.addon.path}\` built ${c.addon.builtAt} (not older than any kernels source)`);

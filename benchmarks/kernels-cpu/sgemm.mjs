@@ -19,7 +19,7 @@
 //          [--no-naive] [--python python3] [--out DIR]
 //        node sgemm.mjs --render results/sgemm.json   (rewrites sgemm.md from a saved run)
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { cpuInfo, gemm, gemmInfo, getNumThreads, setNumThreads } from "@modulora/kernels";
 
 import {
-  BenchmarkRefusal, conditionsMarkdown, paired, requireOptimizedBlas, runBenchmark, startConditions,
+  BUSY_IDLE_SHARE, BenchmarkRefusal, conditionsMarkdown, cpuIdleShare, paired, requireOptimizedBlas, runBenchmark, startConditions,
 } from "../conditions.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -87,24 +87,11 @@ const round1 = (x) => (x == null ? null : Math.round(x * 10) / 10);
 const round3 = (x) => (x == null ? null : Math.round(x * 1000) / 1000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Share of CPU time (all CPUs) spent idle over the next `ms` milliseconds, from /proc/stat.
-async function idleShare(ms) {
-  const read = () => {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-    return { idle: f[3] + (f[4] ?? 0), total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
-  };
-  if (!existsSync("/proc/stat")) return null;
-  const a = read();
-  await sleep(ms);
-  const b = read();
-  return b.total > a.total ? (b.idle - a.idle) / (b.total - a.total) : null;
-}
-
 // Waits (at most `seconds`) until the CPUs are at least 85% idle over a second; returns the last reading.
 async function settle(seconds) {
   const end = Date.now() + seconds * 1000;
-  let idle = await idleShare(1000);
-  while (idle != null && idle < 0.85 && Date.now() < end) idle = await idleShare(1000);
+  let idle = cpuIdleShare(1000);
+  while (idle != null && idle < BUSY_IDLE_SHARE && Date.now() < end) idle = cpuIdleShare(1000);
   return idle;
 }
 
