@@ -61,12 +61,18 @@ export function machine() {
   };
 }
 
-/** Our commit and the paths that differ from it (the tree is dirty when that list is non-empty). */
+/** Benchmark outputs: rewritten by the runs themselves, so they do not make the code dirty. */
+const RESULTS_PATH = /^benchmarks\/[^/]+\/results\//;
+
+/**
+ * Our commit and the tracked paths that differ from it, benchmark results aside (the code is dirty
+ * when that list is non-empty).
+ */
 export function gitState() {
   const git = (args) => execFileSync("git", args, { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trimEnd();
   try {
     const commit = git(["rev-parse", "HEAD"]);
-    const dirtyPaths = git(["status", "--porcelain", "--untracked-files=no"]).split("\n").filter(Boolean).map((l) => l.slice(3));
+    const dirtyPaths = git(["status", "--porcelain", "--untracked-files=no"]).split("\n").filter(Boolean).map((l) => l.slice(3)).filter((p) => !RESULTS_PATH.test(p));
     return { commit, dirty: dirtyPaths.length > 0, dirtyPaths };
   } catch {
     return { commit: null, dirty: null, dirtyPaths: [] };
