@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 
 import * as K from "@modulora/kernels";
 
-import { conditionsMarkdown, median, runBenchmark, spread, startConditions } from "../conditions.mjs";
+import { BUSY_IDLE_SHARE, conditionsMarkdown, median, runBenchmark, spread, startConditions } from "../conditions.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -356,13 +356,13 @@ function interpret(run) {
   out.push(`- **Memory.** The fused kernels' native scratch peaks at ${Math.max(...fusedMem).toFixed(2)} MiB over all ` +
     "shapes (per-thread packed X and Ŵ blocks, bounded by the block sizes, not the layer size); no f32 copy of Ŵ " +
     "exists at any time.");
-  const busy = (r) => Math.max(r.loadAverage1m.start, r.loadAverage1m.end) > r.cpu.logicalCpus / 2;
-  out.push(`- **Noise.** ${run.threads} kernel threads on ${run.cpu.logicalCpus} logical CPUs, load average ` +
-    `${run.loadAverage1m.start}–${run.loadAverage1m.end}` +
-    (busy(run)
+  const idle = run.conditions.cpuIdleBefore;
+  out.push(`- **Noise.** ${run.threads} kernel threads on ${run.cpu.logicalCpus} logical CPUs, ` +
+    (idle == null ? "CPU idle share not measured" : `CPUs ${Math.round(idle * 100)}% idle just before the run`) +
+    (idle != null && idle < BUSY_IDLE_SHARE
       ? ": other work shared the cores, so single ratios move by ±10–20% (more during load spikes) between runs; " +
         "medians of interleaved calls keep the comparisons within one shape and pass fair, not the absolute times."
-      : ": the machine was otherwise idle."));
+      : ": no other work was running when it started; single calls still vary by a few percent, hence medians of interleaved calls."));
   return out;
 }
 
