@@ -32,7 +32,8 @@ function cli(args: readonly string[], options: { obeyPermissions?: boolean } = {
   const [cmd, argv] = asRoot
     ? ["setpriv", ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search", "--", process.execPath, CLI, ...args]]
     : [process.execPath, [CLI, ...args]];
-  const r = spawnSync(cmd, argv, { cwd: ROOT, encoding: "utf8", env: { ...process.env, FORCE_COLOR: "0" } });
+  // The timeout only turns a hang (a second run training on instead of being refused) into a failure.
+  const r = spawnSync(cmd, argv, { cwd: ROOT, encoding: "utf8", timeout: 300_000, env: { ...process.env, FORCE_COLOR: "0" } });
   if (r.error) throw r.error;
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -651,9 +651,7 @@ describe("loadAdapter: malformed adapters", () => {
     a.detach();
     // `new RegExp` backtracked exponentially on every module name here (eval hung)
     editConfig(dir, (c) => { c["target_modules"] = "(([a-z_0-9.])+)+X"; });
-    const t0 = performance.now();
-    const e = loadError(base, dir);
-    expect(performance.now() - t0).toBeLessThan(2000);
+    const e = loadError(base, dir); // (the test finishing is the point: RegExp never returned here)
     expect(e.problems).toHaveLength(56); // every factor of the 28 linears: not targeted
     expect(e.problems[0]).toBe("tensor base_model.model.model.layers.0.mlp.down_proj.lora_A.weight: model.layers.0.mlp.down_proj is not one of the adapter's target_modules");
     editConfig(dir, (c) => { c["target_modules"] = "(?=q).*"; c["exclude_modules"] = "(a)\\1"; });
