@@ -1,5 +1,5 @@
 import { recordOp, type BackwardFn } from "./autograd.js";
-import { getBackend, getKernel, type Device } from "./backend.js";
+import { getKernel, type Device } from "./backend.js";
 import type { DType } from "./dtype.js";
 import { OpError } from "./errors.js";
 import type { Tensor } from "./tensor.js";
@@ -38,13 +38,6 @@ export function runOp1<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, de
   return runOp(def, inputs, attrs, device)[0]!;
 }
 
-/** The dtype float math runs in for this tensor: f64 stays f64, everything else computes in f32. */
-export function computeDType(op: string, t: Tensor): "f32" | "f64" {
-  if (t.dtype === "f64") return "f64";
-  if (t.dtype === "f32" || t.dtype === "bf16" || t.dtype === "f16") return "f32";
-  throw new OpError(op, `expects float tensors (f32, f64, bf16 or f16), got ${t.dtype}`, [t]);
-}
-
 /** Requires float inputs of one compute dtype (f32 or f64). bf16/f16 must be cast first. */
 export function checkFloat(op: string, inputs: readonly Tensor[]): "f32" | "f64" {
   let dtype: DType | undefined;
@@ -59,7 +52,3 @@ export function checkFloat(op: string, inputs: readonly Tensor[]): "f32" | "f64"
   return (dtype ?? "f32") as "f32" | "f64";
 }
 
-/** The backend's capability check, as an OpError. */
-export function checkDTypeSupported(op: string, dtype: DType, device: Device): void {
-  if (!getBackend(device).supportsDtype(dtype)) throw new OpError(op, `dtype ${dtype} is not supported on device '${device}'`);
-}
