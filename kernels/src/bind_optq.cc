@@ -3,7 +3,6 @@
 //                percdamp, blockSize, codes, scales, zeros, gIdx)
 //     w f32 [out, in]; h f64 [in, in] (overwritten: dead columns, damping); outputs codes u8
 //     [out, in], scales f32 [out, groups], zeros u8 [out, groups], gIdx i32 [in].
-//   optqHessianInverse(h, n, hinv)  hinv = upper Cholesky factor of h⁻¹ (f64 [n, n] both)
 // Everything is checked before the kernel runs; errors name the op and the argument. A Hessian
 // that is not positive definite after damping is a RangeError that suggests a larger percdamp.
 #include <cmath>
@@ -70,22 +69,10 @@ Napi::Value OptqQuantize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value OptqHessianInverse(const Napi::CallbackInfo& info) {
-  Args a(info, "optqHessianInverse");
-  a.expectCount(3, "(h, n, hinv)");
-  const int64_t n = a.integer(1, "n", 1, 1 << 16);
-  const double* h = ExactArray<double>(a, 0, "h", n * n, "n × n = " + Str(n) + " × " + Str(n));
-  double* hinv = ExactArray<double>(a, 2, "hinv", n * n, "n × n = " + Str(n) + " × " + Str(n));
-  if (h == hinv) a.failRange("argument 'hinv' must not be the same array as 'h'");
-  if (!optq_hessian_inverse(h, n, hinv)) a.failRange("the matrix 'h' is not positive definite (Cholesky failed)");
-  return info.Env().Undefined();
-}
-
 }  // namespace
 
 void RegisterOptq(Napi::Env env, Napi::Object exports) {
   exports.Set("optqQuantize", Napi::Function::New(env, OptqQuantize, "optqQuantize"));
-  exports.Set("optqHessianInverse", Napi::Function::New(env, OptqHessianInverse, "optqHessianInverse"));
 }
 
 }  // namespace modulora

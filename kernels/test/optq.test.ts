@@ -1,9 +1,9 @@
-// OPTQ kernels against plain f64 TypeScript references written here: the inverse-Hessian factor
-// (Cholesky, inverse, Cholesky of the inverse), and the whole column loop as the paper's
-// unblocked algorithm (one full rank-1 update per column), which the native lazy-batch version
-// must reproduce exactly (codes, scales, zeros, g_idx).
+// The OPTQ kernel against a plain f64 TypeScript reference written here: the whole column loop as
+// the paper's unblocked algorithm (inverse-Hessian factor by Cholesky, inverse, Cholesky of the
+// inverse; one full rank-1 update per column), which the native lazy-batch version must reproduce
+// exactly (codes, scales, zeros, g_idx).
 import { describe, expect, it } from "vitest";
-import { optqHessianInverse, optqQuantize, native } from "../ts/index.js";
+import { optqQuantize, native } from "../ts/index.js";
 import { rng } from "./helpers.js";
 
 const f = Math.fround;
@@ -138,40 +138,6 @@ function weights(out: number, n: number, seed: number): Float32Array {
   const u = rng(seed);
   return Float32Array.from({ length: out * n }, () => (u() - 0.5) * 0.2);
 }
-
-describe("optqHessianInverse", () => {
-  it("equals the reference upper Cholesky factor of H⁻¹, and Uᵀ U H = I", () => {
-    const n = 40;
-    const h = hessian(n, 200, 1);
-    for (let i = 0; i < n; i++) h[i * n + i] += 0.01;
-    const u = optqHessianInverse(h, n);
-    const r = refHinv(h, n);
-    let maxDiff = 0;
-    let maxAbs = 0;
-    for (let i = 0; i < n * n; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(u[i]! - r[i]!));
-      maxAbs = Math.max(maxAbs, Math.abs(r[i]!));
-    }
-    expect(maxDiff / maxAbs).toBeLessThan(1e-11);
-    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(u[i * n + j]).toBe(0);
-    // (Uᵀ U) H = I
-    let worst = 0;
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let k = 0; k < n; k++) {
-          let inv = 0;
-          for (let p = 0; p <= Math.min(i, k); p++) inv += u[p * n + i]! * u[p * n + k]!;
-          s += inv * h[k * n + j]!;
-        }
-        worst = Math.max(worst, Math.abs(s - (i === j ? 1 : 0)));
-      }
-    expect(worst).toBeLessThan(1e-8);
-  });
-  it("rejects a matrix that is not positive definite, naming the op", () => {
-    expect(() => optqHessianInverse(Float64Array.from([1, 2, 2, 1]), 2)).toThrow(/optqHessianInverse: .*not positive definite/);
-  });
-});
 
 describe("optqQuantize: lazy batches equal the unblocked reference (out 6, in 64, group 16)", () => {
   const out = 6;

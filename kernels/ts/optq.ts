@@ -1,13 +1,12 @@
 import { native } from "./native.js";
 
-/** Raw OPTQ exports of the addon (see {@link optqQuantize} and {@link optqHessianInverse}). */
+/** Raw OPTQ exports of the addon (see {@link optqQuantize}). */
 export interface RawOptq {
   optqQuantize(
     w: Float32Array, h: Float64Array, outFeatures: number, inFeatures: number, bits: number, groupSize: number,
     symmetric: boolean, actOrder: boolean, staticGroups: boolean, percdamp: number, blockSize: number,
     codes: Uint8Array, scales: Float32Array, zeros: Uint8Array, gIdx: Int32Array,
   ): void;
-  optqHessianInverse(h: Float64Array, n: number, hinv: Float64Array): void;
 }
 
 /** Options of {@link optqQuantize}. */
@@ -64,15 +63,4 @@ export function optqQuantize(w: Float32Array, h: Float64Array, outFeatures: numb
     options.staticGroups ?? false, options.percdamp ?? 0.01, options.blockSize ?? 128, r.codes, r.scales, r.zeros, r.gIdx,
   );
   return r;
-}
-
-/**
- * The upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U) for a symmetric positive definite H (f64
- * [n, n]), formed as GPTQ does: L = chol(H), H⁻¹ = L⁻ᵀ L⁻¹, U = chol(H⁻¹) upper. Returns a new
- * array; throws a `RangeError` naming `optqHessianInverse` if H is not positive definite.
- */
-export function optqHessianInverse(h: Float64Array, n: number): Float64Array {
-  const hinv = new Float64Array(Number.isInteger(n) && n > 0 ? n * n : 0);
-  native().optqHessianInverse(h, n, hinv);
-  return hinv;
 }
