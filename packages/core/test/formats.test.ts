@@ -132,7 +132,9 @@ describe("affine format", () => {
     back.materialize(0, 5, b);
     expect(Array.from(b)).toEqual(Array.from(a));
     expect(() => deserializeQuantizedWeight({}, { ...s.metadata })).toThrow("quantized weight: tensor 'qweight' is missing (have: none)");
-    expect(() => deserializeQuantizedWeight({}, { format: "blocky" })).toThrow(/unknown quantized weight format "blocky"/);
+    expect(() => deserializeQuantizedWeight({}, { format: "blocky" })).toThrow('unknown quantized weight format "blocky"; known: affine, codebook, custom');
+    // The format names a table entry, never an inherited property of the table object.
+    expect(() => deserializeQuantizedWeight({}, { format: "toString" })).toThrow('unknown quantized weight format "toString"; known: affine, codebook, custom');
     back.dispose();
     w.dispose();
   });

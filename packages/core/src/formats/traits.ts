@@ -1,8 +1,11 @@
-// The formats as a table of traits: sizes, checks and the reference dequantization read this
-// table; nothing else switches on the format name.
-import type { AffineWeight, CodebookWeight, FormatName, QuantizedWeight } from "./types.js";
-import { AFFINE_BITS } from "./affine.js";
-import { CODEBOOK_BITS } from "./codebook.js";
+// The formats as a table of traits: sizes, checks, the reference dequantization and
+// serialization read this table. The one other per-format table is fused.ts, which maps the
+// formats that have native kernels to those kernels.
+import type { Tensor } from "@modulora/tensor";
+import type { QuantizerPlugin, SerializedWeight } from "../spec.js";
+import type { AffineWeight, CodebookWeight, CustomWeight, FormatName, QuantizedWeight } from "./types.js";
+import { AFFINE_BITS, affineFromTensors } from "./affine.js";
+import { CODEBOOK_BITS, codebookFromTensors } from "./codebook.js";
 import { packedWords } from "./pack.js";
 
 /** Traits of one weight format. */
@@ -20,6 +23,30 @@ export interface FormatTraits<W extends QuantizedWeight = QuantizedWeight> {
   dequantize(w: W, r0: number, r1: number, out: Float32Array): void;
   /** Whether a fused native dequantize-matmul kernel exists for this format (else: generic path). */
   readonly fused: boolean;
+  /**
+   * Named tensors (`w`'s own, not copies) and metadata of `w`, without the fields every format
+   * shares (format, shape, bits), which the caller adds. `plugin`: the maker of a custom weight.
+   */
+  serialize(w: W, plugin: QuantizerPlugin | undefined): SerializedWeight;
+  /** Rebuilds a weight from {@link FormatTraits.serialize}'s output, taking ownership of the tensors. */
+  deserialize(tensors: Record<string, Tensor>, metadata: Record<string, unknown>, plugin: QuantizerPlugin | undefined): W;
+}
+
+function num(meta: Record<string, unknown>, key: string): number {
+  const v = meta[key];
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`quantized weight metadata: '${key}' must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function need(tensors: Record<string, Tensor>, key: string): Tensor {
+  const t = tensors[key];
+  if (!t) throw new Error(`quantized weight: tensor '${key}' is missing (have: ${Object.keys(tensors).join(", ") || "none"})`);
+  return t;
+}
+
+/** The shape fields every serialized weight carries. */
+function shapeOf(meta: Record<string, unknown>): { outFeatures: number; inFeatures: number; bits: number } {
+  return { outFeatures: num(meta, "outFeatures"), inFeatures: num(meta, "inFeatures"), bits: num(meta, "bits") };
 }
 
 const affineTraits: FormatTraits<AffineWeight> = {
@@ -32,6 +59,14 @@ const affineTraits: FormatTraits<AffineWeight> = {
   fixedBytes: (w) => (packedWords(w.inFeatures, w.bits) * 4 - (w.inFeatures * w.bits) / 8) * w.outFeatures + (w.gIdx ? 4 * w.inFeatures : 0),
   dequantize: (w, r0, r1, out) => w.materialize(r0, r1, out),
   fused: true,
+  serialize: (w) => ({
+    tensors: { qweight: w.qweight, scales: w.scales, zeros: w.zeros, ...(w.gIdx ? { g_idx: w.gIdx } : {}) },
+    metadata: { groupSize: w.groupSize, symmetric: w.symmetric, zeroKind: w.zeroKind },
+  }),
+  deserialize: (tensors, meta) => affineFromTensors({
+    ...shapeOf(meta), groupSize: num(meta, "groupSize"), symmetric: meta["symmetric"] === true,
+    qweight: need(tensors, "qweight"), scales: need(tensors, "scales"), zeros: need(tensors, "zeros"), gIdx: tensors["g_idx"] ?? null,
+  }),
 };
 
 const codebookTraits: FormatTraits<CodebookWeight> = {
@@ -47,9 +82,21 @@ const codebookTraits: FormatTraits<CodebookWeight> = {
   },
   dequantize: (w, r0, r1, out) => w.materialize(r0, r1, out),
   fused: true,
+  serialize: (w) => ({
+    tensors: {
+      codes: w.codes, levels: w.levels, ...(w.absmax ? { absmax: w.absmax } : {}),
+      ...(w.absmaxCodes ? { absmax_codes: w.absmaxCodes, absmax_scale: w.absmaxScale!, absmax_offset: w.absmaxOffset! } : {}),
+    },
+    metadata: { blockSize: w.blockSize },
+  }),
+  deserialize: (tensors, meta) => codebookFromTensors({
+    ...shapeOf(meta), blockSize: num(meta, "blockSize"),
+    codes: need(tensors, "codes"), levels: need(tensors, "levels"), absmax: tensors["absmax"] ?? null,
+    absmaxCodes: tensors["absmax_codes"] ?? null, absmaxScale: tensors["absmax_scale"] ?? null, absmaxOffset: tensors["absmax_offset"] ?? null,
+  }),
 };
 
-const customTraits: FormatTraits = {
+const customTraits: FormatTraits<CustomWeight> = {
   name: "custom",
   bits: [],
   blockSize: (w) => w.inFeatures,
@@ -57,6 +104,21 @@ const customTraits: FormatTraits = {
   fixedBytes: (w) => w.storageBytes(),
   dequantize: (w, r0, r1, out) => w.materialize(r0, r1, out),
   fused: false,
+  // A custom weight is its plugin's to write and read; the plugin's name goes into the metadata.
+  serialize: (w, plugin) => {
+    if (!plugin || plugin.name !== w.plugin) {
+      throw new Error(`cannot serialize a custom-format weight made by plugin '${w.plugin}' without that plugin${plugin ? ` (got '${plugin.name}')` : ""}`);
+    }
+    if (!plugin.serialize) throw new Error(`plugin '${plugin.name}' makes custom-format weights but has no serialize()`);
+    const s = plugin.serialize(w);
+    return { tensors: s.tensors, metadata: { ...s.metadata, plugin: plugin.name } };
+  },
+  deserialize: (tensors, meta, plugin) => {
+    const name = meta["plugin"];
+    if (!plugin || plugin.name !== name) throw new Error(`this weight was made by quantizer plugin '${String(name)}'; load that plugin (--plugin) to read it`);
+    if (!plugin.deserialize) throw new Error(`plugin '${plugin.name}' has no deserialize()`);
+    return plugin.deserialize(tensors, meta) as CustomWeight;
+  },
 };
 
 /** The trait table, by format name. */
