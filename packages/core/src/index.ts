@@ -18,7 +18,7 @@ export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions,
 export { checkQuantizeInputs } from "./validate.js";
 export { Trainer, TrainingError, isTrainerEntry, type TrainerOptions, type TrainerEvent, type TrainResult, type Batch, type DataSource, type EvalResult } from "./train/trainer.js";
 export { learningRate, checkSchedule, type ScheduleKind, type ScheduleOptions } from "./train/schedule.js";
-export { clipGradNorm, gradNorm, gradsNonFinite } from "./train/clip.js";
+export { clipGradNorm, gradNorm, gradNormChecked, gradsNonFinite } from "./train/clip.js";
 export { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./train/state.js";
 export { acquireLock, lockOwner, processAlive, LockedError, LOCK_FILE, type DirectoryLock, type LockOwner } from "./train/lock.js";
 export { appendNoFollow, isStaleTemp, isTempName, lexists, recoverOutDir, replaceDir, writeFileAtomic } from "./train/files.js";

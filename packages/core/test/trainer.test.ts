@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { dispose, keep, matmul, mean, memory, randn, square, sub, tensor, zeros, type Tensor } from "@modulora/tensor";
-import { Trainer, learningRate, clipGradNorm, gradNorm, listCheckpoints, appendNoFollow, writeFileAtomic, LOCK_FILE, type DataSource, type TrainerEvent } from "../src/index.js";
+import { Trainer, learningRate, clipGradNorm, gradNorm, gradNormChecked, listCheckpoints, appendNoFollow, writeFileAtomic, LOCK_FILE, type DataSource, type TrainerEvent } from "../src/index.js";
 
 const child = fileURLToPath(new URL("./fixtures/train-child.mjs", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "modulora-trainer-"));
@@ -60,6 +60,31 @@ describe("gradient clipping", () => {
     expect(clipGradNorm([a, b], 1)).toBe(5);
     expect(gradNorm([a, b])).toBeCloseTo(1, 5);
     dispose([a, b]);
+  });
+
+  it("the norm of many gradients equals a plain f64 sum; non-finite gradients are told apart from overflowed squares", () => {
+    const sizes = [1, 3, 17, 128, 257];
+    let seed = 7;
+    const next = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 4;
+    const values = sizes.map((n) => Float32Array.from({ length: n }, next));
+    const params = values.map((v) => {
+      const p = tensor(v, [v.length], { requiresGrad: true });
+      p.grad = keep(tensor(v, [v.length]));
+      return p;
+    });
+    const noGradParam = tensor([1, 2], [2], { requiresGrad: true });
+    let ref = 0;
+    for (const v of values) for (const x of v) ref += x * x;
+    expect(Math.abs(gradNorm([...params, noGradParam]) - Math.sqrt(ref)) / Math.sqrt(ref)).toBeLessThan(1e-6);
+    expect(gradNormChecked(params)).toEqual({ norm: gradNorm(params), finite: true });
+    const view = params[3]!.grad!.view() as Float32Array;
+    view[5] = NaN;
+    expect(gradNormChecked(params).finite).toBe(false);
+    view[5] = 3e30; // finite, but its square overflows f32: the norm is Inf, the gradients are finite
+    expect(gradNormChecked(params)).toEqual({ norm: Infinity, finite: true });
+    view[5] = -Infinity;
+    expect(gradNormChecked(params)).toEqual({ norm: Infinity, finite: false });
+    dispose([...params, noGradParam]);
   });
 });
 

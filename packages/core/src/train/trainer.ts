@@ -7,7 +7,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { join } from "node:path";
 import { countNonFinite } from "@modulora/kernels";
 import { AdamW, backward, dispose, memory, noGrad, tidy, type Tensor } from "@modulora/tensor";
-import { clipGradNorm, gradsNonFinite } from "./clip.js";
+import { clipGradNorm, gradNormChecked } from "./clip.js";
 import { appendNoFollow, isTempName, lexists, recoverOutDir, writeFileAtomic } from "./files.js";
 import { acquireLock, LOCK_FILE, type DirectoryLock } from "./lock.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
@@ -371,10 +371,10 @@ export class Trainer<B extends Batch> {
           });
           if (!finite) break;
         }
-        if (finite && gradsNonFinite(this.params)) finite = false;
         let norm = NaN;
+        if (finite) ({ norm, finite } = gradNormChecked(this.params));
         if (finite) {
-          norm = o.maxGradNorm ? clipGradNorm(this.params, o.maxGradNorm) : NaN;
+          if (o.maxGradNorm) clipGradNorm(this.params, o.maxGradNorm, norm);
           this.optimizer.lr = lr;
           this.optimizer.step();
           state.badSteps = 0;
