@@ -12,6 +12,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/storage.h"
+#include "cpu/thread_scratch.h"
 #include "cpu/threadpool.h"
 
 namespace modulora {
@@ -205,59 +206,9 @@ const Kernels<double>* PickKernels<double>() {
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
 
-// Packing memory. Each thread keeps the largest block it has needed (counted as scratch by the
-// storage stats, freed when the thread exits): allocating per call would hand back fresh pages,
-// and the page faults cost 10-20% of a 512^3 product.
-class ThreadCache {
- public:
-  ~ThreadCache() { scratch_free(p_, bytes_); }
-  void* acquire(size_t bytes) {
-    if (busy_) return nullptr;
-    if (bytes > bytes_) {
-      scratch_free(p_, bytes_);
-      bytes_ = 0;
-      p_ = scratch_alloc(bytes);
-      if (!p_) return nullptr;
-      bytes_ = bytes;
-    }
-    busy_ = true;
-    return p_;
-  }
-  void release() { busy_ = false; }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-  bool busy_ = false;
-};
-
-thread_local ThreadCache tls_cache;
-
+// Packing memory: the thread's cached block (cpu/thread_scratch.h).
 template <class T>
-class Scratch {
- public:
-  explicit Scratch(int64_t count) : bytes_(static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T)) {
-    p_ = static_cast<T*>(tls_cache.acquire(bytes_));
-    cached_ = p_ != nullptr;
-    if (!cached_) p_ = static_cast<T*>(scratch_alloc(bytes_));
-    if (!p_) throw std::bad_alloc();
-  }
-  ~Scratch() {
-    if (cached_) {
-      tls_cache.release();
-    } else {
-      scratch_free(p_, bytes_);
-    }
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  T* get() const { return p_; }
-
- private:
-  size_t bytes_;
-  T* p_;
-  bool cached_;
-};
+using Scratch = ThreadScratch<T, ScratchUser::kGemm>;
 
 template <class T>
 struct Gemm {

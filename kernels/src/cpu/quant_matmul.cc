@@ -11,6 +11,7 @@
 #include "cpu/gemm.h"
 #include "cpu/quant_decode.h"
 #include "cpu/storage.h"
+#include "cpu/thread_scratch.h"
 #include "cpu/threadpool.h"
 
 namespace modulora {
@@ -66,54 +67,8 @@ constexpr double kDecodeMacs = 8;
 // Multiply-adds that justify waking one more thread (as in gemm.cc).
 constexpr double kMacsPerThread = 1 << 18;
 
-// Per-thread packing memory, kept at the largest size needed (counted as scratch; freed when the
-// thread exits), as gemm.cc does: fresh pages per call would cost page faults on every product.
-class ThreadCache {
- public:
-  ~ThreadCache() { scratch_free(p_, bytes_); }
-  void* acquire(size_t bytes) {
-    if (busy_) return nullptr;
-    if (bytes > bytes_) {
-      scratch_free(p_, bytes_);
-      bytes_ = 0;
-      p_ = scratch_alloc(bytes);
-      if (!p_) return nullptr;
-      bytes_ = bytes;
-    }
-    busy_ = true;
-    return p_;
-  }
-  void release() { busy_ = false; }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-  bool busy_ = false;
-};
-
-thread_local ThreadCache tls_cache;
-
-class Scratch {
- public:
-  explicit Scratch(int64_t floats) : bytes_(static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float)) {
-    p_ = static_cast<float*>(tls_cache.acquire(bytes_));
-    cached_ = p_ != nullptr;
-    if (!cached_) p_ = static_cast<float*>(scratch_alloc(bytes_));
-    if (!p_) throw std::bad_alloc();
-  }
-  ~Scratch() {
-    if (cached_) tls_cache.release();
-    else scratch_free(p_, bytes_);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  float* get() const { return p_; }
-
- private:
-  size_t bytes_;
-  float* p_;
-  bool cached_;
-};
+// Packing memory: the thread's cached block (cpu/thread_scratch.h), apart from gemm's.
+using Scratch = ThreadScratch<float, ScratchUser::kQuantMatmul>;
 
 // C[m, n] = A[m, k] · B (+ C when accumulate), A row-major (lda = k), C row-major (ldc = n), and
 // B (k x n) decoded block by block: B(p, c) = Ŵᵀ[p, c] (transposed) or Ŵ[p, c].
