@@ -1,9 +1,14 @@
 import type { DType } from "./dtype.js";
 import type { Tensor } from "./tensor.js";
-import { registerCpuBackend } from "./cpu/backend.js";
+import { registerBuiltinBackends } from "./builtin-backends.js";
 
-/** Where a tensor's storage lives. */
-export type Device = "cpu" | "cuda";
+/**
+ * Where a tensor's storage lives: the name of a device, registered at run time by the backend
+ * that owns it. A name is a backend family, optionally followed by `:` and an index: `cpu`,
+ * `cuda`, `cuda:1`, `sim`. Which names exist is up to the registry ({@link registerBackend},
+ * {@link setBackendRegistration}), not to this type; {@link parseDevice} splits a name.
+ */
+export type Device = string;
 
 /** Byte counters a backend reports for its native allocator. */
 export interface BackendMemory {
@@ -17,6 +22,10 @@ export interface BackendMemory {
  * Kernels are not methods here but entries of the op registry keyed by (op, backend).
  */
 export interface Backend {
+  /**
+   * The device this backend serves (`cpu`, `cuda:1`). Kernels are looked up under this name
+   * first, then under its family (`cuda`), so one set of kernels can serve a whole family.
+   */
   readonly name: Device;
   /** Whether tensors of this dtype can live on this backend. */
   supportsDtype(dtype: DType): boolean;
@@ -35,87 +44,166 @@ export interface Backend {
 /** A kernel: computes an op's outputs on one backend. Inputs are validated by the op already. */
 export type Kernel<A = unknown> = (inputs: readonly Tensor[], attrs: A) => Tensor[];
 
+/** A device name split into its backend family and its index (`cuda:1` → `cuda`, 1; `cpu` → `cpu`, null). */
+export interface ParsedDevice {
+  readonly family: string;
+  readonly index: number | null;
+}
+
+/** A registration function declared for a family, run once, the first time one of its devices is asked for. */
+interface Registration {
+  readonly register: () => void;
+  ran: boolean;
+  /** Why it failed, if it threw: every later lookup reports this. */
+  failure?: string;
+}
+
 const backends = new Map<Device, Backend>();
 const kernels = new Map<string, Kernel<any>>();
-const key = (op: string, backend: Device) => `${op}\u0000${backend}`;
-/** Backends whose kernels are registered lazily, on first use, by an explicit registration function. */
-const lazyRegistrations = new Map<Device, () => void>();
+const registrations = new Map<string, Registration>();
+const key = (op: string, backend: string) => `${op}\u0000${backend}`;
 
-/** Registers a backend; a second backend with the same name is an error. */
+const FAMILY = /^[a-z][a-z0-9_]*$/;
+const DEVICE = /^([a-z][a-z0-9_]*)(?::(0|[1-9][0-9]*))?$/;
+const DEVICE_FORM = "a lowercase backend name with an optional index, like 'cpu', 'cuda' or 'cuda:1'";
+
+/**
+ * Splits a device name into family and index; a malformed name (`CUDA`, `cuda:`, `cuda:01`) is
+ * an error that shows the expected form.
+ */
+export function parseDevice(device: Device): ParsedDevice {
+  const m = typeof device === "string" ? DEVICE.exec(device) : null;
+  if (!m) throw new TypeError(`device '${String(device)}' is not a device name: expected ${DEVICE_FORM}`);
+  return { family: m[1]!, index: m[2] === undefined ? null : Number(m[2]) };
+}
+
+/** The family part of a device name, without validating it (lookups of any string just miss). */
+function familyOf(device: string): string {
+  const name = String(device);
+  const colon = name.indexOf(":");
+  return colon < 0 ? name : name.slice(0, colon);
+}
+
+/** Registers a backend under its device name; a second backend with the same name is an error. */
 export function registerBackend(backend: Backend): void {
+  parseDevice(backend.name);
   if (backends.has(backend.name)) throw new Error(`registerBackend: backend '${backend.name}' is already registered`);
   backends.set(backend.name, backend);
 }
 
-/** Registers `kernel` for (`op`, `backend`); registering the same pair twice is an error. */
+/**
+ * Registers `kernel` for (`op`, `backend`), where `backend` is a device name (`cuda:1`) or a
+ * family (`cuda`, serving every device of the family that has no kernel of its own); registering
+ * the same pair twice is an error.
+ */
 export function registerKernel<A>(op: string, backend: Device, kernel: Kernel<A>): void {
   const k = key(op, backend);
   if (kernels.has(k)) throw new Error(`registerKernel: a kernel for op '${op}' on backend '${backend}' is already registered`);
   kernels.set(k, kernel as Kernel<any>);
 }
 
-/** Whether (`op`, `backend`) has a kernel. */
+function findKernel(op: string, device: Device): Kernel<any> | undefined {
+  const own = kernels.get(key(op, device));
+  if (own) return own;
+  const family = familyOf(device);
+  return family === device ? undefined : kernels.get(key(op, family));
+}
+
+/** Whether (`op`, `backend`) has a kernel; false for a device that is not available. */
 export function hasKernel(op: string, backend: Device): boolean {
   ensureBackend(backend);
-  return kernels.has(key(op, backend));
+  return findKernel(op, backend) !== undefined;
 }
 
-/** Ops with a kernel on `backend`, sorted. */
+/** Ops with a kernel on `backend` (its own and its family's), sorted. */
 export function listKernels(backend: Device): string[] {
   ensureBackend(backend);
-  const out: string[] = [];
+  const family = familyOf(backend);
+  const out = new Set<string>();
   for (const k of kernels.keys()) {
     const [op, b] = k.split("\u0000");
-    if (b === backend) out.push(op!);
+    if (b === backend || b === family) out.add(op!);
   }
-  return out.sort();
+  return [...out].sort();
 }
 
-/** The kernel for (`op`, `backend`); a missing one is an error naming both. */
+/**
+ * The kernel for (`op`, `backend`). An unavailable device, or a device without this kernel, is an
+ * error naming the op, the device and what to do.
+ */
 export function getKernel<A>(op: string, backend: Device): Kernel<A> {
-  ensureBackend(backend);
-  const k = kernels.get(key(op, backend));
-  if (!k) throw new Error(`${op}: no kernel is registered for backend '${backend}'`);
+  requireBackend(backend, op);
+  const k = findKernel(op, backend);
+  if (!k) {
+    const elsewhere = [...backends.keys()].filter((d) => d !== backend && findKernel(op, d));
+    const where = elsewhere.length ? `; devices with one: ${elsewhere.join(", ")} — move the inputs to one of them, or` : " —";
+    throw new Error(`${op}: no kernel is registered for device '${backend}'${where} register one with registerKernel('${op}', '${familyOf(backend)}', kernel)`);
+  }
   return k as Kernel<A>;
 }
 
 /**
- * Declares the function that registers a backend and its kernels. It is called explicitly, once,
- * the first time the backend is asked for (never as an import side effect).
+ * Declares the function that registers the backends of the family `name` (`cpu`; `cuda`, which
+ * may register `cuda`, `cuda:0`, `cuda:1`...) and their kernels. It is called explicitly, once,
+ * the first time a device of the family is asked for (never as an import side effect). Declaring
+ * a family twice, or one whose backend is registered already, is an error.
  */
-export function setBackendRegistration(name: Device, register: () => void): void {
-  lazyRegistrations.set(name, register);
+export function setBackendRegistration(name: string, register: () => void): void {
+  registerBuiltinBackends();
+  if (!FAMILY.test(name)) throw new TypeError(`setBackendRegistration: '${name}' is not a backend family name: expected a lowercase name without an index, like 'cpu' or 'cuda'`);
+  if (registrations.has(name)) throw new Error(`setBackendRegistration: a registration for backend '${name}' is already declared`);
+  const taken = [...backends.keys()].find((d) => familyOf(d) === name);
+  if (taken !== undefined) throw new Error(`setBackendRegistration: backend '${taken}' is already registered`);
+  registrations.set(name, { register, ran: false });
 }
 
-function ensureBackend(name: Device): void {
-  if (backends.has(name)) return;
-  // The CPU backend is always available: registered by this explicit call on first use.
-  if (name === "cpu") {
-    registerCpuBackend();
-    return;
-  }
-  const register = lazyRegistrations.get(name);
-  if (register) {
-    lazyRegistrations.delete(name);
-    register();
-  }
-}
-
-/** The backend named `name`; an unknown or unavailable backend is an error that says why. */
-export function getBackend(name: Device): Backend {
-  ensureBackend(name);
-  const b = backends.get(name);
-  if (!b) {
-    if (name === "cuda") {
-      throw new Error("device 'cuda' is not available: this version of @modulora/kernels has no CUDA backend (CPU only); use device 'cpu'");
+/** Runs the family's registration if it has not run yet; never throws (a failure is kept for the error). */
+function ensureBackend(device: Device): Backend | undefined {
+  registerBuiltinBackends();
+  const known = backends.get(device);
+  if (known) return known;
+  const family = familyOf(device);
+  const r = registrations.get(family);
+  if (r && !r.ran) {
+    r.ran = true;
+    try {
+      r.register();
+    } catch (err) {
+      r.failure = err instanceof Error ? err.message : String(err);
     }
-    throw new Error(`unknown device '${String(name)}'; available: ${[...backends.keys(), ...lazyRegistrations.keys()].join(", ")}`);
   }
-  return b;
+  return backends.get(device);
 }
 
-/** Names of registered backends. */
+/** Devices that can be asked for: registered ones, and families whose registration has not run yet. */
+function availableDevices(): string[] {
+  const out = [...backends.keys()];
+  for (const [family, r] of registrations) if (!r.ran && !out.includes(family)) out.push(family);
+  return out;
+}
+
+function requireBackend(device: Device, op?: string): Backend {
+  const b = ensureBackend(device);
+  if (b) return b;
+  const family = familyOf(String(device));
+  const r = registrations.get(family);
+  const available = availableDevices();
+  const list = available.length ? available.join(", ") : "none";
+  let why: string;
+  if (r?.failure !== undefined) why = `registering backend '${family}' failed: ${r.failure}`;
+  else if (r) why = `backend '${family}' registered no device of that name (available: ${list}); use one of the available devices`;
+  else why = `no backend is registered for it (available: ${list}); use one of the available devices, or register a backend for '${family}' first (setBackendRegistration)`;
+  throw new Error(`${op ? `${op}: ` : ""}device '${String(device)}' is not available: ${why}`);
+}
+
+/** The backend of device `name`; an unknown or unavailable device is an error that says why and lists the available ones. */
+export function getBackend(name: Device): Backend {
+  return requireBackend(name);
+}
+
+/** Names of registered devices (running every declared registration first). */
 export function listBackends(): Device[] {
-  for (const name of [...lazyRegistrations.keys()]) ensureBackend(name);
+  registerBuiltinBackends();
+  for (const family of [...registrations.keys()]) ensureBackend(family);
   return [...backends.keys()];
 }

@@ -10,8 +10,8 @@ export { OpError, type Described } from "./errors.js";
 export { Storage } from "./storage.js";
 export { tidy, keep, dispose, memory, resetPeakMemory, noGrad, enableGrad, isGradEnabled, type MemoryInfo } from "./engine.js";
 export {
-  getBackend, listBackends, registerBackend, registerKernel, getKernel, hasKernel, listKernels, setBackendRegistration,
-  type Backend, type BackendMemory, type Device, type Kernel,
+  getBackend, listBackends, registerBackend, registerKernel, getKernel, hasKernel, listKernels, setBackendRegistration, parseDevice,
+  type Backend, type BackendMemory, type Device, type Kernel, type ParsedDevice,
 } from "./backend.js";
 export { registerCpuBackend, cpuBackend } from "./cpu/backend.js";
 export { backward, Node, type Edge, type BackwardOptions, type BackwardFn, type GradContext } from "./autograd.js";

@@ -20,7 +20,10 @@ export function checkInputs(op: string, inputs: readonly Tensor[], fallback: Dev
   for (const t of inputs) t.assertAlive(op);
   const device = inputs[0]?.device ?? fallback;
   for (const t of inputs) {
-    if (t.device !== device) throw new OpError(op, `inputs are on different devices (${inputs.map((x) => x.device).join(", ")})`, inputs);
+    if (t.device !== device) {
+      const devices = inputs.map((x) => `'${x.device}'`).join(", ");
+      throw new OpError(op, `inputs are on different devices (${devices}); an op runs on one device: create or copy all its inputs on the same device`, inputs);
+    }
   }
   return device;
 }

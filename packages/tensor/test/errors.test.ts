@@ -59,26 +59,28 @@ describe("backend registry", () => {
   it("duplicates throw; missing kernels and devices say which", () => {
     expect(() => T.registerKernel("matmul", "cpu", () => [])).toThrow("registerKernel: a kernel for op 'matmul' on backend 'cpu' is already registered");
     expect(() => T.registerBackend(T.cpuBackend)).toThrow(/backend 'cpu' is already registered/);
-    expect(() => T.getKernel("frobnicate", "cpu")).toThrow("frobnicate: no kernel is registered for backend 'cpu'");
-    expect(() => T.zeros([2], { device: "cuda" })).toThrow("device 'cuda' is not available: this version of @modulora/kernels has no CUDA backend (CPU only); use device 'cpu'");
+    expect(() => T.getKernel("frobnicate", "cpu")).toThrow("frobnicate: no kernel is registered for device 'cpu' — register one with registerKernel('frobnicate', 'cpu', kernel)");
+    expect(() => T.zeros([2], { device: "cuda" })).toThrow(
+      "device 'cuda' is not available: no backend is registered for it (available: cpu); use one of the available devices, or register a backend for 'cuda' first (setBackendRegistration)",
+    );
   });
   it("a new backend plugs in through the registry without touching op code", () => {
     // A toy backend that reuses CPU storage but registers its own 'add' kernel.
     const calls: string[] = [];
-    const toy: T.Backend = { ...T.cpuBackend, name: "cuda", supportsOp: (op) => op === "add" };
-    T.setBackendRegistration("cuda", () => {
+    const toy: T.Backend = { ...T.cpuBackend, name: "toy", supportsOp: (op) => op === "add" };
+    T.setBackendRegistration("toy", () => {
       T.registerBackend(toy);
-      T.registerKernel("add", "cuda", (inputs) => {
+      T.registerKernel("add", "toy", (inputs) => {
         calls.push("add");
         return [T.getKernel<{ shape: number[] }>("add", "cpu")(inputs, { shape: [...inputs[0]!.shape] })[0]!];
       });
     });
     T.tidy(() => {
-      const a = T.ones([3], { device: "cuda" });
-      expect(a.device).toBe("cuda");
+      const a = T.ones([3], { device: "toy" });
+      expect(a.device).toBe("toy");
       const y = T.add(a, a);
       expect(calls).toEqual(["add"]);
-      expect(() => T.mul(a, a)).toThrow("mul: no kernel is registered for backend 'cuda'");
+      expect(() => T.mul(a, a)).toThrow("mul: no kernel is registered for device 'toy'; devices with one: cpu — move the inputs to one of them, or register one with registerKernel('mul', 'toy', kernel)");
       return y.toArray();
     });
   });
