@@ -5,10 +5,8 @@
 #include "cpu/gemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <new>
 
 #include "cpu/cpu_features.h"
 #include "cpu/storage.h"
@@ -372,7 +370,6 @@ void GemmOne(const Kernels<T>& K, const Gemm<T>& g, bool allowThreads) {
   }
   const int64_t kc = CeilDiv(g.k, CeilDiv(g.k, K.kc));  // even depth blocks
   const int threads = allowThreads ? UsefulThreads(static_cast<double>(g.m) * g.n * g.k) : 1;
-  std::atomic<bool> outOfMemory{false};  // exceptions must not escape a pool task
   parallel_tasks(threads, [&](int t, int nt) {
     int pm, pn;
     ChooseGrid(nt, g.m, g.n, g.k, K.mr, K.nr, K.nc, &pm, &pn);
@@ -382,13 +379,8 @@ void GemmOne(const Kernels<T>& K, const Gemm<T>& g, bool allowThreads) {
     const int64_t i0 = std::min(g.m, tm * a / pm * K.mr), i1 = std::min(g.m, tm * (a + 1) / pm * K.mr);
     const int64_t j0 = std::min(g.n, tn * b / pn * K.nr), j1 = std::min(g.n, tn * (b + 1) / pn * K.nr);
     if (i0 >= i1 || j0 >= j1) return;
-    try {
-      GemmBlock(K, g, kc, i0, i1, j0, j1);
-    } catch (const std::bad_alloc&) {
-      outOfMemory = true;
-    }
+    GemmBlock(K, g, kc, i0, i1, j0, j1);
   });
-  if (outOfMemory) throw std::bad_alloc();
 }
 
 template <class T>
@@ -411,15 +403,9 @@ void GemmBatched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
     return;
   }
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kMacsPerThread / macs));
-  std::atomic<bool> outOfMemory{false};
   parallel_for(batch, grain, [&](int64_t b0, int64_t b1) {
-    try {
-      for (int64_t i = b0; i < b1; i++) GemmOne(K, item(i), false);
-    } catch (const std::bad_alloc&) {
-      outOfMemory = true;
-    }
+    for (int64_t i = b0; i < b1; i++) GemmOne(K, item(i), false);
   });
-  if (outOfMemory) throw std::bad_alloc();
 }
 
 }  // namespace

@@ -4,8 +4,6 @@
 #include "cpu/quant_matmul.h"
 
 #include <algorithm>
-#include <atomic>
-#include <new>
 
 #include "cpu/cpu_features.h"
 #include "cpu/gemm.h"
@@ -158,17 +156,11 @@ void RunProduct(const QuantProduct& g) {
   const int64_t tiles = CeilDiv(g.n, K.nr);
   const int threads = static_cast<int>(std::max<double>(1.0, std::min<double>({
       static_cast<double>(num_threads()), work / kMacsPerThread, static_cast<double>(tiles)})));
-  std::atomic<bool> outOfMemory{false};  // exceptions must not escape a pool task
   parallel_tasks(threads, [&](int t, int nt) {
     const int64_t j0 = std::min(g.n, tiles * t / nt * K.nr), j1 = std::min(g.n, tiles * (t + 1) / nt * K.nr);
     if (j0 >= j1) return;
-    try {
-      ProductBlock(K, decode, g, kc, j0, j1);
-    } catch (const std::bad_alloc&) {
-      outOfMemory = true;
-    }
+    ProductBlock(K, decode, g, kc, j0, j1);
   });
-  if (outOfMemory) throw std::bad_alloc();
 }
 
 // Rows [r0, r1) of Ŵ (each row `in` wide) into out, row-major, in tasks of kRowsPerTask rows.
@@ -177,19 +169,13 @@ void RunDequantize(BlockFn Decoders::*format, const void* weight, int64_t in, in
   const BlockFn decode = PickPaths().dec->*format;
   const int64_t tasks = CeilDiv(r1 - r0, kRowsPerTask);
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kMacsPerThread / (kDecodeMacs * kRowsPerTask * in)));
-  std::atomic<bool> outOfMemory{false};
   parallel_for(tasks, grain, [&](int64_t b0, int64_t b1) {
-    try {
-      Scratch tmp(kTmpCols * kTmpDepth);
-      for (int64_t b = b0; b < b1; b++) {
-        const int64_t p0 = r0 + b * kRowsPerTask, kb = std::min(kRowsPerTask, r1 - p0);
-        decode(weight, false, p0, kb, 0, in, in, out + (p0 - r0) * in, tmp.get());
-      }
-    } catch (const std::bad_alloc&) {
-      outOfMemory = true;
+    Scratch tmp(kTmpCols * kTmpDepth);
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t p0 = r0 + b * kRowsPerTask, kb = std::min(kRowsPerTask, r1 - p0);
+      decode(weight, false, p0, kb, 0, in, in, out + (p0 - r0) * in, tmp.get());
     }
   });
-  if (outOfMemory) throw std::bad_alloc();
 }
 
 }  // namespace

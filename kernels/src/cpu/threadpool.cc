@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -122,7 +123,17 @@ void parallel_tasks(int max_tasks, const std::function<void(int, int)>& fn) {
     for (int t = 0; t < (tls_in_worker ? 1 : nt); t++) fn(t, tls_in_worker ? 1 : nt);
     return;
   }
-  pool.run(nt, fn);
+  // An allocation failure in any task is rethrown here once every task has ended (an exception
+  // must not unwind a worker thread, and the caller's own task must not leave the others running).
+  std::atomic<bool> out_of_memory{false};
+  pool.run(nt, [&](int t, int n) {
+    try {
+      fn(t, n);
+    } catch (const std::bad_alloc&) {
+      out_of_memory = true;
+    }
+  });
+  if (out_of_memory) throw std::bad_alloc();
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

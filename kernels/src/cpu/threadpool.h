@@ -14,10 +14,12 @@ int num_threads();
 void set_num_threads(int n);  // n >= 1; rebuilds the pool
 
 // fn(begin, end) is called for disjoint ranges covering [0, n). Calls from inside a worker run
-// inline (no nested parallelism). Exceptions must not escape fn.
+// inline (no nested parallelism). A std::bad_alloc thrown by fn is rethrown to the caller after
+// every chunk has ended; no other exception may escape fn.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 // Runs fn(t, nt) once for each t in [0, nt) with nt = min(num_threads(), max_tasks), in parallel.
+// std::bad_alloc from fn is rethrown after every task has ended, as in parallel_for.
 void parallel_tasks(int max_tasks, const std::function<void(int, int)>& fn);
 
 }  // namespace modulora
