@@ -3,7 +3,7 @@
  * checks its arguments in C++ and throws a `TypeError`/`RangeError` that names the op.
  * @packageDocumentation
  */
-export { ADDON_PATH_ENV, addonCandidates } from "./loader.js";
+export { ADDON_ENV, ADDON_PATH_ENV, addonCandidates } from "./loader.js";
 export { native, type RawAddon } from "./native.js";
 export * from "./storage.js";
 export * from "./gemm.js";
