@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/testing.ts"],
+  entry: { index: "src/index.ts", testing: "src/testing.ts", conformance: "src/conformance/index.ts" },
   format: ["esm"],
   dts: true,
   clean: true,

@@ -1,0 +1,84 @@
+// The conformance runner's command line, as a function (the bundled entry calls it and exits).
+import { getBackend, listBackends } from "../backend.js";
+import { CONFORMANCE_CASES } from "./cases/index.js";
+import { formatResult, kernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
+import { caseName, type ConformanceCase } from "./types.js";
+
+/** Where the runner writes. */
+export interface CliIO {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const USAGE = `usage: node conformance-runner.mjs --backend NAME [--filter TEXT] [--list]
+  --backend NAME  the backend (device) to check: cpu, sim, cuda...
+  --filter TEXT   only the cases whose name ("op dtype shape...") contains TEXT
+  --list          print the case names and exit
+The native addon is loaded from MODULORA_KERNELS_ADDON (a path to modulora_kernels.node) when set.`;
+
+const PROG = "conformance-runner";
+
+/**
+ * Runs the conformance suite from command-line arguments: one line per case (`ok`/`FAIL`, op,
+ * dtype, shape, max error vs bound), a coverage line when a kernel of the backend has no case,
+ * and a last line `N passed, N failed`. Returns the exit code (1 on any failure or usage error).
+ */
+export async function runConformanceCli(argv: readonly string[], io: CliIO, cases: readonly ConformanceCase[] = CONFORMANCE_CASES): Promise<number> {
+  let backend: string | undefined;
+  let filter: string | undefined;
+  let list = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--help" || a === "-h") {
+      io.out(USAGE);
+      return 0;
+    } else if (a === "--list") list = true;
+    else if (a === "--backend" || a === "--filter") {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) {
+        io.err(`${PROG}: ${a} needs a value — e.g. ${a === "--backend" ? "--backend cpu" : "--filter attention"}`);
+        return 1;
+      }
+      if (a === "--backend") backend = v;
+      else filter = v;
+    } else if (a.startsWith("--backend=")) backend = a.slice(10);
+    else if (a.startsWith("--filter=")) filter = a.slice(9);
+    else {
+      io.err(`${PROG}: unknown argument '${a}' — run with --help for the options`);
+      return 1;
+    }
+  }
+  const selected = selectCases(filter, cases);
+  if (list) {
+    for (const c of selected) io.out(caseName(c));
+    return 0;
+  }
+  if (!backend) {
+    io.err(`${PROG}: no backend given — pass --backend NAME (registered: ${listBackends().join(", ")})`);
+    return 1;
+  }
+  try {
+    getBackend(backend);
+  } catch (err) {
+    io.err(`${PROG}: backend '${backend}' is not available (${(err as Error).message}) — pass --backend with one of: ${listBackends().join(", ")}`);
+    return 1;
+  }
+  if (selected.length === 0) {
+    io.err(`${PROG}: no case matches --filter '${filter}' — run with --list to see the case names`);
+    return 1;
+  }
+  io.out(`# backend ${backend}: ${selected.length} cases${filter ? ` matching '${filter}'` : ""}`);
+  const t0 = performance.now();
+  const results = await runBackendConformance({ backend, cases: selected, onResult: (r) => io.out(formatResult(r)) });
+  let failed = results.filter((r) => !r.passed).length;
+  if (!filter) {
+    const missing = kernelsWithoutCase(backend, cases);
+    if (missing.length > 0) {
+      failed++;
+      io.out(`FAIL coverage: kernels of '${backend}' that no case runs: ${missing.join(", ")} — add a case to the table (or an entry with a reason to KERNELS_WITHOUT_CASE)`);
+    }
+  }
+  io.out(`# ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  io.out(`${results.length - results.filter((r) => !r.passed).length} passed, ${failed} failed`);
+  return failed > 0 ? 1 : 0;
+}

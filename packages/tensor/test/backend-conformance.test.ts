@@ -1,0 +1,176 @@
+// The backend conformance suite on `cpu` (one `it` per case of the table), checks that the
+// suite itself catches wrong results, its command line, and the bundled runner under plain node.
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { addonCandidates } from "@modulora/kernels";
+import { add, dropout, keep, scale, sub, type Tensor } from "../src/index.js";
+import {
+  CONFORMANCE_CASES, caseName, formatResult, kernelsWithoutCase, runBackendConformance, runConformanceCase, runConformanceCli,
+  type ConformanceCase,
+} from "../src/conformance/index.js";
+
+process.env.MODULORA_NUM_THREADS ??= "1";
+
+describe("backend conformance: cpu", () => {
+  for (const c of CONFORMANCE_CASES) {
+    it(caseName(c), () => {
+      const r = runConformanceCase(c, "cpu");
+      expect(r.passed, formatResult(r)).toBe(true);
+    });
+  }
+  it("every kernel registered for cpu is run by a case", () => {
+    expect(kernelsWithoutCase("cpu")).toEqual([]);
+  });
+});
+
+const byName = (name: string): ConformanceCase => {
+  const c = CONFORMANCE_CASES.find((k) => caseName(k) === name);
+  if (!c) throw new Error(`no case named '${name}'`);
+  return c;
+};
+
+// One f32 case per op family, with non-zero outputs and gradients.
+const REPRESENTATIVE = [
+  "exp f32 [127]",
+  "mul f32 [3,1,33] [17,1]",
+  "sum f32 [3,4099] axes=[1]",
+  "matmul f32 [17,33] [33,3]",
+  "softmax f32 [3,4099] axis=-1",
+  "crossEntropy f32 [5,17] mean ignored 1/5",
+  "rmsnorm f32 [3,17]",
+  "rope f32 [2,3,2,16] theta=5e5 positions [B,T]",
+  "swiglu f32 [3,17]",
+  "attention f32 q[2,7,4,4] kv[2,7,2,4] causal G=2", // gradients by finite differences
+  "gather f32 [17,5] axis=0 idx [3,4]",
+];
+
+describe("the suite catches wrong kernels", () => {
+  it("a forward off by a few times the bound fails, for each op family", () => {
+    for (const name of REPRESENTATIVE) {
+      const c = byName(name);
+      const bound = runConformanceCase(c, "cpu").checks[0]!.bound || 2 ** -24;
+      const wrong: ConformanceCase = { ...c, forward: (xs) => { const y = c.forward(xs) as Tensor; return add(y, scale(y, 4 * bound)); } };
+      const r = runConformanceCase(wrong, "cpu");
+      expect(r.passed, name).toBe(false);
+      expect(r.checks[0]!.passed, name).toBe(false);
+    }
+  });
+  it("a backward off by a few times the bound fails while the forward passes, for each op family", () => {
+    for (const name of REPRESENTATIVE) {
+      const c = byName(name);
+      const ok = runConformanceCase(c, "cpu");
+      const gradBound = Math.max(...ok.checks.filter((k) => k.what.startsWith("grad")).map((k) => k.bound));
+      // y + δ·(y − detach(y)) is y itself, with every gradient scaled by 1 + δ.
+      const wrong: ConformanceCase = {
+        ...c,
+        forward: (xs) => { const y = c.forward(xs) as Tensor; return add(y, scale(sub(y, y.detach()), 4 * gradBound)); },
+      };
+      const r = runConformanceCase(wrong, "cpu");
+      expect(r.checks.find((k) => k.what === "out0")!.passed, name).toBe(true);
+      expect(r.checks.filter((k) => k.what.startsWith("grad")).every((k) => !k.passed), name).toBe(true);
+    }
+  });
+  it("a dropout mask one counter off fails", () => {
+    const c = byName("dropout f32 [3,33] p=0.1 seed=7 offset=0");
+    const r = runConformanceCase({ ...c, forward: ([x]) => dropout(x!, 0.1, { seed: 7, offset: 1 }) }, "cpu");
+    expect(r.passed).toBe(false);
+    expect(r.checks[0]!.maxRelError).toBeGreaterThan(0.1);
+  });
+  it("an exact case fails on a one-ulp difference", () => {
+    const c = byName("contiguous f32 [17,33]ᵀ");
+    const r = runConformanceCase({ ...c, forward: (xs) => scale(c.forward(xs) as Tensor, 1 + 2 ** -23) }, "cpu");
+    expect(r.passed).toBe(false);
+    expect(r.error).toContain("out0: element");
+  });
+  it("a case that throws or leaks a tensor fails with the reason", () => {
+    const c = byName("exp f32 [127]");
+    const thrown = runConformanceCase({ ...c, forward: () => { throw new Error("no kernel for exp"); } }, "cpu");
+    expect(thrown.passed).toBe(false);
+    expect(thrown.error).toBe("no kernel for exp");
+    const leaky = runConformanceCase({ ...c, forward: (xs) => { keep(scale(xs[0]!, 2)); return c.forward(xs); } }, "cpu");
+    expect(leaky.passed).toBe(false);
+    expect(leaky.error).toBe("leaked 1 tensor handle(s)");
+  });
+  it("a kernel without a case is reported", () => {
+    const withoutAttention = CONFORMANCE_CASES.filter((c) => c.op !== "attention");
+    expect(kernelsWithoutCase("cpu", withoutAttention)).toEqual(["attention", "attentionBackward"]);
+  });
+});
+
+describe("runBackendConformance and the command line", () => {
+  it("filters, reports each result, and names the registered backends for an unknown one", async () => {
+    const seen: string[] = [];
+    const results = await runBackendConformance({ backend: "cpu", filter: "attention f64", onResult: (r) => seen.push(r.name) });
+    expect(results.length).toBe(8);
+    expect(seen).toEqual(results.map((r) => r.name));
+    expect(results.every((r) => r.passed && r.name.startsWith("attention f64"))).toBe(true);
+    await expect(runBackendConformance({ backend: "nope" })).rejects.toThrow("device 'nope' is not available");
+  });
+  const cli = async (argv: string[], cases?: readonly ConformanceCase[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runConformanceCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l) }, cases);
+    return { code, out, err };
+  };
+  it("prints one line per case and the summary last", async () => {
+    const r = await cli(["--backend", "cpu", "--filter", "rmsnorm f32"]);
+    expect(r.code).toBe(0);
+    const lines = r.out.filter((l) => !l.startsWith("#"));
+    expect(lines.slice(0, -1)).toHaveLength(4);
+    expect(lines.slice(0, -1).every((l) => /^ok {3}rmsnorm f32 \[.*\] {2}err \d\.\d\de[-+]\d+ ≤ \d\.\d\de[-+]\d+ \(abs /.test(l))).toBe(true);
+    expect(r.out.at(-1)).toBe("4 passed, 0 failed");
+  });
+  it("exits 1 with a FAIL line when a case fails", async () => {
+    const c = byName("exp f32 [127]");
+    const r = await cli(["--backend", "cpu"], [{ ...c, forward: (xs) => scale(c.forward(xs) as Tensor, 1.01) }]);
+    expect(r.code).toBe(1);
+    expect(r.out.some((l) => l.startsWith("FAIL exp f32 [127]  out0: element"))).toBe(true);
+    // The one-case table leaves every other cpu kernel without a case: that fails too.
+    expect(r.out.some((l) => l.startsWith("FAIL coverage: kernels of 'cpu' that no case runs: adamwStep, add,"))).toBe(true);
+    expect(r.out.at(-1)).toBe("0 passed, 2 failed");
+  });
+  it("refuses an unknown backend, a missing value and a filter that matches nothing", async () => {
+    const unknown = await cli(["--backend", "nope"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err[0]).toMatch(/^conformance-runner: backend 'nope' is not available \(.*\) — pass --backend with one of: .*cpu/);
+    const none = await cli(["--backend"]);
+    expect(none).toMatchObject({ code: 1, err: ["conformance-runner: --backend needs a value — e.g. --backend cpu"] });
+    const noMatch = await cli(["--backend", "cpu", "--filter", "no such op"]);
+    expect(noMatch).toMatchObject({ code: 1, err: ["conformance-runner: no case matches --filter 'no such op' — run with --list to see the case names"] });
+    const bad = await cli(["--backnd", "cpu"]);
+    expect(bad).toMatchObject({ code: 1, err: ["conformance-runner: unknown argument '--backnd' — run with --help for the options"] });
+  });
+});
+
+describe("the bundled runner", () => {
+  it("runs under plain node from outside the workspace, with the addon from MODULORA_KERNELS_ADDON", () => {
+    const bundle = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "conformance-runner.mjs");
+    expect(existsSync(bundle), `${bundle} is missing: run "pnpm --filter @modulora/tensor build"`).toBe(true);
+    const addon = addonCandidates().find((p) => existsSync(p));
+    expect(addon, "the kernels addon is not built").toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), "modulora-conformance-"));
+    try {
+      copyFileSync(bundle, join(dir, "conformance-runner.mjs"));
+      const env = { PATH: process.env.PATH ?? "", MODULORA_KERNELS_ADDON: addon!, MODULORA_NUM_THREADS: "1" };
+      const run = spawnSync(process.execPath, [join(dir, "conformance-runner.mjs"), "--backend", "cpu"], { cwd: dir, env, encoding: "utf8", timeout: 60_000 });
+      expect(run.stderr).toBe("");
+      const lines = run.stdout.trim().split("\n");
+      expect(lines.at(-1)).toBe(`${CONFORMANCE_CASES.length} passed, 0 failed`);
+      expect(lines.filter((l) => l.startsWith("ok   "))).toHaveLength(CONFORMANCE_CASES.length);
+      expect(run.status).toBe(0);
+      const unknown = spawnSync(process.execPath, [join(dir, "conformance-runner.mjs"), "--backend", "nope"], { cwd: dir, env, encoding: "utf8", timeout: 60_000 });
+      expect(unknown.status).toBe(1);
+      expect(unknown.stderr).toContain("conformance-runner: backend 'nope' is not available");
+      const noAddon = spawnSync(process.execPath, [join(dir, "conformance-runner.mjs"), "--backend", "cpu"], { cwd: dir, env: { PATH: env.PATH }, encoding: "utf8", timeout: 60_000 });
+      expect(noAddon.status).toBe(1);
+      expect(noAddon.stderr).toContain("the native addon modulora_kernels.node was not found");
+      expect(noAddon.stderr).toContain("— set MODULORA_KERNELS_ADDON to its path");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
