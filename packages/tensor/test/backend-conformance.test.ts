@@ -147,6 +147,16 @@ describe("runBackendConformance and the command line", () => {
 });
 
 describe("the bundled runner", () => {
+  it("each built entry of the package loads first in a fresh process (no import-cycle order trap)", () => {
+    // The conformance entry once split the engine's chunks so that importing it (or index) first
+    // read ops/gather.ts's definitions before they ran.
+    for (const entry of ["index.js", "testing.js", "conformance.js"]) {
+      const url = new URL(`../dist/${entry}`, import.meta.url).href;
+      const run = spawnSync(process.execPath, ["--input-type=module", "-e", `await import(${JSON.stringify(url)});`], { encoding: "utf8", timeout: 60_000 });
+      expect(run.stderr, entry).toBe("");
+      expect(run.status, entry).toBe(0);
+    }
+  });
   it("runs under plain node from outside the workspace, with the addon from MODULORA_KERNELS_ADDON", () => {
     const bundle = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "conformance-runner.mjs");
     expect(existsSync(bundle), `${bundle} is missing: run "pnpm --filter @modulora/tensor build"`).toBe(true);

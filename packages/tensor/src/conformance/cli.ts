@@ -1,5 +1,5 @@
 // The conformance runner's command line, as a function (the bundled entry calls it and exits).
-import { getBackend, listBackends } from "../backend.js";
+import { getBackend, listBackends } from "../index.js";
 import { CONFORMANCE_CASES } from "./cases/index.js";
 import { formatResult, kernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
 import { caseName, type ConformanceCase } from "./types.js";

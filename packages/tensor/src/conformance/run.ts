@@ -1,13 +1,6 @@
 // Runs the conformance table on one backend: inputs from a seeded generator, the op on the
 // backend, the f64 reference on the host, errors against per-dtype bounds.
-import { backward } from "../autograd.js";
-import { getBackend, listKernels } from "../backend.js";
-import { dtypeInfo, type DType } from "../dtype.js";
-import { memory, tidy } from "../engine.js";
-import { mul } from "../ops/binary.js";
-import { tensor } from "../ops/creation.js";
-import { sum } from "../ops/reduce.js";
-import type { Tensor } from "../tensor.js";
+import { backward, getBackend, listKernels, dtypeInfo, memory, tidy, mul, tensor, sum, type DType, type Tensor } from "../index.js";
 import { CONFORMANCE_CASES, KERNELS_WITHOUT_CASE } from "./cases/index.js";
 import { bf16Bits, bitsToNumber16, f16Bits, numel } from "./reference.js";
 import {

@@ -1,6 +1,5 @@
 // The conformance table's row type, the per-dtype bounds and the per-case result.
-import type { DType } from "../dtype.js";
-import type { Tensor } from "../tensor.js";
+import type { DType, Tensor } from "../index.js";
 
 /** A seeded generator of test values (a small LCG, independent of the engine's Philox). */
 export class CaseRng {

@@ -1,6 +1,5 @@
 // Fused attention: causal, GQA ratios 1/2/4, a KV cache (S > T), additive masks, decode (T = 1).
-import type { DType } from "../../dtype.js";
-import { attention } from "../../ops/attention.js";
+import { attention, type DType } from "../../index.js";
 import { attentionRef } from "../reference.js";
 import type { CaseInput, ConformanceCase } from "../types.js";
 import { count, input, perDType } from "./common.js";

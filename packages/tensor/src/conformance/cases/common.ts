@@ -1,5 +1,5 @@
 // Shared pieces of the case tables.
-import type { DType } from "../../dtype.js";
+import type { DType } from "../../index.js";
 import type { CaseInput, ConformanceCase } from "../types.js";
 
 /**

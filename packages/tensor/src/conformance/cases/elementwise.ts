@@ -1,9 +1,5 @@
 // Element-wise unary and binary ops, scale, and the in-place updates.
-import type { DType } from "../../dtype.js";
-import { add, binary, div, equal, greater, less, maximum, minimum, mul, pow, sub, type BinaryOpName } from "../../ops/binary.js";
-import { addInPlace, assign, fillInPlace, scaleInPlace } from "../../ops/inplace.js";
-import { scale, unary, type UnaryOpName } from "../../ops/unary.js";
-import type { Tensor } from "../../tensor.js";
+import { add, binary, div, equal, greater, less, maximum, minimum, mul, pow, sub, addInPlace, assign, fillInPlace, scaleInPlace, scale, unary, type DType, type BinaryOpName, type UnaryOpName, type Tensor } from "../../index.js";
 import { binaryRef, broadcastShape, sumToRef } from "../reference.js";
 import type { CaseRng, ConformanceCase } from "../types.js";
 import { count, fmt, input, perDType } from "./common.js";

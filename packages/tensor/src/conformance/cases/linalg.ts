@@ -1,7 +1,5 @@
 // Reductions and the batched matrix product.
-import type { DType } from "../../dtype.js";
-import { matmul } from "../../ops/matmul.js";
-import { max, mean, min, sum } from "../../ops/reduce.js";
+import { matmul, max, mean, min, sum, type DType } from "../../index.js";
 import { broadcastRef, matmulRef, reduceRef, sumToRef } from "../reference.js";
 import type { ConformanceCase } from "../types.js";
 import { count, fmt, input, perDType } from "./common.js";

@@ -1,6 +1,5 @@
 // Cross-entropy (with ignoreIndex and every reduction), softmax and logSoftmax.
-import type { DType } from "../../dtype.js";
-import { crossEntropy, logSoftmax, softmax, type CrossEntropyReduction } from "../../ops/loss.js";
+import { crossEntropy, logSoftmax, softmax, type DType, type CrossEntropyReduction } from "../../index.js";
 import { crossEntropyRowsRef, softmaxRef } from "../reference.js";
 import type { ConformanceCase } from "../types.js";
 import { count, fmt, input, ints, perDType } from "./common.js";

@@ -1,8 +1,5 @@
 // The fused ops of a LLaMA block: RMSNorm, RoPE, SwiGLU, dropout, the AdamW step.
-import type { DType } from "../../dtype.js";
-import { noGrad } from "../../engine.js";
-import { adamwStep, dropout, dropoutMask, rmsnorm, rope, swiglu, type RopeOptions } from "../../ops/nn.js";
-import { slice } from "../../ops/shape.js";
+import { noGrad, adamwStep, dropout, dropoutMask, rmsnorm, rope, swiglu, slice, type DType, type RopeOptions } from "../../index.js";
 import { rmsnormRef, ropeInvFreqRef, ropeRef } from "../reference.js";
 import type { ConformanceCase } from "../types.js";
 import { count, fmt, input, ints, perDType } from "./common.js";

@@ -1,9 +1,5 @@
 // Shape ops with kernels (views, copies, concat, broadcast), gather/embedding, and cast.
-import type { DType } from "../../dtype.js";
-import { cast } from "../../ops/cast.js";
-import { gather } from "../../ops/gather.js";
-import { embedding } from "../../ops/loss.js";
-import { broadcastTo, clone, concat, contiguous, permute, reshape, slice, transpose } from "../../ops/shape.js";
+import { cast, gather, embedding, broadcastTo, clone, concat, contiguous, permute, reshape, slice, transpose, type DType } from "../../index.js";
 import { bf16Bits, bitsToNumber16, broadcastRef, f16Bits, permuteRef, sliceRef, sumToRef } from "../reference.js";
 import type { ConformanceCase } from "../types.js";
 import { count, fmt, input, ints, perDType } from "./common.js";
