@@ -2,7 +2,7 @@
 import { getBackend, listBackends } from "../index.js";
 import { CONFORMANCE_CASES } from "./cases/index.js";
 import { formatResult, kernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
-import { caseName, type ConformanceCase } from "./types.js";
+import { caseName, type ConformanceCase, type ConformanceResult } from "./types.js";
 
 /** Where the runner writes. */
 export interface CliIO {
@@ -78,7 +78,22 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
       io.out(`FAIL coverage: kernels of '${backend}' that no case runs: ${missing.join(", ")} — add a case to the table (or an entry with a reason to KERNELS_WITHOUT_CASE)`);
     }
   }
-  io.out(`# ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  io.out(`# ${((performance.now() - t0) / 1000).toFixed(1)} s; ${worstPerDType(results)}`);
   io.out(`${results.length - results.filter((r) => !r.passed).length} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;
+}
+
+/** `largest error / bound per dtype: f32 0.62 (sigmoid f32 [3,33] grad0, 5.9e-7), ...` over the bounded checks. */
+export function worstPerDType(results: readonly ConformanceResult[]): string {
+  const worst = new Map<string, { ratio: number; what: string; err: number }>();
+  for (const r of results) {
+    for (const k of r.checks) {
+      if (!(k.bound > 0)) continue;
+      const ratio = k.maxRelError / k.bound;
+      const w = worst.get(r.dtype);
+      if (!w || !(ratio <= w.ratio)) worst.set(r.dtype, { ratio, what: `${r.name} ${k.what}`, err: k.maxRelError });
+    }
+  }
+  const parts = [...worst].map(([d, w]) => `${d} ${w.ratio.toFixed(2)} (${w.what}, ${w.err.toExponential(1)})`);
+  return `largest error / bound per dtype: ${parts.join(", ") || "none"}`;
 }

@@ -1,8 +1,8 @@
 // Runs the conformance table on one backend: inputs from a seeded generator, the op on the
 // backend, the f64 reference on the host, errors against per-dtype bounds.
-import { backward, getBackend, listKernels, dtypeInfo, memory, tidy, mul, tensor, sum, type DType, type Tensor } from "../index.js";
+import { backward, getBackend, listKernels, dtypeInfo, memory, tidy, mul, tensor, sum, transpose, type DType, type Tensor } from "../index.js";
 import { CONFORMANCE_CASES, KERNELS_WITHOUT_CASE } from "./cases/index.js";
-import { bf16Bits, bitsToNumber16, f16Bits, numel } from "./reference.js";
+import { bf16Bits, bitsToNumber16, f16Bits, numel, permuteRef } from "./reference.js";
 import {
   CaseRng, FINITE_DIFFERENCE_ERROR, caseName, conformanceBound,
   type CaseInput, type ConformanceCase, type ConformanceCheck, type ConformanceResult,
@@ -74,8 +74,35 @@ function hostArray(data: Float64Array, dtype: DType): ArrayBufferView {
   return new (dtypeInfo(dtype).array)(data) as unknown as ArrayBufferView;
 }
 
-function toBackend(input: CaseInput, values: Float64Array, device: string): Tensor {
-  return tensor(hostArray(values, input.dtype) as Float32Array, [...input.shape], { dtype: input.dtype, device: device, requiresGrad: input.grad ?? false });
+/** The shape's last two axes swapped, and the permutation that does it. */
+function swapLast(shape: readonly number[]): { shape: number[]; perm: number[] } {
+  const perm = shape.map((_, i) => i);
+  const r = shape.length;
+  [perm[r - 2], perm[r - 1]] = [perm[r - 1]!, perm[r - 2]!];
+  return { shape: perm.map((p) => shape[p]!), perm };
+}
+
+/** The leaf tensor (holding the gradient) and the tensor the op gets (a view for `transposed`). */
+function toBackend(input: CaseInput, values: Float64Array, device: string): { leaf: Tensor; arg: Tensor } {
+  const opts = { dtype: input.dtype, device, requiresGrad: input.grad ?? false };
+  if (input.layout !== "transposed") {
+    const leaf = tensor(hostArray(values, input.dtype) as Float32Array, [...input.shape], opts);
+    return { leaf, arg: leaf };
+  }
+  if (input.shape.length < 2) throw new Error("conformance: a transposed layout needs rank ≥ 2");
+  const { shape, perm } = swapLast(input.shape);
+  const leaf = tensor(hostArray(permuteRef(values, input.shape, perm), input.dtype) as Float32Array, shape, opts);
+  return { leaf, arg: transpose(leaf) };
+}
+
+/** The leaf's gradient in the input's logical layout. */
+function gradOf(input: CaseInput, leaf: Tensor): Float64Array {
+  const g = leaf.grad;
+  if (!g) return new Float64Array(numel(input.shape));
+  const data = readHost(g);
+  if (input.layout !== "transposed") return data;
+  const { shape, perm } = swapLast(input.shape);
+  return permuteRef(data, shape, perm);
 }
 
 /** A tensor's elements copied to the host as f64 (16-bit floats decoded here, not by a cast kernel). */
@@ -161,8 +188,8 @@ export function runConformanceCase(c: ConformanceCase, backend: string): Conform
     const bound = conformanceBound(c.dtype, c.depth, c.ulps);
     const gradBound = conformanceBound(c.dtype, c.gradDepth ?? c.depth, c.gradUlps ?? c.ulps);
     tidy(() => {
-      const xs = inputs.map((inp, i) => toBackend(inp, values[i]!, backend));
-      const outs = asList(c.forward(xs));
+      const placed = inputs.map((inp, i) => toBackend(inp, values[i]!, backend));
+      const outs = asList(c.forward(placed.map((p) => p.arg)));
       if (outs.length !== refOut.length) throw new Error(`the case returned ${outs.length} outputs, its reference ${refOut.length}`);
       outs.forEach((o, k) => checks.push(compareArrays(`out${k}`, readHost(o), refOut[k]!, bound, c.exact)));
       if (!wantsGrad) return;
@@ -173,8 +200,7 @@ export function runConformanceCase(c: ConformanceCase, backend: string): Conform
       inputs.forEach((inp, i) => {
         if (!inp.grad) return;
         const ref = analytic ? analytic[i]! : finiteDifferenceGrad(c, values.map((v) => Float64Array.from(v)), i, w!);
-        const g = xs[i]!.grad;
-        const got = g ? readHost(g) : new Float64Array(numel(inp.shape));
+        const got = gradOf(inp, placed[i]!.leaf);
         checks.push(compareArrays(`grad${i}`, got, ref, analytic ? gradBound : gradBound + FINITE_DIFFERENCE_ERROR, (c.exactGrad ?? c.exact) === true && !!analytic));
       });
     });

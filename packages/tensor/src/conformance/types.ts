@@ -39,6 +39,11 @@ export interface CaseInput {
   readonly data: Float64Array;
   /** Whether the backward check differentiates with respect to this input. */
   readonly grad?: boolean;
+  /**
+   * `"transposed"`: the op gets a non-contiguous view, the transpose of the last two axes of a
+   * contiguous tensor (rank ≥ 2). Default: a contiguous tensor.
+   */
+  readonly layout?: "contiguous" | "transposed";
 }
 
 /**

@@ -23,6 +23,9 @@ const ROWS: AttentionRow[] = [
   { B: 1, T: 4, S: 6, Hq: 2, Hkv: 1, D: 8, causal: false, mask: [4, 6], hideRow: true, what: "mask [T,S] with a fully masked row" },
   { B: 2, T: 5, S: 5, Hq: 2, Hkv: 2, D: 8, causal: true, mask: [2, 1, 5, 5], what: "causal + mask [B,1,T,S]" },
   { B: 1, T: 3, S: 4, Hq: 1, Hkv: 1, D: 5, causal: false, scale: 0.7, what: "non-causal scale=0.7" },
+  { B: 1, T: 0, S: 3, Hq: 2, Hkv: 1, D: 4, causal: true, what: "no queries T=0" },
+  { B: 1, T: 2, S: 0, Hq: 2, Hkv: 1, D: 4, causal: false, what: "no keys S=0 (output 0)" },
+  { B: 0, T: 2, S: 2, Hq: 2, Hkv: 2, D: 4, causal: true, what: "empty batch B=0" },
 ];
 
 function attentionCase(dtype: DType, r: AttentionRow): ConformanceCase {

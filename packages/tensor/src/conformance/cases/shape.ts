@@ -133,6 +133,15 @@ function castCases(): ConformanceCase[] {
   rt("i32", "f64", "[127]", (rng) => rng.ints(127, -(2 ** 31), 2 ** 31), (x) => x);
   rt("u8", "f32", "[127]", (rng) => rng.ints(127, 0, 256), (x) => x);
   rt("f32", "f32", "[0]", () => new Float64Array(0), (x) => x);
+  for (const to of ["bf16", "f64"] as const) {
+    cases.push({
+      op: "cast", dtype: "f32", label: `to ${to} [9,17] strided`, kernels: ["cast"], exact: true,
+      inputs: (rng) => [{ ...input([9, 17], "f32", rng.uniform(153, -3, 3), to === "f64"), layout: "transposed" }],
+      forward: ([x]) => cast(x!, to),
+      reference: ([x]) => (to === "bf16" ? x!.map(bf16) : x!),
+      referenceGrad: to === "f64" ? (_, w) => [w.map(Math.fround)] : undefined,
+    });
+  }
   return cases;
 }
 
