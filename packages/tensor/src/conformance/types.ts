@@ -82,6 +82,11 @@ export interface ConformanceCase {
   readonly gradDepth?: number;
   /** Multiplier of the unit roundoff in the bound (default 8; transcendental-heavy ops take more, say why). */
   readonly ulps?: number;
+  /**
+   * Step of the finite-difference reference gradient, relative to max(1, |x|) (default 1e-3).
+   * Sharper functions (attention with scores in the hundreds) need a smaller one.
+   */
+  readonly fdStep?: number;
   /** Same for the gradients (default {@link ConformanceCase.ulps}). */
   readonly gradUlps?: number;
   /** The outputs must match the reference bit for bit (copies, casts, masks). */

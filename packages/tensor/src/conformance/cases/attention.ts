@@ -12,6 +12,8 @@ interface AttentionRow {
   mask?: number[];
   hideRow?: boolean;
   what: string;
+  /** Magnitude of q and k (default 2): 12 gives scores in the hundreds (the online softmax must rescale). */
+  spread?: number;
 }
 
 const ROWS: AttentionRow[] = [
@@ -23,6 +25,7 @@ const ROWS: AttentionRow[] = [
   { B: 1, T: 4, S: 6, Hq: 2, Hkv: 1, D: 8, causal: false, mask: [4, 6], hideRow: true, what: "mask [T,S] with a fully masked row" },
   { B: 2, T: 5, S: 5, Hq: 2, Hkv: 2, D: 8, causal: true, mask: [2, 1, 5, 5], what: "causal + mask [B,1,T,S]" },
   { B: 1, T: 3, S: 4, Hq: 1, Hkv: 1, D: 5, causal: false, scale: 0.7, what: "non-causal scale=0.7" },
+  { B: 1, T: 9, S: 9, Hq: 2, Hkv: 1, D: 8, causal: true, spread: 12, what: "large scores" },
   { B: 1, T: 0, S: 3, Hq: 2, Hkv: 1, D: 4, causal: true, what: "no queries T=0" },
   { B: 1, T: 2, S: 0, Hq: 2, Hkv: 1, D: 4, causal: false, what: "no keys S=0 (output 0)" },
   { B: 0, T: 2, S: 2, Hq: 2, Hkv: 2, D: 4, causal: true, what: "empty batch B=0" },
@@ -35,10 +38,11 @@ function attentionCase(dtype: DType, r: AttentionRow): ConformanceCase {
   return {
     op: "attention", dtype, label: `q[${qs}] kv[${ks}] ${r.what}`, kernels: ["attention", "attentionBackward"],
     ulps: 16, depth: r.S * r.D, gradDepth: r.S * r.D * (r.Hq / r.Hkv),
+    fdStep: r.spread ? 1e-5 : undefined, // scores in the hundreds: higher derivatives are large
     inputs: (rng) => {
       const xs: CaseInput[] = [
-        input(qs, dtype, rng.uniform(count(qs), -2, 2), true),
-        input(ks, dtype, rng.uniform(count(ks), -2, 2), true),
+        input(qs, dtype, rng.uniform(count(qs), -(r.spread ?? 2), r.spread ?? 2), true),
+        input(ks, dtype, rng.uniform(count(ks), -(r.spread ?? 2), r.spread ?? 2), true),
         input(ks, dtype, rng.uniform(count(ks)), true),
       ];
       if (r.mask) {

@@ -10,6 +10,8 @@ interface CrossEntropyRow {
   ignoreIndex?: number;
   /** Rows whose target is set to the ignore index. */
   ignored: number[];
+  /** Logits are uniform in ±spread (default 4). */
+  spread?: number;
 }
 
 const CE_ROWS: CrossEntropyRow[] = [
@@ -20,6 +22,9 @@ const CE_ROWS: CrossEntropyRow[] = [
   { shape: [4, 5], reduction: "mean", ignoreIndex: 0, ignored: [0, 1, 2, 3] }, // every row ignored: 0, gradient 0
   { shape: [1, 1], reduction: "mean", ignored: [] },
   { shape: [0, 9], reduction: "sum", ignored: [] },
+  // exp(±300) overflows f32 unless stabilised. Forward only: the gradient p − 1 at a saturated
+  // target cancels, and the conditioning would set its error, not the kernel.
+  { shape: [4, 33], reduction: "mean", ignored: [], spread: 300 },
 ];
 
 function crossEntropyCase(dtype: DType, r: CrossEntropyRow): ConformanceCase {
@@ -28,14 +33,15 @@ function crossEntropyCase(dtype: DType, r: CrossEntropyRow): ConformanceCase {
   const n = count(lead);
   const ignoreIndex = r.ignoreIndex ?? -100;
   return {
-    op: "crossEntropy", dtype, label: `${fmt(r.shape)} ${r.reduction} ignored ${r.ignored.length}/${n}`,
+    op: "crossEntropy", dtype, label: `${fmt(r.shape)} ${r.reduction} ignored ${r.ignored.length}/${n}${r.spread ? ` logits ±${r.spread}` : ""}`,
     kernels: ["crossEntropy", "crossEntropyGrad"], ulps: 16, depth: V * (r.reduction === "none" ? 1 : n),
     gradDepth: V,
     inputs: (rng) => {
       const t = rng.ints(n, 0, V);
       for (const i of r.ignored) t[i] = ignoreIndex;
       if (ignoreIndex >= 0) for (let i = 0; i < n; i++) if (!r.ignored.includes(i) && t[i] === ignoreIndex) t[i] = (ignoreIndex + 1) % V;
-      return [input(r.shape, dtype, rng.uniform(count(r.shape), -4, 4), true), ints(lead, t)];
+      const spread = r.spread ?? 4;
+      return [input(r.shape, dtype, rng.uniform(count(r.shape), -spread, spread), spread <= 4), ints(lead, t)];
     },
     forward: ([x, t]) => crossEntropy(x!, t!, { reduction: r.reduction, ignoreIndex }),
     reference: ([x, t]) => {
@@ -60,17 +66,31 @@ function crossEntropyCase(dtype: DType, r: CrossEntropyRow): ConformanceCase {
 }
 
 function softmaxCases(dtype: DType): ConformanceCase[] {
-  const rows: [number[], number][] = [[[3, 33], -1], [[3, 4099], -1], [[5, 3, 7], 1], [[1, 1], -1], [[0, 5], -1]];
+  // [shape, axis, spread of the inputs, -inf entries]: ±300 overflows exp in f32 unless the row max
+  // is subtracted first; -inf entries (masked logits) must give probability 0 (log-probability -inf).
+  // Saturated rows are checked forward only: their gradient y·(w − Σ w·y) cancels to nothing, and
+  // that conditioning, not the kernel, would set the error.
+  const rows: [number[], number, number, boolean][] = [
+    [[3, 33], -1, 5, false], [[3, 4099], -1, 5, false], [[5, 3, 7], 1, 5, false], [[1, 1], -1, 5, false], [[0, 5], -1, 5, false],
+    [[4, 33], -1, 300, false], [[4, 17], -1, 5, true],
+  ];
   return (["softmax", "logSoftmax"] as const).flatMap((op) =>
-    rows.map(([shape, axisArg]) => {
+    rows.map(([shape, axisArg, spread, masked]) => {
       const axis = axisArg < 0 ? shape.length + axisArg : axisArg;
       const n = shape[axis]!;
       const inner = count(shape.slice(axis + 1));
       const log = op === "logSoftmax";
       return {
-        op, dtype, label: `${fmt(shape)} axis=${axisArg}`, kernels: [op, `${op}Grad`], ulps: 16, depth: n,
+        op, dtype, label: `${fmt(shape)} axis=${axisArg}${spread !== 5 ? ` values ±${spread}` : ""}${masked ? " with -inf" : ""}`,
+        // exp's condition number is |x − max| (up to 600 in the ±300 rows): the inputs' own rounding grows by it.
+        kernels: [op, `${op}Grad`], ulps: spread > 5 ? 64 : 16, depth: n,
         gradUlps: 32, // the backward subtracts a row sum from w (softmax: w − Σ w·y), which cancels
-        inputs: (rng) => [input(shape, dtype, rng.uniform(count(shape), -5, 5), true)],
+        inputs: (rng) => {
+          const x = rng.uniform(count(shape), -spread, spread);
+          // Every row keeps its first element finite.
+          if (masked) for (let i = 0; i < x.length; i++) if (i % n !== 0 && rng.next() < 0.3) x[i] = -Infinity;
+          return [input(shape, dtype, x, spread <= 5)];
+        },
         forward: ([x]) => (log ? logSoftmax(x!, axisArg) : softmax(x!, axisArg)),
         reference: ([x]) => softmaxRef(x!, shape, axis, log),
         referenceGrad: ([x], w) => {

@@ -6,14 +6,16 @@ import { count, fmt, input, ints, perDType } from "./common.js";
 
 function rmsnormCases(dtype: DType): ConformanceCase[] {
   const eps = 1e-5;
-  return [[3, 17], [2, 3, 4099], [1, 1], [0, 8]].map((shape) => {
+  // [shape, magnitude of x]: 1e20 squares past the f32 range (the statistics run in f64), 1e-20 under it.
+  const rows: [number[], number][] = [[[3, 17], 1], [[2, 3, 4099], 1], [[1, 1], 1], [[0, 8], 1], [[2, 33], 1e20], [[2, 33], 1e-20]];
+  return rows.map(([shape, mag]) => {
     const d = shape[shape.length - 1]!;
     return {
-      op: "rmsnorm", dtype, label: fmt(shape), kernels: ["rmsnorm", "rmsnormGrad"], depth: d,
+      op: "rmsnorm", dtype, label: `${fmt(shape)}${mag !== 1 ? ` x ~${mag.toExponential()}` : ""}`, kernels: ["rmsnorm", "rmsnormGrad"], depth: d,
       gradDepth: Math.max(d, count(shape) / d), // dweight sums over the rows
       // With D = 1, y = x·w/sqrt(x² + eps) saturates at ±w for |x| ≫ sqrt(eps) and dx cancels down
       // to eps/x² of its terms; inputs of order sqrt(eps) keep that row's gradient well-conditioned.
-      inputs: (rng) => [input(shape, dtype, rng.uniform(count(shape), -2, 2).map((v) => (d === 1 ? v * 3e-3 : v)), true), input([d], dtype, rng.uniform(d, 0.5, 1.5), true)],
+      inputs: (rng) => [input(shape, dtype, rng.uniform(count(shape), -2, 2).map((v) => v * mag * (d === 1 ? 3e-3 : 1)), true), input([d], dtype, rng.uniform(d, 0.5, 1.5), true)],
       forward: ([x, w]) => rmsnorm(x!, w!, eps),
       reference: ([x, w]) => rmsnormRef(x!, w!, eps),
       referenceGrad: ([x, w], g) => {
