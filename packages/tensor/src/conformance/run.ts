@@ -105,9 +105,13 @@ function gradOf(input: CaseInput, leaf: Tensor): Float64Array {
   return permuteRef(data, shape, perm);
 }
 
-/** A tensor's elements copied to the host as f64 (16-bit floats decoded here, not by a cast kernel). */
+/**
+ * A tensor's elements copied to the host as f64 (16-bit floats decoded here, not by a cast
+ * kernel), through the synchronous transfer (`dataSync()` where the tensor has it, else `data()`).
+ */
 export function readHost(t: Tensor): Float64Array {
-  const d = t.data();
+  const sync = (t as unknown as { dataSync?: () => ArrayLike<number> }).dataSync;
+  const d = sync ? sync.call(t) : t.data();
   if (t.dtype === "bf16" || t.dtype === "f16") return Float64Array.from(d as Uint16Array, (b) => bitsToNumber16(b, t.dtype as "bf16"));
   return Float64Array.from(d as ArrayLike<number>);
 }
