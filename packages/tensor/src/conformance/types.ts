@@ -138,7 +138,7 @@ export interface ConformanceResult {
   readonly label: string;
   readonly passed: boolean;
   readonly checks: readonly ConformanceCheck[];
-  /** Largest error over the checks, and the bound it was held to. */
+  /** The errors of the check closest to its bound, and that bound (0: compared exactly). */
   readonly maxRelError: number;
   readonly maxAbsError: number;
   readonly bound: number;
