@@ -345,3 +345,62 @@ export function bitsToNumber16(bits: number, dtype: "bf16" | "f16"): number {
   if (e === 31) return m ? NaN : sign * Infinity;
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
+
+/**
+ * Gradients of `Σ attentionRef(q, k, v) ⊙ dOut` with respect to q, k and v: per row, with
+ * p = softmax(s), dv_j += p_j·dO, dp_j = dO·v_j, ds_j = p_j·(dp_j − Σ_i p_i·dp_i),
+ * dq += scale·Σ_j ds_j·k_j, dk_j += scale·ds_j·q. Rows with every key hidden contribute nothing.
+ */
+export function attentionGradRef(q: F64, k: F64, v: F64, qs: readonly number[], ks: readonly number[], o: AttentionRefOptions, dOut: F64): [F64, F64, F64] {
+  const [B, T, Hq, D] = qs as [number, number, number, number];
+  const [, S, Hkv] = ks as [number, number, number, number];
+  const G = Hq / Hkv;
+  const dq = new Float64Array(q.length);
+  const dk = new Float64Array(k.length);
+  const dv = new Float64Array(v.length);
+  const p = new Float64Array(S);
+  const dp = new Float64Array(S);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const g = Math.floor(h / G);
+      for (let t = 0; t < T; t++) {
+        const qo = ((b * T + t) * Hq + h) * D;
+        let m = -Infinity;
+        for (let j = 0; j < S; j++) {
+          let s = 0;
+          for (let d = 0; d < D; d++) s += q[qo + d]! * k[((b * S + j) * Hkv + g) * D + d]!;
+          s *= o.scale;
+          if (o.mask) s += o.mask.data[broadcastOffset(o.mask.shape, [b, h, t, j])]!;
+          if (o.causal && j > S - T + t) s = -Infinity;
+          p[j] = s;
+          m = Math.max(m, s);
+        }
+        if (m === -Infinity) continue;
+        let den = 0;
+        for (let j = 0; j < S; j++) den += (p[j] = Math.exp(p[j]! - m));
+        let pdp = 0;
+        for (let j = 0; j < S; j++) {
+          p[j] = p[j]! / den;
+          const vo = ((b * S + j) * Hkv + g) * D;
+          let acc = 0;
+          for (let d = 0; d < D; d++) {
+            acc += dOut[qo + d]! * v[vo + d]!;
+            dv[vo + d]! += p[j]! * dOut[qo + d]!;
+          }
+          dp[j] = acc;
+          pdp += p[j]! * acc;
+        }
+        for (let j = 0; j < S; j++) {
+          const ds = p[j]! * (dp[j]! - pdp) * o.scale;
+          if (ds === 0) continue;
+          const ko = ((b * S + j) * Hkv + g) * D;
+          for (let d = 0; d < D; d++) {
+            dq[qo + d]! += ds * k[ko + d]!;
+            dk[ko + d]! += ds * q[qo + d]!;
+          }
+        }
+      }
+    }
+  }
+  return [dq, dk, dv];
+}

@@ -162,7 +162,7 @@ export function finiteDifferenceGrad(c: ConformanceCase, xs: Float64Array[], i: 
   const g = new Float64Array(x.length);
   for (let j = 0; j < x.length; j++) {
     const orig = x[j]!;
-    const h = (c.fdStep ?? 1e-3) * Math.max(1, Math.abs(orig));
+    const h = (c.fdStep ?? 1e-3) * Math.max(1e-2, Math.abs(orig));
     const at = (d: number) => {
       x[j] = orig + d;
       return objective();

@@ -83,8 +83,8 @@ export interface ConformanceCase {
   /** Multiplier of the unit roundoff in the bound (default 8; transcendental-heavy ops take more, say why). */
   readonly ulps?: number;
   /**
-   * Step of the finite-difference reference gradient, relative to max(1, |x|) (default 1e-3).
-   * Sharper functions (attention with scores in the hundreds) need a smaller one.
+   * Step of the finite-difference reference gradient, relative to max(0.01, |x|) (default 1e-3).
+   * Sharper functions need a smaller one.
    */
   readonly fdStep?: number;
   /** Same for the gradients (default {@link ConformanceCase.ulps}). */
