@@ -106,6 +106,16 @@ describe("the suite catches wrong kernels", () => {
       expect(r.checks.filter((k) => k.what.startsWith("grad")).every((k) => !k.passed), name).toBe(true);
     }
   });
+  it("without an analytic reference gradient, finite differences of the reference judge the backward", () => {
+    const c = byName("attention f32 q[2,7,4,4] kv[2,7,2,4] causal G=2");
+    const fd: ConformanceCase = { ...c, referenceGrad: undefined };
+    const ok = runConformanceCase(fd, "cpu");
+    expect(ok.passed, formatResult(ok)).toBe(true);
+    const grads = ok.checks.filter((k) => k.what.startsWith("grad"));
+    expect(grads.map((k) => k.what)).toEqual(["grad0", "grad1", "grad2"]);
+    const wrong = runConformanceCase({ ...fd, forward: (xs) => { const y = c.forward(xs) as Tensor; return add(y, scale(sub(y, y.detach()), 4 * grads[0]!.bound)); } }, "cpu");
+    expect(wrong.checks.filter((k) => k.what.startsWith("grad")).every((k) => !k.passed)).toBe(true);
+  });
   it("a dropout mask one counter off fails", () => {
     const c = byName("dropout f32 [3,33] p=0.1 seed=7 offset=0");
     const r = runConformanceCase({ ...c, forward: ([x]) => dropout(x!, 0.1, { seed: 7, offset: 1 }) }, "cpu");
