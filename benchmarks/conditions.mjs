@@ -4,7 +4,7 @@
 //     before and after, memory, kernel;
 //   - the code: git commit and whether the tree was dirty (which paths), the kernels addon that
 //     was loaded and that it is the tracked build (kernels/build/Release, not older than the
-//     tracked sources; MODULORA_KERNELS_PATH is refused);
+//     tracked sources; MODULORA_KERNELS_ADDON and MODULORA_KERNELS_PATH are refused);
 //   - the baseline's libraries, read from the baseline process itself (baselines/blas_probe.py):
 //     Python, numpy, PyTorch and its `torch.__config__`, and the file that provides `sgemm_`
 //     (the `libblas.so.3` the dynamic loader resolved); a reference-BLAS baseline is refused.
@@ -89,16 +89,20 @@ function newestFile(dir) {
   return best;
 }
 
+/** The variables that make the kernels loader take an addon from elsewhere (kernels/ts/loader.ts). */
+const ADDON_PATH_VARIABLES = ["MODULORA_KERNELS_ADDON", "MODULORA_KERNELS_PATH"];
+
 /**
  * The kernels addon a benchmark loads, checked to be the tracked build: the package's own
  * kernels/build/Release/modulora_kernels.node (from `pnpm --filter @modulora/kernels build`), not
- * older than any file under kernels/src or kernels/CMakeLists.txt. MODULORA_KERNELS_PATH (an addon
- * built elsewhere, e.g. from an untracked worktree) is refused. `root` and `env` are for tests.
+ * older than any file under kernels/src or kernels/CMakeLists.txt. MODULORA_KERNELS_ADDON and
+ * MODULORA_KERNELS_PATH (an addon built elsewhere, e.g. from an untracked worktree) are refused. `root` and `env` are for tests.
  */
 export function trackedAddon({ root = repoRoot, env = process.env } = {}) {
-  if (env.MODULORA_KERNELS_PATH) {
+  for (const name of ADDON_PATH_VARIABLES) {
+    if (!env[name]) continue;
     throw new BenchmarkRefusal(
-      `MODULORA_KERNELS_PATH=${env.MODULORA_KERNELS_PATH} points at an addon built outside the tracked tree — ` +
+      `${name}=${env[name]} points at an addon built outside the tracked tree — ` +
         "unset it and build the tracked sources with `pnpm --filter @modulora/kernels build`",
     );
   }

@@ -82,10 +82,12 @@ describe("trackedAddon", () => {
     utimesSync(addon, now - addonAge, now - addonAge);
     return root;
   }
-  it("refuses MODULORA_KERNELS_PATH", () => {
-    expect(() => trackedAddon({ env: { MODULORA_KERNELS_PATH: "/work/main/kernels/build-gemm/Release/modulora_kernels.node" } })).toThrow(
-      "MODULORA_KERNELS_PATH=/work/main/kernels/build-gemm/Release/modulora_kernels.node points at an addon built outside the tracked tree",
-    );
+  it("refuses MODULORA_KERNELS_PATH and MODULORA_KERNELS_ADDON", () => {
+    for (const name of ["MODULORA_KERNELS_PATH", "MODULORA_KERNELS_ADDON"]) {
+      expect(() => trackedAddon({ env: { [name]: "/work/main/kernels/build-gemm/Release/modulora_kernels.node" } })).toThrow(
+        `${name}=/work/main/kernels/build-gemm/Release/modulora_kernels.node points at an addon built outside the tracked tree`,
+      );
+    }
   });
   it("refuses an addon older than a kernels source", () => {
     const root = fakeTree({ addonAge: 100, srcAge: 10 });
