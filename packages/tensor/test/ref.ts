@@ -1,37 +1,13 @@
-// Plain f64 reference implementations, written independently of the engine, for the tests.
+// Plain f64 reference implementations, written independently of the engine, for the tests. The
+// shape helpers are shared with the conformance suite's references (src/conformance/reference.ts).
+import { broadcastShape as bshape, rowStrides as strides, unravelIndex as unravel } from "../src/conformance/reference.js";
+
+export { bshape, strides, unravel };
 
 export type Arr = Float64Array;
 
 export function size(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
-}
-
-export function strides(shape: readonly number[]): number[] {
-  const s = new Array(shape.length).fill(1);
-  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1] * shape[i + 1];
-  return s;
-}
-
-/** Index tuple of flat index i in shape. */
-export function unravel(i: number, shape: readonly number[]): number[] {
-  const idx = new Array(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx[d] = i % shape[d]!;
-    i = Math.floor(i / shape[d]!);
-  }
-  return idx;
-}
-
-export function bshape(a: readonly number[], b: readonly number[]): number[] {
-  const n = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = a[a.length - n + i] ?? 1;
-    const y = b[b.length - n + i] ?? 1;
-    if (x !== y && x !== 1 && y !== 1) throw new Error("no broadcast");
-    out.push(x === 1 ? y : x);
-  }
-  return out;
 }
 
 /** Element of `data` (shape `shape`) at broadcast index `idx` of an output of rank idx.length. */
