@@ -66,7 +66,7 @@ export async function runEval(ctx: CommandContext): Promise<void> {
   try {
     await evaluate();
   } catch (err) {
-    if (err instanceof NonFiniteError) throw new CliError(`${a.metric}: ${err.message}`, NON_FINITE_TODO, { cause: err });
+    if (err instanceof NonFiniteError) throw new CliError(`${a.metric}: ${err.message}`, NON_FINITE_REMEDY, { cause: err });
     throw err;
   } finally {
     model.dispose();
@@ -107,7 +107,7 @@ export async function runEval(ctx: CommandContext): Promise<void> {
     }
     // Never print a number computed from NaN/Inf (JSON would show it as null, with exit 0).
     const bad = Object.entries(result).filter(([, x]) => typeof x === "number" && !Number.isFinite(x));
-    if (bad.length) throw new CliError(`${a.metric} is not finite (${bad.map(([k, x]) => `${k} ${x}`).join(", ")}): ${NON_FINITE_HINT}`, NON_FINITE_TODO);
+    if (bad.length) throw new CliError(`${a.metric} is not finite (${bad.map(([k, x]) => `${k} ${x}`).join(", ")}): ${NON_FINITE_HINT}`, NON_FINITE_REMEDY);
     if (a.json) ctx.stdout.write(`${JSON.stringify(result)}\n`);
     else {
       const v = result["value"] as number;
@@ -118,4 +118,4 @@ export async function runEval(ctx: CommandContext): Promise<void> {
 }
 
 /** What to do about a metric that is not finite. */
-const NON_FINITE_TODO = "check the model with modulora info and evaluate it without --adapter; re-train an adapter whose loss diverged with a lower --lr";
+const NON_FINITE_REMEDY = "check the model with modulora info and evaluate it without --adapter; re-train an adapter whose loss diverged with a lower --lr";
