@@ -1,6 +1,6 @@
 // Plain f64 reference implementations, written independently of the engine, for the tests. The
 // shape helpers are shared with the conformance suite's references (src/conformance/reference.ts).
-import { broadcastShape as bshape, rowStrides as strides, unravelIndex as unravel } from "../src/conformance/reference.js";
+import { broadcastShape as bshape, matmulRef as conformanceMatmulRef, rowStrides as strides, unravelIndex as unravel } from "../src/conformance/reference.js";
 
 export { bshape, strides, unravel };
 
@@ -42,38 +42,9 @@ export function reduceRef(f: "sum" | "max" | "min", x: Arr, shape: number[], axe
   return { data: out, shape: keepDims ? kept : shape.filter((_, i) => !axes.includes(i)) };
 }
 
-/** Batched matmul with broadcasting over leading dims. */
+/** Batched matmul with broadcasting over leading dims (the conformance suite's reference). */
 export function matmulRef(a: Arr, as: number[], b: Arr, bs: number[], transA = false, transB = false): { data: Arr; shape: number[] } {
-  const [ar, ac] = as.slice(-2) as [number, number];
-  const [br, bc] = bs.slice(-2) as [number, number];
-  const m = transA ? ac : ar, k = transA ? ar : ac, n = transB ? br : bc;
-  const batch = bshape(as.slice(0, -2), bs.slice(0, -2));
-  const out = new Float64Array(size(batch) * m * n);
-  const abatch = as.slice(0, -2), bbatch = bs.slice(0, -2);
-  for (let bi = 0; bi < size(batch); bi++) {
-    const idx = unravel(bi, batch);
-    const aoff = batchOffset(idx, abatch) * ar * ac;
-    const boff = batchOffset(idx, bbatch) * br * bc;
-    for (let i = 0; i < m; i++)
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let p = 0; p < k; p++) {
-          const av = transA ? a[aoff + p * ac + i]! : a[aoff + i * ac + p]!;
-          const bv = transB ? b[boff + j * bc + p]! : b[boff + p * bc + j]!;
-          s += av * bv;
-        }
-        out[bi * m * n + i * n + j] = s;
-      }
-  }
-  return { data: out, shape: [...batch, m, n] };
-}
-
-function batchOffset(idx: number[], shape: readonly number[]): number {
-  const off = idx.length - shape.length;
-  let flat = 0;
-  const st = strides(shape);
-  for (let d = 0; d < shape.length; d++) flat += (shape[d] === 1 ? 0 : idx[off + d]!) * st[d]!;
-  return flat;
+  return conformanceMatmulRef(a, as, b, bs, transA, transB);
 }
 
 export function permuteRef(x: Arr, shape: number[], perm: number[]): { data: Arr; shape: number[] } {
