@@ -1,6 +1,7 @@
 // Storage, threads and CPU feature bindings.
 //
-// alloc(bytes) returns an external ArrayBuffer over a 64-byte aligned native allocation. The
+// alloc(bytes, zeroFill = true) returns an external ArrayBuffer over a 64-byte aligned native
+// allocation, zero-filled unless zeroFill is false. The
 // memory is freed by release(buffer) (which also detaches the buffer, so a stale view reads as
 // empty instead of touching freed memory) or, as a safety net, when the buffer is collected.
 #include <mutex>
@@ -39,11 +40,12 @@ void FinalizeBlock(Napi::Env env, void* /*data*/, Block* block) {
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Args a(info, "alloc");
-  a.expectCount(1, "(bytes)");
+  if (info.Length() != 1 && info.Length() != 2) a.expectCount(1, "(bytes, zeroFill?)");
   int64_t bytes = a.integer(0, "bytes", 0, static_cast<int64_t>(kMaxAlloc));
+  const bool zero_fill = info.Length() < 2 || a.boolean(1, "zeroFill");
   // Empty storage owns no native memory: a plain empty ArrayBuffer, which release() ignores.
   if (bytes == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
-  void* p = storage_alloc(static_cast<size_t>(bytes));
+  void* p = storage_alloc(static_cast<size_t>(bytes), zero_fill);
   if (!p) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
   Block* block = new Block{p, static_cast<size_t>(bytes), false};
   {

@@ -33,6 +33,17 @@ describe("native storage", () => {
     expect(trimAllocatorCache()).toBeGreaterThanOrEqual(1 << 20);
     expect(nativeMemoryStats().cachedBytes).toBe(0);
   });
+  it("without zero-fill, a recycled block keeps its old bytes (no memset on the hot path)", () => {
+    trimAllocatorCache();
+    const a = allocStorage(1 << 20);
+    new Float32Array(a).fill(7);
+    releaseStorage(a);
+    const b = allocStorage(1 << 20, false);
+    expect(b.byteLength).toBe(1 << 20);
+    expect(new Float32Array(b)[12345]).toBe(7); // the same block, untouched
+    releaseStorage(b);
+    trimAllocatorCache();
+  });
   it("with a small cap, the least recently freed blocks make room, and released pages leave the process", () => {
     // A child process, because the cap is read once from MODULORA_ALLOCATOR_CACHE_MB.
     const addon = [process.env[ADDON_PATH_ENV], ...addonCandidates()].find((p): p is string => !!p && existsSync(p))!;
@@ -88,6 +99,7 @@ describe("native storage", () => {
   it("bad arguments name the op", () => {
     expect(() => allocStorage(-1)).toThrow(/^alloc: argument 'bytes' = -1 is outside/);
     expect(() => allocStorage(1.5)).toThrow(/alloc: argument 'bytes' must be an integer/);
+    expect(() => (allocStorage as (b: number, z: unknown) => ArrayBuffer)(8, "no")).toThrow(/alloc: argument 'zeroFill' must be a boolean/);
     expect(() => releaseStorage(new ArrayBuffer(8))).toThrow(/release: this ArrayBuffer was not allocated by alloc\(\)/);
     expect(() => releaseScratch(new ArrayBuffer(8))).toThrow(/releaseScratch: this ArrayBuffer was not allocated by allocScratch\(\)/);
     expect(() => (releaseStorage as (x: unknown) => boolean)(3)).toThrow(/release: argument 'buffer' must be an ArrayBuffer/);

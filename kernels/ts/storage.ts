@@ -2,7 +2,7 @@ import { native } from "./native.js";
 
 /** Raw storage, thread and CPU-feature exports of the addon. */
 export interface RawStorage {
-  alloc(bytes: number): ArrayBuffer;
+  alloc(bytes: number, zeroFill?: boolean): ArrayBuffer;
   release(buffer: ArrayBuffer): boolean;
   allocScratch(bytes: number): ArrayBuffer;
   releaseScratch(buffer: ArrayBuffer): boolean;
@@ -42,11 +42,12 @@ export interface CpuInfo {
 }
 
 /**
- * Allocates `bytes` of zero-filled, 64-byte aligned native memory and returns it as an
- * ArrayBuffer. Free it with {@link releaseStorage}; garbage collection frees it too, as a safety net.
+ * Allocates `bytes` of 64-byte aligned native memory and returns it as an ArrayBuffer: zero-filled,
+ * or with unspecified contents when `zeroFill` is false (for outputs a kernel overwrites whole).
+ * Free it with {@link releaseStorage}; garbage collection frees it too, as a safety net.
  */
-export function allocStorage(bytes: number): ArrayBuffer {
-  return native().alloc(bytes);
+export function allocStorage(bytes: number, zeroFill = true): ArrayBuffer {
+  return native().alloc(bytes, zeroFill);
 }
 
 /**

@@ -146,7 +146,7 @@ Cache& GetCache() {
 
 }  // namespace
 
-void* storage_alloc(size_t bytes) {
+void* storage_alloc(size_t bytes, bool zero_fill) {
   size_t rounded = RoundedSize(bytes);
   bool zeroed = false;
   void* p = GetCache().take(rounded);
@@ -157,7 +157,7 @@ void* storage_alloc(size_t bytes) {
     p = RawAlloc(rounded, &zeroed);
     if (!p) return nullptr;
   }
-  if (!zeroed) std::memset(p, 0, bytes);
+  if (zero_fill && !zeroed) std::memset(p, 0, bytes);
   Track(static_cast<int64_t>(bytes));
   g_count++;
   return p;

@@ -13,7 +13,9 @@ struct StorageStats {
   int64_t cached_bytes;   // freed storage kept by the caching allocator for reuse (not in `bytes`)
 };
 
-void* storage_alloc(size_t bytes);      // returns nullptr on failure
+// Returns nullptr on failure. `zero_fill` false leaves the contents unspecified (a recycled block
+// keeps its old bytes).
+void* storage_alloc(size_t bytes, bool zero_fill = true);
 void storage_free(void* p, size_t bytes);
 StorageStats storage_stats();
 void storage_reset_peak();
