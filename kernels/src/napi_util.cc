@@ -1,6 +1,8 @@
 #include "napi_util.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 namespace modulora {
 
@@ -37,6 +39,33 @@ const char* TypedArrayTypeName(napi_typedarray_type t) {
     case napi_biguint64_array: return "BigUint64Array";
     default: return "unknown typed array";
   }
+}
+
+std::string NumStr(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[40];
+  if (std::floor(v) == v && std::fabs(v) < 1e21) {  // integers in full, as JS prints them
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+    return buf;
+  }
+  for (int prec = 1; prec <= 17; prec++) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+int64_t CheckedProduct(const Args& a, std::initializer_list<int64_t> dims, const std::string& what) {
+  constexpr int64_t kMax = int64_t{1} << 53;
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d == 0) return 0;
+  }
+  for (int64_t d : dims) {
+    if (__builtin_mul_overflow(n, d, &n) || n > kMax) a.failRange(what + " has more than 2^53 elements");
+  }
+  return n;
 }
 
 void Args::expectCount(size_t n, const char* signature) const {

@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,14 @@ T* Args::array(size_t i, const char* name, size_t minLength) const {
 }
 
 // --- helpers shared by the binding files ---------------------------------------------------------
+
+inline std::string Str(int64_t v) { return std::to_string(v); }
+
+// The shortest decimal that reads back as the same double; NaN and infinities spelled as in JS.
+std::string NumStr(double v);
+
+// The product of `dims`, refusing counts beyond 2^53: "<what> has more than 2^53 elements".
+int64_t CheckedProduct(const Args& a, std::initializer_list<int64_t> dims, const std::string& what);
 
 // A list of integers as "[1,2,3]", for messages.
 inline std::string ListStr(const std::vector<int64_t>& v) {
@@ -154,6 +163,20 @@ inline void SameLength(const Args& a, const Args::AnyArray& arr, const char* nam
   if (arr.length != ref.length) {
     a.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) + " elements but '" +
                 ref_name + "' holds " + std::to_string(ref.length) + "; they must match");
+  }
+}
+
+// A count for messages: the number, or "more than 2^63".
+inline std::string Str128(__int128 v) {
+  if (v <= static_cast<__int128>(INT64_MAX)) return Str(static_cast<int64_t>(v));
+  return "more than 2^63";
+}
+
+// Throws "argument 'a' holds 5 elements but the call needs at least 6" when `arr` holds fewer than `need`.
+inline void NeedAtLeast(const Args& a, const char* name, const Args::AnyArray& arr, __int128 need) {
+  if (static_cast<__int128>(arr.length) < need) {
+    a.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) +
+                " elements but the call needs at least " + Str128(need));
   }
 }
 
