@@ -18,8 +18,17 @@ export interface BackendMemory {
 }
 
 /**
+ * A backend's handle of one block of its memory: opaque to everything but the backend that made
+ * it (host memory for `cpu`, a device allocation for `cuda`). Its bytes are reached only through
+ * the backend's transfer methods and its kernels.
+ */
+export type StorageHandle = object;
+
+/**
  * A backend: a small method table with capability queries, so callers can ask before they use.
- * Kernels are not methods here but entries of the op registry keyed by (op, backend).
+ * Kernels are not methods here but entries of the op registry keyed by (op, backend). Memory is
+ * opaque: {@link Backend.alloc} returns a handle, and bytes move between it and the host only
+ * through {@link Backend.readSync}, {@link Backend.read} and {@link Backend.writeSync}.
  */
 export interface Backend {
   /**
@@ -31,10 +40,24 @@ export interface Backend {
   supportsDtype(dtype: DType): boolean;
   /** Whether a kernel for `op` is registered for this backend. */
   supportsOp(op: string): boolean;
-  /** New zero-filled storage of `bytes` bytes. */
-  alloc(bytes: number): ArrayBuffer;
+  /**
+   * New storage of `bytes` bytes with unspecified contents (kernels that need zeros write them;
+   * `zeros()` is a fill kernel).
+   */
+  alloc(bytes: number): StorageHandle;
   /** Frees storage from {@link Backend.alloc} now. */
-  release(buffer: ArrayBuffer): void;
+  release(handle: StorageHandle): void;
+  /**
+   * Copies `dst.byteLength` bytes of the storage, from `byteOffset`, into host memory (device →
+   * host), after the work queued on the device that writes them. Blocks until the copy is done.
+   */
+  readSync(handle: StorageHandle, byteOffset: number, dst: Uint8Array): void;
+  /** Like {@link Backend.readSync}, resolving when the copy is done instead of blocking. */
+  read(handle: StorageHandle, byteOffset: number, dst: Uint8Array): Promise<void>;
+  /** Copies the host bytes `src` into the storage at `byteOffset` (host → device). */
+  writeSync(handle: StorageHandle, byteOffset: number, src: Uint8Array): void;
+  /** Waits until all work queued on the device has finished (a no-op where kernels run synchronously). */
+  synchronize(): void;
   /** Native allocator counters. */
   memory(): BackendMemory;
   /** Resets the native peak counter, where the backend keeps one. */

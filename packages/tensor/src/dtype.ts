@@ -60,3 +60,17 @@ export function dtypeInfo(dtype: DType): DTypeInfo {
   if (!info) throw new TypeError(`unknown dtype '${String(dtype)}'; known dtypes: ${DTYPES.join(", ")}`);
   return info;
 }
+
+/** The value of 16-bit float bits. */
+export function bitsToNumber16(bits: number, dtype: "bf16" | "f16"): number {
+  if (dtype === "bf16") {
+    const u = new Uint32Array([bits << 16]);
+    return new Float32Array(u.buffer)[0]!;
+  }
+  const sign = bits & 0x8000 ? -1 : 1;
+  const e = (bits >>> 10) & 0x1f;
+  const m = bits & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}

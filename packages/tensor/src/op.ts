@@ -1,5 +1,6 @@
 import { recordOp, type BackwardFn } from "./autograd.js";
 import { getKernel, type Device } from "./backend.js";
+import { noGrad } from "./engine.js";
 import type { DType } from "./dtype.js";
 import { OpError } from "./errors.js";
 import type { Tensor } from "./tensor.js";
@@ -32,6 +33,19 @@ export function checkInputs(op: string, inputs: readonly Tensor[], fallback: Dev
 export function runOp<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, device?: Device): Tensor[] {
   const dev = device ?? checkInputs(def.name, inputs);
   const outputs = getKernel<A>(def.name, dev)(inputs, attrs);
+  if (def.backward) recordOp(def.name, inputs, outputs, attrs, def.backward, def.save ? () => def.save!(inputs, outputs, attrs) : undefined);
+  return outputs;
+}
+
+/**
+ * Runs a composite op: `forward` computes the outputs from other ops (so it runs on any device
+ * whose kernels it uses), without recording them, and the op is recorded once for autograd with
+ * `def.backward`. For ops whose natural backward keeps less than the graph of their parts would
+ * (the generic quantized product re-materializes its weight instead of saving it).
+ */
+export function runComposite<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, forward: (inputs: readonly Tensor[], attrs: A) => Tensor[]): Tensor[] {
+  checkInputs(def.name, inputs);
+  const outputs = noGrad(() => forward(inputs, attrs));
   if (def.backward) recordOp(def.name, inputs, outputs, attrs, def.backward, def.save ? () => def.save!(inputs, outputs, attrs) : undefined);
   return outputs;
 }

@@ -4,6 +4,8 @@ import { noGrad, keep } from "./engine.js";
 import { OpError } from "./errors.js";
 import { zerosLike } from "./ops/creation.js";
 import { adamwStep } from "./ops/nn.js";
+import { assign } from "./ops/inplace.js";
+import { reshape } from "./ops/shape.js";
 import type { Tensor } from "./tensor.js";
 
 /** Hyper-parameters of {@link AdamW}. */
@@ -78,7 +80,10 @@ export class AdamW {
     return { step: this.stepCount, m: this.m, v: this.v };
   }
 
-  /** Restores moments and step count saved from {@link AdamW.state} (values are copied in). */
+  /**
+   * Restores moments and step count saved from {@link AdamW.state}: values are copied in on the
+   * parameters' device, from tensors on any device.
+   */
   loadState(step: number, m: readonly Tensor[], v: readonly Tensor[]): void {
     if (m.length !== this.params.length || v.length !== this.params.length) {
       throw new RangeError(`AdamW.loadState: expected ${this.params.length} moment tensors each, got ${m.length} and ${v.length}`);
@@ -89,8 +94,15 @@ export class AdamW {
           if (src.size !== dst.size || src.dtype !== dst.dtype) {
             throw new RangeError(`AdamW.loadState: ${what}[${i}] is ${src.dtype} [${src.shape}], the parameter needs ${dst.dtype} [${p.shape}]`);
           }
-          (dst.view() as Float32Array).set(src.view() as Float32Array);
-          dst.storage.version++;
+          // Copied in on the parameter's device (one transfer where the saved state lives elsewhere).
+          const moved = src.device === dst.device ? src : src.to(dst.device);
+          const shaped = reshape(moved, dst.shape);
+          try {
+            assign(dst, shaped);
+          } finally {
+            shaped.dispose();
+            if (moved !== src) moved.dispose();
+          }
         }
       });
     });

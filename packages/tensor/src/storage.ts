@@ -1,26 +1,28 @@
-import type { Backend, Device } from "./backend.js";
+import type { Backend, Device, StorageHandle } from "./backend.js";
 
 /**
- * A block of native memory shared by one or more tensor handles (views share storage). It is
+ * A block of backend memory shared by one or more tensor handles (views share storage). It is
  * released when the last handle lets go. `version` counts in-place writes, so that autograd can
- * tell when a tensor saved for backward was overwritten.
+ * tell when a tensor saved for backward was overwritten. The memory itself is the backend's
+ * opaque {@link StorageHandle}: only the backend's kernels and transfer methods touch its bytes.
  */
 export class Storage {
   readonly device: Device;
   readonly byteLength: number;
-  /** The native memory; detached (length 0) once released. */
-  readonly buffer: ArrayBuffer;
+  /** The backend that owns the memory. */
+  readonly backend: Backend;
+  /** @internal The backend's handle; only that backend's kernels and transfers use it. */
+  readonly handle: StorageHandle;
   /** Handles holding this storage. */
   refs = 0;
   version = 0;
-  private readonly backend: Backend;
   private freed = false;
 
   constructor(backend: Backend, byteLength: number) {
     this.backend = backend;
     this.device = backend.name;
     this.byteLength = byteLength;
-    this.buffer = backend.alloc(byteLength);
+    this.handle = backend.alloc(byteLength);
     memoryCounters.onAlloc(this.device, byteLength);
   }
 
@@ -38,7 +40,7 @@ export class Storage {
     this.refs--;
     if (this.refs <= 0 && !this.freed) {
       this.freed = true;
-      this.backend.release(this.buffer);
+      this.backend.release(this.handle);
       memoryCounters.onFree(this.device, this.byteLength);
     }
   }

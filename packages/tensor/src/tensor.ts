@@ -1,6 +1,6 @@
 import { getBackend, type Device } from "./backend.js";
-import { dtypeInfo, type AnyTypedArray, type ArrayFor, type DType } from "./dtype.js";
-import { retrackTensor, trackTensor, untrackTensor } from "./engine.js";
+import { bitsToNumber16, dtypeInfo, type AnyTypedArray, type ArrayFor, type DType } from "./dtype.js";
+import { noGrad, retrackTensor, trackTensor, untrackTensor } from "./engine.js";
 import { OpError } from "./errors.js";
 import { checkShape, contiguousStrides, formatShape, shapeSize, type Shape } from "./shape.js";
 import { Storage } from "./storage.js";
@@ -59,7 +59,10 @@ export class Tensor<D extends DType = DType> {
     trackTensor(this as Tensor, scoped);
   }
 
-  /** New contiguous, zero-filled tensor. */
+  /**
+   * New contiguous tensor with unspecified contents (the backend does not clear its memory): for
+   * outputs a kernel overwrites whole. Use `zeros()` for zeros.
+   */
   static empty<D extends DType = "f32">(shape: Shape, dtype: D = "f32" as D, device: Device = "cpu"): Tensor<D> {
     checkShape(shape);
     const info = dtypeInfo(dtype);
@@ -134,50 +137,42 @@ export class Tensor<D extends DType = DType> {
   }
 
   /**
-   * Typed array over this view's storage from its first element to the end of the storage
-   * (no copy). Kernels index it with {@link Tensor.strides}.
+   * A copy of the elements on the host, row-major, in this dtype's typed array (bf16/f16 as raw
+   * bits): one device → host transfer, after the work queued on the device. A non-contiguous view
+   * is first made contiguous by a kernel on its device. Blocks the caller on a device backend;
+   * prefer {@link Tensor.data} there.
    */
-  storageArray(): ArrayFor<D> {
-    this.assertAlive("storageArray");
-    const info = dtypeInfo(this.dtype);
-    const n = this.storage.byteLength / info.size - this.offset;
-    return new info.array(this.storage.buffer, this.offset * info.size, n) as ArrayFor<D>;
+  dataSync(): ArrayFor<D> {
+    return this.withContiguous("dataSync", (c, host) => {
+      c.storage.backend.readSync(c.storage.handle, c.offset * host.BYTES_PER_ELEMENT, bytesOf(host));
+      return host;
+    });
   }
 
-  /** Zero-copy typed array of a contiguous tensor's elements. Valid until the tensor is disposed. */
-  view(): ArrayFor<D> {
-    this.assertAlive("view");
-    if (!this.isContiguous) throw new OpError("view", "tensor is not contiguous; call contiguous() first", [this]);
-    const info = dtypeInfo(this.dtype);
-    return new info.array(this.storage.buffer, this.offset * info.size, this.size) as ArrayFor<D>;
-  }
-
-  /** Zero-copy bytes of a contiguous tensor. */
-  bytes(): Uint8Array {
-    const v = this.view();
-    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  }
-
-  /** A copy of the elements, row-major, in this dtype's typed array (bf16/f16 as raw bits). */
-  data(): ArrayFor<D> {
-    if (this.isContiguous) return this.view().slice() as ArrayFor<D>;
-    const c = ops.contiguous(this);
+  /**
+   * Like {@link Tensor.dataSync}, resolving with the copy once the transfer is done, without
+   * blocking (tfjs's `data()`). The tensor must stay alive until the promise settles.
+   */
+  async data(): Promise<ArrayFor<D>> {
+    const c = this.contiguousForRead("data");
     try {
-      return c.view().slice() as ArrayFor<D>;
+      const host = this.newHostArray();
+      if (host.length > 0) await c.storage.backend.read(c.storage.handle, c.offset * host.BYTES_PER_ELEMENT, bytesOf(host));
+      return host;
     } finally {
-      c.dispose();
+      if (c !== this) c.dispose();
     }
   }
 
-  /** The elements as f64 numbers (converting bf16/f16/ints), row-major. */
+  /** The elements as f64 numbers, row-major: one transfer, then bf16/f16/ints converted on the host. */
   toFloat64Array(): Float64Array {
-    if (this.dtype === "f64") return this.data() as Float64Array;
-    const c = ops.cast(this, "f64");
-    try {
-      return c.view() .slice() as Float64Array;
-    } finally {
-      c.dispose();
+    const d = this.dataSync();
+    if (d instanceof Float64Array) return d;
+    if (this.dtype === "bf16" || this.dtype === "f16") {
+      const dtype = this.dtype as "bf16" | "f16";
+      return Float64Array.from(d as Uint16Array, (b) => bitsToNumber16(b, dtype));
     }
+    return Float64Array.from(d as ArrayLike<number>);
   }
 
   /** The elements as a flat array of numbers. */
@@ -185,10 +180,50 @@ export class Tensor<D extends DType = DType> {
     return Array.from(this.toFloat64Array());
   }
 
-  /** The value of a one-element tensor. */
+  /** The value of a one-element tensor (one device → host transfer: a synchronization). */
   item(): number {
     if (this.size !== 1) throw new OpError("item", `item() needs a tensor with one element, this one has ${this.size}`, [this]);
     return this.toFloat64Array()[0]!;
+  }
+
+  /**
+   * This tensor on `device`: a copy through the host when the device differs (device → host, then
+   * host → device), or a new handle on the same storage when it is the same device. The result
+   * carries no gradient history (like {@link Tensor.detach}); dispose it like any handle.
+   */
+  to(device: Device): Tensor<D> {
+    this.assertAlive("to");
+    if (device === this.device) return this.detach();
+    getBackend(device); // an unknown device fails before the copy out
+    const host = this.dataSync();
+    const t = Tensor.empty(this.shape, this.dtype, device);
+    try {
+      copyIn(t, host);
+    } catch (err) {
+      t.dispose();
+      throw err;
+    }
+    return t;
+  }
+
+  private newHostArray(): ArrayFor<D> {
+    return new (dtypeInfo(this.dtype).array)(this.size) as ArrayFor<D>;
+  }
+
+  /** This tensor if it is contiguous, else a contiguous copy made on its device (the caller disposes it). */
+  private contiguousForRead(op: string): Tensor<D> {
+    this.assertAlive(op);
+    return this.isContiguous ? this : noGrad(() => ops.contiguous(this));
+  }
+
+  private withContiguous<R>(op: string, fn: (c: Tensor<D>, host: ArrayFor<D>) => R): R {
+    const c = this.contiguousForRead(op);
+    try {
+      const host = this.newHostArray();
+      return host.length > 0 ? fn(c, host) : (host as unknown as R);
+    } finally {
+      if (c !== this) c.dispose();
+    }
   }
 
   /** A new handle on the same storage that does not carry gradients. */
@@ -245,6 +280,24 @@ export class Tensor<D extends DType = DType> {
   contiguous(): Tensor<D> { return ops.contiguous(this); }
   clone(): Tensor<D> { return ops.clone(this); }
   cast<T extends DType>(dtype: T): Tensor<T> { return ops.cast(this, dtype); }
+}
+
+/** The bytes of a host typed array. */
+function bytesOf(a: AnyTypedArray): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * @internal Copies host data of `t`'s dtype and size into the contiguous tensor `t`: one host →
+ * device transfer through its backend. Used by the creation functions and {@link Tensor.to}.
+ */
+export function copyIn(t: Tensor, host: AnyTypedArray): void {
+  t.assertAlive("copyIn");
+  const info = dtypeInfo(t.dtype);
+  if (!(host instanceof info.array) || host.length !== t.size || !t.isContiguous) {
+    throw new OpError("copyIn", `needs a contiguous destination and ${t.size} values in a ${info.array.name}, got ${host.length} in a ${host.constructor.name}`, [t]);
+  }
+  if (host.length > 0) t.storage.backend.writeSync(t.storage.handle, t.offset * info.size, bytesOf(host));
 }
 
 /** Whether `x` is a Tensor handle. */

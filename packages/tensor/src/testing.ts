@@ -6,7 +6,8 @@
 import { backward } from "./autograd.js";
 import { noGrad, tidy } from "./engine.js";
 import { mul } from "./ops/binary.js";
-import { randn } from "./ops/creation.js";
+import { randn, tensorFrom } from "./ops/creation.js";
+import { assign } from "./ops/inplace.js";
 import { sum } from "./ops/reduce.js";
 import { formatShape } from "./shape.js";
 import type { Tensor } from "./tensor.js";
@@ -66,19 +67,19 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tens
     const failures: string[] = [];
     checkedInputs.forEach((x) => {
       const analytic = x.grad ? x.grad.toFloat64Array() : new Float64Array(x.size);
-      const data = x.view() as Float64Array;
+      const data = x.dataSync() as Float64Array;
       const limit = options.maxElements ?? x.size;
       const stride = Math.max(1, Math.floor(x.size / limit));
       for (let j = 0; j < x.size; j += stride) {
         const orig = data[j]!;
         data[j] = orig + eps;
-        x.storage.version++;
+        overwrite(x, data);
         const plus = noGrad(objective);
         data[j] = orig - eps;
-        x.storage.version++;
+        overwrite(x, data);
         const minus = noGrad(objective);
         data[j] = orig;
-        x.storage.version++;
+        overwrite(x, data);
         const numeric = (plus - minus) / (2 * eps);
         const err = Math.abs(analytic[j]! - numeric);
         const ratio = err / (atol + rtol * Math.abs(numeric));
@@ -97,6 +98,16 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tens
     return { checked, maxAbsError, worstRatio };
   } finally {
     w.dispose();
+  }
+}
+
+/** Copies `data` into `x` on its device, through the transfer API (an in-place write). */
+function overwrite(x: Tensor, data: Float64Array): void {
+  const src = tensorFrom(data, { shape: x.shape, dtype: x.dtype, device: x.device });
+  try {
+    noGrad(() => assign(x, src));
+  } finally {
+    src.dispose();
   }
 }
 

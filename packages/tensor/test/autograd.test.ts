@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import * as T from "../src/index.js";
+import { gradcheck } from "../src/testing.js";
 
 describe("autograd tape", () => {
   it("accumulates gradients across backward calls and into shared inputs", () => {
@@ -100,5 +101,24 @@ describe("AdamW", () => {
     }
     opt.dispose();
     p.dispose();
+  });
+});
+
+describe("composite ops", () => {
+  it("record one node with their own backward, not the graph of their parts", () => {
+    // y = x·x computed from two ops, recorded as one op whose backward is 2·x·dy.
+    const def: T.OpDef<null> = {
+      name: "square",
+      save: (inputs) => inputs,
+      backward: ([dy], ctx) => [T.mul(T.mul(ctx.saved[0]!, 2), dy!)],
+    };
+    T.tidy(() => {
+      const x = T.tensorFrom([1, -2, 3]).requireGrad();
+      const [y] = T.runComposite(def, [x], null, ([a]) => [T.mul(T.add(a!, 0), a!)]);
+      expect(y!.gradFn!.op).toBe("square");
+      T.backward(T.sum(y!));
+      expect(x.grad!.toArray()).toEqual([2, -4, 6]);
+      expect(gradcheck((a) => T.runComposite(def, [a], null, ([b]) => [T.mul(b!, b!)])[0]!, [T.tensorFrom([0.5, 2], { dtype: "f64" }).requireGrad()]).checked).toBe(2);
+    });
   });
 });

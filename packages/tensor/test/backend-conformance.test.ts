@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { addonCandidates } from "@modulora/kernels";
-import { add, dropout, keep, scale, sub, type Tensor } from "../src/index.js";
+import { add, dropout, keep, registerSimBackend, scale, sub, type Tensor } from "../src/index.js";
 import {
   CaseRng, CONFORMANCE_CASES, FINITE_DIFFERENCE_ERROR, caseName, compareArrays, finiteDifferenceGrad, formatResult, roundToDType, kernelsWithoutCase, runBackendConformance, runConformanceCase, runConformanceCli,
   type ConformanceCase,
@@ -17,7 +17,8 @@ process.env.MODULORA_NUM_THREADS ??= "1";
 
 // Every backend CI can run. The simulated device joins this list once it is registered here
 // (issue 14, item 3: registerSimBackend()).
-const BACKENDS = ["cpu"];
+const BACKENDS = ["cpu", "sim"];
+registerSimBackend();
 
 for (const backend of BACKENDS) {
   describe(`backend conformance: ${backend}`, () => {
@@ -85,7 +86,7 @@ describe("the suite catches wrong kernels", () => {
     for (const name of REPRESENTATIVE) {
       const c = byName(name);
       const bound = runConformanceCase(c, "cpu").checks[0]!.bound || 2 ** -24;
-      const wrong: ConformanceCase = { ...c, forward: (xs) => { const y = c.forward(xs) as Tensor; return add(y, scale(y, 4 * bound)); } };
+      const wrong: ConformanceCase = { ...c, forward: (xs, d) => { const y = c.forward(xs, d) as Tensor; return add(y, scale(y, 4 * bound)); } };
       const r = runConformanceCase(wrong, "cpu");
       expect(r.passed, name).toBe(false);
       expect(r.checks[0]!.passed, name).toBe(false);
@@ -99,7 +100,7 @@ describe("the suite catches wrong kernels", () => {
       // y + δ·(y − detach(y)) is y itself, with every gradient scaled by 1 + δ.
       const wrong: ConformanceCase = {
         ...c,
-        forward: (xs) => { const y = c.forward(xs) as Tensor; return add(y, scale(sub(y, y.detach()), 4 * gradBound)); },
+        forward: (xs, d) => { const y = c.forward(xs, d) as Tensor; return add(y, scale(sub(y, y.detach()), 4 * gradBound)); },
       };
       const r = runConformanceCase(wrong, "cpu");
       expect(r.checks.find((k) => k.what === "out0")!.passed, name).toBe(true);
@@ -113,7 +114,7 @@ describe("the suite catches wrong kernels", () => {
     expect(ok.passed, formatResult(ok)).toBe(true);
     const grads = ok.checks.filter((k) => k.what.startsWith("grad"));
     expect(grads.map((k) => k.what)).toEqual(["grad0", "grad1", "grad2"]);
-    const wrong = runConformanceCase({ ...fd, forward: (xs) => { const y = c.forward(xs) as Tensor; return add(y, scale(sub(y, y.detach()), 4 * grads[0]!.bound)); } }, "cpu");
+    const wrong = runConformanceCase({ ...fd, forward: (xs, d) => { const y = c.forward(xs, d) as Tensor; return add(y, scale(sub(y, y.detach()), 4 * grads[0]!.bound)); } }, "cpu");
     expect(wrong.checks.filter((k) => k.what.startsWith("grad")).every((k) => !k.passed)).toBe(true);
   });
   it("a dropout mask one counter off fails", () => {
@@ -124,7 +125,7 @@ describe("the suite catches wrong kernels", () => {
   });
   it("an exact case fails on a one-ulp difference", () => {
     const c = byName("contiguous f32 [17,33]ᵀ");
-    const r = runConformanceCase({ ...c, forward: (xs) => scale(c.forward(xs) as Tensor, 1 + 2 ** -23) }, "cpu");
+    const r = runConformanceCase({ ...c, forward: (xs, d) => scale(c.forward(xs, d) as Tensor, 1 + 2 ** -23) }, "cpu");
     expect(r.passed).toBe(false);
     expect(r.error).toContain("out0: element");
   });
@@ -133,7 +134,7 @@ describe("the suite catches wrong kernels", () => {
     const thrown = runConformanceCase({ ...c, forward: () => { throw new Error("no kernel for exp"); } }, "cpu");
     expect(thrown.passed).toBe(false);
     expect(thrown.error).toBe("no kernel for exp");
-    const leaky = runConformanceCase({ ...c, forward: (xs) => { keep(scale(xs[0]!, 2)); return c.forward(xs); } }, "cpu");
+    const leaky = runConformanceCase({ ...c, forward: (xs, d) => { keep(scale(xs[0]!, 2)); return c.forward(xs, d); } }, "cpu");
     expect(leaky.passed).toBe(false);
     expect(leaky.error).toBe("leaked 1 tensor handle(s)");
   });
@@ -171,7 +172,7 @@ describe("runBackendConformance and the command line", () => {
   });
   it("exits 1 with a FAIL line when a case fails", async () => {
     const c = byName("exp f32 [127]");
-    const r = await cli(["--backend", "cpu"], [{ ...c, forward: (xs) => scale(c.forward(xs) as Tensor, 1.01) }]);
+    const r = await cli(["--backend", "cpu"], [{ ...c, forward: (xs, d) => scale(c.forward(xs, d) as Tensor, 1.01) }]);
     expect(r.code).toBe(1);
     expect(r.out.some((l) => l.startsWith("FAIL exp f32 [127]  out0: element"))).toBe(true);
     // The one-case table leaves every other cpu kernel without a case: that fails too.

@@ -65,14 +65,20 @@ describe("backend registry", () => {
     );
   });
   it("a new backend plugs in through the registry without touching op code", () => {
-    // A toy backend that reuses CPU storage but registers its own 'add' kernel.
+    // A toy backend that reuses the CPU's allocator but registers its own 'fill' and 'add' kernels.
     const calls: string[] = [];
     const toy: T.Backend = { ...T.cpuBackend, name: "toy", supportsOp: (op) => op === "add" };
     T.setBackendRegistration("toy", () => {
       T.registerBackend(toy);
-      T.registerKernel("add", "toy", (inputs) => {
+      // The toy's kernels work through its own transfer methods (they cannot reach the bytes otherwise).
+      T.registerKernel<{ value: number }>("fill", "toy", ([t], { value }) => {
+        toy.writeSync(t!.storage.handle, 0, new Uint8Array(new Float32Array(t!.size).fill(value).buffer));
+        return [];
+      });
+      T.registerKernel("add", "toy", ([a, b]) => {
         calls.push("add");
-        return [T.getKernel<{ shape: number[] }>("add", "cpu")(inputs, { shape: [...inputs[0]!.shape] })[0]!];
+        const [x, y] = [a!.dataSync() as Float32Array, b!.dataSync() as Float32Array];
+        return [T.tensorFrom(x.map((v, i) => v + y[i]!), { shape: a!.shape, device: "toy" })];
       });
     });
     T.tidy(() => {

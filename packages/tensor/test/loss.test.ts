@@ -131,8 +131,8 @@ describe("crossEntropy forward and backward", () => {
       const ids = T.tensor(targetsFor(b * (s + 1), v, 5), [b, s + 1]);
       const targets = T.slice(ids, [0, 1], [b, s + 1]); // shifted labels, not contiguous
       const dense = T.contiguous(logits);
-      const flatTargets = T.tensor(T.contiguous(targets).data() as Int32Array);
-      const ref = ceRef(dense.toFloat64Array(), v, flatTargets.data() as Int32Array);
+      const flatTargets = T.tensor(T.contiguous(targets).dataSync() as Int32Array);
+      const ref = ceRef(dense.toFloat64Array(), v, flatTargets.dataSync() as Int32Array);
       const none = T.crossEntropy(logits, targets, { reduction: "none" });
       expect(none.shape).toEqual([b, s]);
       assertClose(none.toFloat64Array(), ref.rows, 1e-12, 1e-12, "none");
@@ -339,7 +339,7 @@ describe("embedding", () => {
       const y = T.embedding(w, ids);
       expect(y.shape).toEqual([2, 3, 3]);
       const wv = w.toFloat64Array();
-      const expected = Array.from(ids.data() as Int32Array).flatMap((id) => Array.from(wv.subarray(id * 3, id * 3 + 3)));
+      const expected = Array.from(ids.dataSync() as Int32Array).flatMap((id) => Array.from(wv.subarray(id * 3, id * 3 + 3)));
       assertClose(y.toFloat64Array(), expected, 1e-7, 1e-7, "rows");
       // backward: row k of dW is the sum of dy over the positions holding id k
       const wg = T.tensor(rnd(5 * 3, 41), [5, 3], { dtype: "f64", requiresGrad: true });

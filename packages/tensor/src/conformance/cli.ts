@@ -1,5 +1,5 @@
 // The conformance runner's command line, as a function (the bundled entry calls it and exits).
-import { getBackend, listBackends } from "../index.js";
+import { getBackend, listBackends, registerSimBackend } from "../index.js";
 import { CONFORMANCE_CASES } from "./cases/index.js";
 import { formatResult, kernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
 import { caseName, type ConformanceCase, type ConformanceResult } from "./types.js";
@@ -57,6 +57,7 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
     io.err(`${PROG}: no backend given — pass --backend NAME (registered: ${listBackends().join(", ")})`);
     return 1;
   }
+  if (backend === "sim") registerSimBackend(); // the simulated device exists only when asked for
   try {
     getBackend(backend);
   } catch (err) {

@@ -2,6 +2,10 @@
 // independently of the engine's kernels (no tensor, no native call). Each takes row-major data
 // and shapes and returns row-major data.
 
+import { bitsToNumber16 } from "../dtype.js";
+
+export { bitsToNumber16 };
+
 /** Row-major f64 data. */
 export type F64 = Float64Array;
 
@@ -332,19 +336,6 @@ export function f16Bits(x: number): number {
   return sign | ((e + 15) << 10) | mant;
 }
 
-/** The value of 16-bit float bits. */
-export function bitsToNumber16(bits: number, dtype: "bf16" | "f16"): number {
-  if (dtype === "bf16") {
-    const u = new Uint32Array([bits << 16]);
-    return new Float32Array(u.buffer)[0]!;
-  }
-  const sign = bits & 0x8000 ? -1 : 1;
-  const e = (bits >>> 10) & 0x1f;
-  const m = bits & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 31) return m ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 /**
  * Gradients of `Σ attentionRef(q, k, v) ⊙ dOut` with respect to q, k and v: per row, with

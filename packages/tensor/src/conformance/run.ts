@@ -107,11 +107,10 @@ function gradOf(input: CaseInput, leaf: Tensor): Float64Array {
 
 /**
  * A tensor's elements copied to the host as f64 (16-bit floats decoded here, not by a cast
- * kernel), through the synchronous transfer (`dataSync()` where the tensor has it, else `data()`).
+ * kernel), through the synchronous transfer `dataSync()`.
  */
 export function readHost(t: Tensor): Float64Array {
-  const sync = (t as unknown as { dataSync?: () => ArrayLike<number> }).dataSync;
-  const d = sync ? sync.call(t) : t.data();
+  const d = t.dataSync();
   if (t.dtype === "bf16" || t.dtype === "f16") return Float64Array.from(d as Uint16Array, (b) => bitsToNumber16(b, t.dtype as "bf16"));
   return Float64Array.from(d as ArrayLike<number>);
 }
@@ -193,7 +192,7 @@ export function runConformanceCase(c: ConformanceCase, backend: string): Conform
     const gradBound = conformanceBound(c.dtype, c.gradDepth ?? c.depth, c.gradUlps ?? c.ulps);
     tidy(() => {
       const placed = inputs.map((inp, i) => toBackend(inp, values[i]!, backend));
-      const outs = asList(c.forward(placed.map((p) => p.arg)));
+      const outs = asList(c.forward(placed.map((p) => p.arg), backend));
       if (outs.length !== refOut.length) throw new Error(`the case returned ${outs.length} outputs, its reference ${refOut.length}`);
       outs.forEach((o, k) => checks.push(compareArrays(`out${k}`, readHost(o), refOut[k]!, bound, c.exact)));
       if (!wantsGrad) return;

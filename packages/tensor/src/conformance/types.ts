@@ -67,8 +67,11 @@ export interface ConformanceCase {
   readonly kernels: readonly string[];
   /** The inputs, from a seeded generator. */
   inputs(rng: CaseRng): CaseInput[];
-  /** The op on the backend's tensors (in-place ops return the tensors they update). */
-  forward(xs: Tensor[]): Tensor | Tensor[];
+  /**
+   * The op on the backend's tensors (in-place ops return the tensors they update); `device` is
+   * the backend's device, for ops that create tensors there.
+   */
+  forward(xs: Tensor[], device: string): Tensor | Tensor[];
   /** The same computation in f64 on the rounded input values, one array per output. */
   reference(xs: Float64Array[]): Float64Array | Float64Array[];
   /** Analytic vector-Jacobian product of the reference: the gradient of `Σ y ⊙ w` per input (null where none). */

@@ -1,9 +1,9 @@
 import { attentionBackward, attentionForward, copyStrided, type AttentionDims, type AttentionMaskView } from "@modulora/kernels";
-import { registerKernel } from "../backend.js";
+import { registerKernel, type Device } from "../backend.js";
 import type { AttentionAttrs } from "../ops/attention.js";
 import { broadcastStrides, contiguousStrides } from "../shape.js";
 import { Tensor } from "../tensor.js";
-import { farr, out } from "./util.js";
+import { farr, outputOn } from "./util.js";
 
 function dimsOf(a: AttentionAttrs): AttentionDims {
   return { batch: a.batch, queryLen: a.queryLen, keyLen: a.keyLen, queryHeads: a.queryHeads, kvHeads: a.kvHeads, headDim: a.headDim };
@@ -24,7 +24,7 @@ function withContiguous<R>(ts: readonly Tensor[], fn: (dense: Tensor[]) => R): R
   const temps: Tensor[] = [];
   const dense = ts.map((t) => {
     if (t.isContiguous) return t;
-    const c = Tensor.empty(t.shape, t.dtype, "cpu");
+    const c = Tensor.empty(t.shape, t.dtype, t.device);
     copyStrided(t.shape, farr(t), t.strides, farr(c), contiguousStrides(t.shape));
     temps.push(c);
     return c;
@@ -37,8 +37,9 @@ function withContiguous<R>(ts: readonly Tensor[], fn: (dense: Tensor[]) => R): R
 }
 
 /** Registers the fused attention kernels (forward: [out, lse]; backward: [dq, dk, dv]). */
-export function registerCpuAttention(): void {
-  registerKernel<AttentionAttrs>("attention", "cpu", ([q, k, v, mask], a) => {
+export function registerCpuAttention(device: Device): void {
+  const out = outputOn(device);
+  registerKernel<AttentionAttrs>("attention", device, ([q, k, v, mask], a) => {
     const y = out([a.batch, a.queryLen, a.queryHeads, a.headDim], q!.dtype);
     const lse = out([a.batch, a.queryHeads, a.queryLen], q!.dtype);
     withContiguous([q!, k!, v!], ([qc, kc, vc]) => {
@@ -47,7 +48,7 @@ export function registerCpuAttention(): void {
     return [y, lse];
   });
 
-  registerKernel<AttentionAttrs>("attentionBackward", "cpu", ([q, k, v, o, lse, dOut, mask], a) => {
+  registerKernel<AttentionAttrs>("attentionBackward", device, ([q, k, v, o, lse, dOut, mask], a) => {
     const dq = out(q!.shape, q!.dtype);
     const dk = out(k!.shape, k!.dtype);
     const dv = out(v!.shape, v!.dtype);

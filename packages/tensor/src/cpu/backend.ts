@@ -1,5 +1,5 @@
 import { allocStorage, nativeMemoryStats, releaseStorage, resetPeakMemory } from "@modulora/kernels";
-import { hasKernel, registerBackend, type Backend } from "../backend.js";
+import { hasKernel, registerBackend, type Backend, type Device, type StorageHandle } from "../backend.js";
 import type { DType } from "../dtype.js";
 import { registerCpuElementwise } from "./elementwise.js";
 import { registerCpuMatmul } from "./matmul.js";
@@ -9,22 +9,70 @@ import { registerCpuIndexing } from "./indexing.js";
 import { registerCpuAttention } from "./attention.js";
 import { registerCpuNn } from "./nn.js";
 import { registerCpuLoss } from "./loss.js";
+import { registerCpuCreation } from "./creation.js";
+import { registerHostMemory } from "./host.js";
 
-/** The CPU backend's method table. */
+/** Bytes [offset, offset + length) of host storage as a view (bounds checked). */
+function span(buffer: ArrayBuffer, byteOffset: number, byteLength: number, op: string): Uint8Array {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset + byteLength > buffer.byteLength) {
+    throw new RangeError(`${op}: bytes [${byteOffset}, ${byteOffset + byteLength}) are outside the storage's ${buffer.byteLength} bytes`);
+  }
+  return new Uint8Array(buffer, byteOffset, byteLength);
+}
+
+/**
+ * The transfer methods of a backend whose storage is host memory reached through `bufferOf`:
+ * reads and writes are plain copies, and there is nothing to wait for.
+ */
+export function hostTransfers(bufferOf: (h: StorageHandle) => ArrayBuffer): Pick<Backend, "readSync" | "read" | "writeSync" | "synchronize"> {
+  const readSync = (h: StorageHandle, byteOffset: number, dst: Uint8Array) => {
+    dst.set(span(bufferOf(h), byteOffset, dst.byteLength, "readSync"));
+  };
+  return {
+    readSync,
+    read: async (h, byteOffset, dst) => readSync(h, byteOffset, dst),
+    writeSync: (h, byteOffset, src) => {
+      span(bufferOf(h), byteOffset, src.byteLength, "writeSync").set(src);
+    },
+    synchronize: () => {},
+  };
+}
+
+const cpuBuffer = (h: StorageHandle) => h as ArrayBuffer;
+
+/** The CPU backend's method table: storage is 64-byte aligned native host memory from the addon. */
 export const cpuBackend: Backend = {
   name: "cpu",
   supportsDtype: (_dtype: DType) => true,
   supportsOp: (op: string) => hasKernel(op, "cpu"),
-  alloc: (bytes: number) => allocStorage(bytes),
-  release: (buffer: ArrayBuffer) => {
-    releaseStorage(buffer);
+  alloc: (bytes: number) => allocStorage(bytes, false),
+  release: (handle: StorageHandle) => {
+    releaseStorage(handle as ArrayBuffer);
   },
+  ...hostTransfers(cpuBuffer),
   memory: () => {
     const s = nativeMemoryStats();
     return { bytes: s.bytes, peakBytes: s.peakBytes, scratchBytes: s.scratchBytes };
   },
   resetPeak: () => resetPeakMemory(),
 };
+
+/**
+ * Registers the CPU kernels for `device`, a backend whose storage handles `bufferOf` maps to host
+ * memory (the `cpu` backend itself, and `sim`, which runs the same kernels).
+ */
+export function registerHostKernels(device: Device, bufferOf: (h: StorageHandle) => ArrayBuffer): void {
+  registerHostMemory(device, bufferOf);
+  registerCpuCreation(device);
+  registerCpuElementwise(device);
+  registerCpuReduce(device);
+  registerCpuMatmul(device);
+  registerCpuShape(device);
+  registerCpuIndexing(device);
+  registerCpuAttention(device);
+  registerCpuNn(device);
+  registerCpuLoss(device);
+}
 
 let registered = false;
 
@@ -36,13 +84,5 @@ export function registerCpuBackend(): void {
   if (registered) return;
   registered = true;
   registerBackend(cpuBackend);
-  registerCpuElementwise();
-  registerCpuReduce();
-  registerCpuMatmul();
-  registerCpuShape();
-  registerCpuIndexing();
-  registerCpuAttention();
-  registerCpuNn();
-  registerCpuLoss();
+  registerHostKernels("cpu", cpuBuffer);
 }
-

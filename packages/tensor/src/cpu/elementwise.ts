@@ -1,12 +1,13 @@
 import { affineOp, binaryOp, unaryGradOp, unaryOp } from "@modulora/kernels";
-import { registerKernel } from "../backend.js";
+import { registerKernel, type Device } from "../backend.js";
 import { broadcastStrides } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import type { BinaryAttrs } from "../ops/binary.js";
 import type { ScaleAttrs, UnaryAttrs } from "../ops/unary.js";
 import { contiguous } from "../ops/shape.js";
 import { noGrad } from "../engine.js";
-import { farr, out } from "./util.js";
+import { farr, outputOn } from "./util.js";
+import { hostView } from "./host.js";
 
 function dense(t: Tensor): Tensor {
   return t.isContiguous ? t : noGrad(() => contiguous(t));
@@ -24,32 +25,33 @@ function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
 }
 
 /** Registers the element-wise CPU kernels. */
-export function registerCpuElementwise(): void {
+export function registerCpuElementwise(device: Device): void {
+  const out = outputOn(device);
   for (const op of ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "eq", "gt", "lt"] as const) {
-    registerKernel<BinaryAttrs>(op, "cpu", ([a, b], { shape }) => {
+    registerKernel<BinaryAttrs>(op, device, ([a, b], { shape }) => {
       const y = out(shape, a!.dtype);
       binaryOp(op, shape, farr(a!), broadcastStrides(a!.shape, a!.strides, shape), farr(b!), broadcastStrides(b!.shape, b!.strides, shape), farr(y));
       return [y];
     });
   }
-  registerKernel<UnaryAttrs>("unary", "cpu", (inputs, { op, param }) =>
+  registerKernel<UnaryAttrs>("unary", device, (inputs, { op, param }) =>
     withDense(inputs, ([x]) => {
       const y = out(x!.shape, x!.dtype);
-      unaryOp(op, x!.view() as Float32Array, y.view() as Float32Array, param);
+      unaryOp(op, hostView(x!) as Float32Array, hostView(y) as Float32Array, param);
       return [y];
     }),
   );
-  registerKernel<UnaryAttrs>("unaryGrad", "cpu", (inputs, { op, param }) =>
+  registerKernel<UnaryAttrs>("unaryGrad", device, (inputs, { op, param }) =>
     withDense(inputs, ([x, y, dy]) => {
       const dx = out(x!.shape, x!.dtype);
-      unaryGradOp(op, x!.view() as Float32Array, y!.view() as Float32Array, dy!.view() as Float32Array, dx.view() as Float32Array, param);
+      unaryGradOp(op, hostView(x!) as Float32Array, hostView(y!) as Float32Array, hostView(dy!) as Float32Array, hostView(dx) as Float32Array, param);
       return [dx];
     }),
   );
-  registerKernel<ScaleAttrs>("scale", "cpu", (inputs, { alpha, beta }) =>
+  registerKernel<ScaleAttrs>("scale", device, (inputs, { alpha, beta }) =>
     withDense(inputs, ([x]) => {
       const y = out(x!.shape, x!.dtype);
-      affineOp(x!.view() as Float32Array, alpha, beta, y.view() as Float32Array);
+      affineOp(hostView(x!) as Float32Array, alpha, beta, hostView(y) as Float32Array);
       return [y];
     }),
   );

@@ -1,5 +1,5 @@
 import { castArray, fillArray, gatherRows, scatterAddRows } from "@modulora/kernels";
-import { registerKernel } from "../backend.js";
+import { registerKernel, type Device } from "../backend.js";
 import { dtypeInfo } from "../dtype.js";
 import type { CastAttrs } from "../ops/cast.js";
 import type { GatherAttrs } from "../ops/gather.js";
@@ -7,16 +7,18 @@ import type { InPlaceAttrs } from "../ops/inplace.js";
 import { affineOp, binaryOp, copyStrided } from "@modulora/kernels";
 import { broadcastStrides, shapeSize } from "../shape.js";
 import { copyToContiguous } from "./shape.js";
-import { farr, out } from "./util.js";
-import type { Tensor } from "../tensor.js";
+import { farr, outputOn } from "./util.js";
+import { hostArray, hostView } from "./host.js";
+import { Tensor } from "../tensor.js";
 
 function dense(t: Tensor): Tensor {
   return t.isContiguous ? t : copyToContiguous(t);
 }
 
 /** Registers gather, scatterAdd, cast and the in-place update kernels. */
-export function registerCpuIndexing(): void {
-  registerKernel<GatherAttrs>("gather", "cpu", ([x, idx], { axis }) => {
+export function registerCpuIndexing(device: Device): void {
+  const out = outputOn(device);
+  registerKernel<GatherAttrs>("gather", device, ([x, idx], { axis }) => {
     const xs = dense(x!);
     const is = dense(idx!);
     try {
@@ -24,43 +26,44 @@ export function registerCpuIndexing(): void {
       const y = out(shape, x!.dtype);
       const outer = shapeSize(x!.shape.slice(0, axis));
       const inner = shapeSize(x!.shape.slice(axis + 1));
-      if (y.size > 0) gatherRows(xs.view() as Float32Array, outer, x!.shape[axis]!, inner, is.view() as Int32Array, y.view() as Float32Array);
+      if (y.size > 0) gatherRows(hostView(xs) as Float32Array, outer, x!.shape[axis]!, inner, hostView(is) as Int32Array, hostView(y) as Float32Array);
       return [y];
     } finally {
       if (xs !== x) xs.dispose();
       if (is !== idx) is.dispose();
     }
   });
-  registerKernel<GatherAttrs>("scatterAdd", "cpu", ([src, idx], { axis, shape }) => {
+  registerKernel<GatherAttrs>("scatterAdd", device, ([src, idx], { axis, shape }) => {
     const ss = dense(src!);
     const is = dense(idx!);
     try {
       const y = out(shape!, src!.dtype);
+      hostView(y).fill(0); // rows no index points at stay zero
       const outer = shapeSize(shape!.slice(0, axis));
       const inner = shapeSize(shape!.slice(axis + 1));
-      if (ss.size > 0) scatterAddRows(ss.view() as Float32Array, outer, idx!.size, inner, is.view() as Int32Array, y.view() as Float32Array, shape![axis]!);
+      if (ss.size > 0) scatterAddRows(hostView(ss) as Float32Array, outer, idx!.size, inner, hostView(is) as Int32Array, hostView(y) as Float32Array, shape![axis]!);
       return [y];
     } finally {
       if (ss !== src) ss.dispose();
       if (is !== idx) is.dispose();
     }
   });
-  registerKernel<CastAttrs>("cast", "cpu", ([x], { dtype }) => {
+  registerKernel<CastAttrs>("cast", device, ([x], { dtype }) => {
     const xs = dense(x!);
     try {
       const y = out(x!.shape, dtype);
-      if (y.size > 0) castArray(xs.view(), dtypeInfo(x!.dtype).code, y.view(), dtypeInfo(dtype).code, y.size);
+      if (y.size > 0) castArray(hostView(xs), dtypeInfo(x!.dtype).code, hostView(y), dtypeInfo(dtype).code, y.size);
       return [y];
     } finally {
       if (xs !== x) xs.dispose();
     }
   });
   // In-place updates write through the destination's own strides (views included).
-  registerKernel<InPlaceAttrs>("assign", "cpu", ([dst, src]) => {
-    copyStrided(dst!.shape, src!.storageArray(), broadcastStrides(src!.shape, src!.strides, dst!.shape), dst!.storageArray(), dst!.strides);
+  registerKernel<InPlaceAttrs>("assign", device, ([dst, src]) => {
+    copyStrided(dst!.shape, hostArray(src!), broadcastStrides(src!.shape, src!.strides, dst!.shape), hostArray(dst!), dst!.strides);
     return [];
   });
-  registerKernel<InPlaceAttrs>("addInPlace", "cpu", ([dst, src], { alpha }) => {
+  registerKernel<InPlaceAttrs>("addInPlace", device, ([dst, src], { alpha }) => {
     const s = alpha === 1 ? src! : scaled(src!, alpha);
     try {
       binaryOp("add", dst!.shape, farr(dst!), dst!.strides, farr(s), broadcastStrides(s.shape, s.strides, dst!.shape), farr(dst!));
@@ -69,20 +72,20 @@ export function registerCpuIndexing(): void {
     }
     return [];
   });
-  registerKernel<InPlaceAttrs>("scaleInPlace", "cpu", ([dst], { alpha, beta }) => {
-    affineOp(dst!.view() as Float32Array, alpha, beta ?? 0, dst!.view() as Float32Array);
+  registerKernel<InPlaceAttrs>("scaleInPlace", device, ([dst], { alpha, beta }) => {
+    affineOp(hostView(dst!) as Float32Array, alpha, beta ?? 0, hostView(dst!) as Float32Array);
     return [];
   });
-  registerKernel<InPlaceAttrs>("fillInPlace", "cpu", ([dst], { alpha }) => {
-    fillArray(dst!.view(), alpha);
+  registerKernel<InPlaceAttrs>("fillInPlace", device, ([dst], { alpha }) => {
+    fillArray(hostView(dst!), alpha);
     return [];
   });
 }
 
 function scaled(t: Tensor, alpha: number): Tensor {
   const d = dense(t);
-  const y = out(t.shape, t.dtype);
-  affineOp(d.view() as Float32Array, alpha, 0, y.view() as Float32Array);
+  const y = Tensor.empty(t.shape, t.dtype, t.device);
+  affineOp(hostView(d) as Float32Array, alpha, 0, hostView(y) as Float32Array);
   if (d !== t) d.dispose();
   return y;
 }

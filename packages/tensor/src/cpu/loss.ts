@@ -1,7 +1,7 @@
 // CPU kernels of the loss ops (ops/loss.ts): cross-entropy on the native chunked kernels
 // (kernels/src/cpu/loss.cc), softmax / logSoftmax, and embedding over the gather kernel.
 import { crossEntropyBackward, crossEntropyForward, softmaxBackward, softmaxForward, type FloatArray, type RowLayout } from "@modulora/kernels";
-import { getKernel, registerKernel } from "../backend.js";
+import { getKernel, registerKernel, type Device } from "../backend.js";
 import { noGrad } from "../engine.js";
 import { OpError } from "../errors.js";
 import type { GatherAttrs } from "../ops/gather.js";
@@ -9,7 +9,8 @@ import type { CrossEntropyAttrs, SoftmaxAttrs } from "../ops/loss.js";
 import { contiguous } from "../ops/shape.js";
 import { shapeSize } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { out } from "./util.js";
+import { outputOn } from "./util.js";
+import { hostArray, hostView } from "./host.js";
 
 /** Runs `fn` on contiguous versions of `inputs` (copies only the non-contiguous ones). */
 function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
@@ -23,7 +24,7 @@ function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
   }
 }
 
-const f = (t: Tensor): FloatArray => t.view() as FloatArray;
+const f = (t: Tensor): FloatArray => hostView(t) as FloatArray;
 
 /**
  * Runs `fn` with the logits as rows: read through their strides when the class axis is
@@ -32,7 +33,7 @@ const f = (t: Tensor): FloatArray => t.view() as FloatArray;
 function withRows<T>(logits: Tensor, fn: (data: FloatArray, rows: RowLayout) => T): T {
   const r = logits.rank - 1;
   if (logits.strides[r] === 1 || logits.shape[r] === 1) {
-    return fn(logits.storageArray() as FloatArray, { shape: logits.shape.slice(0, r), strides: logits.strides.slice(0, r) });
+    return fn(hostArray(logits) as FloatArray, { shape: logits.shape.slice(0, r), strides: logits.strides.slice(0, r) });
   }
   return withDense([logits], ([d]) => fn(f(d!), { shape: d!.shape.slice(0, r), strides: d!.strides.slice(0, r) }));
 }
@@ -53,8 +54,9 @@ function around(shape: readonly number[], axis: number): [number, number, number
 }
 
 /** Registers the cross-entropy, softmax, logSoftmax and embedding CPU kernels. */
-export function registerCpuLoss(): void {
-  registerKernel<CrossEntropyAttrs>("crossEntropy", "cpu", (inputs, { ignoreIndex, reduction }) => {
+export function registerCpuLoss(device: Device): void {
+  const out = outputOn(device);
+  registerKernel<CrossEntropyAttrs>("crossEntropy", device, (inputs, { ignoreIndex, reduction }) => {
     const [logits, targets] = inputs as [Tensor, Tensor];
     const v = logits.shape[logits.rank - 1]!;
     const n = targets.size;
@@ -62,7 +64,7 @@ export function registerCpuLoss(): void {
     const rows = out(reduction === "none" ? targets.shape : [n], logits.dtype);
     const counted = withDense([targets], ([t]) =>
       withRows(logits, (data, layout) =>
-        asOpError("crossEntropy", inputs, () => crossEntropyForward(data, layout, v, t!.view() as Int32Array, ignoreIndex, f(lse), f(rows))),
+        asOpError("crossEntropy", inputs, () => crossEntropyForward(data, layout, v, hostView(t!) as Int32Array, ignoreIndex, f(lse), f(rows))),
       ),
     );
     if (reduction === "none") return [rows, lse];
@@ -76,7 +78,7 @@ export function registerCpuLoss(): void {
     return [loss, lse];
   });
 
-  registerKernel<CrossEntropyAttrs>("crossEntropyGrad", "cpu", (inputs, { ignoreIndex, reduction }) => {
+  registerKernel<CrossEntropyAttrs>("crossEntropyGrad", device, (inputs, { ignoreIndex, reduction }) => {
     const [dy, logits, targets, lse] = inputs as [Tensor, Tensor, Tensor, Tensor];
     const v = logits.shape[logits.rank - 1]!;
     const dlogits = out(logits.shape, logits.dtype);
@@ -88,8 +90,8 @@ export function registerCpuLoss(): void {
       withRows(logits, (data, layout) =>
         asOpError("crossEntropyBackward", inputs, () =>
           crossEntropyBackward(
-            data, layout, v, t!.view() as Int32Array, ignoreIndex, f(l!),
-            g ? f(g) : (dy.storageArray() as FloatArray), g ? 1 : gStride, reduction === "mean", f(dlogits),
+            data, layout, v, hostView(t!) as Int32Array, ignoreIndex, f(l!),
+            g ? f(g) : (hostArray(dy) as FloatArray), g ? 1 : gStride, reduction === "mean", f(dlogits),
           ),
         ),
       ),
@@ -98,14 +100,14 @@ export function registerCpuLoss(): void {
   });
 
   for (const [name, log] of [["softmax", false], ["logSoftmax", true]] as const) {
-    registerKernel<SoftmaxAttrs>(name, "cpu", (inputs, { axis }) =>
+    registerKernel<SoftmaxAttrs>(name, device, (inputs, { axis }) =>
       withDense(inputs, ([x]) => {
         const y = out(x!.shape, x!.dtype);
         if (y.size > 0) softmaxForward(f(x!), ...around(x!.shape, axis), f(y), log);
         return [y];
       }),
     );
-    registerKernel<SoftmaxAttrs>(`${name}Grad`, "cpu", (inputs, { axis }) =>
+    registerKernel<SoftmaxAttrs>(`${name}Grad`, device, (inputs, { axis }) =>
       withDense(inputs, ([y, dy]) => {
         const dx = out(y!.shape, y!.dtype);
         if (dx.size > 0) softmaxBackward(f(y!), f(dy!), ...around(y!.shape, axis), f(dx), log);
@@ -115,11 +117,11 @@ export function registerCpuLoss(): void {
   }
 
   // The gather kernel, after a range check that names the op.
-  registerKernel<GatherAttrs>("embedding", "cpu", (inputs, attrs) => {
+  registerKernel<GatherAttrs>("embedding", device, (inputs, attrs) => {
     const [weight, ids] = inputs as [Tensor, Tensor];
     const rows = weight.shape[0]!;
     withDense([ids], ([d]) => {
-      const idx = d!.view() as Int32Array;
+      const idx = hostView(d!) as Int32Array;
       for (let i = 0; i < idx.length; i++) {
         const id = idx[i]!;
         if (id < 0 || id >= rows) {
@@ -127,6 +129,6 @@ export function registerCpuLoss(): void {
         }
       }
     });
-    return getKernel<GatherAttrs>("gather", "cpu")(inputs, attrs);
+    return getKernel<GatherAttrs>("gather", device)(inputs, attrs);
   });
 }

@@ -1,9 +1,10 @@
 import { copyStrided, gemm } from "@modulora/kernels";
-import { registerKernel } from "../backend.js";
+import { registerKernel, type Device } from "../backend.js";
 import type { MatmulAttrs } from "../ops/matmul.js";
 import { broadcastStrides, contiguousStrides, shapeSize } from "../shape.js";
 import { Tensor } from "../tensor.js";
-import { farr, out } from "./util.js";
+import { farr, outputOn } from "./util.js";
+import { hostView } from "./host.js";
 
 /** How one operand is handed to GEMM: a (possibly transposed) matrix layout and a batch stride. */
 interface Operand {
@@ -51,7 +52,7 @@ function prepare(t: Tensor, batch: readonly number[]): Operand {
   if (layout && bs !== null) return { t, flipped: layout.flipped, ld: layout.ld, batchStride: bs, temp: null };
   // Copy to a contiguous [...batch, R, C] matrix stack.
   const shape = [...batch, ...t.shape.slice(-2)];
-  const temp = Tensor.empty(shape, t.dtype, "cpu");
+  const temp = Tensor.empty(shape, t.dtype, t.device);
   const src = broadcastStrides(t.shape, t.strides, shape);
   copyStrided(shape, farr(t), src, farr(temp), contiguousStrides(shape));
   const rc = t.shape[t.rank - 2]! * t.shape[t.rank - 1]!;
@@ -59,11 +60,15 @@ function prepare(t: Tensor, batch: readonly number[]): Operand {
 }
 
 /** Registers the matmul kernel: one strided-batched GEMM. */
-export function registerCpuMatmul(): void {
-  registerKernel<MatmulAttrs>("matmul", "cpu", ([a, b], { transA, transB, batch, m, n, k }) => {
+export function registerCpuMatmul(device: Device): void {
+  const out = outputOn(device);
+  registerKernel<MatmulAttrs>("matmul", device, ([a, b], { transA, transB, batch, m, n, k }) => {
     const y = out([...batch, m, n], a!.dtype);
     const count = shapeSize(batch);
-    if (count === 0 || m === 0 || n === 0 || k === 0) return [y];
+    if (count === 0 || m === 0 || n === 0 || k === 0) {
+      hostView(y).fill(0); // a sum over k = 0 terms
+      return [y];
+    }
     const A = prepare(a!, batch);
     const B = prepare(b!, batch);
     try {

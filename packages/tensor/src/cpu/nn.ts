@@ -3,12 +3,13 @@ import {
   adamwStep as adamwStepNative, dropoutForward, rmsnormBackward, rmsnormForward, ropeForward, ropeBackward,
   swigluBackward, swigluForward, type FloatArray,
 } from "@modulora/kernels";
-import { registerKernel } from "../backend.js";
+import { registerKernel, type Device } from "../backend.js";
 import { noGrad } from "../engine.js";
 import type { AdamwStepOptions, DropoutAttrs, RmsnormAttrs, RmsnormGradAttrs, RopeAttrs } from "../ops/nn.js";
 import { contiguous } from "../ops/shape.js";
 import type { Tensor } from "../tensor.js";
-import { out } from "./util.js";
+import { outputOn } from "./util.js";
+import { hostArray, hostView } from "./host.js";
 
 /** Runs `fn` on contiguous versions of `inputs` (copies only the non-contiguous ones). */
 function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
@@ -22,11 +23,12 @@ function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
   }
 }
 
-const f = (t: Tensor): FloatArray => t.view() as FloatArray;
+const f = (t: Tensor): FloatArray => hostView(t) as FloatArray;
 
 /** Registers the RMSNorm, RoPE, SwiGLU, dropout and AdamW-step CPU kernels. */
-export function registerCpuNn(): void {
-  registerKernel<RmsnormAttrs>("rmsnorm", "cpu", (inputs, { eps }) =>
+export function registerCpuNn(device: Device): void {
+  const out = outputOn(device);
+  registerKernel<RmsnormAttrs>("rmsnorm", device, (inputs, { eps }) =>
     withDense(inputs, ([x, w]) => {
       const y = out(x!.shape, x!.dtype);
       const rstd = out(x!.shape.slice(0, -1), x!.dtype);
@@ -34,38 +36,39 @@ export function registerCpuNn(): void {
       return [y, rstd];
     }),
   );
-  registerKernel<RmsnormGradAttrs>("rmsnormGrad", "cpu", (inputs, { weightGrad }) =>
+  registerKernel<RmsnormGradAttrs>("rmsnormGrad", device, (inputs, { weightGrad }) =>
     withDense(inputs, ([x, w, rstd, dy]) => {
       const dx = out(x!.shape, x!.dtype);
       const dw = weightGrad ? out(w!.shape, w!.dtype) : null;
       if (x!.size > 0) rmsnormBackward(f(x!), f(w!), f(rstd!), f(dy!), f(dx), dw && f(dw));
+      else if (dw) f(dw).fill(0); // dweight sums over no rows
       return dw ? [dx, dw] : [dx];
     }),
   );
 
   // x is read through its strides when its last axis is contiguous, so q/k slices of a fused
   // projection are not copied; other layouts are made contiguous first.
-  registerKernel<RopeAttrs>("rope", "cpu", ([x, positions], { invFreq, inverse }) => {
+  registerKernel<RopeAttrs>("rope", device, ([x, positions], { invFreq, inverse }) => {
     const shape = x!.shape as [number, number, number, number];
     const y = out(shape, x!.dtype);
     if (y.size === 0) return [y];
     const run = (xt: Tensor, pos: Tensor) => {
       const layout = { shape, strides: [xt.strides[0]!, xt.strides[1]!, xt.strides[2]!] as [number, number, number] };
-      (inverse ? ropeBackward : ropeForward)(xt.storageArray() as FloatArray, layout, pos.view() as Int32Array, invFreq, f(y));
+      (inverse ? ropeBackward : ropeForward)(hostArray(xt) as FloatArray, layout, hostView(pos) as Int32Array, invFreq, f(y));
     };
     if (x!.strides[3] === 1) withDense([positions!], ([pos]) => run(x!, pos!));
     else withDense([x!, positions!], ([xd, pos]) => run(xd!, pos!));
     return [y];
   });
 
-  registerKernel("swiglu", "cpu", (inputs) =>
+  registerKernel("swiglu", device, (inputs) =>
     withDense(inputs, ([gate, up]) => {
       const y = out(gate!.shape, gate!.dtype);
       if (y.size > 0) swigluForward(f(gate!), f(up!), f(y));
       return [y];
     }),
   );
-  registerKernel("swigluGrad", "cpu", (inputs) =>
+  registerKernel("swigluGrad", device, (inputs) =>
     withDense(inputs, ([gate, up, dy]) => {
       const dgate = out(gate!.shape, gate!.dtype);
       const dup = out(gate!.shape, gate!.dtype);
@@ -74,7 +77,7 @@ export function registerCpuNn(): void {
     }),
   );
 
-  registerKernel<DropoutAttrs>("dropout", "cpu", (inputs, { p, seed, offset }) =>
+  registerKernel<DropoutAttrs>("dropout", device, (inputs, { p, seed, offset }) =>
     withDense(inputs, ([x]) => {
       const y = out(x!.shape, x!.dtype);
       if (y.size > 0) dropoutForward(f(x!), p, seed, offset, f(y));
@@ -83,7 +86,7 @@ export function registerCpuNn(): void {
   );
 
   // In place; ops/nn.ts has checked that all four tensors are contiguous.
-  registerKernel<AdamwStepOptions>("adamwStep", "cpu", ([param, grad, m, v], o) => {
+  registerKernel<AdamwStepOptions>("adamwStep", device, ([param, grad, m, v], o) => {
     if (param!.size > 0) adamwStepNative(f(param!), f(grad!), f(m!), f(v!), o);
     return [];
   });

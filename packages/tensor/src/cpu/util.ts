@@ -1,13 +1,15 @@
 import type { FloatArray } from "@modulora/kernels";
+import type { Device } from "../backend.js";
 import { Tensor } from "../tensor.js";
 import type { DType } from "../dtype.js";
+import { hostArray } from "./host.js";
 
 /** Float storage of a tensor from its first element (kernels index it with the tensor's strides). */
 export function farr(t: Tensor): FloatArray {
-  return t.storageArray() as FloatArray;
+  return hostArray(t) as FloatArray;
 }
 
-/** A new contiguous output tensor on the CPU. */
-export function out(shape: readonly number[], dtype: DType): Tensor {
-  return Tensor.empty(shape, dtype, "cpu");
+/** The output allocator of kernels registered for `device`: new contiguous tensors there. */
+export function outputOn(device: Device): (shape: readonly number[], dtype: DType) => Tensor {
+  return (shape, dtype) => Tensor.empty(shape, dtype, device);
 }

@@ -1,10 +1,10 @@
-// Creating tensors: from data, constants, ranges and seeded random values.
-import type { Device } from "../backend.js";
+// Creating tensors: from host data (a copy in through the backend's transfer API), and constants,
+// ranges and seeded random values computed by kernels on the target device.
+import { getKernel, type Device } from "../backend.js";
 import { dtypeInfo, type AnyTypedArray, type DType } from "../dtype.js";
-import { normalFill, uniformFill } from "../random.js";
 import { checkShape, formatShape, shapeSize, type Shape } from "../shape.js";
-import { Tensor, typedArrayDType } from "../tensor.js";
-import { fillArray } from "@modulora/kernels";
+import { Tensor, copyIn, typedArrayDType } from "../tensor.js";
+import { seedToKey } from "../random.js";
 import { cast } from "./cast.js";
 
 /** dtype and device of a new tensor. */
@@ -18,6 +18,34 @@ export interface CreateOptions {
 export interface RandomOptions extends CreateOptions {
   /** Seed of the counter-based generator (required: results are reproducible by design). */
   seed: number;
+  /**
+   * Where in the seed's stream to start, in Philox blocks of 4 values (default 0): a tensor drawn
+   * at offset k·⌈n/4⌉ continues the one of n values drawn at offset (k−1)·⌈n/4⌉.
+   */
+  offset?: number;
+}
+
+/** Attributes of the `fill` kernel: every element of its (single, contiguous) input becomes `value`. */
+export interface FillAttrs {
+  readonly value: number;
+}
+
+/** Attributes of the `arange` kernel: element i of its input becomes `start + i·step`. */
+export interface ArangeAttrs {
+  readonly start: number;
+  readonly step: number;
+}
+
+/**
+ * Attributes of the `random` kernel (f32/f64 input, filled in place from Philox4×32-10 keyed by
+ * `seed`, starting at block `offset`): uniform `a + (b − a)·u` with u in [0, 1), or normal `a + b·z`.
+ */
+export interface RandomAttrs {
+  readonly distribution: "uniform" | "normal";
+  readonly seed: number;
+  readonly offset: number;
+  readonly a: number;
+  readonly b: number;
 }
 
 /** Nested arrays of numbers (a scalar, a list, a list of lists...). */
@@ -39,56 +67,71 @@ function finish<D extends DType>(t: Tensor<D>, opts: CreateOptions): Tensor<D> {
   return t;
 }
 
+/** Runs a creation kernel that writes `t` in place on its device. */
+function runCreation<A>(op: string, t: Tensor, attrs: A): void {
+  if (t.size > 0) getKernel<A>(op, t.device)([t], attrs);
+}
+
+/** Options of {@link tensorFrom}. */
+export interface TensorFromOptions extends CreateOptions {
+  /** The shape (default: one dimension of the data's length). */
+  shape?: Shape;
+}
+
 /**
- * A tensor from data: a typed array (its type gives the default dtype), a flat number array with a
- * `shape`, or nested arrays (shape inferred). Number data defaults to f32. The data is copied.
+ * A new tensor on `device` holding a copy of host data: one host → device transfer. The dtype
+ * defaults to the typed array's (a `Uint16Array` holds bf16 or f16 bits and needs `dtype`); plain
+ * numbers default to f32. Numbers are converted to the dtype on the host, except for bf16/f16,
+ * which are copied in as f32 and rounded by the device's cast kernel.
  */
-export function tensor(data: AnyTypedArray | Nested, shape?: Shape, opts: CreateOptions = {}): Tensor {
-  let flat: ArrayLike<number>;
-  let inferred: number[];
-  let srcDType: DType;
-  if (ArrayBuffer.isView(data)) {
-    flat = data as AnyTypedArray;
-    inferred = [flat.length];
-    srcDType = typedArrayDType(data as AnyTypedArray);
-    if (data instanceof Uint16Array && !opts.dtype) throw new TypeError("tensor: a Uint16Array holds bf16 or f16 bits; say which with { dtype }");
-    if (data instanceof Uint16Array) srcDType = opts.dtype!;
-  } else {
-    const out: number[] = [];
-    inferred = [];
-    flatten(data as Nested, inferred, out, 0);
-    flat = out;
-    srcDType = "f32";
-  }
-  const finalShape = shape ? [...shape] : inferred;
-  checkShape(finalShape);
-  if (shapeSize(finalShape) !== flat.length) throw new TypeError(`tensor: ${flat.length} values do not fill shape ${formatShape(finalShape)}`);
-  const dtype = opts.dtype ?? srcDType;
+export function tensorFrom(data: AnyTypedArray | readonly number[], opts: TensorFromOptions = {}): Tensor {
+  const typed = ArrayBuffer.isView(data);
+  if (typed && data instanceof Uint16Array && !opts.dtype) throw new TypeError("tensorFrom: a Uint16Array holds bf16 or f16 bits; say which with { dtype }");
+  const dtype = opts.dtype ?? (typed ? typedArrayDType(data as AnyTypedArray) : "f32");
+  const shape = opts.shape ? [...opts.shape] : [data.length];
+  checkShape(shape);
+  if (shapeSize(shape) !== data.length) throw new TypeError(`tensorFrom: ${data.length} values do not fill shape ${formatShape(shape)}`);
   const info = dtypeInfo(dtype);
+  const device = opts.device ?? "cpu";
   if ((dtype === "bf16" || dtype === "f16") && !(data instanceof Uint16Array)) {
-    const f = tensor(Float32Array.from(flat), finalShape, { device: opts.device });
+    const f = tensorFrom(data, { shape, device });
     try {
       return finish(cast(f, dtype), opts);
     } finally {
       f.dispose();
     }
   }
-  const t = Tensor.empty(finalShape, dtype, opts.device ?? "cpu");
-  const view = t.view();
   if (!info.isFloat) {
-    for (let i = 0; i < flat.length; i++) {
-      const v = flat[i]!;
-      if (!Number.isInteger(v)) {
-        t.dispose();
-        throw new TypeError(`tensor: value ${v} at index ${i} is not an integer, as dtype ${dtype} needs`);
-      }
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i]!;
+      if (!Number.isInteger(v)) throw new TypeError(`tensorFrom: value ${v} at index ${i} is not an integer, as dtype ${dtype} needs`);
     }
   }
-  (view as AnyTypedArray).set(flat as ArrayLike<number>);
+  const host = data instanceof info.array ? (data as AnyTypedArray) : (info.array as unknown as { from(a: ArrayLike<number>): AnyTypedArray }).from(data);
+  const t = Tensor.empty(shape, dtype, device);
+  try {
+    copyIn(t, host);
+  } catch (err) {
+    t.dispose();
+    throw err;
+  }
   return finish(t, opts);
 }
 
-/** A tensor of `shape` with every element `value`. */
+/**
+ * A tensor from data: a typed array (its type gives the default dtype), a flat number array with a
+ * `shape`, or nested arrays (shape inferred). Number data defaults to f32. The data is copied
+ * (see {@link tensorFrom}).
+ */
+export function tensor(data: AnyTypedArray | Nested, shape?: Shape, opts: CreateOptions = {}): Tensor {
+  if (ArrayBuffer.isView(data)) return tensorFrom(data as AnyTypedArray, { ...opts, shape: shape ?? [(data as AnyTypedArray).length] });
+  const flat: number[] = [];
+  const inferred: number[] = [];
+  flatten(data as Nested, inferred, flat, 0);
+  return tensorFrom(flat, { ...opts, shape: shape ?? inferred });
+}
+
+/** A tensor of `shape` with every element `value`, filled by a kernel on the target device. */
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
   const dtype = opts.dtype ?? "f32";
   if (dtype === "bf16" || dtype === "f16") {
@@ -99,8 +142,9 @@ export function full(shape: Shape, value: number, opts: CreateOptions = {}): Ten
       f.dispose();
     }
   }
+  if (!dtypeInfo(dtype).isFloat && !Number.isInteger(value)) throw new TypeError(`full: value ${value} is not an integer, as dtype ${dtype} needs`);
   const t = Tensor.empty(shape, dtype, opts.device ?? "cpu");
-  if (value !== 0) fillArray(t.view(), value);
+  runCreation<FillAttrs>("fill", t, { value });
   return finish(t, opts);
 }
 
@@ -124,7 +168,10 @@ export function onesLike(t: Tensor): Tensor {
   return full(t.shape, 1, { dtype: t.dtype, device: t.device });
 }
 
-/** `[start, start + step, ...]` below `end` (like `range`); `arange(n)` is `[0 .. n-1]`. */
+/**
+ * `[start, start + step, ...]` below `end` (like `range`); `arange(n)` is `[0 .. n-1]`. Computed
+ * by a kernel on the target device (in f64, then stored in the dtype).
+ */
 export function arange(start: number, end?: number, step = 1, opts: CreateOptions = {}): Tensor {
   if (end === undefined) {
     end = start;
@@ -132,16 +179,32 @@ export function arange(start: number, end?: number, step = 1, opts: CreateOption
   }
   if (step === 0 || !Number.isFinite(step)) throw new RangeError(`arange: step must be a non-zero finite number, got ${step}`);
   const n = Math.max(0, Math.ceil((end - start) / step));
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = start + i * step;
-  return tensor(values, [n], { dtype: opts.dtype ?? "f32", device: opts.device, requiresGrad: opts.requiresGrad });
+  const dtype = opts.dtype ?? "f32";
+  if (dtype === "bf16" || dtype === "f16") {
+    const f = arange(start, end, step, { device: opts.device });
+    try {
+      return finish(cast(f, dtype), opts);
+    } finally {
+      f.dispose();
+    }
+  }
+  if (!dtypeInfo(dtype).isFloat && (!Number.isInteger(start) || !Number.isInteger(step))) {
+    throw new TypeError(`arange: start ${start} and step ${step} must be integers for dtype ${dtype}`);
+  }
+  const t = Tensor.empty([n], dtype, opts.device ?? "cpu");
+  runCreation<ArangeAttrs>("arange", t, { start, step });
+  return finish(t, opts);
 }
 
-function random(shape: Shape, opts: RandomOptions, fill: (a: Float32Array | Float64Array, seed: number) => void): Tensor {
+function random(shape: Shape, opts: RandomOptions, distribution: RandomAttrs["distribution"], a: number, b: number): Tensor {
   checkShape(shape);
+  const offset = opts.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`random: offset must be a non-negative integer, got ${offset}`);
+  seedToKey(opts.seed); // validates the seed before anything is allocated
   const dtype = opts.dtype ?? "f32";
   if (dtype !== "f32" && dtype !== "f64") {
-    const f = random(shape, { ...opts, dtype: "f32", requiresGrad: false }, fill);
+    if (!dtypeInfo(dtype).isFloat) throw new TypeError(`random: dtype ${dtype} is not a float dtype; draw f32 and cast`);
+    const f = random(shape, { ...opts, dtype: "f32", requiresGrad: false }, distribution, a, b);
     try {
       return finish(cast(f, dtype), opts);
     } finally {
@@ -149,26 +212,21 @@ function random(shape: Shape, opts: RandomOptions, fill: (a: Float32Array | Floa
     }
   }
   const t = Tensor.empty(shape, dtype, opts.device ?? "cpu");
-  fill(t.view() as Float32Array | Float64Array, opts.seed);
+  try {
+    runCreation<RandomAttrs>("random", t, { distribution, seed: opts.seed, offset, a, b });
+  } catch (err) {
+    t.dispose();
+    throw err;
+  }
   return finish(t, opts);
 }
 
 /** Uniform samples in [low, high) from the seeded counter-based generator. */
 export function rand(shape: Shape, opts: RandomOptions & { low?: number; high?: number }): Tensor {
-  const low = opts.low ?? 0;
-  const high = opts.high ?? 1;
-  return random(shape, opts, (a, seed) => {
-    uniformFill(a, seed);
-    if (low !== 0 || high !== 1) for (let i = 0; i < a.length; i++) a[i] = low + (high - low) * a[i]!;
-  });
+  return random(shape, opts, "uniform", opts.low ?? 0, opts.high ?? 1);
 }
 
 /** Normal samples with mean `mean` and standard deviation `std` from the seeded generator. */
 export function randn(shape: Shape, opts: RandomOptions & { mean?: number; std?: number }): Tensor {
-  const mean = opts.mean ?? 0;
-  const std = opts.std ?? 1;
-  return random(shape, opts, (a, seed) => {
-    normalFill(a, seed);
-    if (mean !== 0 || std !== 1) for (let i = 0; i < a.length; i++) a[i] = mean + std * a[i]!;
-  });
+  return random(shape, opts, "normal", opts.mean ?? 0, opts.std ?? 1);
 }

@@ -117,7 +117,7 @@ export function crossEntropyReference(logits: Tensor, targets: Tensor, options: 
   const { ignoreIndex, reduction } = crossEntropyAttrs(logits, targets, options);
   const v = logits.shape[logits.rank - 1]!;
   const n = targets.size;
-  const t = targets.data() as Int32Array;
+  const t = targets.dataSync() as Int32Array;
   const flat = new Int32Array(n);
   const mask = new Float64Array(n);
   let count = 0;

@@ -1,5 +1,7 @@
 // Tensor-level safetensors I/O on top of the byte-level reader and writer.
-import { Tensor } from "../tensor.js";
+import type { Device } from "../backend.js";
+import { dtypeInfo } from "../dtype.js";
+import { Tensor, copyIn } from "../tensor.js";
 import { SafetensorsReader, type SafetensorsOpenOptions } from "./reader.js";
 import { writeSafetensors, type SafetensorsTensorData, type WriteSafetensorsOptions } from "./writer.js";
 
@@ -7,6 +9,8 @@ import { writeSafetensors, type SafetensorsTensorData, type WriteSafetensorsOpti
 export interface LoadSafetensorsOptions extends SafetensorsOpenOptions {
   /** Load only these tensors (all of them by default). A name not in the file is an error. */
   names?: readonly string[];
+  /** The device to load onto (default `cpu`): each tensor is copied in as it is read, one at a time. */
+  device?: Device;
 }
 
 /**
@@ -24,9 +28,9 @@ export function loadSafetensors(path: string, options: LoadSafetensorsOptions = 
     const entries = names.map((n) => reader.entry(n));
     for (const e of entries) {
       if (out.has(e.name)) continue;
-      const t = Tensor.empty(e.shape, e.dtype);
+      const t = Tensor.empty(e.shape, e.dtype, options.device ?? "cpu");
       out.set(e.name, t);
-      reader.readInto(e.name, t.bytes());
+      copyBytesIn(t, reader.mode === "mmap" ? reader.view(e.name) : reader.read(e.name));
     }
     return out;
   } catch (err) {
@@ -37,9 +41,16 @@ export function loadSafetensors(path: string, options: LoadSafetensorsOptions = 
   }
 }
 
+/** Copies a tensor's file bytes (little-endian, as the host) into `t` through its backend. */
+function copyBytesIn(t: Tensor, bytes: Uint8Array): void {
+  const info = dtypeInfo(t.dtype);
+  if (bytes.byteOffset % info.size === 0) copyIn(t, new info.array(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength / info.size));
+  else copyIn(t, new info.array(bytes.slice().buffer as ArrayBuffer));
+}
+
 /**
- * Saves tensors to a safetensors file (atomically, see {@link writeSafetensors}). Non-contiguous
- * tensors are copied to contiguous ones first and the copies disposed afterwards. Order in the
+ * Saves tensors to a safetensors file (atomically, see {@link writeSafetensors}). Each tensor is
+ * copied to the host first ({@link Tensor.dataSync}), from any device, views included. Order in the
  * file is the iteration order of `tensors`; pass a `Map` to control it (a plain object lists
  * integer-like keys first).
  */
@@ -50,15 +61,9 @@ export function saveSafetensors(
   options?: WriteSafetensorsOptions,
 ): void {
   const pairs: [string, Tensor][] = tensors instanceof Map ? [...(tensors as ReadonlyMap<string, Tensor>)] : Object.entries(tensors as Record<string, Tensor>);
-  const copies: Tensor[] = [];
-  try {
-    const data: SafetensorsTensorData[] = pairs.map(([name, t]) => {
-      const c = t.contiguous();
-      if (c !== t) copies.push(c);
-      return { name, dtype: c.dtype, shape: c.shape, data: c.bytes() };
-    });
-    writeSafetensors(path, data, metadata, options);
-  } finally {
-    for (const c of copies) c.dispose();
-  }
+  const data: SafetensorsTensorData[] = pairs.map(([name, t]) => {
+    const host = t.dataSync();
+    return { name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(host.buffer, host.byteOffset, host.byteLength) };
+  });
+  writeSafetensors(path, data, metadata, options);
 }

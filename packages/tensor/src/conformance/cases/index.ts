@@ -2,6 +2,7 @@
 import { caseName, type ConformanceCase } from "../types.js";
 import { COMPUTE_DTYPES } from "./common.js";
 import { ATTENTION_CASES } from "./attention.js";
+import { CREATION_CASES } from "./creation.js";
 import { ELEMENTWISE_CASES } from "./elementwise.js";
 import { LINALG_CASES } from "./linalg.js";
 import { LOSS_CASES } from "./loss.js";
@@ -10,7 +11,7 @@ import { SHAPE_CASES } from "./shape.js";
 
 export { COMPUTE_DTYPES } from "./common.js";
 
-const BASE_CASES: readonly ConformanceCase[] = [...ELEMENTWISE_CASES, ...LINALG_CASES, ...SHAPE_CASES, ...NN_CASES, ...ATTENTION_CASES, ...LOSS_CASES];
+const BASE_CASES: readonly ConformanceCase[] = [...CREATION_CASES, ...ELEMENTWISE_CASES, ...LINALG_CASES, ...SHAPE_CASES, ...NN_CASES, ...ATTENTION_CASES, ...LOSS_CASES];
 
 /**
  * Cases run again on non-contiguous inputs (the transpose of a contiguous tensor), by name and
