@@ -120,7 +120,7 @@ describe("non-finite values never become a printed metric", () => {
     const dir = tinyCopy("nan-weights");
     const t = T.loadSafetensors(join(TINY, "model.safetensors"));
     const name = "model.layers.0.mlp.up_proj.weight";
-    const w = new Float32Array(t.get(name)!.data() as Float32Array);
+    const w = new Float32Array(t.get(name)!.dataSync() as Float32Array);
     w[7] = NaN;
     t.get(name)!.dispose();
     t.set(name, T.tensor(w, [768, 256]));

@@ -125,7 +125,7 @@ describe("affine format", () => {
     expect(Object.keys(s.tensors).sort()).toEqual(["g_idx", "qweight", "scales", "zeros"]);
     expect(s.tensors.qweight!.shape).toEqual([6, 5]);
     expect(s.tensors.scales!.dtype).toBe("f16");
-    const copies = Object.fromEntries(Object.entries(s.tensors).map(([k, t]) => [k, tensor(t.data(), t.shape, { dtype: t.dtype })]));
+    const copies = Object.fromEntries(Object.entries(s.tensors).map(([k, t]) => [k, tensor(t.dataSync(), t.shape, { dtype: t.dtype })]));
     const back = deserializeQuantizedWeight(copies, JSON.parse(JSON.stringify(s.metadata)));
     const a = new Float32Array(320), b = new Float32Array(320);
     w.materialize(0, 5, a);
@@ -175,7 +175,7 @@ describe("codebook format", () => {
     const w = createCodebookWeight(make(4, true));
     const s = serializeQuantizedWeight(w);
     expect(Object.keys(s.tensors).sort()).toEqual(["absmax_codes", "absmax_offset", "absmax_scale", "codes", "levels"]);
-    const back = deserializeQuantizedWeight(Object.fromEntries(Object.entries(s.tensors).map(([k, t]) => [k, tensor(t.data(), t.shape, { dtype: t.dtype })])), s.metadata);
+    const back = deserializeQuantizedWeight(Object.fromEntries(Object.entries(s.tensors).map(([k, t]) => [k, tensor(t.dataSync(), t.shape, { dtype: t.dtype })])), s.metadata);
     const a = new Float32Array(192), b = new Float32Array(192);
     w.materialize(0, 3, a);
     back.materialize(0, 3, b);

@@ -125,7 +125,7 @@ export function generate(model: LlamaModel, promptIds: readonly number[], option
       const logits = noGrad(() =>
         tidy(() => {
           const input = tensor(Int32Array.from(next), [1, next.length], { dtype: "i32" });
-          return model.forward(input, { cache, lastLogitsOnly: true }).logits.data() as Float32Array; // [V]
+          return model.forward(input, { cache, lastLogitsOnly: true }).logits.dataSync() as Float32Array; // [V]
         }),
       );
       for (let i = 0; i < logits.length; i++) {

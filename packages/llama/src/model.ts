@@ -257,7 +257,7 @@ export class LlamaModel {
 /** labels `[B, T]` → targets `[B, T]` with `targets[:, t] = labels[:, t + 1]` and −100 in the last column. */
 export function shiftLabels(labels: Tensor): Tensor {
   const [b, t] = labels.shape as [number, number];
-  const src = labels.data() as Int32Array;
+  const src = labels.dataSync() as Int32Array;
   const out = new Int32Array(b * t).fill(-100);
   for (let i = 0; i < b; i++) out.set(src.subarray(i * t + 1, (i + 1) * t), i * t);
   return tensor(out, [b, t], { dtype: "i32" });

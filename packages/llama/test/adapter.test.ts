@@ -70,7 +70,7 @@ function randomizeB(adapter: Adapter, seed: number): void {
   });
 }
 
-const logitsOf = (model: LlamaModel, ids: T.Tensor): Float32Array => T.tidy(() => new Float32Array(model.forward(ids).logits.data() as Float32Array));
+const logitsOf = (model: LlamaModel, ids: T.Tensor): Float32Array => T.tidy(() => new Float32Array(model.forward(ids).logits.dataSync() as Float32Array));
 const headerOf = (path: string): Record<string, { dtype: string; shape: number[] } | Record<string, string>> => {
   const b = readFileSync(path);
   return JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString("utf8"));
@@ -85,7 +85,7 @@ const tmp = mkdtempSync(join(tmpdir(), "modulora-adapter-"));
 beforeAll(() => {
   const ref = T.loadSafetensors(`${LORA}reference.safetensors`);
   ids = T.keep(ref.get("input_ids")!);
-  refLogits = new Float32Array(ref.get("logits")!.data() as Float32Array);
+  refLogits = new Float32Array(ref.get("logits")!.dataSync() as Float32Array);
   ref.get("logits")!.dispose();
   base = tinyModel();
   baseLogits = logitsOf(base, ids);
@@ -138,17 +138,17 @@ describe("LoRALinear (dense base)", () => {
       });
       const x = T.randn([3, 32], { seed: 3 });
       const ref = T.add(T.matmul(x, wq, { transB: true }), T.scale(T.matmul(T.matmul(x, dense.loraA, { transB: true }), dense.loraB, { transB: true }), 2));
-      expect(maxAbsDiff(dense.forward(x).data(), ref.data())).toBeLessThan(1e-5);
+      expect(maxAbsDiff(dense.forward(x).dataSync(), ref.dataSync())).toBeLessThan(1e-5);
       // training: same masks (same stepSeed) on both
-      const a = dense.forward(x, { training: true, step: 3 }).data();
-      expect(maxAbsDiff(a, quant.forward(x, { training: true, step: 3 }).data())).toBeLessThan(1e-4);
-      expect(maxAbsDiff(a, ref.data())).toBeGreaterThan(1e-3);
+      const a = dense.forward(x, { training: true, step: 3 }).dataSync();
+      expect(maxAbsDiff(a, quant.forward(x, { training: true, step: 3 }).dataSync())).toBeLessThan(1e-4);
+      expect(maxAbsDiff(a, ref.dataSync())).toBeGreaterThan(1e-3);
       const mask = T.dropout(x, 0.3, { seed: stepSeed(5, 3) });
       const byHand = T.add(T.matmul(x, wq, { transB: true }), T.scale(T.matmul(T.matmul(mask, dense.loraA, { transB: true }), dense.loraB, { transB: true }), 2));
-      expect(maxAbsDiff(a, byHand.data())).toBeLessThan(1e-5);
+      expect(maxAbsDiff(a, byHand.dataSync())).toBeLessThan(1e-5);
       // merged
       const merged = dense.mergedWeight();
-      expect(maxAbsDiff(T.matmul(x, merged, { transB: true }).data(), ref.data())).toBeLessThan(1e-5);
+      expect(maxAbsDiff(T.matmul(x, merged, { transB: true }).dataSync(), ref.dataSync())).toBeLessThan(1e-5);
       expect(dense.parameters()).toEqual([dense.loraA, dense.loraB]);
       expect(() => new LoRALinear(wq, { r: 0, alpha: 1 })).toThrow(/LoRALinear: rank r must be a positive integer/);
       expect(() => new LoRALinear(T.zeros([4]), { r: 1, alpha: 1 })).toThrow(/weight must be \[out, in\]/);
@@ -404,7 +404,7 @@ describe("saveAdapter / loadAdapter", () => {
     const ba = T.tidy(() => T.matmul(l.loraB, l.loraA).toArray());
     const expected = Array.from(deq, (v, i) => v + l.scaling * ba[i]!);
     expect(merged.get(`${name}.weight`)!.shape).toEqual([768, 256]);
-    expect(maxAbsDiff(merged.get(`${name}.weight`)!.data(), expected)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(merged.get(`${name}.weight`)!.dataSync(), expected)).toBeLessThan(1e-5);
     expect(maxAbsDiff(logitsOf(q1, ids), saved)).toBe(0);
     // a dense model built from the merged weights computes the same function
     const dense = tinyModel();
@@ -502,7 +502,7 @@ describe("saveAdapter / loadAdapter", () => {
       const l = a.layers.get("model.layers.0.self_attn.o_proj")!;
       const w = (l.base as DenseLinear).weight.toArray();
       const ba = T.tidy(() => T.matmul(l.loraB, l.loraA).toArray());
-      expect(maxAbsDiff(merged.get("model.layers.0.self_attn.o_proj.weight")!.data(), w.map((v, i) => v + 2 * ba[i]!))).toBeLessThan(1e-6);
+      expect(maxAbsDiff(merged.get("model.layers.0.self_attn.o_proj.weight")!.dataSync(), w.map((v, i) => v + 2 * ba[i]!))).toBeLessThan(1e-6);
       expect(maxAbsDiff(logitsOf(base, ids), refLogits)).toBeLessThan(1e-3);
       T.dispose(merged);
     } finally {
@@ -664,7 +664,7 @@ describe("loadAdapter: malformed adapters", () => {
     const dir = fixtureCopy("nan-factor");
     const t = T.loadSafetensors(`${LORA}${ADAPTER_WEIGHTS_FILE}`);
     const name = peftTensorName(1, "v_proj", "B");
-    const b = new Float32Array(t.get(name)!.data() as Float32Array);
+    const b = new Float32Array(t.get(name)!.dataSync() as Float32Array);
     b[3] = -Infinity;
     t.get(name)!.dispose();
     t.set(name, T.tensor(b, [256, 8]));
@@ -696,8 +696,8 @@ describe("PEFT check inputs (scripts/peft_check.py)", () => {
     const a = loadAdapter(base, TRAINED);
     try {
       expect(a.metadata?.seed).toBe(42);
-      const logits = T.tidy(() => new Float32Array(base.forward(ref.get("input_ids")!).logits.data() as Float32Array));
-      const d = maxAbsDiff(logits, ref.get("logits")!.data());
+      const logits = T.tidy(() => new Float32Array(base.forward(ref.get("input_ids")!).logits.dataSync() as Float32Array));
+      const d = maxAbsDiff(logits, ref.get("logits")!.dataSync());
       console.log(`trained-adapter logits vs the committed ones: max abs diff ${d.toExponential(2)}`);
       expect(d).toBeLessThan(1e-4);
     } finally {

@@ -14,7 +14,7 @@ const V = model.config.vocabSize;
 
 /** log p(· | ids[0..p]) for every position p of one unpadded sequence: plain f64 log-softmax of the logits. */
 function refLogProbs(ids: readonly number[]): Float64Array[] {
-  const logits = noGrad(() => tidy(() => Float64Array.from(model.forward(tensor(Int32Array.from(ids), [1, ids.length], { dtype: "i32" })).logits.data() as Float32Array)));
+  const logits = noGrad(() => tidy(() => Float64Array.from(model.forward(tensor(Int32Array.from(ids), [1, ids.length], { dtype: "i32" })).logits.dataSync() as Float32Array)));
   return ids.map((_, p) => {
     const row = logits.subarray(p * V, (p + 1) * V);
     let max = -Infinity;
@@ -52,7 +52,7 @@ describe("fine-tuning glue", () => {
 
   it("batchLoss on the reference windows equals transformers' reference_loss", () => {
     const ref = loadSafetensors(`${dir}reference.safetensors`, { names: ["input_ids"] });
-    const ids = Int32Array.from(ref.get("input_ids")!.data() as Int32Array); // [3, 48]
+    const ids = Int32Array.from(ref.get("input_ids")!.dataSync() as Int32Array); // [3, 48]
     ref.get("input_ids")!.dispose();
     const { reference_loss: refLoss } = JSON.parse(readFileSync(`${dir}reference.json`, "utf8")) as { reference_loss: number };
     const l = tidy(() => batchLoss(model, { inputIds: ids, labels: ids, lengths: [48, 48, 48], tokens: 144 }, { training: false }).item());

@@ -26,7 +26,7 @@ let prompt: number[];
 beforeAll(() => {
   model = LlamaModel.fromTensors(tinyConfig(), T.loadSafetensors(`${TINY}model.safetensors`));
   const ref = T.loadSafetensors(`${TINY}reference.safetensors`, { names: ["input_ids"] });
-  prompt = Array.from(ref.get("input_ids")!.data() as Int32Array).slice(0, 12); // 12 tokens of validation text
+  prompt = Array.from(ref.get("input_ids")!.dataSync() as Int32Array).slice(0, 12); // 12 tokens of validation text
   T.dispose(ref);
 });
 afterAll(() => model.dispose());
@@ -36,7 +36,7 @@ function fullArgmax(ids: number[]): number {
   return T.noGrad(() =>
     T.tidy(() => {
       const { logits } = model.forward(T.tensor(Int32Array.from(ids), [1, ids.length], { dtype: "i32" }));
-      return argmax(T.slice(logits, [0, ids.length - 1], [1, ids.length]).data() as Float32Array);
+      return argmax(T.slice(logits, [0, ids.length - 1], [1, ids.length]).dataSync() as Float32Array);
     }),
   );
 }

@@ -143,7 +143,7 @@ describe("non-finite outputs never become a metric", () => {
     const clean = evaluatePerplexity(model, ids, { seqLen: 64 });
     expect(Number.isFinite(clean.perplexity)).toBe(true);
     const w = (model.layers[1]!.linears.q_proj as DenseLinear).weight;
-    const saved = new Float32Array(w.data() as Float32Array);
+    const saved = new Float32Array(w.dataSync() as Float32Array);
     const poisoned = new Float32Array(saved);
     poisoned[5] = NaN; // row 0 of q_proj: query head 0, one element
     T.noGrad(() => T.tidy(() => T.assign(w, T.tensor(poisoned, w.shape))));
@@ -172,14 +172,14 @@ describe("context length: max_position_embeddings and Mistral's sliding_window",
       expect(() => mistral.forward(ids)).toThrow(
         "LlamaModel.forward: the sequence is 64 tokens, longer than the model's context of 16 tokens (sliding_window 16 in config.json: Mistral attends to the last 16 positions, and this project computes full attention, which is the same only up to that length)",
       );
-      const tokens = Array.from(ids.data() as Int32Array);
+      const tokens = Array.from(ids.dataSync() as Int32Array);
       expect(() => evaluatePerplexity(mistral, tokens, { seqLen: 64 })).toThrow(/context of 16 tokens \(sliding_window 16/);
       expect(() => generate(mistral, tokens.slice(0, 10), { maxNewTokens: 7, temperature: 0 })).toThrow(
         /^generate: the prompt \(10 tokens\) plus maxNewTokens \(7\) is 17 tokens, longer than the model's context of 16 tokens .*: lower maxNewTokens or shorten the prompt$/,
       );
       expect(generate(mistral, tokens.slice(0, 10), { maxNewTokens: 6, temperature: 0 }).ids).toEqual(generate(llama, tokens.slice(0, 10), { maxNewTokens: 6, temperature: 0 }).ids);
-      const a = T.tidy(() => Array.from(mistral.forward(T.slice(ids, [0, 0], [1, 16])).logits.data() as Float32Array));
-      const b = T.tidy(() => Array.from(llama.forward(T.slice(ids, [0, 0], [1, 16])).logits.data() as Float32Array));
+      const a = T.tidy(() => Array.from(mistral.forward(T.slice(ids, [0, 0], [1, 16])).logits.dataSync() as Float32Array));
+      const b = T.tidy(() => Array.from(llama.forward(T.slice(ids, [0, 0], [1, 16])).logits.dataSync() as Float32Array));
       expect(a).toEqual(b);
       ids.dispose();
     } finally {
@@ -195,7 +195,7 @@ describe("context length: max_position_embeddings and Mistral's sliding_window",
     try {
       const ids = ids64();
       expect(() => short.forward(ids)).toThrow("LlamaModel.forward: the sequence is 64 tokens, longer than the model's context of 32 tokens (max_position_embeddings 32 in config.json)");
-      const tokens = Array.from(ids.data() as Int32Array);
+      const tokens = Array.from(ids.dataSync() as Int32Array);
       expect(() => generate(short, tokens.slice(0, 30), { maxNewTokens: 3, temperature: 0 })).toThrow(/plus maxNewTokens \(3\) is 33 tokens, longer than the model's context of 32/);
       expect(generate(short, tokens.slice(0, 30), { maxNewTokens: 2, temperature: 0 }).ids).toHaveLength(2);
       ids.dispose();

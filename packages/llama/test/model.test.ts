@@ -61,7 +61,7 @@ describe("LlamaModel.fromTensors", () => {
     const { model: loaded, tokenizer, config } = loadLlama(TINY);
     expect(config.numKvHeads).toBe(4);
     expect(tokenizer.encode("Hello world", { addSpecialTokens: false })).toEqual([1311, 303, 81, 1161]);
-    const d = T.tidy(() => maxAbsDiff(loaded.forward(ids()).logits.data(), model.forward(ids()).logits.data()));
+    const d = T.tidy(() => maxAbsDiff(loaded.forward(ids()).logits.dataSync(), model.forward(ids()).logits.dataSync()));
     expect(d).toBe(0);
     loaded.dispose();
   });
@@ -86,9 +86,9 @@ describe("forward vs Hugging Face (tiny-llama, f32)", () => {
       expect(logits.shape).toEqual([3, 48, 4096]);
       expect(hiddenStates).toHaveLength(5);
       const diffs = {
-        logits: maxAbsDiff(logits.data(), ref.get("logits")!.data()),
-        hidden_layer1: maxAbsDiff(hiddenStates![1]!.data(), ref.get("hidden_layer1")!.data()),
-        hidden_last: maxAbsDiff(hiddenStates![4]!.data(), ref.get("hidden_last")!.data()),
+        logits: maxAbsDiff(logits.dataSync(), ref.get("logits")!.dataSync()),
+        hidden_layer1: maxAbsDiff(hiddenStates![1]!.dataSync(), ref.get("hidden_layer1")!.dataSync()),
+        hidden_last: maxAbsDiff(hiddenStates![4]!.dataSync(), ref.get("hidden_last")!.dataSync()),
       };
       for (const [k, d] of Object.entries(diffs)) report(k, d);
       expect(diffs.logits, "logits").toBeLessThan(2e-4);
@@ -104,11 +104,11 @@ describe("forward vs Hugging Face (tiny-llama, f32)", () => {
   it("labels −100 are ignored; all ignored gives 0", () => {
     T.tidy(() => {
       const x = T.slice(ids(), [0], [1]);
-      const labels = T.tensor(Int32Array.from(x.data() as Int32Array, (v, i) => (i < 24 ? -100 : v)), [1, 48], { dtype: "i32" });
+      const labels = T.tensor(Int32Array.from(x.dataSync() as Int32Array, (v, i) => (i < 24 ? -100 : v)), [1, 48], { dtype: "i32" });
       const { logits } = model.forward(x);
       // hand: mean over t = 23..46 of −log softmax(logits[t])[ids[t + 1]]
-      const l = T.logSoftmax(logits).data() as Float32Array;
-      const xi = x.data() as Int32Array;
+      const l = T.logSoftmax(logits).dataSync() as Float32Array;
+      const xi = x.dataSync() as Int32Array;
       let s = 0;
       for (let t = 23; t < 47; t++) s -= l[t * 4096 + xi[t + 1]!]!;
       expect(model.loss(x, labels).item()).toBeCloseTo(s / 24, 5);
@@ -120,20 +120,20 @@ describe("forward vs Hugging Face (tiny-llama, f32)", () => {
       const all = model.forward(ids()).logits;
       for (let b = 0; b < 3; b++) {
         const one = model.forward(T.slice(ids(), [b], [b + 1])).logits;
-        const d = maxAbsDiff(one.data(), T.slice(all, [b], [b + 1]).data());
+        const d = maxAbsDiff(one.dataSync(), T.slice(all, [b], [b + 1]).dataSync());
         expect(d, `window ${b}`).toBeLessThan(1e-5);
       }
     });
   });
   it("the KV cache (prefix, then one token at a time) gives the full forward's logits", () => {
     T.tidy(() => {
-      const full = model.forward(ids()).logits.data() as Float32Array; // [3, 48, V]
+      const full = model.forward(ids()).logits.dataSync() as Float32Array; // [3, 48, V]
       const cache = new KVCache(model.config, { batchSize: 3, maxLength: 48 });
       const parts = [model.forward(T.slice(ids(), [0, 0], [3, 20]), { cache }).logits];
       expect(cache.length).toBe(20);
       for (let t = 20; t < 48; t++) parts.push(model.forward(T.slice(ids(), [0, t], [3, t + 1]), { cache }).logits);
       expect(cache.length).toBe(48);
-      const cached = T.concat(parts, 1).data() as Float32Array;
+      const cached = T.concat(parts, 1).dataSync() as Float32Array;
       const d = maxAbsDiff(cached, full);
       report("KV-cache logits vs full forward", d);
       expect(d).toBeLessThan(1e-4);
@@ -149,13 +149,13 @@ describe("forward vs Hugging Face (tiny-llama, f32)", () => {
       const last = model.forward(ids(), { lastLogitsOnly: true }).logits;
       expect(last.shape).toEqual([3, 1, 4096]);
       // fewer rows take the GEMV path of the matmul: equal up to rounding
-      expect(maxAbsDiff(last.data(), T.slice(full, [0, 47], [3, 48]).data())).toBeLessThan(1e-4);
+      expect(maxAbsDiff(last.dataSync(), T.slice(full, [0, 47], [3, 48]).dataSync())).toBeLessThan(1e-4);
     });
   });
   it("explicit positions: a window at positions 0..T−1 equals the default", () => {
     T.tidy(() => {
-      const a = model.forward(ids()).logits.data();
-      const b = model.forward(ids(), { positions: T.arange(48, undefined, 1, { dtype: "i32" }) }).logits.data();
+      const a = model.forward(ids()).logits.dataSync();
+      const b = model.forward(ids(), { positions: T.arange(48, undefined, 1, { dtype: "i32" }) }).logits.dataSync();
       expect(maxAbsDiff(a, b)).toBe(0);
     });
   });

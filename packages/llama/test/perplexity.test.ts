@@ -43,7 +43,7 @@ function handNll(windows: number, seqLen: number): number {
   for (let w = 0; w < windows; w++) {
     const win = ids.slice(w * seqLen, (w + 1) * seqLen);
     const logp = T.noGrad(() =>
-      T.tidy(() => T.logSoftmax(model.forward(T.tensor(Int32Array.from(win), [1, seqLen], { dtype: "i32" })).logits).data() as Float32Array),
+      T.tidy(() => T.logSoftmax(model.forward(T.tensor(Int32Array.from(win), [1, seqLen], { dtype: "i32" })).logits).dataSync() as Float32Array),
     );
     for (let t = 0; t < seqLen - 1; t++) total -= logp[t * 4096 + win[t + 1]!]!;
   }

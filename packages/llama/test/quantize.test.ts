@@ -73,7 +73,7 @@ describe("quantizeModel with RTN on tiny-llama", () => {
   // 8 windows of 256: 29.88 (f32) / 30.77 / 35.49 / 115.3.
   it("4-bit logits stay close to full precision (relative L2 < 0.1) and perplexity is monotone: fp < 4 < 3 < 2 bits", async () => {
     const ids = ref.get("input_ids")!;
-    const logitsOf = (m: LlamaModel) => noGrad(() => tidy(() => m.forward(ids).logits.data() as Float32Array));
+    const logitsOf = (m: LlamaModel) => noGrad(() => tidy(() => m.forward(ids).logits.dataSync() as Float32Array));
     const { model: fp } = await loadLlama(TINY);
     const fpLogits = logitsOf(fp);
     const ppl = [evaluatePerplexity(fp, validIds, { seqLen: 256, maxWindows: 8 }).perplexity];
@@ -181,7 +181,7 @@ class HookLinear implements Linear {
   get outFeatures() { return this.inner.outFeatures; }
   forward(x: Tensor, o?: LayerForwardOptions): Tensor {
     const n = this.inFeatures;
-    const v = x.data() as Float32Array;
+    const v = x.dataSync() as Float32Array;
     const rows = v.length / n;
     for (let r = 0; r < rows; r++) {
       const row = v.subarray(r * n, (r + 1) * n);

@@ -29,7 +29,7 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const logitsOf = (m: LlamaModel) => noGrad(() => tidy(() => m.forward(ids).logits.data() as Float32Array));
+const logitsOf = (m: LlamaModel) => noGrad(() => tidy(() => m.forward(ids).logits.dataSync() as Float32Array));
 const readJson = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
 let counter = 0;
 const fresh = (name: string) => join(work, `${name}-${counter++}`);

@@ -52,7 +52,7 @@ describe("small-llama forward vs transformers (reference.safetensors, 3 × 48 to
         const hiddenStates = hs!;
         expect(logits.shape).toEqual([3, 48, 8192]);
         const mine: Record<string, T.Tensor> = { logits, hidden_layer1: hiddenStates[1]!, hidden_last: hiddenStates[hiddenStates.length - 1]! };
-        return Object.fromEntries(Object.entries(mine).map(([k, t]) => [k, relL2(t.data() as Float32Array, ref.get(k)!.data() as Float32Array)]));
+        return Object.fromEntries(Object.entries(mine).map(([k, t]) => [k, relL2(t.dataSync() as Float32Array, ref.get(k)!.dataSync() as Float32Array)]));
       }),
     );
     console.log(`small-llama relative L2: ${Object.entries(errs).map(([k, e]) => `${k} ${e.toExponential(2)}`).join(", ")}`);

@@ -84,7 +84,7 @@ describe("OPTQ on tiny-llama with real calibration activations", () => {
     expect(qc.bits).toBe(4);
     expect(qc.group_size).toBe(64);
     const ids = validIds.slice(0, 64);
-    const logits = (m: LlamaModel) => noGrad(() => tidy(() => Array.from(m.forward(tensor(Int32Array.from(ids), [1, 64], { dtype: "i32" })).logits.data() as Float32Array)));
+    const logits = (m: LlamaModel) => noGrad(() => tidy(() => Array.from(m.forward(tensor(Int32Array.from(ids), [1, 64], { dtype: "i32" })).logits.dataSync() as Float32Array)));
     const before = logits(model);
     const { model: loaded } = loadQuantizedModel(dir);
     expect(logits(loaded)).toEqual(before);

@@ -150,7 +150,7 @@ export function quantizerConformance(plugin: QuantizerPlugin, cfg: ConformanceCo
             const s = serializeQuantizedWeight(q, plugin);
             // copy the tensors, as a checkpoint round trip would
             const copies: Record<string, Tensor> = {};
-            for (const [k, t] of Object.entries(s.tensors)) copies[k] = keep(tensor(t.data(), t.shape, { dtype: t.dtype }));
+            for (const [k, t] of Object.entries(s.tensors)) copies[k] = keep(tensor(t.dataSync(), t.shape, { dtype: t.dtype }));
             const meta = JSON.parse(JSON.stringify(s.metadata)) as Record<string, unknown>;
             const back = deserializeQuantizedWeight(copies, meta, plugin);
             try {
