@@ -32,6 +32,8 @@ class Pool {
   int size() const { return size_; }
 
   // Runs job(t, nt) for t in [0, nt), nt <= size_; thread 0 is the caller.
+  // Safe to call from several threads at once (the JS thread and AsyncWorker threads): one
+  // parallel region runs at a time, a second caller waits on run_mu_ until the first has ended.
   void run(int nt, const std::function<void(int, int)>& job) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel region at a time
     {
@@ -95,29 +97,34 @@ int DefaultThreads() {
   return hc == 0 ? 1 : static_cast<int>(hc);
 }
 
+// The pool is shared: a caller holds it for its whole region, so setNumThreads() from one thread
+// while another thread (an AsyncWorker) runs a region swaps in a new pool and the old one ends
+// when its last region has.
 std::mutex g_pool_mu;
-std::unique_ptr<Pool> g_pool;
+std::shared_ptr<Pool> g_pool;
 
-Pool& GetPool() {
+std::shared_ptr<Pool> GetPool() {
   std::lock_guard<std::mutex> lk(g_pool_mu);
-  if (!g_pool) g_pool = std::make_unique<Pool>(DefaultThreads());
-  return *g_pool;
+  if (!g_pool) g_pool = std::make_shared<Pool>(DefaultThreads());
+  return g_pool;
 }
 
 }  // namespace
 
-int num_threads() { return GetPool().size(); }
+int num_threads() { return GetPool()->size(); }
 
 void set_num_threads(int n) {
   if (n < 1) n = 1;
+  std::shared_ptr<Pool> old;  // destroyed (its workers joined) outside the lock
   std::lock_guard<std::mutex> lk(g_pool_mu);
   if (g_pool && g_pool->size() == n) return;
-  g_pool.reset();
-  g_pool = std::make_unique<Pool>(n);
+  old = std::move(g_pool);
+  g_pool = std::make_shared<Pool>(n);
 }
 
 void parallel_tasks(int max_tasks, const std::function<void(int, int)>& fn) {
-  Pool& pool = GetPool();
+  const std::shared_ptr<Pool> held = GetPool();
+  Pool& pool = *held;
   int nt = std::max(1, std::min(pool.size(), max_tasks));
   if (nt == 1 || tls_in_worker) {
     for (int t = 0; t < (tls_in_worker ? 1 : nt); t++) fn(t, tls_in_worker ? 1 : nt);

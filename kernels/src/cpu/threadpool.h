@@ -4,6 +4,11 @@
 // it at run time. parallel_for splits [0, n) into at most num_threads() contiguous chunks of at
 // least `grain` items and runs them on the pool and the calling thread; with one thread or little
 // work it runs inline, so small ops pay no synchronisation.
+//
+// Several threads may call in at once (the JS thread and AsyncWorker threads such as the async
+// OPTQ binding): parallel regions run one at a time, a second caller waits for the first to end,
+// and set_num_threads() while another thread runs a region swaps pools safely (the old pool ends
+// with its last region). A kernel's result never depends on which caller ran first.
 #pragma once
 #include <cstdint>
 #include <functional>
