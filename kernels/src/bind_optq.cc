@@ -59,14 +59,14 @@ OptqJob Prepare(const Call& a) {
   const int64_t out = j.out, in = j.in;
   if (out * in > (int64_t{1} << 40)) a.failRange("the weight is too large");
   const std::string wh = "outFeatures × inFeatures = " + Str(out) + " × " + Str(in);
-  j.w = ExactArray<float>(a, a.index("w"), "w", out * in, wh);
-  j.h = ExactArray<double>(a, a.index("h"), "h", in * in, "inFeatures × inFeatures = " + Str(in) + " × " + Str(in));
+  j.w = ExactArray<float>(a, "w", out * in, wh);
+  j.h = ExactArray<double>(a, "h", in * in, "inFeatures × inFeatures = " + Str(in) + " × " + Str(in));
   const int64_t groups = in / p.group_size;
-  j.codes = ExactArray<uint8_t>(a, a.index("codes"), "codes", out * in, wh);
+  j.codes = ExactArray<uint8_t>(a, "codes", out * in, wh);
   const std::string gw = "outFeatures × groups = " + Str(out) + " × " + Str(groups);
-  j.scales = ExactArray<float>(a, a.index("scales"), "scales", out * groups, gw);
-  j.zeros = ExactArray<uint8_t>(a, a.index("zeros"), "zeros", out * groups, gw);
-  j.g_idx = ExactArray<int32_t>(a, a.index("gIdx"), "gIdx", in, "inFeatures");
+  j.scales = ExactArray<float>(a, "scales", out * groups, gw);
+  j.zeros = ExactArray<uint8_t>(a, "zeros", out * groups, gw);
+  j.g_idx = ExactArray<int32_t>(a, "gIdx", in, "inFeatures");
   return j;
 }
 

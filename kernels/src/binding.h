@@ -188,6 +188,13 @@ class Call : public Args {
   const char* shared_first_ = nullptr;
 };
 
+// The array `name` of type T holding exactly `need` elements (napi_util.h's ExactArray, by name):
+// "argument 'scales' holds 12 elements, expected groups × outFeatures = 3 × 5 = 15".
+template <class T>
+T* ExactArray(const Call& a, const char* name, int64_t need, const std::string& what) {
+  return ExactArray<T>(static_cast<const Args&>(a), a.index(name), name, need, what);
+}
+
 // Exports every entry of `table` (which must outlive the addon: a function-local static).
 void RegisterOps(Napi::Env env, Napi::Object exports, const std::vector<OpDef>& table);
 
