@@ -45,7 +45,7 @@ AffineQuant ParseAffine(const Call& a) {
   const std::string& zeroKind = a.str("zeroKind");
   const int64_t words = (w.in + 31) / 32 * w.bits;
   w.qweight = reinterpret_cast<const uint32_t*>(ExactArray<int32_t>(
-      a, 0, "qweight", words * w.out,
+      a, "qweight", words * w.out,
       "⌈inFeatures/32⌉ · bits × outFeatures = " + Str(words) + " × " + Str(w.out)));
   const std::string groupsWhat = "groups × outFeatures = " + Str(w.groups) + " × " + Str(w.out);
   w.scales = ExactArray<uint16_t>(a, "scales", w.groups * w.out, groupsWhat);

@@ -157,6 +157,15 @@ inline void NeedLength(const Args& a, const Args::AnyArray& arr, const char* nam
   }
 }
 
+// Throws "argument 'rstd' holds 3 elements but <what> needs 4" unless `arr` holds exactly `need`.
+inline void ExactLength(const Args& a, const Args::AnyArray& arr, const char* name, int64_t need,
+                        const std::string& what) {
+  if (static_cast<int64_t>(arr.length) != need) {
+    a.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) + " elements but " + what +
+                " needs " + std::to_string(need));
+  }
+}
+
 // Throws "argument 'y' holds 3 elements but 'x' holds 4; they must match" unless the lengths agree.
 inline void SameLength(const Args& a, const Args::AnyArray& arr, const char* name, const Args::AnyArray& ref,
                        const char* ref_name) {
