@@ -13,20 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "binding.h"
 #include "cpu/loss.h"
-#include "napi_util.h"
 
 namespace modulora {
 namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 53;  // exact in a JS number
 using List = std::vector<int64_t>;
-
-int64_t Product(const Args& a, int64_t x, int64_t y, const std::string& what) {
-  int64_t p;
-  if (__builtin_mul_overflow(x, y, &p) || p > kMaxElements) a.failRange(what + " has more than 2^53 elements");
-  return p;
-}
 
 // Logits as rows: the leading dims (rowShape, rowStrides) and `vocab` contiguous columns.
 struct Rows {
@@ -36,17 +30,17 @@ struct Rows {
   int64_t extent = 0; // elements of the logits array the rows reach
 };
 
-Rows ReadRows(const Args& a, size_t shape_i, size_t strides_i, size_t vocab_i) {
+Rows ReadRows(const Call& a) {
   Rows r;
-  const List shape = a.intList(shape_i, "rowShape", kMaxRank, false);
-  const List strides = a.intList(strides_i, "rowStrides", kMaxRank, false);
+  const List& shape = a.list("rowShape");
+  const List& strides = a.list("rowStrides");
   if (strides.size() != shape.size()) {
     a.failRange("argument 'rowStrides' = " + ListStr(strides) + " has " + std::to_string(strides.size()) +
                 " entries but 'rowShape' = " + ListStr(shape) + " has " + std::to_string(shape.size()));
   }
-  r.v = a.integer(vocab_i, "vocab", 0, kMaxElements);
+  r.v = a.i("vocab");
   r.n = 1;
-  for (int64_t d : shape) r.n = Product(a, r.n, d, "rowShape " + ListStr(shape));
+  for (int64_t d : shape) r.n = CheckedProduct(a, {r.n, d}, "rowShape " + ListStr(shape));
   r.layout.rank = static_cast<int>(shape.size());
   for (size_t i = 0; i < shape.size(); i++) {
     r.layout.shape[i] = shape[i];
@@ -89,13 +83,14 @@ struct CrossEntropyArgs {
   Args::AnyArray lse;
 };
 
-CrossEntropyArgs ReadCrossEntropy(const Args& a, FloatArrays& floats) {
+CrossEntropyArgs ReadCrossEntropy(const Call& a) {
   CrossEntropyArgs c;
-  c.logits = floats.get(0, "logits");
-  c.rows = ReadRows(a, 1, 2, 3);
-  c.targets = a.array<int32_t>(4, "targets", static_cast<size_t>(c.rows.n));
-  c.ignore = static_cast<int32_t>(a.integer(5, "ignoreIndex", INT32_MIN, INT32_MAX));
-  c.lse = floats.get(6, "lse");
+  c.logits = a.arr("logits");
+  c.rows = ReadRows(a);
+  NeedAtLeast(a, "targets", a.arr("targets"), c.rows.n);
+  c.targets = a.data<int32_t>("targets");
+  c.ignore = static_cast<int32_t>(a.i("ignoreIndex"));
+  c.lse = a.arr("lse");
   return c;
 }
 
@@ -107,36 +102,30 @@ void CheckLogitsAndLse(const Args& a, const CrossEntropyArgs& c) {
 }
 
 // --- crossEntropyForward -------------------------------------------------------------------------
-Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
-  Args a(info, "crossEntropy");
-  a.expectCount(8, "(logits, rowShape, rowStrides, vocab, targets, ignoreIndex, lse, loss)");
-  FloatArrays floats(a);
-  const CrossEntropyArgs c = ReadCrossEntropy(a, floats);
+Napi::Value CrossEntropyForward(Call& a) {
+  const CrossEntropyArgs c = ReadCrossEntropy(a);
   const Rows& rows = c.rows;
-  const auto loss = floats.get(7, "loss");
+  const auto loss = a.arr("loss");
   CheckLogitsAndLse(a, c);
   NeedLength(a, loss, "loss", rows.n, "one per row");
   CheckTargets(a, c.targets, rows.n, rows.v, c.ignore);
   int64_t counted;
-  DispatchFloat(floats.is_f32(), [&](auto t) {
+  a.dispatch_float( [&](auto t) {
     using T = decltype(t);
     counted = cross_entropy_forward<T>(static_cast<const T*>(c.logits.data), rows.layout, rows.v, c.targets, c.ignore,
                                        static_cast<T*>(c.lse.data), static_cast<T*>(loss.data));
   });
-  return Napi::Number::New(info.Env(), static_cast<double>(counted));
+  return Napi::Number::New(a.env(), static_cast<double>(counted));
 }
 
 // --- crossEntropyBackward ------------------------------------------------------------------------
-Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "crossEntropyBackward");
-  a.expectCount(11, "(logits, rowShape, rowStrides, vocab, targets, ignoreIndex, lse, g, gStride, mean, dlogits)");
-  FloatArrays floats(a);
-  const CrossEntropyArgs c = ReadCrossEntropy(a, floats);
+Napi::Value CrossEntropyBackward(Call& a) {
+  const CrossEntropyArgs c = ReadCrossEntropy(a);
   const Rows& rows = c.rows;
-  const auto g = floats.get(7, "g");
-  const int64_t g_stride = a.integer(8, "gStride", 0, kMaxElements);
-  const bool mean = a.boolean(9, "mean");
-  const auto dlogits = floats.get(10, "dlogits");
+  const auto g = a.arr("g");
+  const int64_t g_stride = a.i("gStride");
+  const bool mean = a.flag("mean");
+  const auto dlogits = a.arr("dlogits");
   CheckLogitsAndLse(a, c);
   if (rows.n > 0) {
     int64_t g_last;
@@ -145,16 +134,16 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
     }
     NeedLength(a, g, "g", g_last + 1, std::to_string(rows.n) + " rows with stride " + std::to_string(g_stride));
   }
-  const int64_t total = Product(a, rows.n, rows.v, "dlogits");
+  const int64_t total = CheckedProduct(a, {rows.n, rows.v}, "dlogits");
   NeedLength(a, dlogits, "dlogits", total, "contiguous [rows, vocab] = [" + std::to_string(rows.n) + "," + std::to_string(rows.v) + "]");
   CheckTargets(a, c.targets, rows.n, rows.v, c.ignore);
-  DispatchFloat(floats.is_f32(), [&](auto t) {
+  a.dispatch_float( [&](auto t) {
     using T = decltype(t);
     cross_entropy_backward<T>(static_cast<const T*>(c.logits.data), rows.layout, rows.v, c.targets, c.ignore,
                               static_cast<const T*>(c.lse.data), static_cast<const T*>(g.data), g_stride, mean,
                               static_cast<T*>(dlogits.data));
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- softmax / logSoftmax ----------------------------------------------------------------------
@@ -166,65 +155,78 @@ std::string DimsStr(const Dims3& d) {
   return "[outer, n, inner] = [" + std::to_string(d.outer) + "," + std::to_string(d.n) + "," + std::to_string(d.inner) + "]";
 }
 
-Dims3 ReadDims(const Args& a, size_t first) {
+Dims3 ReadDims(const Call& a) {
   Dims3 d;
-  d.outer = a.integer(first, "outer", 0, kMaxElements);
-  d.n = a.integer(first + 1, "n", 0, kMaxElements);
-  d.inner = a.integer(first + 2, "inner", 0, kMaxElements);
+  d.outer = a.i("outer");
+  d.n = a.i("n");
+  d.inner = a.i("inner");
   const std::string what = DimsStr(d);
-  d.total = Product(a, Product(a, d.outer, d.n, what), d.inner, what);
+  d.total = CheckedProduct(a, {d.outer, d.n, d.inner}, what);
   return d;
 }
 
-Napi::Value SoftmaxImpl(const Napi::CallbackInfo& info, const char* op, bool log) {
-  Args a(info, op);
-  a.expectCount(5, "(x, outer, n, inner, y)");
-  FloatArrays floats(a);
-  const auto x = floats.get(0, "x");
-  const Dims3 d = ReadDims(a, 1);
-  const auto y = floats.get(4, "y");
+Napi::Value SoftmaxImpl(Call& a, bool log) {
+  const auto x = a.arr("x");
+  const Dims3 d = ReadDims(a);
+  const auto y = a.arr("y");
   NeedLength(a, x, "x", d.total, DimsStr(d));
   NeedLength(a, y, "y", d.total, DimsStr(d));
-  DispatchFloat(floats.is_f32(), [&](auto t) {
+  a.dispatch_float( [&](auto t) {
     using T = decltype(t);
     softmax_forward<T>(static_cast<const T*>(x.data), d.outer, d.n, d.inner, log, static_cast<T*>(y.data));
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
-Napi::Value SoftmaxGradImpl(const Napi::CallbackInfo& info, const char* op, bool log) {
-  Args a(info, op);
-  a.expectCount(6, "(y, dy, outer, n, inner, dx)");
-  FloatArrays floats(a);
-  const auto y = floats.get(0, "y");
-  const auto dy = floats.get(1, "dy");
-  const Dims3 d = ReadDims(a, 2);
-  const auto dx = floats.get(5, "dx");
+Napi::Value SoftmaxGradImpl(Call& a, bool log) {
+  const auto y = a.arr("y");
+  const auto dy = a.arr("dy");
+  const Dims3 d = ReadDims(a);
+  const auto dx = a.arr("dx");
   NeedLength(a, y, "y", d.total, DimsStr(d));
   NeedLength(a, dy, "dy", d.total, DimsStr(d));
   NeedLength(a, dx, "dx", d.total, DimsStr(d));
-  DispatchFloat(floats.is_f32(), [&](auto t) {
+  a.dispatch_float( [&](auto t) {
     using T = decltype(t);
     softmax_backward<T>(static_cast<const T*>(y.data), static_cast<const T*>(dy.data), d.outer, d.n, d.inner, log,
                         static_cast<T*>(dx.data));
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
-Napi::Value Softmax(const Napi::CallbackInfo& info) { return SoftmaxImpl(info, "softmax", false); }
-Napi::Value LogSoftmax(const Napi::CallbackInfo& info) { return SoftmaxImpl(info, "logSoftmax", true); }
-Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) { return SoftmaxGradImpl(info, "softmaxBackward", false); }
-Napi::Value LogSoftmaxBackward(const Napi::CallbackInfo& info) { return SoftmaxGradImpl(info, "logSoftmaxBackward", true); }
+Napi::Value Softmax(Call& a) { return SoftmaxImpl(a, false); }
+Napi::Value LogSoftmax(Call& a) { return SoftmaxImpl(a, true); }
+Napi::Value SoftmaxBackward(Call& a) { return SoftmaxGradImpl(a, false); }
+Napi::Value LogSoftmaxBackward(Call& a) { return SoftmaxGradImpl(a, true); }
+
+// (logits, rowShape, rowStrides, vocab, targets, ignoreIndex, lse, <rest>)
+std::vector<ArgSpec> CrossEntropySpec(std::vector<ArgSpec> rest) {
+  std::vector<ArgSpec> v = {FloatArr("logits"),       IntList("rowShape", kMaxRank), IntList("rowStrides", kMaxRank),
+                            Int("vocab", 0, kMaxElements), Arr<int32_t>("targets"),
+                            Int("ignoreIndex", INT32_MIN, INT32_MAX), FloatArr("lse")};
+  v.insert(v.end(), rest.begin(), rest.end());
+  return v;
+}
 
 }  // namespace
 
 void RegisterLoss(Napi::Env env, Napi::Object exports) {
-  exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
-  exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
-  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
-  exports.Set("logSoftmax", Napi::Function::New(env, LogSoftmax, "logSoftmax"));
-  exports.Set("softmaxBackward", Napi::Function::New(env, SoftmaxBackward, "softmaxBackward"));
-  exports.Set("logSoftmaxBackward", Napi::Function::New(env, LogSoftmaxBackward, "logSoftmaxBackward"));
+  // (arrays..., outer, n, inner, out)
+  const auto dims = [](std::vector<ArgSpec> before, ArgSpec last) {
+    before.insert(before.end(), {Int("outer", 0, kMaxElements), Int("n", 0, kMaxElements), Int("inner", 0, kMaxElements), last});
+    return before;
+  };
+  static const std::vector<OpDef> kOps = {
+      {"crossEntropyForward", CrossEntropySpec({FloatArr("loss")}), CrossEntropyForward, "crossEntropy"},
+      {"crossEntropyBackward",
+       CrossEntropySpec({FloatArr("g"), Int("gStride", 0, kMaxElements), Bool("mean"), FloatArr("dlogits")}),
+       CrossEntropyBackward},
+      {"softmax", dims({FloatArr("x")}, FloatArr("y")), Softmax},
+      {"logSoftmax", dims({FloatArr("x")}, FloatArr("y")), LogSoftmax},
+      {"softmaxBackward", dims({FloatArr("y"), FloatArr("dy")}, FloatArr("dx")), SoftmaxBackward},
+      {"logSoftmaxBackward", dims({FloatArr("y"), FloatArr("dy")}, FloatArr("dx")), LogSoftmaxBackward},
+  };
+  RegisterOps(env, exports, kOps);
 }
 
 }  // namespace modulora
