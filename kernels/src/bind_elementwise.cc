@@ -6,35 +6,17 @@
 // the argument, e.g. "binary: argument 'b' needs 60 elements for shape [3,4,5] with strides
 // [20,5,1] but holds 59". The kernels themselves then trust their inputs.
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "binding.h"
 #include "cpu/elementwise.h"
-#include "napi_util.h"
 
 namespace modulora {
 namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 53;  // larger counts are a bug upstream (and lose precision in JS)
 using Shape = std::vector<int64_t>;
-
-// Shortest decimal that reads back as the same double; NaN and Infinity spelled as in JS.
-std::string NumberStr(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  char buf[40];
-  if (std::floor(v) == v && std::fabs(v) < 1e21) {  // integers in full, as JS prints them
-    std::snprintf(buf, sizeof buf, "%.0f", v);
-    return buf;
-  }
-  for (int prec = 1; prec <= 17; prec++) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
 
 const char* NameOf(const Args::AnyArray& arr) { return TypedArrayTypeName(arr.type); }
 
@@ -46,13 +28,6 @@ size_t ElementSize(napi_typedarray_type t) {
     default: return 8;
   }
 }
-
-// The array type of one call: every array must match the first one checked (and with
-// `float_only` be a Float32Array or Float64Array).
-class SameType : public SameTypeArrays {
- public:
-  SameType(const Args& a, bool float_only) : SameTypeArrays(a, float_only, "arrays") {}
-};
 
 // Product of the dims, refusing counts beyond 2^53.
 int64_t Numel(const Args& a, const Shape& shape, const char* name) {
@@ -103,114 +78,86 @@ void CheckView(const Args& a, const Args::AnyArray& arr, const char* name, const
   }
 }
 
-// Optional trailing number argument (undefined or missing -> 0).
-double OptionalNumber(const Napi::CallbackInfo& info, const Args& a, size_t i, const char* name) {
-  if (info.Length() <= i || info[i].IsUndefined()) return 0.0;
-  return a.number(i, name);
-}
-
-void CountBetween(const Args& a, size_t lo, size_t hi, const char* signature) {
-  if (a.count() < lo || a.count() > hi) {
-    a.fail(std::string("expected ") + std::to_string(lo) + " or " + std::to_string(hi) + " arguments " + signature +
-           ", got " + std::to_string(a.count()));
-  }
-}
-
 // --- binary(op, shape, a, aStrides, b, bStrides, out) ----------------------------------------------
-Napi::Value Binary(const Napi::CallbackInfo& info) {
-  Args a(info, "binary");
-  a.expectCount(7, "(op, shape, a, aStrides, b, bStrides, out)");
-  const auto op = static_cast<BinaryOp>(a.integer(0, "op", 0, kNumBinaryOps - 1));
-  const Shape shape = a.intList(1, "shape", kMaxRank, false);
-  SameType types(a, true);
-  const auto x = types.get(2, "a");
-  const Shape xs = a.intList(3, "aStrides", kMaxRank, false);
-  const auto y = types.get(4, "b");
-  const Shape ys = a.intList(5, "bStrides", kMaxRank, false);
-  const auto out = types.get(6, "out");
+Napi::Value Binary(Call& a) {
+  const auto op = static_cast<BinaryOp>(a.i("op"));
+  const Shape& shape = a.list("shape");
+  const auto x = a.arr("a");
+  const Shape& xs = a.list("aStrides");
+  const auto y = a.arr("b");
+  const Shape& ys = a.list("bStrides");
+  const auto out = a.arr("out");
   const int64_t n = Numel(a, shape, "shape");
   CheckView(a, x, "a", shape, xs, "aStrides");
   CheckView(a, y, "b", shape, ys, "bStrides");
   NeedLength(a, out, "out", n, "contiguous output of shape " + ListStr(shape));
   const int r = static_cast<int>(shape.size());
-  DispatchFloat(types.is_f32(), [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     binary_kernel<T>(op, r, shape.data(), static_cast<const T*>(x.data), xs.data(), static_cast<const T*>(y.data),
                      ys.data(), static_cast<T*>(out.data));
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- unary(op, x, out, param?) ------------------------------------------------------------------
-Napi::Value Unary(const Napi::CallbackInfo& info) {
-  Args a(info, "unary");
-  CountBetween(a, 3, 4, "(op, x, out, param)");
-  const auto op = static_cast<UnaryOp>(a.integer(0, "op", 0, kNumUnaryOps - 1));
-  SameType types(a, true);
-  const auto x = types.get(1, "x");
-  const auto out = types.get(2, "out");
+Napi::Value Unary(Call& a) {
+  const auto op = static_cast<UnaryOp>(a.i("op"));
+  const auto x = a.arr("x");
+  const auto out = a.arr("out");
   SameLength(a, out, "out", x, "x");
-  const double param = OptionalNumber(info, a, 3, "param");
+  const double param = a.num("param");
   const auto n = static_cast<int64_t>(x.length);
-  DispatchFloat(types.is_f32(), [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     unary_kernel<T>(op, static_cast<const T*>(x.data), static_cast<T*>(out.data), n, param);
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- affine(x, alpha, beta, out) ----------------------------------------------------------------
-Napi::Value Affine(const Napi::CallbackInfo& info) {
-  Args a(info, "affine");
-  a.expectCount(4, "(x, alpha, beta, out)");
-  SameType types(a, true);
-  const auto x = types.get(0, "x");
-  const double alpha = a.number(1, "alpha"), beta = a.number(2, "beta");
-  const auto out = types.get(3, "out");
+Napi::Value Affine(Call& a) {
+  const auto x = a.arr("x");
+  const double alpha = a.num("alpha"), beta = a.num("beta");
+  const auto out = a.arr("out");
   SameLength(a, out, "out", x, "x");
   const auto n = static_cast<int64_t>(x.length);
-  DispatchFloat(types.is_f32(), [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     affine_kernel<T>(static_cast<const T*>(x.data), alpha, beta, static_cast<T*>(out.data), n);
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- unaryGrad(op, x, y, dy, dx, param?) ----------------------------------------------------------
-Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
-  Args a(info, "unaryGrad");
-  CountBetween(a, 5, 6, "(op, x, y, dy, dx, param)");
-  const auto op = static_cast<UnaryOp>(a.integer(0, "op", 0, kNumUnaryOps - 1));
-  SameType types(a, true);
-  const auto x = types.get(1, "x");
-  const auto y = types.get(2, "y");
-  const auto dy = types.get(3, "dy");
-  const auto dx = types.get(4, "dx");
+Napi::Value UnaryGrad(Call& a) {
+  const auto op = static_cast<UnaryOp>(a.i("op"));
+  const auto x = a.arr("x");
+  const auto y = a.arr("y");
+  const auto dy = a.arr("dy");
+  const auto dx = a.arr("dx");
   SameLength(a, y, "y", x, "x");
   SameLength(a, dy, "dy", x, "x");
   SameLength(a, dx, "dx", x, "x");
-  const double param = OptionalNumber(info, a, 5, "param");
+  const double param = a.num("param");
   const auto n = static_cast<int64_t>(x.length);
-  DispatchFloat(types.is_f32(), [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     unary_grad_kernel<T>(op, static_cast<const T*>(x.data), static_cast<const T*>(y.data),
                          static_cast<const T*>(dy.data), static_cast<T*>(dx.data), n, param);
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- reduce(op, shape, x, xStrides, axes, out) ---------------------------------------------------
-Napi::Value Reduce(const Napi::CallbackInfo& info) {
+Napi::Value Reduce(Call& a) {
   static const char* kNames[kNumReduceOps] = {"sum", "max", "min"};
-  Args a(info, "reduce");
-  a.expectCount(6, "(op, shape, x, xStrides, axes, out)");
-  const int op_code = static_cast<int>(a.integer(0, "op", 0, kNumReduceOps - 1));
-  const Shape shape = a.intList(1, "shape", kMaxRank, false);
-  SameType types(a, true);
-  const auto x = types.get(2, "x");
-  const Shape xs = a.intList(3, "xStrides", kMaxRank, false);
-  const Shape axes = a.intList(4, "axes", kMaxRank, true);
-  const auto out = types.get(5, "out");
+  const int op_code = static_cast<int>(a.i("op"));
+  const Shape& shape = a.list("shape");
+  const auto x = a.arr("x");
+  const Shape& xs = a.list("xStrides");
+  const Shape& axes = a.list("axes");
+  const auto out = a.arr("out");
   Numel(a, shape, "shape");
   CheckView(a, x, "x", shape, xs, "xStrides");
   const auto rank = static_cast<int64_t>(shape.size());
@@ -234,24 +181,21 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   NeedLength(a, out, "out", kept, "the kept axes of shape " + ListStr(shape) + " reducing " + ListStr(axes));
   const auto op = static_cast<ReduceOp>(op_code);
   const int r = static_cast<int>(rank);
-  DispatchFloat(types.is_f32(), [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     reduce_kernel<T>(op, r, shape.data(), static_cast<const T*>(x.data), xs.data(), reduce_axis,
                      static_cast<T*>(out.data));
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- copyStrided(shape, src, srcStrides, dst, dstStrides) ------------------------------------------
-Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
-  Args a(info, "copyStrided");
-  a.expectCount(5, "(shape, src, srcStrides, dst, dstStrides)");
-  const Shape shape = a.intList(0, "shape", kMaxRank, false);
-  SameType types(a, false);
-  const auto src = types.get(1, "src");
-  const Shape ss = a.intList(2, "srcStrides", kMaxRank, false);
-  const auto dst = types.get(3, "dst");
-  const Shape ds = a.intList(4, "dstStrides", kMaxRank, false);
+Napi::Value CopyStrided(Call& a) {
+  const Shape& shape = a.list("shape");
+  const auto src = a.arr("src");
+  const Shape& ss = a.list("srcStrides");
+  const auto dst = a.arr("dst");
+  const Shape& ds = a.list("dstStrides");
   Numel(a, shape, "shape");
   CheckView(a, src, "src", shape, ss, "srcStrides");
   CheckView(a, dst, "dst", shape, ds, "dstStrides");
@@ -264,26 +208,24 @@ Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
   }
   copy_strided_kernel(ElementSize(src.type), static_cast<int>(shape.size()), shape.data(), src.data, ss.data(),
                       dst.data, ds.data());
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- cast(src, srcDtype, dst, dstDtype, n) ---------------------------------------------------------
-Napi::Value Cast(const Napi::CallbackInfo& info) {
-  Args a(info, "cast");
-  a.expectCount(5, "(src, srcDtype, dst, dstDtype, n)");
-  const DType sd = a.dtype(1, "srcDtype"), dd = a.dtype(3, "dstDtype");
-  const int64_t n = a.integer(4, "n", 0, kMaxElements);
-  const void* src = a.arrayOf(0, "src", sd, static_cast<size_t>(n));
-  void* dst = a.arrayOf(2, "dst", dd, static_cast<size_t>(n));
+Napi::Value Cast(Call& a) {
+  const DType sd = a.dtype("srcDtype"), dd = a.dtype("dstDtype");
+  const int64_t n = a.i("n");
+  const void* src = a.arrayOf(a.index("src"), "src", sd, static_cast<size_t>(n));
+  void* dst = a.arrayOf(a.index("dst"), "dst", dd, static_cast<size_t>(n));
   const int st = static_cast<int>(sd), dt = static_cast<int>(dd);
   const int64_t bad = cast_check(src, st, dt, n);
   if (bad >= 0) {
-    a.failRange("element " + std::to_string(bad) + " of 'src' (" + NumberStr(cast_load(src, st, bad)) + ", " +
+    a.failRange("element " + std::to_string(bad) + " of 'src' (" + NumStr(cast_load(src, st, bad)) + ", " +
                 DTypeName(sd) + ") cannot be converted to " + DTypeName(dd) +
                 ": NaN, infinities and values out of range after truncation toward zero are rejected");
   }
   cast_kernel(src, st, dst, dt, n);
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // Checks idx[0..m) against [0, n); the error names the first bad position and its value.
@@ -296,74 +238,58 @@ void CheckIndices(const Args& a, const int32_t* idx, int64_t m, int64_t n) {
   }
 }
 
-int64_t Product3(const Args& a, int64_t x, int64_t y, int64_t z, const char* what) {
-  int64_t p;
-  if (__builtin_mul_overflow(x, y, &p) || __builtin_mul_overflow(p, z, &p) || p > kMaxElements) {
-    a.failRange(std::string(what) + " has more than 2^53 elements");
-  }
-  return p;
-}
-
 std::string Dims3(int64_t x, int64_t y, int64_t z) {
   return "[" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + "]";
 }
 
 // --- gather(src, outer, n, inner, idx, out) ----------------------------------------------------------
-Napi::Value Gather(const Napi::CallbackInfo& info) {
-  Args a(info, "gather");
-  a.expectCount(6, "(src, outer, n, inner, idx, out)");
-  SameType types(a, false);
-  const auto src = types.get(0, "src");
-  const int64_t outer = a.integer(1, "outer", 0, kMaxElements);
-  const int64_t n = a.integer(2, "n", 0, kMaxElements);
-  const int64_t inner = a.integer(3, "inner", 0, kMaxElements);
-  const int32_t* idx = a.array<int32_t>(4, "idx", 0);
-  const auto m = static_cast<int64_t>(a.anyArray(4, "idx").length);
-  const auto out = types.get(5, "out");
-  NeedLength(a, src, "src", Product3(a, outer, n, inner, "src"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
-  NeedLength(a, out, "out", Product3(a, outer, m, inner, "out"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
+Napi::Value Gather(Call& a) {
+  const auto src = a.arr("src");
+  const int64_t outer = a.i("outer");
+  const int64_t n = a.i("n");
+  const int64_t inner = a.i("inner");
+  const int32_t* idx = a.data<int32_t>("idx");
+  const int64_t m = a.len("idx");
+  const auto out = a.arr("out");
+  NeedLength(a, src, "src", CheckedProduct(a, {outer, n, inner}, "src"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
+  NeedLength(a, out, "out", CheckedProduct(a, {outer, m, inner}, "out"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
   CheckIndices(a, idx, m, n);
   gather_kernel(ElementSize(src.type), src.data, outer, n, inner, idx, m, out.data);
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- scatterAdd(src, outer, m, inner, idx, out, n) ---------------------------------------------------
-Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
-  Args a(info, "scatterAdd");
-  a.expectCount(7, "(src, outer, m, inner, idx, out, n)");
-  SameType types(a, true);
-  const auto src = types.get(0, "src");
-  const int64_t outer = a.integer(1, "outer", 0, kMaxElements);
-  const int64_t m = a.integer(2, "m", 0, kMaxElements);
-  const int64_t inner = a.integer(3, "inner", 0, kMaxElements);
-  const int32_t* idx = a.array<int32_t>(4, "idx", 0);
-  const auto idx_len = static_cast<int64_t>(a.anyArray(4, "idx").length);
-  const auto out = types.get(5, "out");
-  const int64_t n = a.integer(6, "n", 0, kMaxElements);
+Napi::Value ScatterAdd(Call& a) {
+  const auto src = a.arr("src");
+  const int64_t outer = a.i("outer");
+  const int64_t m = a.i("m");
+  const int64_t inner = a.i("inner");
+  const int32_t* idx = a.data<int32_t>("idx");
+  const int64_t idx_len = a.len("idx");
+  const auto out = a.arr("out");
+  const int64_t n = a.i("n");
   if (idx_len != m) {
     a.failRange("argument 'idx' holds " + std::to_string(idx_len) + " indices but m = " + std::to_string(m));
   }
-  NeedLength(a, src, "src", Product3(a, outer, m, inner, "src"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
-  NeedLength(a, out, "out", Product3(a, outer, n, inner, "out"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
+  NeedLength(a, src, "src", CheckedProduct(a, {outer, m, inner}, "src"), "shape [outer, m, inner] = " + Dims3(outer, m, inner));
+  NeedLength(a, out, "out", CheckedProduct(a, {outer, n, inner}, "out"), "shape [outer, n, inner] = " + Dims3(outer, n, inner));
   CheckIndices(a, idx, m, n);
-  DispatchFloat(types.is_f32(), [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     scatter_add_kernel<T>(static_cast<const T*>(src.data), outer, m, inner, idx, static_cast<T*>(out.data), n);
   });
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- fill(dst, value) ---------------------------------------------------------------------------
-Napi::Value Fill(const Napi::CallbackInfo& info) {
-  Args a(info, "fill");
-  a.expectCount(2, "(dst, value)");
-  const auto dst = a.anyArray(0, "dst");
-  const double v = a.number(1, "value");
+Napi::Value Fill(Call& a) {
+  const auto& dst = a.arr("dst");
+  const double v = a.num("value");
   const auto n = static_cast<int64_t>(dst.length);
   auto integral = [&](double lo, double hi) {
     if (!(std::floor(v) == v && v >= lo && v <= hi)) {
-      a.failRange("value " + NumberStr(v) + " cannot be stored in a " + NameOf(dst) + " (integers in [" +
-                  NumberStr(lo) + ", " + NumberStr(hi) + "])");
+      a.failRange("value " + NumStr(v) + " cannot be stored in a " + NameOf(dst) + " (integers in [" +
+                  NumStr(lo) + ", " + NumStr(hi) + "])");
     }
   };
   switch (dst.type) {
@@ -378,35 +304,58 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
     case napi_uint32_array: { integral(0, 4294967295.0); const auto e = static_cast<uint32_t>(v); fill_kernel(dst.data, 4, n, &e); break; }
     default: a.fail(std::string("argument 'dst' must not be a ") + NameOf(dst) + " (BigInt arrays are not supported)");
   }
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
 // --- countNonFinite(x) ----------------------------------------------------------------------------
-Napi::Value CountNonFinite(const Napi::CallbackInfo& info) {
-  Args a(info, "countNonFinite");
-  a.expectCount(1, "(x)");
-  SameType types(a, true);
-  const auto x = types.get(0, "x");
+Napi::Value CountNonFinite(Call& a) {
+  const auto x = a.arr("x");
   const auto n = static_cast<int64_t>(x.length);
-  const int64_t c = types.is_f32() ? count_nonfinite_kernel<float>(static_cast<const float*>(x.data), n)
+  const int64_t c = a.is_f32() ? count_nonfinite_kernel<float>(static_cast<const float*>(x.data), n)
                                    : count_nonfinite_kernel<double>(static_cast<const double*>(x.data), n);
-  return Napi::Number::New(info.Env(), static_cast<double>(c));
+  return Napi::Number::New(a.env(), static_cast<double>(c));
 }
 
 }  // namespace
 
 void RegisterElementwise(Napi::Env env, Napi::Object exports) {
-  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
-  exports.Set("unary", Napi::Function::New(env, Unary, "unary"));
-  exports.Set("affine", Napi::Function::New(env, Affine, "affine"));
-  exports.Set("unaryGrad", Napi::Function::New(env, UnaryGrad, "unaryGrad"));
-  exports.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
-  exports.Set("copyStrided", Napi::Function::New(env, CopyStrided, "copyStrided"));
-  exports.Set("cast", Napi::Function::New(env, Cast, "cast"));
-  exports.Set("gather", Napi::Function::New(env, Gather, "gather"));
-  exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd, "scatterAdd"));
-  exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
-  exports.Set("countNonFinite", Napi::Function::New(env, CountNonFinite, "countNonFinite"));
+  // Every typed array of one call here has the type of the first ("all arrays of one call ...").
+  const auto op = [](const char* name, std::vector<ArgSpec> args, OpImpl impl) {
+    return OpDef{name, std::move(args), impl, nullptr, "arrays"};
+  };
+  const auto shape = [] { return IntList("shape", kMaxRank); };
+  static const std::vector<OpDef> kOps = {
+      op("binary",
+         {Int("op", 0, kNumBinaryOps - 1), shape(), FloatArr("a"), IntList("aStrides", kMaxRank), FloatArr("b"),
+          IntList("bStrides", kMaxRank), FloatArr("out")},
+         Binary),
+      op("unary", {Int("op", 0, kNumUnaryOps - 1), FloatArr("x"), FloatArr("out"), Num("param").optional()}, Unary),
+      op("affine", {FloatArr("x"), Num("alpha"), Num("beta"), FloatArr("out")}, Affine),
+      op("unaryGrad",
+         {Int("op", 0, kNumUnaryOps - 1), FloatArr("x"), FloatArr("y"), FloatArr("dy"), FloatArr("dx"),
+          Num("param").optional()},
+         UnaryGrad),
+      op("reduce",
+         {Int("op", 0, kNumReduceOps - 1), shape(), FloatArr("x"), IntList("xStrides", kMaxRank),
+          IntList("axes", kMaxRank, true), FloatArr("out")},
+         Reduce),
+      op("copyStrided",
+         {shape(), SameArr("src"), IntList("srcStrides", kMaxRank), SameArr("dst"), IntList("dstStrides", kMaxRank)},
+         CopyStrided),
+      op("cast", {AnyArr("src"), DTypeArg("srcDtype"), AnyArr("dst"), DTypeArg("dstDtype"), Int("n", 0, kMaxElements)},
+         Cast),
+      op("gather",
+         {SameArr("src"), Int("outer", 0, kMaxElements), Int("n", 0, kMaxElements), Int("inner", 0, kMaxElements),
+          Arr<int32_t>("idx"), SameArr("out")},
+         Gather),
+      op("scatterAdd",
+         {FloatArr("src"), Int("outer", 0, kMaxElements), Int("m", 0, kMaxElements), Int("inner", 0, kMaxElements),
+          Arr<int32_t>("idx"), FloatArr("out"), Int("n", 0, kMaxElements)},
+         ScatterAdd),
+      op("fill", {AnyArr("dst"), Num("value")}, Fill),
+      op("countNonFinite", {FloatArr("x")}, CountNonFinite),
+  };
+  RegisterOps(env, exports, kOps);
 }
 
 }  // namespace modulora

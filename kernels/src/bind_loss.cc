@@ -110,7 +110,7 @@ Napi::Value CrossEntropyForward(Call& a) {
   NeedLength(a, loss, "loss", rows.n, "one per row");
   CheckTargets(a, c.targets, rows.n, rows.v, c.ignore);
   int64_t counted;
-  a.dispatch_float( [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     counted = cross_entropy_forward<T>(static_cast<const T*>(c.logits.data), rows.layout, rows.v, c.targets, c.ignore,
                                        static_cast<T*>(c.lse.data), static_cast<T*>(loss.data));
@@ -137,7 +137,7 @@ Napi::Value CrossEntropyBackward(Call& a) {
   const int64_t total = CheckedProduct(a, {rows.n, rows.v}, "dlogits");
   NeedLength(a, dlogits, "dlogits", total, "contiguous [rows, vocab] = [" + std::to_string(rows.n) + "," + std::to_string(rows.v) + "]");
   CheckTargets(a, c.targets, rows.n, rows.v, c.ignore);
-  a.dispatch_float( [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     cross_entropy_backward<T>(static_cast<const T*>(c.logits.data), rows.layout, rows.v, c.targets, c.ignore,
                               static_cast<const T*>(c.lse.data), static_cast<const T*>(g.data), g_stride, mean,
@@ -171,7 +171,7 @@ Napi::Value SoftmaxImpl(Call& a, bool log) {
   const auto y = a.arr("y");
   NeedLength(a, x, "x", d.total, DimsStr(d));
   NeedLength(a, y, "y", d.total, DimsStr(d));
-  a.dispatch_float( [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     softmax_forward<T>(static_cast<const T*>(x.data), d.outer, d.n, d.inner, log, static_cast<T*>(y.data));
   });
@@ -186,7 +186,7 @@ Napi::Value SoftmaxGradImpl(Call& a, bool log) {
   NeedLength(a, y, "y", d.total, DimsStr(d));
   NeedLength(a, dy, "dy", d.total, DimsStr(d));
   NeedLength(a, dx, "dx", d.total, DimsStr(d));
-  a.dispatch_float( [&](auto t) {
+  a.dispatch_float([&](auto t) {
     using T = decltype(t);
     softmax_backward<T>(static_cast<const T*>(y.data), static_cast<const T*>(dy.data), d.outer, d.n, d.inner, log,
                         static_cast<T*>(dx.data));
