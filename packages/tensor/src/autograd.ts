@@ -107,12 +107,16 @@ export class Node {
   }
 }
 
-/** @internal Records `outputs` of an op on the tape if grad mode is on and some input requires grad. */
+/**
+ * @internal Records `outputs` of an op on the tape if grad mode is on and some input requires
+ * grad. Float outputs of a compute dtype (f32, f64, bf16) get the node as their `gradFn`; f16 is
+ * storage-only and carries no gradient.
+ */
 export function recordOp<A>(op: string, inputs: readonly Tensor[], outputs: readonly Tensor[], attrs: A, backward: BackwardFn<A> | undefined, save: (() => readonly Tensor[]) | undefined): void {
   if (!backward || !isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return;
   const node = new Node(op, inputs, outputs, save ? save() : [], attrs, backward);
   outputs.forEach((t, i) => {
-    if (t.dtype === "f32" || t.dtype === "f64") t.setGradFn(node, i);
+    if (t.dtype === "f32" || t.dtype === "f64" || t.dtype === "bf16") t.setGradFn(node, i);
   });
 }
 

@@ -1,4 +1,8 @@
-/** Element types a {@link Tensor} can hold. `bf16`/`f16` are storage types: compute runs in f32. */
+/**
+ * Element types a {@link Tensor} can hold. Ops compute in `f32`, `f64` and `bf16` (bf16 values are
+ * computed in f32 and rounded to bf16, with f32 accumulation); `f16` is a storage type only: cast
+ * it to compute.
+ */
 export type DType = "f32" | "f64" | "bf16" | "f16" | "i32" | "i8" | "u8" | "u32";
 
 /** Every dtype, in the order of the native dtype codes. */

@@ -55,17 +55,26 @@ export function runOp1<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, de
   return runOp(def, inputs, attrs, device)[0]!;
 }
 
-/** Requires float inputs of one compute dtype (f32 or f64). bf16/f16 must be cast first. */
-export function checkFloat(op: string, inputs: readonly Tensor[]): "f32" | "f64" {
+/** The dtypes ops compute in: f32, f64, and bf16 (computed in f32, rounded to bf16 on output). */
+export type ComputeDType = "f32" | "f64" | "bf16";
+
+/**
+ * Requires float inputs of one compute dtype (f32, f64 or bf16) and returns it. Inputs of
+ * different dtypes are an error with a hint to cast: the bf16 policy mixes dtypes only through
+ * explicit, differentiable casts (`x.cast("f32")` before an f32 LoRA factor). f16 is a storage
+ * type and must be cast first.
+ */
+export function checkFloat(op: string, inputs: readonly Tensor[]): ComputeDType {
   let dtype: DType | undefined;
   for (const t of inputs) {
-    if (t.dtype !== "f32" && t.dtype !== "f64") {
-      const hint = t.dtype === "bf16" || t.dtype === "f16" ? `; ${t.dtype} is a storage type, cast it with .cast("f32") first` : "";
-      throw new OpError(op, `expects f32 or f64 tensors, got ${t.dtype}${hint}`, inputs);
+    if (t.dtype !== "f32" && t.dtype !== "f64" && t.dtype !== "bf16") {
+      const hint = t.dtype === "f16" ? '; f16 is a storage type only, cast it with .cast("f32") (or .cast("bf16")) first' : "";
+      throw new OpError(op, `expects f32, f64 or bf16 tensors, got ${t.dtype}${hint}`, inputs);
     }
-    if (dtype && t.dtype !== dtype) throw new OpError(op, `inputs have different dtypes (${inputs.map((x) => x.dtype).join(", ")}); cast one of them`, inputs);
+    if (dtype && t.dtype !== dtype) {
+      throw new OpError(op, `inputs have different dtypes (${inputs.map((x) => x.dtype).join(", ")}); cast one of them with .cast(dtype) (the cast is differentiable)`, inputs);
+    }
     dtype = t.dtype;
   }
-  return (dtype ?? "f32") as "f32" | "f64";
+  return (dtype ?? "f32") as ComputeDType;
 }
-

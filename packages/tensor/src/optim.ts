@@ -48,6 +48,9 @@ export class AdamW {
     for (const p of params) {
       if (!p.requiresGrad) throw new OpError("AdamW", "every parameter must have requiresGrad = true", [p]);
       if (!p.isContiguous) throw new OpError("AdamW", "every parameter must be contiguous (the fused step updates it in place)", [p]);
+      if (p.dtype !== "f32" && p.dtype !== "f64") {
+        throw new OpError("AdamW", `parameters must be f32 or f64, got ${p.dtype}: keep trainable parameters in f32 (master weights; the bf16 policy casts them to bf16 where the model computes in bf16, and the optimizer state is f32)`, [p]);
+      }
     }
     this.m = params.map((p) => keep(zerosLike(p)));
     this.v = params.map((p) => keep(zerosLike(p)));

@@ -19,10 +19,13 @@ describe("bad input names the op, the shapes and the dtypes", () => {
       const f = T.zeros([2]);
       const d = T.zeros([2], { dtype: "f64" });
       const i = T.zeros([2], { dtype: "i32" });
-      const h = T.zeros([2], { dtype: "bf16" });
-      expect(() => T.add(f, d)).toThrow("add: inputs have different dtypes (f32, f64); cast one of them (inputs: [2] f32, [2] f64)");
-      expect(() => T.exp(i)).toThrow("exp: expects f32 or f64 tensors, got i32 (inputs: [2] i32)");
-      expect(() => T.mul(h, h)).toThrow(/mul: expects f32 or f64 tensors, got bf16; bf16 is a storage type, cast it with \.cast\("f32"\) first/);
+      const b = T.zeros([2], { dtype: "bf16" });
+      const h = T.zeros([2], { dtype: "f16" });
+      expect(() => T.add(f, d)).toThrow("add: inputs have different dtypes (f32, f64); cast one of them with .cast(dtype) (the cast is differentiable) (inputs: [2] f32, [2] f64)");
+      expect(() => T.add(f, b)).toThrow("add: inputs have different dtypes (f32, bf16); cast one of them with .cast(dtype)");
+      expect(() => T.exp(i)).toThrow("exp: expects f32, f64 or bf16 tensors, got i32 (inputs: [2] i32)");
+      expect(() => T.mul(h, h)).toThrow(/mul: expects f32, f64 or bf16 tensors, got f16; f16 is a storage type only, cast it with \.cast\("f32"\) \(or \.cast\("bf16"\)\) first/);
+      expect(T.mul(b, b).dtype).toBe("bf16");
       expect(() => (i.requiresGrad = true)).toThrow(/only float tensors can require gradients/);
       expect(() => T.Tensor.empty([2], "f33" as T.DType)).toThrow("unknown dtype 'f33'; known dtypes: f32, f64, bf16, f16, i32, i8, u8, u32");
     });

@@ -277,7 +277,7 @@ describe("rope", () => {
       expectOpError(() => T.rope(x, positionsOf([0, 1], [2])), "rope", /positions must be \[T\] = \[3\] or \[B, T\] = \[2,3\], got \[2\]/);
       expectOpError(() => T.rope(x, positionsOf([0, 1, 2, 3, 4, 5], [3, 2])), "rope", /got \[3,2\]/);
       expectOpError(() => T.rope(x, T.tensor([0, 1, 2], [3])), "rope", /positions must be i32, got f32/);
-      expectOpError(() => T.rope(T.zeros([1, 1, 1, 4], { dtype: "i32" }), positionsOf([0], [1])), "rope", /expects f32 or f64/);
+      expectOpError(() => T.rope(T.zeros([1, 1, 1, 4], { dtype: "i32" }), positionsOf([0], [1])), "rope", /expects f32, f64 or bf16/);
       expectOpError(() => T.rope(x, positionsOf([0, 1, 2], [3]), { scaling: { ...LLAMA31, factor: -1 } }), "rope", /scaling.factor must be a finite number > 0/);
     }));
 });

@@ -1,9 +1,9 @@
 import { attentionBackward, attentionForward, copyStrided, type AttentionDims, type AttentionMaskView } from "@modulora/kernels";
-import { registerKernel, type Device } from "../backend.js";
+import type { Device } from "../backend.js";
 import type { AttentionAttrs } from "../ops/attention.js";
 import { broadcastStrides, contiguousStrides } from "../shape.js";
 import { Tensor } from "../tensor.js";
-import { farr, outputOn } from "./util.js";
+import { farr, outputOn, registerFloatKernel } from "./util.js";
 
 function dimsOf(a: AttentionAttrs): AttentionDims {
   return { batch: a.batch, queryLen: a.queryLen, keyLen: a.keyLen, queryHeads: a.queryHeads, kvHeads: a.kvHeads, headDim: a.headDim };
@@ -39,16 +39,16 @@ function withContiguous<R>(ts: readonly Tensor[], fn: (dense: Tensor[]) => R): R
 /** Registers the fused attention kernels (forward: [out, lse]; backward: [dq, dk, dv]). */
 export function registerCpuAttention(device: Device): void {
   const out = outputOn(device);
-  registerKernel<AttentionAttrs>("attention", device, ([q, k, v, mask], a) => {
+  registerFloatKernel<AttentionAttrs>("attention", device, ([q, k, v, mask], a) => {
     const y = out([a.batch, a.queryLen, a.queryHeads, a.headDim], q!.dtype);
     const lse = out([a.batch, a.queryHeads, a.queryLen], q!.dtype);
     withContiguous([q!, k!, v!], ([qc, kc, vc]) => {
       attentionForward(dimsOf(a), farr(qc!), farr(kc!), farr(vc!), farr(y), farr(lse), { scale: a.scale, causal: a.causal, mask: maskView(mask, a) });
     });
     return [y, lse];
-  });
+  }, { f32Outputs: [1] }); // lse stays f32 for the backward
 
-  registerKernel<AttentionAttrs>("attentionBackward", device, ([q, k, v, o, lse, dOut, mask], a) => {
+  registerFloatKernel<AttentionAttrs>("attentionBackward", device, ([q, k, v, o, lse, dOut, mask], a) => {
     const dq = out(q!.shape, q!.dtype);
     const dk = out(k!.shape, k!.dtype);
     const dv = out(v!.shape, v!.dtype);

@@ -7,7 +7,7 @@ import type { InPlaceAttrs } from "../ops/inplace.js";
 import { affineOp, binaryOp, copyStrided } from "@modulora/kernels";
 import { broadcastStrides, shapeSize } from "../shape.js";
 import { copyToContiguous } from "./shape.js";
-import { farr, outputOn } from "./util.js";
+import { farr, outputOn, registerFloatKernel } from "./util.js";
 import { hostArray, hostView } from "./host.js";
 import { Tensor } from "../tensor.js";
 
@@ -15,7 +15,11 @@ function dense(t: Tensor): Tensor {
   return t.isContiguous ? t : copyToContiguous(t);
 }
 
-/** Registers gather, scatterAdd, cast and the in-place update kernels. */
+/**
+ * Registers gather, scatterAdd, cast and the in-place update kernels. gather, cast and assign move
+ * bits of any dtype; scatterAdd and the arithmetic in-place updates serve bf16 through
+ * {@link registerFloatKernel}.
+ */
 export function registerCpuIndexing(device: Device): void {
   const out = outputOn(device);
   registerKernel<GatherAttrs>("gather", device, ([x, idx], { axis }) => {
@@ -33,7 +37,7 @@ export function registerCpuIndexing(device: Device): void {
       if (is !== idx) is.dispose();
     }
   });
-  registerKernel<GatherAttrs>("scatterAdd", device, ([src, idx], { axis, shape }) => {
+  registerFloatKernel<GatherAttrs>("scatterAdd", device, ([src, idx], { axis, shape }) => {
     const ss = dense(src!);
     const is = dense(idx!);
     try {
@@ -47,7 +51,7 @@ export function registerCpuIndexing(device: Device): void {
       if (ss !== src) ss.dispose();
       if (is !== idx) is.dispose();
     }
-  });
+  }); // bf16 rows accumulate in f32, rounded once
   registerKernel<CastAttrs>("cast", device, ([x], { dtype }) => {
     const xs = dense(x!);
     try {
@@ -63,7 +67,7 @@ export function registerCpuIndexing(device: Device): void {
     copyStrided(dst!.shape, hostArray(src!), broadcastStrides(src!.shape, src!.strides, dst!.shape), hostArray(dst!), dst!.strides);
     return [];
   });
-  registerKernel<InPlaceAttrs>("addInPlace", device, ([dst, src], { alpha }) => {
+  registerFloatKernel<InPlaceAttrs>("addInPlace", device, ([dst, src], { alpha }) => {
     const s = alpha === 1 ? src! : scaled(src!, alpha);
     try {
       binaryOp("add", dst!.shape, farr(dst!), dst!.strides, farr(s), broadcastStrides(s.shape, s.strides, dst!.shape), farr(dst!));
@@ -71,15 +75,15 @@ export function registerCpuIndexing(device: Device): void {
       if (s !== src) s.dispose();
     }
     return [];
-  });
-  registerKernel<InPlaceAttrs>("scaleInPlace", device, ([dst], { alpha, beta }) => {
+  }, { inPlace: 1 });
+  registerFloatKernel<InPlaceAttrs>("scaleInPlace", device, ([dst], { alpha, beta }) => {
     affineOp(hostView(dst!) as Float32Array, alpha, beta ?? 0, hostView(dst!) as Float32Array);
     return [];
-  });
-  registerKernel<InPlaceAttrs>("fillInPlace", device, ([dst], { alpha }) => {
+  }, { inPlace: 1 });
+  registerFloatKernel<InPlaceAttrs>("fillInPlace", device, ([dst], { alpha }) => {
     fillArray(hostView(dst!), alpha);
     return [];
-  });
+  }, { inPlace: 1 });
 }
 
 function scaled(t: Tensor, alpha: number): Tensor {

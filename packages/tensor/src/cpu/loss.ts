@@ -9,7 +9,7 @@ import type { CrossEntropyAttrs, SoftmaxAttrs } from "../ops/loss.js";
 import { contiguous } from "../ops/shape.js";
 import { shapeSize } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { outputOn } from "./util.js";
+import { outputOn, registerFloatKernel } from "./util.js";
 import { hostArray, hostView } from "./host.js";
 
 /** Runs `fn` on contiguous versions of `inputs` (copies only the non-contiguous ones). */
@@ -56,7 +56,7 @@ function around(shape: readonly number[], axis: number): [number, number, number
 /** Registers the cross-entropy, softmax, logSoftmax and embedding CPU kernels. */
 export function registerCpuLoss(device: Device): void {
   const out = outputOn(device);
-  registerKernel<CrossEntropyAttrs>("crossEntropy", device, (inputs, { ignoreIndex, reduction }) => {
+  registerFloatKernel<CrossEntropyAttrs>("crossEntropy", device, (inputs, { ignoreIndex, reduction }) => {
     const [logits, targets] = inputs as [Tensor, Tensor];
     const v = logits.shape[logits.rank - 1]!;
     const n = targets.size;
@@ -67,7 +67,7 @@ export function registerCpuLoss(device: Device): void {
         asOpError("crossEntropy", inputs, () => crossEntropyForward(data, layout, v, hostView(t!) as Int32Array, ignoreIndex, f(lse), f(rows))),
       ),
     );
-    if (reduction === "none") return [rows, lse];
+    if (reduction === "none") return [rows, lse]; // f32Outputs: bf16 logits give f32 per-row losses too
     // Ignored rows hold 0; the sum runs in double, in row order.
     const r = f(rows);
     let total = 0;
@@ -76,9 +76,9 @@ export function registerCpuLoss(device: Device): void {
     const loss = out([], logits.dtype);
     f(loss)[0] = reduction === "sum" ? total : counted ? total / counted : 0;
     return [loss, lse];
-  });
+  }, { f32Outputs: [0, 1] }); // the loss is f32 for bf16 logits, and so is lse (the backward's statistics)
 
-  registerKernel<CrossEntropyAttrs>("crossEntropyGrad", device, (inputs, { ignoreIndex, reduction }) => {
+  registerFloatKernel<CrossEntropyAttrs>("crossEntropyGrad", device, (inputs, { ignoreIndex, reduction }) => {
     const [dy, logits, targets, lse] = inputs as [Tensor, Tensor, Tensor, Tensor];
     const v = logits.shape[logits.rank - 1]!;
     const dlogits = out(logits.shape, logits.dtype);
@@ -100,14 +100,14 @@ export function registerCpuLoss(device: Device): void {
   });
 
   for (const [name, log] of [["softmax", false], ["logSoftmax", true]] as const) {
-    registerKernel<SoftmaxAttrs>(name, device, (inputs, { axis }) =>
+    registerFloatKernel<SoftmaxAttrs>(name, device, (inputs, { axis }) =>
       withDense(inputs, ([x]) => {
         const y = out(x!.shape, x!.dtype);
         if (y.size > 0) softmaxForward(f(x!), ...around(x!.shape, axis), f(y), log);
         return [y];
       }),
     );
-    registerKernel<SoftmaxAttrs>(`${name}Grad`, device, (inputs, { axis }) =>
+    registerFloatKernel<SoftmaxAttrs>(`${name}Grad`, device, (inputs, { axis }) =>
       withDense(inputs, ([y, dy]) => {
         const dx = out(y!.shape, y!.dtype);
         if (dx.size > 0) softmaxBackward(f(y!), f(dy!), ...around(y!.shape, axis), f(dx), log);

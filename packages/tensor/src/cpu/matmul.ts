@@ -1,9 +1,9 @@
 import { copyStrided, gemm } from "@modulora/kernels";
-import { registerKernel, type Device } from "../backend.js";
+import type { Device } from "../backend.js";
 import type { MatmulAttrs } from "../ops/matmul.js";
 import { broadcastStrides, contiguousStrides, shapeSize } from "../shape.js";
 import { Tensor } from "../tensor.js";
-import { farr, outputOn } from "./util.js";
+import { farr, outputOn, registerFloatKernel } from "./util.js";
 import { hostView } from "./host.js";
 
 /** How one operand is handed to GEMM: a (possibly transposed) matrix layout and a batch stride. */
@@ -59,10 +59,10 @@ function prepare(t: Tensor, batch: readonly number[]): Operand {
   return { t: temp, flipped: false, ld: Math.max(t.shape[t.rank - 1]!, 1), batchStride: shapeSize(batch) > 1 ? rc : 0, temp };
 }
 
-/** Registers the matmul kernel: one strided-batched GEMM. */
+/** Registers the matmul kernel: one strided-batched GEMM (bf16 operands are converted to f32 and accumulate in f32). */
 export function registerCpuMatmul(device: Device): void {
   const out = outputOn(device);
-  registerKernel<MatmulAttrs>("matmul", device, ([a, b], { transA, transB, batch, m, n, k }) => {
+  registerFloatKernel<MatmulAttrs>("matmul", device, ([a, b], { transA, transB, batch, m, n, k }) => {
     const y = out([...batch, m, n], a!.dtype);
     const count = shapeSize(batch);
     if (count === 0 || m === 0 || n === 0 || k === 0) {

@@ -8,7 +8,7 @@ import { noGrad } from "../engine.js";
 import type { AdamwStepOptions, DropoutAttrs, RmsnormAttrs, RmsnormGradAttrs, RopeAttrs } from "../ops/nn.js";
 import { contiguous } from "../ops/shape.js";
 import type { Tensor } from "../tensor.js";
-import { outputOn } from "./util.js";
+import { outputOn, registerFloatKernel } from "./util.js";
 import { hostArray, hostView } from "./host.js";
 
 /** Runs `fn` on contiguous versions of `inputs` (copies only the non-contiguous ones). */
@@ -25,18 +25,22 @@ function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
 
 const f = (t: Tensor): FloatArray => hostView(t) as FloatArray;
 
-/** Registers the RMSNorm, RoPE, SwiGLU, dropout and AdamW-step CPU kernels. */
+/**
+ * Registers the RMSNorm, RoPE, SwiGLU, dropout and AdamW-step CPU kernels. All but the AdamW step
+ * serve bf16 through {@link registerFloatKernel}; the step refuses bf16 parameters (ops/nn.ts).
+ */
 export function registerCpuNn(device: Device): void {
   const out = outputOn(device);
-  registerKernel<RmsnormAttrs>("rmsnorm", device, (inputs, { eps }) =>
+  registerFloatKernel<RmsnormAttrs>("rmsnorm", device, (inputs, { eps }) =>
     withDense(inputs, ([x, w]) => {
       const y = out(x!.shape, x!.dtype);
       const rstd = out(x!.shape.slice(0, -1), x!.dtype);
       if (x!.size > 0) rmsnormForward(f(x!), f(w!), eps, f(y), f(rstd));
       return [y, rstd];
     }),
+    { f32Outputs: [1] }, // rstd stays f32 for the backward
   );
-  registerKernel<RmsnormGradAttrs>("rmsnormGrad", device, (inputs, { weightGrad }) =>
+  registerFloatKernel<RmsnormGradAttrs>("rmsnormGrad", device, (inputs, { weightGrad }) =>
     withDense(inputs, ([x, w, rstd, dy]) => {
       const dx = out(x!.shape, x!.dtype);
       const dw = weightGrad ? out(w!.shape, w!.dtype) : null;
@@ -48,7 +52,7 @@ export function registerCpuNn(device: Device): void {
 
   // x is read through its strides when its last axis is contiguous, so q/k slices of a fused
   // projection are not copied; other layouts are made contiguous first.
-  registerKernel<RopeAttrs>("rope", device, ([x, positions], { invFreq, inverse }) => {
+  registerFloatKernel<RopeAttrs>("rope", device, ([x, positions], { invFreq, inverse }) => {
     const shape = x!.shape as [number, number, number, number];
     const y = out(shape, x!.dtype);
     if (y.size === 0) return [y];
@@ -61,14 +65,14 @@ export function registerCpuNn(device: Device): void {
     return [y];
   });
 
-  registerKernel("swiglu", device, (inputs) =>
+  registerFloatKernel("swiglu", device, (inputs) =>
     withDense(inputs, ([gate, up]) => {
       const y = out(gate!.shape, gate!.dtype);
       if (y.size > 0) swigluForward(f(gate!), f(up!), f(y));
       return [y];
     }),
   );
-  registerKernel("swigluGrad", device, (inputs) =>
+  registerFloatKernel("swigluGrad", device, (inputs) =>
     withDense(inputs, ([gate, up, dy]) => {
       const dgate = out(gate!.shape, gate!.dtype);
       const dup = out(gate!.shape, gate!.dtype);
@@ -77,7 +81,7 @@ export function registerCpuNn(device: Device): void {
     }),
   );
 
-  registerKernel<DropoutAttrs>("dropout", device, (inputs, { p, seed, offset }) =>
+  registerFloatKernel<DropoutAttrs>("dropout", device, (inputs, { p, seed, offset }) =>
     withDense(inputs, ([x]) => {
       const y = out(x!.shape, x!.dtype);
       if (y.size > 0) dropoutForward(f(x!), p, seed, offset, f(y));

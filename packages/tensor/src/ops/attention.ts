@@ -8,7 +8,7 @@
 // tests and serves backends that have no fused kernel.
 import { tidy } from "../engine.js";
 import { OpError } from "../errors.js";
-import { checkFloat, runOp, type OpDef } from "../op.js";
+import { checkFloat, runOp, type ComputeDType, type OpDef } from "../op.js";
 import { broadcastShapes, formatShape, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { add, div, maximum, sub } from "./binary.js";
@@ -120,7 +120,8 @@ function attentionAttrs(op: string, q: Tensor, k: Tensor, v: Tensor, options: At
  * with `Hq` a multiple of `Hkv`; query head `h` reads kv head `floor(h / (Hq / Hkv))` (the
  * LLaMA/HF `repeat_kv` convention). Returns [B, T, Hq, D]:
  * `out[b,t,h] = softmax_j(scale · q[b,t,h]·k[b,j,g] + mask[b,h,t,j]) · v[b,:,g]`.
- * The softmax runs in f32 for f32 inputs and f64 for f64 inputs. Differentiable w.r.t. q, k, v.
+ * The softmax runs in f32 for f32 and bf16 inputs and in f64 for f64 inputs (bf16 inputs give a
+ * bf16 output; the saved row statistics stay f32). Differentiable w.r.t. q, k, v.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
   const attrs = attentionAttrs("attention", q, k, v, options);
@@ -131,7 +132,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
 }
 
 /** [T, S] additive causal mask: 0 where key j is visible to query t (j <= S - T + t), else -inf. */
-function causalMask(T: number, S: number, dtype: "f32" | "f64"): Tensor {
+function causalMask(T: number, S: number, dtype: ComputeDType): Tensor {
   const data = dtype === "f64" ? new Float64Array(T * S) : new Float32Array(T * S);
   for (let t = 0; t < T; t++) for (let j = S - T + t + 1; j < S; j++) data[t * S + j] = -Infinity;
   return tensor(data, [T, S], { dtype });
@@ -146,7 +147,7 @@ export function attentionReference(q: Tensor, k: Tensor, v: Tensor, options: Att
   const a = attentionAttrs("attentionReference", q, k, v, options);
   const { batch: B, queryLen: T, keyLen: S, queryHeads: Hq, kvHeads: Hkv, headDim: D } = a;
   const G = Hq / Hkv;
-  const dtype = q.dtype as "f32" | "f64";
+  const dtype = q.dtype as ComputeDType;
   return tidy(() => {
     // Query head h = g_kv * G + r: group the G query heads of one kv head, and broadcast k, v over them.
     const qg = permute(reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]); // [B, Hkv, G, T, D]

@@ -83,8 +83,11 @@ function crossEntropyAttrs(logits: Tensor, targets: Tensor, options: CrossEntrop
  * Softmax cross-entropy of `logits` against class indices, as one fused op:
  * `loss_i = logsumexp(logits_i) − logits_i[targets_i]`.
  *
- * - `logits` `[..., V]` f32 or f64 (all leading axes are rows); `targets` i32 with the logits'
- *   shape without the class axis, or flat `[N]`.
+ * - `logits` `[..., V]` f32, f64 or bf16 (all leading axes are rows); `targets` i32 with the
+ *   logits' shape without the class axis, or flat `[N]`.
+ * - The loss has the logits' dtype, except for bf16 logits: they are read as f32, the loss (and
+ *   the per-row losses of `"none"`) is **f32**, and the gradient of the logits is bf16 (the bf16
+ *   policy: loss and softmax statistics in f32).
  * - Rows whose target equals `ignoreIndex` (default -100) contribute nothing and are not read.
  *   `"mean"` (default) divides by the number of the other rows; when every row is ignored the
  *   loss is **0 and so are the gradients** (PyTorch returns NaN here; a fully masked micro-batch
@@ -94,7 +97,7 @@ function crossEntropyAttrs(logits: Tensor, targets: Tensor, options: CrossEntrop
  *   the value.
  *
  * Memory: the forward never materialises the softmax. Each row's max and logsumexp come from one
- * chunked pass over its logits (statistics in f32 for f32 logits, f64 for f64), so the forward
+ * chunked pass over its logits (statistics in f32 for f32 and bf16 logits, f64 for f64), so the forward
  * allocates O(N) beyond the logits, and backward saves only the logits (no copy), the targets and
  * `lse` [N]. The backward writes `(exp(logits − lse) − onehot(target)) · g_i` straight into the one
  * `[..., V]` gradient. Logits whose class axis is not contiguous are copied first.
@@ -109,7 +112,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntr
 /**
  * The same loss as {@link crossEntropy}, composed of core ops (`max`, `sub`, `exp`, `sum`, `log`,
  * `gather`): a plain reference for tests and for backends without a fused kernel. It materialises
- * several `[N, V]` tensors, and reads the targets on the host. Ignored rows are masked by a
+ * several `[N, V]` tensors, and reads the targets on the host. Its result has the logits' dtype
+ * (bf16 too: each of its ops rounds to bf16, unlike the fused op's f32 loss). Ignored rows are masked by a
  * multiplication, so non-finite logits in an ignored row still reach the result (the fused op never
  * reads them).
  */
@@ -178,7 +182,8 @@ function softmaxLike(def: OpDef<SoftmaxAttrs>, x: Tensor, axis: number): Tensor 
 
 /**
  * `exp(x − max) / Σ exp(x − max)` along `axis` (default the last), as one fused, stable op.
- * Differentiable; the backward uses the saved output only.
+ * Differentiable; the backward uses the saved output only. bf16 input is computed in f32 and the
+ * result rounded to bf16 (cast the input to f32 first for f32 probabilities).
  */
 export function softmax(x: Tensor, axis = -1): Tensor {
   return softmaxLike(softmaxDef, x, axis);

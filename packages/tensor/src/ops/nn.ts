@@ -285,14 +285,17 @@ export interface AdamwStepOptions {
  * One fused AdamW update of `param`, `m` and `v` in place (one kernel call, no temporaries):
  * `p ← p − lr·wd·p`; `m ← β1·m + (1 − β1)·g`; `v ← β2·v + (1 − β2)·g²`;
  * `p ← p − lr · m̂ / (sqrt(v̂) + eps)` with `m̂ = m / (1 − β1^t)`, `v̂ = v / (1 − β2^t)`.
- * All four tensors are contiguous, of one shape and one float dtype. Not recorded for autograd;
+ * All four tensors are contiguous, of one shape and one float dtype, f32 or f64 (bf16 is refused:
+ * the bf16 policy keeps trainable parameters and optimizer state in f32). Not recorded for autograd;
  * a parameter that requires grad may only be updated inside `noGrad()`.
  */
 export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamwStepOptions): void {
   const op = "adamwStep";
   const inputs = [param, grad, m, v];
   checkInputs(op, inputs);
-  checkFloat(op, inputs);
+  if (checkFloat(op, inputs) === "bf16") {
+    throw new OpError(op, "bf16 parameters are not updated in place: keep trainable parameters and optimizer state in f32 (master weights) and cast them to bf16 where the model computes in bf16", inputs);
+  }
   for (const t of inputs) {
     if (!shapesEqual(t.shape, param.shape)) throw new OpError(op, "param, grad, m and v must have the same shape", inputs);
     if (!t.isContiguous) throw new OpError(op, `every tensor must be contiguous; ${formatShape(t.shape)} with strides [${t.strides.join(",")}] is not`, inputs);
