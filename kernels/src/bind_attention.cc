@@ -17,32 +17,23 @@
 #include <string>
 #include <vector>
 
+#include "binding.h"
 #include "cpu/attention.h"
-#include "napi_util.h"
 
 namespace modulora {
 namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 53;
 
-// Product of dims, refusing counts beyond 2^53.
-int64_t Product(const Args& a, std::initializer_list<int64_t> dims, const char* what) {
-  int64_t n = 1;
-  for (int64_t d : dims) {
-    if (__builtin_mul_overflow(n, d, &n) || n > kMaxElements) a.failRange(std::string(what) + " has more than 2^53 elements");
-  }
-  return n;
-}
-
-// The float arrays of one call, all of one type; remembers the ranges each one uses so that the
-// outputs can be checked against overlapping anything else.
+// The float arrays of one call (their shared type checked by the binding layer); remembers the
+// ranges each one uses so that the outputs can be checked against overlapping anything else.
 class Arrays {
  public:
-  explicit Arrays(const Args& a) : a_(a), types_(a, true, "arrays") {}
+  explicit Arrays(const Call& a) : a_(a) {}
 
-  // A Float32Array/Float64Array of the call's type holding at least `need` elements.
-  void* get(size_t i, const char* name, int64_t need, const std::string& layout, bool written) {
-    const Args::AnyArray arr = types_.get(i, name);
+  // The array `name`, holding at least `need` elements.
+  void* get(const char* name, int64_t need, const std::string& layout, bool written) {
+    const Args::AnyArray& arr = a_.arr(name);
     if (static_cast<int64_t>(arr.length) < need) {
       a_.failRange(std::string("argument '") + name + "' holds " + std::to_string(arr.length) + " elements but " +
                    layout + " needs " + std::to_string(need));
@@ -59,7 +50,6 @@ class Arrays {
     ranges_.push_back(r);
     return arr.data;
   }
-  bool is_f32() const { return types_.is_f32(); }
 
  private:
   struct Range {
@@ -67,14 +57,13 @@ class Arrays {
     const uint8_t *lo, *hi;
     bool written;
   };
-  const Args& a_;
-  SameTypeArrays types_;
+  const Call& a_;
   std::vector<Range> ranges_;
 };
 
 // dims = [B, T, S, Hq, Hkv, D], checked against each other and the causal flag.
-AttentionDims ReadDims(const Args& a, size_t i) {
-  const std::vector<int64_t> v = a.intList(i, "dims", 6, false);
+AttentionDims ReadDims(const Call& a) {
+  const std::vector<int64_t>& v = a.list("dims");
   if (v.size() != 6) {
     a.failRange("argument 'dims' must be [B, T, S, Hq, Hkv, D] (6 entries), got " + ListStr(v));
   }
@@ -100,33 +89,32 @@ struct Common {
 };
 
 // Reads dims, q, k, v, mask, maskStrides, scale, causal, out, lse (argument indices 0..9).
-Common ReadCommon(const Args& a, Arrays& arrays) {
+Common ReadCommon(const Call& a, Arrays& arrays) {
   Common c;
-  c.d = ReadDims(a, 0);
+  c.d = ReadDims(a);
   AttentionDims& d = c.d;
   const std::string dl = DimsLabel(d);
-  const int64_t nq = Product(a, {d.B, d.T, d.Hq, d.D}, "q"), nk = Product(a, {d.B, d.S, d.Hkv, d.D}, "k");
-  d.scale = a.number(6, "scale");
-  if (!std::isfinite(d.scale)) a.failRange("argument 'scale' must be finite, got " + std::to_string(d.scale));
-  d.causal = a.boolean(7, "causal");
+  const int64_t nq = CheckedProduct(a, {d.B, d.T, d.Hq, d.D}, "q"), nk = CheckedProduct(a, {d.B, d.S, d.Hkv, d.D}, "k");
+  d.scale = a.num("scale");
+  d.causal = a.flag("causal");
   if (d.causal && d.S < d.T) {
     a.failRange(dl + ": causal attention needs S >= T (the T queries are the newest of S positions), got S = " +
                 std::to_string(d.S) + " < T = " + std::to_string(d.T));
   }
-  c.q = arrays.get(1, "q", nq, dl + " as [B, T, Hq, D]", false);
-  c.k = arrays.get(2, "k", nk, dl + " as [B, S, Hkv, D]", false);
-  c.v = arrays.get(3, "v", nk, dl + " as [B, S, Hkv, D]", false);
+  c.q = arrays.get("q", nq, dl + " as [B, T, Hq, D]", false);
+  c.k = arrays.get("k", nk, dl + " as [B, S, Hkv, D]", false);
+  c.v = arrays.get("v", nk, dl + " as [B, S, Hkv, D]", false);
   return c;
 }
 
 // mask (index 4) and maskStrides (index 5): both absent, or an array and 4 strides that stay inside it.
-void ReadMask(const Napi::CallbackInfo& info, const Args& a, Arrays& arrays, Common& c) {
-  const bool no_mask = IsAbsent(info, 4), no_strides = IsAbsent(info, 5);
+void ReadMask(const Call& a, Arrays& arrays, Common& c) {
+  const bool no_mask = !a.has("mask"), no_strides = !a.has("maskStrides");
   if (no_mask != no_strides) {
     a.fail(no_mask ? "argument 'maskStrides' is given but 'mask' is null" : "argument 'mask' needs 'maskStrides' (4 strides over [B, Hq, T, S])");
   }
   if (no_mask) return;
-  const std::vector<int64_t> s = a.intList(5, "maskStrides", 4, false);
+  const std::vector<int64_t>& s = a.list("maskStrides");
   if (s.size() != 4) a.failRange("argument 'maskStrides' must have 4 entries (strides over [B, Hq, T, S]), got " + ListStr(s));
   const AttentionDims& d = c.d;
   const int64_t dims[4] = {d.B, d.Hq, d.T, d.S};
@@ -140,7 +128,7 @@ void ReadMask(const Napi::CallbackInfo& info, const Args& a, Arrays& arrays, Com
     }
   }
   const int64_t need = empty ? 0 : last + 1;
-  c.mask = arrays.get(4, "mask", need,
+  c.mask = arrays.get("mask", need,
                       "maskStrides " + ListStr(s) + " over [B, Hq, T, S] = " + ListStr({d.B, d.Hq, d.T, d.S}), false);
   for (int i = 0; i < 4; i++) c.ms[i] = s[i];
 }
@@ -157,27 +145,25 @@ AttentionMask<T> MaskOf(const Common& c) {
 }
 
 // out and lse (indices 8, 9): written by the forward, read by the backward.
-void ReadOutAndLse(const Args& a, Arrays& arrays, Common& c, bool written) {
+void ReadOutAndLse(const Call& a, Arrays& arrays, Common& c, bool written) {
   const AttentionDims& d = c.d;
   const std::string dl = DimsLabel(d);
-  c.out = arrays.get(8, "out", Product(a, {d.B, d.T, d.Hq, d.D}, "out"), dl + " as [B, T, Hq, D]", written);
-  c.lse = arrays.get(9, "lse", Product(a, {d.B, d.Hq, d.T}, "lse"), dl + " as [B, Hq, T]", written);
+  c.out = arrays.get("out", CheckedProduct(a, {d.B, d.T, d.Hq, d.D}, "out"), dl + " as [B, T, Hq, D]", written);
+  c.lse = arrays.get("lse", CheckedProduct(a, {d.B, d.Hq, d.T}, "lse"), dl + " as [B, Hq, T]", written);
 }
 
 [[noreturn]] void OutOfMemory(const Args& a) {
   a.failRange("out of memory allocating kernel scratch");
 }
 
-Napi::Value Forward(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionForward");
-  a.expectCount(10, "(dims, q, k, v, mask, maskStrides, scale, causal, out, lse)");
+Napi::Value Forward(Call& a) {
   Arrays arrays(a);
   Common c = ReadCommon(a, arrays);
-  ReadMask(info, a, arrays, c);
+  ReadMask(a, arrays, c);
   ReadOutAndLse(a, arrays, c, true);
   const AttentionDims& d = c.d;
   try {
-    DispatchFloat(arrays.is_f32(), [&](auto t) {
+    a.dispatch_float( [&](auto t) {
       using T = decltype(t);
       attention_forward<T>(d, static_cast<const T*>(c.q), static_cast<const T*>(c.k), static_cast<const T*>(c.v),
                            MaskOf<T>(c), static_cast<T*>(c.out), static_cast<T*>(c.lse));
@@ -185,26 +171,24 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   } catch (const std::bad_alloc&) {
     OutOfMemory(a);
   }
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
-Napi::Value Backward(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionBackward");
-  a.expectCount(15, "(dims, q, k, v, mask, maskStrides, scale, causal, out, lse, dout, dq, dk, dv, mode)");
+Napi::Value Backward(Call& a) {
   Arrays arrays(a);
   Common c = ReadCommon(a, arrays);
-  ReadMask(info, a, arrays, c);
+  ReadMask(a, arrays, c);
   ReadOutAndLse(a, arrays, c, false);
   const AttentionDims& d = c.d;
   const std::string dl = DimsLabel(d);
-  const int64_t nq = Product(a, {d.B, d.T, d.Hq, d.D}, "dq"), nk = Product(a, {d.B, d.S, d.Hkv, d.D}, "dk");
-  void* dout = arrays.get(10, "dout", nq, dl + " as [B, T, Hq, D]", false);
-  void* dq = arrays.get(11, "dq", nq, dl + " as [B, T, Hq, D]", true);
-  void* dk = arrays.get(12, "dk", nk, dl + " as [B, S, Hkv, D]", true);
-  void* dv = arrays.get(13, "dv", nk, dl + " as [B, S, Hkv, D]", true);
-  const auto mode = static_cast<AttentionBackwardMode>(a.integer(14, "mode", 0, 2));
+  const int64_t nq = CheckedProduct(a, {d.B, d.T, d.Hq, d.D}, "dq"), nk = CheckedProduct(a, {d.B, d.S, d.Hkv, d.D}, "dk");
+  void* dout = arrays.get("dout", nq, dl + " as [B, T, Hq, D]", false);
+  void* dq = arrays.get("dq", nq, dl + " as [B, T, Hq, D]", true);
+  void* dk = arrays.get("dk", nk, dl + " as [B, S, Hkv, D]", true);
+  void* dv = arrays.get("dv", nk, dl + " as [B, S, Hkv, D]", true);
+  const auto mode = static_cast<AttentionBackwardMode>(a.i("mode"));
   try {
-    DispatchFloat(arrays.is_f32(), [&](auto t) {
+    a.dispatch_float( [&](auto t) {
       using T = decltype(t);
       attention_backward<T>(d, static_cast<const T*>(c.q), static_cast<const T*>(c.k), static_cast<const T*>(c.v),
                             MaskOf<T>(c), static_cast<const T*>(c.out), static_cast<const T*>(c.lse),
@@ -214,33 +198,47 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   } catch (const std::bad_alloc&) {
     OutOfMemory(a);
   }
-  return info.Env().Undefined();
+  return a.env().Undefined();
 }
 
-Napi::Value BackwardMode(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionBackwardMode");
-  a.expectCount(1, "(dims)");
-  const AttentionDims d = ReadDims(a, 0);
+Napi::Value BackwardMode(Call& a) {
+  const AttentionDims d = ReadDims(a);
   const bool fused = attention_backward_mode(d) == AttentionBackwardMode::Fused;
-  return Napi::String::New(info.Env(), fused ? "fused" : "split");
+  return Napi::String::New(a.env(), fused ? "fused" : "split");
+}
+
+Napi::Value BlockSizes(Call& a) {
+  Napi::Object o = Napi::Object::New(a.env());
+  o.Set("query", static_cast<double>(kAttnBlockQ));
+  o.Set("keyForward", static_cast<double>(kAttnBlockKForward));
+  o.Set("keyBackward", static_cast<double>(kAttnBlockKBackward));
+  return o;
+}
+
+// dims, q, k, v, mask, maskStrides, scale, causal, out, lse: what both directions start with.
+std::vector<ArgSpec> CommonArgs() {
+  return {IntList("dims", 6),         FloatArr("q"),       FloatArr("k"),
+          FloatArr("v"),              FloatArr("mask").nullable(), IntList("maskStrides", 4).nullable(),
+          FiniteIn("scale", -INFINITY, INFINITY), Bool("causal"), FloatArr("out"),
+          FloatArr("lse")};
+}
+
+std::vector<ArgSpec> BackwardArgs() {
+  std::vector<ArgSpec> v = CommonArgs();
+  v.insert(v.end(), {FloatArr("dout"), FloatArr("dq"), FloatArr("dk"), FloatArr("dv"), Int("mode", 0, 2)});
+  return v;
 }
 
 }  // namespace
 
 void RegisterAttention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attentionForward", Napi::Function::New(env, Forward, "attentionForward"));
-  exports.Set("attentionBackward", Napi::Function::New(env, Backward, "attentionBackward"));
-  exports.Set("attentionBackwardMode", Napi::Function::New(env, BackwardMode, "attentionBackwardMode"));
-  exports.Set("attentionBlockSizes", Napi::Function::New(
-                                         env,
-                                         [](const Napi::CallbackInfo& info) -> Napi::Value {
-                                           Napi::Object o = Napi::Object::New(info.Env());
-                                           o.Set("query", static_cast<double>(kAttnBlockQ));
-                                           o.Set("keyForward", static_cast<double>(kAttnBlockKForward));
-                                           o.Set("keyBackward", static_cast<double>(kAttnBlockKBackward));
-                                           return o;
-                                         },
-                                         "attentionBlockSizes"));
+  static const std::vector<OpDef> kOps = {
+      {"attentionForward", CommonArgs(), Forward, nullptr, "arrays"},
+      {"attentionBackward", BackwardArgs(), Backward, nullptr, "arrays"},
+      {"attentionBackwardMode", {IntList("dims", 6)}, BackwardMode},
+      {"attentionBlockSizes", {}, BlockSizes},
+  };
+  RegisterOps(env, exports, kOps);
 }
 
 }  // namespace modulora

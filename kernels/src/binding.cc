@@ -85,7 +85,7 @@ void Call::parse(size_t i, const ArgSpec& s, Slot& out) {
       const double x = out.d;
       const std::string bounds = BoundsText(s);
       if (bounds.empty()) {
-        if (!std::isfinite(x)) fail(std::string("argument '") + s.name + "' must be finite, got " + NumStr(x));
+        if (!std::isfinite(x)) failRange(std::string("argument '") + s.name + "' must be finite, got " + NumStr(x));
       } else if (!std::isfinite(x) || !(x >= s.dlo) || !(s.hi_open ? x < s.dhi : x <= s.dhi)) {
         failRange(std::string("argument '") + s.name + "' = " + NumStr(x) + " must be a finite number" + bounds);
       }
