@@ -24,7 +24,9 @@
 
 #include <node_api.h>
 
-#include "napi_util.h"
+#include <vector>
+
+#include "binding.h"
 
 namespace modulora {
 namespace {
@@ -73,12 +75,11 @@ void FinalizeMappingRaw(napi_env /*env*/, void* /*data*/, void* hint) {
   delete m;
 }
 
-Napi::Value MmapFile(const Napi::CallbackInfo& info) {
-  Args a(info, "mmapFile");
-  a.expectCount(3, "(path, offset, length)");
-  std::string path = a.string(0, "path");
-  int64_t offset = a.integer(1, "offset", 0, kMaxSafeInteger);
-  int64_t length = a.integer(2, "length", 0, kMaxSafeInteger);
+Napi::Value MmapFile(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  const std::string& path = a.str("path");
+  const int64_t offset = a.i("offset");
+  const int64_t length = a.i("length");
 
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -143,11 +144,9 @@ Napi::Value MmapFile(const Napi::CallbackInfo& info) {
   return Napi::Value(info.Env(), out);
 }
 
-Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
-  Args a(info, "unmapFile");
-  a.expectCount(1, "(buffer)");
-  if (!info[0].IsArrayBuffer()) a.fail("argument 'buffer' must be an ArrayBuffer returned by mmapFile()");
-  Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
+Napi::Value UnmapFile(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  Napi::ArrayBuffer buf = a.value("buffer").As<Napi::ArrayBuffer>();
   if (buf.IsDetached()) return Napi::Boolean::New(info.Env(), false);  // already unmapped
   if (buf.ByteLength() == 0) {
     // mmapFile(..., 0) maps nothing; detach for symmetry so "unmapped" always reads the same.
@@ -178,8 +177,11 @@ Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterIo(Napi::Env env, Napi::Object exports) {
-  exports.Set("mmapFile", Napi::Function::New(env, MmapFile, "mmapFile"));
-  exports.Set("unmapFile", Napi::Function::New(env, UnmapFile, "unmapFile"));
+  static const std::vector<OpDef> kOps = {
+      {"mmapFile", {Text("path"), Int("offset", 0, kMaxSafeInteger), Int("length", 0, kMaxSafeInteger)}, MmapFile},
+      {"unmapFile", {Buffer("buffer", "an ArrayBuffer returned by mmapFile()")}, UnmapFile},
+  };
+  RegisterOps(env, exports, kOps);
 }
 
 }  // namespace modulora

@@ -6,11 +6,12 @@
 // empty instead of touching freed memory) or, as a safety net, when the buffer is collected.
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "cpu/cpu_features.h"
 #include "cpu/storage.h"
 #include "cpu/threadpool.h"
-#include "napi_util.h"
+#include "binding.h"
 
 namespace modulora {
 namespace {
@@ -24,7 +25,7 @@ struct Block {
 std::mutex g_blocks_mu;
 std::unordered_map<void*, Block*> g_blocks;
 
-constexpr double kMaxAlloc = 1099511627776.0;  // 1 TiB: anything larger is a bug upstream
+constexpr int64_t kMaxAlloc = int64_t{1} << 40;  // 1 TiB: anything larger is a bug upstream
 
 void FinalizeBlock(Napi::Env env, void* /*data*/, Block* block) {
   if (!block->released) {
@@ -38,11 +39,10 @@ void FinalizeBlock(Napi::Env env, void* /*data*/, Block* block) {
   delete block;
 }
 
-Napi::Value Alloc(const Napi::CallbackInfo& info) {
-  Args a(info, "alloc");
-  if (info.Length() != 1 && info.Length() != 2) a.expectCount(1, "(bytes, zeroFill?)");
-  int64_t bytes = a.integer(0, "bytes", 0, static_cast<int64_t>(kMaxAlloc));
-  const bool zero_fill = info.Length() < 2 || a.boolean(1, "zeroFill");
+Napi::Value Alloc(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  const int64_t bytes = a.i("bytes");
+  const bool zero_fill = !a.has("zeroFill") || a.flag("zeroFill");  // left out: zero-filled
   // Empty storage owns no native memory: a plain empty ArrayBuffer, which release() ignores.
   if (bytes == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
   void* p = storage_alloc(static_cast<size_t>(bytes), zero_fill);
@@ -56,11 +56,9 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), FinalizeBlock, block);
 }
 
-Napi::Value Release(const Napi::CallbackInfo& info) {
-  Args a(info, "release");
-  a.expectCount(1, "(buffer)");
-  if (!info[0].IsArrayBuffer()) a.fail("argument 'buffer' must be an ArrayBuffer returned by alloc()");
-  Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
+Napi::Value Release(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  Napi::ArrayBuffer buf = a.value("buffer").As<Napi::ArrayBuffer>();
   if (buf.IsDetached() || buf.ByteLength() == 0) return Napi::Boolean::New(info.Env(), false);  // released or empty
   void* p = buf.Data();
   Block* block = nullptr;
@@ -104,10 +102,9 @@ void FinalizeScratch(Napi::Env env, void* /*data*/, ScratchBlock* block) {
   delete block;
 }
 
-Napi::Value AllocScratch(const Napi::CallbackInfo& info) {
-  Args a(info, "allocScratch");
-  a.expectCount(1, "(bytes)");
-  int64_t bytes = a.integer(0, "bytes", 1, static_cast<int64_t>(kMaxAlloc));
+Napi::Value AllocScratch(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  const int64_t bytes = a.i("bytes");
   void* p = scratch_alloc(static_cast<size_t>(bytes));
   if (!p) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes of scratch");
   ScratchBlock* block = new ScratchBlock{p, static_cast<size_t>(bytes), false};
@@ -118,11 +115,9 @@ Napi::Value AllocScratch(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), FinalizeScratch, block);
 }
 
-Napi::Value ReleaseScratch(const Napi::CallbackInfo& info) {
-  Args a(info, "releaseScratch");
-  a.expectCount(1, "(buffer)");
-  if (!info[0].IsArrayBuffer()) a.fail("argument 'buffer' must be an ArrayBuffer returned by allocScratch()");
-  Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
+Napi::Value ReleaseScratch(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  Napi::ArrayBuffer buf = a.value("buffer").As<Napi::ArrayBuffer>();
   if (buf.IsDetached()) return Napi::Boolean::New(info.Env(), false);
   ScratchBlock* block = nullptr;
   {
@@ -140,7 +135,8 @@ Napi::Value ReleaseScratch(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-Napi::Value Stats(const Napi::CallbackInfo& info) {
+Napi::Value Stats(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
   StorageStats s = storage_stats();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(s.bytes)));
@@ -151,25 +147,26 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+Napi::Value ResetPeak(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
   storage_reset_peak();
   return info.Env().Undefined();
 }
 
-Napi::Value TrimCache(const Napi::CallbackInfo& info) {
+Napi::Value TrimCache(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
   return Napi::Number::New(info.Env(), static_cast<double>(storage_trim_cache()));
 }
 
-Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+Napi::Value GetNumThreads(Call& a) { return Napi::Number::New(a.env(), num_threads()); }
 
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  Args a(info, "setNumThreads");
-  a.expectCount(1, "(n)");
-  set_num_threads(static_cast<int>(a.integer(0, "n", 1, 1024)));
-  return info.Env().Undefined();
+Napi::Value SetNumThreads(Call& a) {
+  set_num_threads(static_cast<int>(a.i("n")));
+  return a.env().Undefined();
 }
 
-Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+Napi::Value CpuInfo(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("avx2", Napi::Boolean::New(info.Env(), cpu_has_avx2_fma()));
   o.Set("avx512", Napi::Boolean::New(info.Env(), cpu_has_avx512()));
@@ -178,10 +175,9 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value SetIsa(const Napi::CallbackInfo& info) {
-  Args a(info, "setIsa");
-  a.expectCount(1, "(isa)");
-  std::string s = a.string(0, "isa");
+Napi::Value SetIsa(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
+  const std::string& s = a.str("isa");
   Isa want;
   if (s == "generic") want = Isa::Generic;
   else if (s == "avx2") want = Isa::Avx2;
@@ -191,7 +187,8 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value HasCuda(const Napi::CallbackInfo& info) {
+Napi::Value HasCuda(Call& a) {
+  const Napi::CallbackInfo& info = a.info();
 #ifdef MODULORA_HAVE_CUDA
   return Napi::Boolean::New(info.Env(), true);
 #else
@@ -202,18 +199,21 @@ Napi::Value HasCuda(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterStorage(Napi::Env env, Napi::Object exports) {
-  exports.Set("alloc", Napi::Function::New(env, Alloc, "alloc"));
-  exports.Set("release", Napi::Function::New(env, Release, "release"));
-  exports.Set("allocScratch", Napi::Function::New(env, AllocScratch, "allocScratch"));
-  exports.Set("releaseScratch", Napi::Function::New(env, ReleaseScratch, "releaseScratch"));
-  exports.Set("memoryStats", Napi::Function::New(env, Stats, "memoryStats"));
-  exports.Set("resetPeak", Napi::Function::New(env, ResetPeak, "resetPeak"));
-  exports.Set("trimCache", Napi::Function::New(env, TrimCache, "trimCache"));
-  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo, "cpuInfo"));
-  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
-  exports.Set("hasCuda", Napi::Function::New(env, HasCuda, "hasCuda"));
+  static const std::vector<OpDef> kOps = {
+      {"alloc", {Int("bytes", 0, kMaxAlloc), Bool("zeroFill").omittable()}, Alloc},
+      {"release", {Buffer("buffer", "an ArrayBuffer returned by alloc()")}, Release},
+      {"allocScratch", {Int("bytes", 1, kMaxAlloc)}, AllocScratch},
+      {"releaseScratch", {Buffer("buffer", "an ArrayBuffer returned by allocScratch()")}, ReleaseScratch},
+      {"memoryStats", {}, Stats},
+      {"resetPeak", {}, ResetPeak},
+      {"trimCache", {}, TrimCache},
+      {"getNumThreads", {}, GetNumThreads},
+      {"setNumThreads", {Int("n", 1, 1024)}, SetNumThreads},
+      {"cpuInfo", {}, CpuInfo},
+      {"setIsa", {Text("isa")}, SetIsa},
+      {"hasCuda", {}, HasCuda},
+  };
+  RegisterOps(env, exports, kOps);
 }
 
 }  // namespace modulora
