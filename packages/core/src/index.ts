@@ -6,14 +6,13 @@
 export { QUANTIZER_SPEC_VERSION, type CalibrationKind, type CalibrationStats, type QuantizeOptions, type QuantizerPlugin, type SerializedWeight } from "./spec.js";
 export { registerQuantizer, unregisterQuantizer, getQuantizer, listQuantizers, resolveQuantizer, validateQuantizer } from "./registry.js";
 export type { AffineWeight, CodebookWeight, CustomWeight, FormatName, QuantizedWeight, QuantizedWeightBase } from "./formats/types.js";
-export { AFFINE_BITS, createAffineWeight, affineFromTensors, type AffineParts } from "./formats/affine.js";
-export { CODEBOOK_BITS, ABSMAX_SUPERBLOCK, createCodebookWeight, codebookFromTensors, type CodebookParts } from "./formats/codebook.js";
-export { FORMAT_TRAITS, formatTraits, predictedStorageBytes, type FormatTraits } from "./formats/traits.js";
+export { AFFINE_BITS, createAffineWeight, affineFromTensors, affinePackedWeight, affineReferenceDequantize, type AffineParts } from "./formats/affine.js";
+export { CODEBOOK_BITS, ABSMAX_SUPERBLOCK, createCodebookWeight, codebookFromTensors, codebookPackedWeight, codebookReferenceDequantize, type CodebookParts } from "./formats/codebook.js";
+export { FORMAT_TRAITS, formatTraits, predictedStorageBytes, packedWeightOf, weightDevice, type FormatTraits } from "./formats/traits.js";
 export { packColumns, packedWords, unpackColumnCode, packRowsBytes, unpackRowByteCode } from "./formats/pack.js";
 export { toF16Bits, fromF16Bits, roundToF16, f16Table } from "./formats/f16.js";
 export { serializeQuantizedWeight, deserializeQuantizedWeight } from "./formats/serialize.js";
-export { quantLinear, quantLinearDef, quantLinearInputGradDef, genericForward, genericInputGrad, ensureQuantKernels, resolvePath, DEFAULT_ROW_BLOCK, type QuantPath, type QuantLinearAttrs } from "./quant-linear.js";
-export { fusedKernelFor, type FusedKernel } from "./fused.js";
+export { quantLinear, quantLinearDef, genericForward, genericInputGrad, resolvePath, DEFAULT_ROW_BLOCK, type QuantPath, type QuantLinearAttrs } from "./quant-linear.js";
 export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions, type ForwardOptions } from "./modulora-linear.js";
 export { checkQuantizeInputs } from "./validate.js";
 export { Trainer, TrainingError, isTrainerEntry, type TrainerOptions, type TrainerEvent, type TrainResult, type Batch, type DataSource, type EvalResult } from "./train/trainer.js";

@@ -2,7 +2,7 @@
 // ModuLoRALinear: option checking, PEFT's initialisation, the branch s·(drop(X)·Aᵀ)·Bᵀ, and the
 // per-step dropout seed.
 //   Y = X·Wᵀ + b + s·(drop(X)·Aᵀ)·Bᵀ        W [out, in] frozen, A [r, in], B [out, r] trainable
-import { add, dropout, keep, matmul, noGrad, rand, scale, tidy, zeros, type Tensor } from "@modulora/tensor";
+import { add, dropout, keep, matmul, noGrad, rand, scale, tidy, zeros, type Device, type Tensor } from "@modulora/tensor";
 import type { ForwardOptions, LoRAOptions } from "./modulora-linear.js";
 
 /** The dropout seed of a training step (a 52-bit mix of the layer seed and the step). */
@@ -33,12 +33,13 @@ export function resolveLoRAOptions(who: string, options: LoRAOptions): ResolvedL
 
 /**
  * PEFT's initialisation of the factors: A [r, in] Kaiming-uniform (bound 1/√in) from `seed`,
- * B [out, r] zeros, so the update B·A starts at 0. Both kept (outside any `tidy`) and requiring grad.
+ * B [out, r] zeros, so the update B·A starts at 0. Both kept (outside any `tidy`) and requiring grad,
+ * created by kernels on `device` (the counter-based generator draws the same A on every device).
  */
-export function initLoRAFactors(inFeatures: number, outFeatures: number, r: number, seed: number): { loraA: Tensor; loraB: Tensor } {
+export function initLoRAFactors(inFeatures: number, outFeatures: number, r: number, seed: number, device: Device = "cpu"): { loraA: Tensor; loraB: Tensor } {
   const bound = 1 / Math.sqrt(inFeatures);
-  const loraA = keep(rand([r, inFeatures], { seed, low: -bound, high: bound, requiresGrad: true }));
-  const loraB = keep(zeros([outFeatures, r], { requiresGrad: true }));
+  const loraA = keep(rand([r, inFeatures], { seed, low: -bound, high: bound, requiresGrad: true, device }));
+  const loraB = keep(zeros([outFeatures, r], { requiresGrad: true, device }));
   return { loraA, loraB };
 }
 
@@ -64,7 +65,7 @@ export interface LoRALinearOptions extends LoRAOptions {
  * A linear layer with a frozen dense weight W [out, in] (f32) and LoRA factors A [r, in]
  * (Kaiming-uniform, bound 1/√in, as PEFT) and B [out, r] (zeros): the unquantized-base
  * counterpart of `ModuLoRALinear`, with the same initialisation, scaling, dropout and seeding.
- * Only A and B require grad; the weight and bias belong to the caller.
+ * Only A and B require grad, created on the weight's device; the weight and bias belong to the caller.
  */
 export class LoRALinear {
   readonly weight: Tensor;
@@ -89,7 +90,7 @@ export class LoRALinear {
     this.weight = weight;
     this.bias = options.bias ?? null;
     ({ r: this.r, alpha: this.alpha, scaling: this.scaling, dropoutP: this.dropoutP, rsLora: this.rsLora, seed: this.seed } = o);
-    ({ loraA: this.loraA, loraB: this.loraB } = initLoRAFactors(this.inFeatures, out, o.r, o.seed));
+    ({ loraA: this.loraA, loraB: this.loraB } = initLoRAFactors(this.inFeatures, out, o.r, o.seed, weight.device));
   }
 
   get inFeatures(): number {

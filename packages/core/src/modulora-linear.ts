@@ -1,7 +1,8 @@
 // ModuLoRALinear: a frozen quantized weight plus trainable LoRA factors.
 //   Y = X·Ŵᵀ + b + s·(drop(X)·Aᵀ)·Bᵀ
 // Backward gives dX (through Ŵ, re-materialized on demand), dA and dB; nothing for Ŵ.
-import { add, type Tensor } from "@modulora/tensor";
+import { add, type Device, type Tensor } from "@modulora/tensor";
+import { weightDevice } from "./formats/traits.js";
 import type { QuantizedWeight } from "./formats/types.js";
 import { initLoRAFactors, loraBranch, resolveLoRAOptions } from "./lora-dense.js";
 import { quantLinear, resolvePath, type QuantPath } from "./quant-linear.js";
@@ -32,6 +33,12 @@ export interface ModuLoRALinearOptions extends LoRAOptions {
   path?: QuantPath;
   /** Rows of Ŵ materialized at once on the generic path. */
   rowBlock?: number;
+  /**
+   * Device of the LoRA factors and of the inputs. A weight with packed tensors fixes it (their
+   * device; a different one here is an error); a custom weight, which materializes on the host,
+   * serves any device (default `cpu`).
+   */
+  device?: Device;
 }
 
 /** Options of one forward call. */
@@ -60,6 +67,8 @@ export class ModuLoRALinear {
   readonly seed: number;
   readonly path: "fused" | "generic";
   readonly rowBlock: number | undefined;
+  /** The device of the factors (and of the weight's packed tensors, when it has any). */
+  readonly device: Device;
 
   constructor(weight: QuantizedWeight, options: ModuLoRALinearOptions) {
     const o = resolveLoRAOptions("ModuLoRALinear", options);
@@ -74,9 +83,17 @@ export class ModuLoRALinear {
     this.scaling = o.scaling;
     this.dropoutP = o.dropoutP;
     this.seed = o.seed;
-    this.path = resolvePath(weight, options.path);
+    const own = weightDevice(weight);
+    if (own !== null && options.device !== undefined && options.device !== own) {
+      throw new Error(`ModuLoRALinear: the ${weight.format} weight is on '${own}', options.device is '${options.device}': upload the weight to '${options.device}' or leave device out`);
+    }
+    if (options.bias && options.bias.device !== (own ?? options.device ?? "cpu")) {
+      throw new Error(`ModuLoRALinear: the bias is on '${options.bias.device}', the layer on '${own ?? options.device ?? "cpu"}': put both on one device`);
+    }
+    this.device = own ?? options.device ?? "cpu";
+    this.path = resolvePath(weight, options.path, this.device);
     this.rowBlock = options.rowBlock;
-    ({ loraA: this.loraA, loraB: this.loraB } = initLoRAFactors(weight.inFeatures, weight.outFeatures, o.r, o.seed));
+    ({ loraA: this.loraA, loraB: this.loraB } = initLoRAFactors(weight.inFeatures, weight.outFeatures, o.r, o.seed, this.device));
   }
 
   get inFeatures(): number {

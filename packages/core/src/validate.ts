@@ -1,9 +1,9 @@
-import type { Tensor } from "@modulora/tensor";
+import { noGrad, sub, sum, tidy, type Tensor } from "@modulora/tensor";
 import type { QuantizeOptions, QuantizerPlugin } from "./spec.js";
 
 /**
- * The checks every plugin needs before quantizing: `weight` is a live, contiguous 2-D f32 tensor
- * of finite values; `bits` is one the plugin supports; `groupSize` is "row" or a positive
+ * The checks every plugin needs before quantizing: `weight` is a live 2-D f32 tensor of finite
+ * values, on any device (checked there); `bits` is one the plugin supports; `groupSize` is "row" or a positive
  * divisor of `in`. Throws an Error saying what was wrong. Returns the resolved group size.
  */
 export function checkQuantizeInputs(plugin: Pick<QuantizerPlugin, "name" | "supportedBits">, weight: Tensor, options: QuantizeOptions): number {
@@ -22,16 +22,13 @@ export function checkQuantizeInputs(plugin: Pick<QuantizerPlugin, "name" | "supp
   if (!Number.isInteger(g) || g < 1 || inF % g !== 0) {
     throw new RangeError(`${who}: group size ${JSON.stringify(options.groupSize)} does not divide in = ${inF}; use a divisor of ${inF} or "row"`);
   }
-  const dense = weight.isContiguous ? weight : weight.contiguous();
-  try {
-    const data = dense.view() as Float32Array;
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i]!)) {
-        throw new RangeError(`${who}: weight has a non-finite value (${data[i]}) at row ${Math.floor(i / inF)}, column ${i % inF}`);
-      }
-    }
-  } finally {
-    if (dense !== weight) dense.dispose();
+  // Finiteness on the weight's device: Σ(w − w) is 0 when every value is finite and NaN
+  // otherwise (one scalar read); only a failing weight is copied out, to say where.
+  const probe = noGrad(() => tidy(() => sum(sub(weight, weight)).item()));
+  if (probe !== 0) {
+    const data = weight.dataSync() as Float32Array;
+    const i = data.findIndex((v) => !Number.isFinite(v));
+    throw new RangeError(`${who}: weight has a non-finite value (${data[i]}) at row ${Math.floor(i / inF)}, column ${i % inF}`);
   }
   return g;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backward, dispose, matmul, memory, randn, resetPeakMemory, sum, tensor, tidy } from "@modulora/tensor";
+import { backward, dispose, fillInPlace, matmul, memory, noGrad, randn, resetPeakMemory, sum, tensor, tidy } from "@modulora/tensor";
 import { maxAbsDiff } from "@modulora/tensor/testing";
 import { ModuLoRALinear, quantLinear } from "../src/index.js";
 import { dequantizeAll } from "../src/testing/index.js";
@@ -36,7 +36,7 @@ describe("ModuLoRALinear", () => {
       const x = randn([3, 20], { seed: 2 });
       const w = tensor(dequantizeAll(q), [12, 20]);
       expect(maxAbsDiff(l.forward(x).toArray(), matmul(x, w, { transB: true }).toArray())).toBeLessThan(1e-5);
-      (l.loraB.view() as Float32Array).fill(0.5);
+      noGrad(() => fillInPlace(l.loraB, 0.5));
       const lora = matmul(matmul(x, l.loraA, { transB: true }), l.loraB, { transB: true }).toArray().map((v) => v * 1.5);
       const base = matmul(x, w, { transB: true }).toArray();
       expect(maxAbsDiff(l.forward(x).toArray(), base.map((v, i) => v + lora[i]!))).toBeLessThan(1e-5);
@@ -47,7 +47,7 @@ describe("ModuLoRALinear", () => {
   it("dropout touches the LoRA input only, in training, reproducibly per step", async () => {
     const q = await ternary(8, 16);
     const l = new ModuLoRALinear(q, { r: 4, alpha: 4, dropout: 0.5, seed: 9 });
-    (l.loraB.view() as Float32Array).fill(1);
+    noGrad(() => fillInPlace(l.loraB, 1));
     tidy(() => {
       const x = randn([2, 16], { seed: 4 });
       const evalOut = l.forward(x).toArray();

@@ -21,7 +21,7 @@ describe("referenceRoundToNearest", () => {
 describe("hessianError", () => {
   it("with H = I it is the relative weight error; Ŵ = 0 gives 1 under any H", () => {
     const w = randn([8, 16], { seed: 1 });
-    const wv = w.view() as Float32Array;
+    const wv = w.dataSync() as Float32Array;
     const wHat = referenceRoundToNearest(wv, 8, 16, 3, 8);
     const eye = new Float64Array(256);
     for (let i = 0; i < 16; i++) eye[i * 17] = 1;
@@ -33,7 +33,7 @@ describe("hessianError", () => {
   });
   it("a quantizer that returns Ŵ = 0 fails the suite's comparison at every width (the reference's error is below 1)", () => {
     const w = randn([64, 256], { seed: 13 });
-    const wv = w.view() as Float32Array;
+    const wv = w.dataSync() as Float32Array;
     for (const bits of [1, 2, 3, 4, 8])
       for (const g of [32, "row"] as const) expect(relativeError(referenceRoundToNearest(wv, 64, 256, bits, g), wv), `${bits} bits, group ${g}`).toBeLessThan(1);
     w.dispose();

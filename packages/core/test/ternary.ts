@@ -1,6 +1,6 @@
 // A quantizer written in plain TypeScript with its own (custom) format: ternary weights
 // {−a_j, 0, +a_j} per output row (threshold 0.7·mean|w|, as ternary weight networks do).
-import { keep, tensor, type Tensor } from "@modulora/tensor";
+import { keep, tensorFrom, type Tensor } from "@modulora/tensor";
 import { checkQuantizeInputs, QUANTIZER_SPEC_VERSION, type CustomWeight, type QuantizerPlugin } from "../src/index.js";
 
 export class TernaryWeight implements CustomWeight {
@@ -11,8 +11,9 @@ export class TernaryWeight implements CustomWeight {
   constructor(readonly outFeatures: number, readonly inFeatures: number, readonly signs: Tensor, readonly alpha: Tensor) {}
   materialize(r0: number, r1: number, out: Float32Array): void {
     this.materializeCalls++;
-    const s = this.signs.view() as Int8Array;
-    const a = this.alpha.view() as Float32Array;
+    // Plain host arrays, copied out of the weight's tensors (on any device).
+    const s = this.signs.dataSync() as Int8Array;
+    const a = this.alpha.dataSync() as Float32Array;
     for (let j = r0; j < r1; j++) for (let i = 0; i < this.inFeatures; i++) out[(j - r0) * this.inFeatures + i] = a[j]! * s[j * this.inFeatures + i]!;
   }
   storageBytes(): number {
@@ -35,7 +36,7 @@ export const ternaryQuantizer: QuantizerPlugin = {
   quantize(weight, options) {
     checkQuantizeInputs(ternaryQuantizer, weight, options);
     const [out, inF] = weight.shape as [number, number];
-    const w = weight.view() as Float32Array;
+    const w = weight.dataSync() as Float32Array;
     const signs = new Int8Array(out * inF);
     const alpha = new Float32Array(out);
     for (let j = 0; j < out; j++) {
@@ -53,7 +54,8 @@ export const ternaryQuantizer: QuantizerPlugin = {
       }
       alpha[j] = n ? sum / n : 0;
     }
-    return new TernaryWeight(out, inF, keep(tensor(signs, [out, inF], { dtype: "i8" })), keep(tensor(alpha, [out], { dtype: "f32" })));
+    const device = weight.device;
+    return new TernaryWeight(out, inF, keep(tensorFrom(signs, { shape: [out, inF], dtype: "i8", device })), keep(tensorFrom(alpha, { shape: [out], dtype: "f32", device })));
   },
   serialize(qw) {
     const t = qw as TernaryWeight;

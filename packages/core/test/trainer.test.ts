@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { dispose, keep, matmul, mean, memory, randn, square, sub, tensor, zeros, type Tensor } from "@modulora/tensor";
+import { dispose, keep, matmul, mean, memory, randn, square, sub, tensor, tensorFrom, zeros, type Tensor } from "@modulora/tensor";
 import { Trainer, learningRate, clipGradNorm, gradNorm, gradNormChecked, listCheckpoints, appendNoFollow, writeFileAtomic, LOCK_FILE, type DataSource, type TrainerEvent } from "../src/index.js";
 
 const child = fileURLToPath(new URL("./fixtures/train-child.mjs", import.meta.url));
@@ -77,12 +77,18 @@ describe("gradient clipping", () => {
     for (const v of values) for (const x of v) ref += x * x;
     expect(Math.abs(gradNorm([...params, noGradParam]) - Math.sqrt(ref)) / Math.sqrt(ref)).toBeLessThan(1e-6);
     expect(gradNormChecked(params)).toEqual({ norm: gradNorm(params), finite: true });
-    const view = params[3]!.grad!.view() as Float32Array;
-    view[5] = NaN;
+    // Overwrites element 5 of the fourth gradient (a copy in through the transfer API).
+    const setAt5 = (v: number) => {
+      const host = params[3]!.grad!.dataSync() as Float32Array;
+      host[5] = v;
+      params[3]!.grad!.dispose();
+      params[3]!.grad = keep(tensorFrom(host, { shape: [host.length] }));
+    };
+    setAt5(NaN);
     expect(gradNormChecked(params).finite).toBe(false);
-    view[5] = 3e30; // finite, but its square overflows f32: the norm is Inf, the gradients are finite
+    setAt5(3e30); // finite, but its square overflows f32: the norm is Inf, the gradients are finite
     expect(gradNormChecked(params)).toEqual({ norm: Infinity, finite: true });
-    view[5] = -Infinity;
+    setAt5(-Infinity);
     expect(gradNormChecked(params)).toEqual({ norm: Infinity, finite: false });
     dispose([...params, noGradParam]);
   });

@@ -22,4 +22,9 @@ export { philox4x32, uniformFill, normalFill, seedToKey } from "./random.js";
 export * from "./safetensors/index.js";
 export { getNumThreads, setNumThreads, cpuInfo, hasCuda, trimAllocatorCache, type CpuInfo } from "@modulora/kernels";
 export { checkpoint } from "./checkpoint.js";
+export {
+  packedWeight, packedTensor, packedNumber, registerQuantFormatKernels, getQuantFormatKernels, hasQuantFormatKernels, listQuantFormats,
+  quantMatmul, quantMatmulInputGrad, quantDequantize, registerQuantOps, quantMatmulDef, quantMatmulInputGradDef, quantDequantizeDef,
+  type PackedWeight, type QuantFormatKernels, type QuantMatmulAttrs, type QuantDequantizeAttrs,
+} from "./quant/index.js";
 export { registerSimBackend, simStats, resetSimStats, type SimStats } from "./sim/backend.js";

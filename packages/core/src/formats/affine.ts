@@ -1,5 +1,5 @@
-import { keep, tensor, type Tensor } from "@modulora/tensor";
-import { f16Table, toF16Bits } from "./f16.js";
+import { hasQuantFormatKernels, keep, packedWeight, quantDequantize, tensorFrom, type Device, type PackedWeight, type Tensor } from "@modulora/tensor";
+import { f16Table } from "./f16.js";
 import { packColumns, packedWords, unpackColumnCode } from "./pack.js";
 import type { AffineWeight } from "./types.js";
 
@@ -22,6 +22,8 @@ export interface AffineParts {
   symmetric?: boolean;
   /** Group of each input column (act-order), Int32Array [in]; default ⌊i / groupSize⌋. */
   gIdx?: Int32Array | null;
+  /** Device the packed tensors are uploaded to, once (default `cpu`). */
+  device?: Device;
 }
 
 function fail(msg: string): never {
@@ -67,14 +69,15 @@ export function createAffineWeight(p: AffineParts): AffineWeight {
   if (zeroKind === "real") for (let i = 0; i < p.zeros.length; i++) if (!Number.isFinite(p.zeros[i]!)) fail(`zero point ${p.zeros[i]} at ${i} is not finite`);
 
   const words = packedWords(inF, bits);
-  const qweight = keep(tensor(packColumns(p.codes, out, inF, bits), [words, out], { dtype: "i32" }));
-  const scalesT = transpose(p.scales, out, groups, (n) => new Float32Array(n));
-  const scales = keep(tensor(toF16Bits(scalesT), [groups, out], { dtype: "f16" }));
+  const device = p.device ?? "cpu";
+  // One upload per tensor; scales (and real zeros) are rounded to f16 by the device's cast kernel.
+  const qweight = keep(tensorFrom(packColumns(p.codes, out, inF, bits), { shape: [words, out], dtype: "i32", device }));
+  const scales = keep(tensorFrom(transpose(p.scales, out, groups, (n) => new Float32Array(n)), { shape: [groups, out], dtype: "f16", device }));
   const zeros =
     zeroKind === "int"
-      ? keep(tensor(transpose(p.zeros as Uint8Array, out, groups, (n) => new Uint8Array(n)), [groups, out], { dtype: "u8" }))
-      : keep(tensor(toF16Bits(transpose(p.zeros as Float32Array, out, groups, (n) => new Float32Array(n))), [groups, out], { dtype: "f16" }));
-  const gIdx = p.gIdx ? keep(tensor(Int32Array.from(p.gIdx), [inF], { dtype: "i32" })) : null;
+      ? keep(tensorFrom(transpose(p.zeros as Uint8Array, out, groups, (n) => new Uint8Array(n)), { shape: [groups, out], dtype: "u8", device }))
+      : keep(tensorFrom(transpose(p.zeros as Float32Array, out, groups, (n) => new Float32Array(n)), { shape: [groups, out], dtype: "f16", device }));
+  const gIdx = p.gIdx ? keep(tensorFrom(Int32Array.from(p.gIdx), { shape: [inF], dtype: "i32", device })) : null;
   return new AffineWeightImpl(out, inF, bits, groupSize, groups, p.symmetric ?? false, zeroKind, qweight, scales, zeros, gIdx);
 }
 
@@ -93,6 +96,7 @@ export function affineFromTensors(t: {
   if (!eq(t.zeros.shape, [groups, out]) || (t.zeros.dtype !== "u8" && t.zeros.dtype !== "f16")) fail(`zeros must be u8 or f16 [${groups}, ${out}], got ${t.zeros.dtype} [${t.zeros.shape}]`);
   if (t.gIdx && (t.gIdx.dtype !== "i32" || !eq(t.gIdx.shape, [inF]))) fail(`g_idx must be i32 [${inF}]`);
   if (!t.gIdx && groups * t.groupSize !== inF) fail(`${groups} groups of ${t.groupSize} do not cover in = ${inF}`);
+  for (const x of [t.scales, t.zeros, t.gIdx]) if (x && x.device !== t.qweight.device) fail(`all tensors must be on one device: qweight is on '${t.qweight.device}', another on '${x.device}'`);
   return new AffineWeightImpl(out, inF, bits, t.groupSize, groups, t.symmetric ?? false, t.zeros.dtype === "u8" ? "int" : "real", t.qweight, t.scales, t.zeros, t.gIdx ?? null);
 }
 
@@ -112,28 +116,21 @@ class AffineWeightImpl implements AffineWeight {
     readonly gIdx: Tensor | null,
   ) {}
 
-  /** Plain TypeScript reference dequantization (the fused kernels are checked against it). */
+  /**
+   * Rows [rowStart, rowEnd) of Ŵ into `out`: by the format's dequantize kernel on the weight's
+   * device and one copy out; where the device has none, by {@link affineReferenceDequantize}.
+   */
   materialize(rowStart: number, rowEnd: number, out: Float32Array): void {
-    const inF = this.inFeatures;
-    const rows = this.outFeatures;
-    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= rows)) {
-      throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${rows})`);
+    checkRows(this, rowStart, rowEnd, out);
+    if (!hasQuantFormatKernels("affine", this.qweight.device)) {
+      affineReferenceDequantize(this, rowStart, rowEnd, out);
+      return;
     }
-    if (out.length < (rowEnd - rowStart) * inF) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * inF}`);
-    const f16 = f16Table();
-    const scales = this.scales.view() as Uint16Array;
-    const zeros = this.zeros.view() as Uint8Array | Uint16Array;
-    const realZeros = this.zeroKind === "real";
-    const gIdx = this.gIdx ? (this.gIdx.view() as Int32Array) : null;
-    const packed = this.qweight.view() as Int32Array;
-    for (let j = rowStart; j < rowEnd; j++) {
-      const o = (j - rowStart) * inF;
-      for (let i = 0; i < inF; i++) {
-        const q = unpackColumnCode(packed, rows, j, i, this.bits);
-        const k = (gIdx ? gIdx[i]! : Math.floor(i / this.groupSize)) * rows + j;
-        const z = realZeros ? f16[zeros[k]!]! : zeros[k]!;
-        out[o + i] = f16[scales[k]!]! * (q - z);
-      }
+    const block = quantDequantize(affinePackedWeight(this), rowStart, rowEnd);
+    try {
+      out.set(block.dataSync());
+    } finally {
+      block.dispose();
     }
   }
 
@@ -147,5 +144,57 @@ class AffineWeightImpl implements AffineWeight {
 
   dispose(): void {
     for (const t of [this.qweight, this.scales, this.zeros, this.gIdx]) t?.dispose();
+  }
+}
+
+function checkRows(w: AffineWeight, rowStart: number, rowEnd: number, out: Float32Array): void {
+  const rows = w.outFeatures;
+  if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= rows)) {
+    throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${rows})`);
+  }
+  if (out.length < (rowEnd - rowStart) * w.inFeatures) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * w.inFeatures}`);
+}
+
+const packedCache = new WeakMap<AffineWeight, PackedWeight>();
+
+/**
+ * The weight as the quantized ops of @modulora/tensor see it: tensors `qweight`, `scales`,
+ * `zeros`, `gIdx` (or null) and params `groupSize`, `groups`, `zeroKind` (built once per weight).
+ */
+export function affinePackedWeight(w: AffineWeight): PackedWeight {
+  let p = packedCache.get(w);
+  if (!p) {
+    p = packedWeight({
+      format: "affine", outFeatures: w.outFeatures, inFeatures: w.inFeatures, bits: w.bits,
+      tensors: { qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx },
+      params: { groupSize: w.groupSize, groups: w.groups, zeroKind: w.zeroKind },
+    });
+    packedCache.set(w, p);
+  }
+  return p;
+}
+
+/**
+ * Plain TypeScript reference dequantization of rows [rowStart, rowEnd) (the kernels are checked
+ * against it): ŵ = f16(scale) · (q − zero). Copies the packed tensors out (one read each).
+ */
+export function affineReferenceDequantize(w: AffineWeight, rowStart: number, rowEnd: number, out: Float32Array): void {
+  checkRows(w, rowStart, rowEnd, out);
+  const inF = w.inFeatures;
+  const rows = w.outFeatures;
+  const f16 = f16Table();
+  const scales = w.scales.dataSync() as Uint16Array;
+  const zeros = w.zeros.dataSync() as Uint8Array | Uint16Array;
+  const realZeros = w.zeroKind === "real";
+  const gIdx = w.gIdx ? (w.gIdx.dataSync() as Int32Array) : null;
+  const packed = w.qweight.dataSync() as Int32Array;
+  for (let j = rowStart; j < rowEnd; j++) {
+    const o = (j - rowStart) * inF;
+    for (let i = 0; i < inF; i++) {
+      const q = unpackColumnCode(packed, rows, j, i, w.bits);
+      const k = (gIdx ? gIdx[i]! : Math.floor(i / w.groupSize)) * rows + j;
+      const z = realZeros ? f16[zeros[k]!]! : zeros[k]!;
+      out[o + i] = f16[scales[k]!]! * (q - z);
+    }
   }
 }

@@ -1,4 +1,4 @@
-import { keep, tensor, type Tensor } from "@modulora/tensor";
+import { hasQuantFormatKernels, keep, packedWeight, quantDequantize, tensorFrom, type AnyTypedArray, type Device, type DType, type PackedWeight, type Tensor } from "@modulora/tensor";
 import { packRowsBytes, unpackRowByteCode } from "./pack.js";
 import type { CodebookWeight } from "./types.js";
 
@@ -22,6 +22,8 @@ export interface CodebookParts {
   absmax: Float32Array;
   /** Quantize `absmax` to 8 bits per block with an f32 scale and offset per 256 blocks. */
   doubleQuant?: boolean;
+  /** Device the packed tensors are uploaded to, once (default `cpu`). */
+  device?: Device;
 }
 
 function fail(msg: string): never {
@@ -42,10 +44,12 @@ export function createCodebookWeight(p: CodebookParts): CodebookWeight {
   for (const v of p.levels) if (!Number.isFinite(v)) fail("levels must be finite");
   for (const v of p.absmax) if (!Number.isFinite(v)) fail("absmax values must be finite");
   const stride = Math.ceil((inF * bits) / 8);
-  const codes = keep(tensor(packRowsBytes(p.codes, out, inF, bits), [out, stride], { dtype: "u8" }));
-  const levels = keep(tensor(Float32Array.from(p.levels), [1 << bits], { dtype: "f32" }));
+  const device = p.device ?? "cpu";
+  const up = (a: AnyTypedArray, shape: number[], dtype: DType) => keep(tensorFrom(a, { shape, dtype, device }));
+  const codes = up(packRowsBytes(p.codes, out, inF, bits), [out, stride], "u8");
+  const levels = up(Float32Array.from(p.levels), [1 << bits], "f32");
   if (!p.doubleQuant) {
-    const absmax = keep(tensor(Float32Array.from(p.absmax), [blocks], { dtype: "f32" }));
+    const absmax = up(Float32Array.from(p.absmax), [blocks], "f32");
     return new CodebookWeightImpl(out, inF, bits, blockSize, codes, levels, absmax, null, null, null);
   }
   const supers = Math.ceil(blocks / ABSMAX_SUPERBLOCK);
@@ -67,9 +71,9 @@ export function createCodebookWeight(p: CodebookParts): CodebookWeight {
   }
   return new CodebookWeightImpl(
     out, inF, bits, blockSize, codes, levels, null,
-    keep(tensor(q, [blocks], { dtype: "u8" })),
-    keep(tensor(scale, [supers], { dtype: "f32" })),
-    keep(tensor(offset, [supers], { dtype: "f32" })),
+    up(q, [blocks], "u8"),
+    up(scale, [supers], "f32"),
+    up(offset, [supers], "f32"),
   );
 }
 
@@ -88,33 +92,21 @@ class CodebookWeightImpl implements CodebookWeight {
     readonly absmaxOffset: Tensor | null,
   ) {}
 
-  /** The scale of block `b` (global block index). */
-  private blockScale(b: number, am: Float32Array | null, aq: Uint8Array | null, sc: Float32Array | null, off: Float32Array | null): number {
-    if (am) return am[b]!;
-    const s = Math.floor(b / ABSMAX_SUPERBLOCK);
-    return Math.fround(off![s]! + Math.fround(sc![s]! * aq![b]!));
-  }
-
-  /** Plain TypeScript reference dequantization. */
+  /**
+   * Rows [rowStart, rowEnd) of Ŵ into `out`: by the format's dequantize kernel on the weight's
+   * device and one copy out; where the device has none, by {@link codebookReferenceDequantize}.
+   */
   materialize(rowStart: number, rowEnd: number, out: Float32Array): void {
-    const inF = this.inFeatures;
-    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= this.outFeatures)) {
-      throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${this.outFeatures})`);
+    checkRows(this, rowStart, rowEnd, out);
+    if (!hasQuantFormatKernels("codebook", this.codes.device)) {
+      codebookReferenceDequantize(this, rowStart, rowEnd, out);
+      return;
     }
-    if (out.length < (rowEnd - rowStart) * inF) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * inF}`);
-    const codes = this.codes.view() as Uint8Array;
-    const levels = this.levels.view() as Float32Array;
-    const am = this.absmax ? (this.absmax.view() as Float32Array) : null;
-    const aq = this.absmaxCodes ? (this.absmaxCodes.view() as Uint8Array) : null;
-    const sc = this.absmaxScale ? (this.absmaxScale.view() as Float32Array) : null;
-    const off = this.absmaxOffset ? (this.absmaxOffset.view() as Float32Array) : null;
-    const stride = this.codes.shape[1]!;
-    const perRow = inF / this.blockSize;
-    for (let j = rowStart; j < rowEnd; j++) {
-      for (let i = 0; i < inF; i++) {
-        const scale = this.blockScale(j * perRow + Math.floor(i / this.blockSize), am, aq, sc, off);
-        out[(j - rowStart) * inF + i] = scale * levels[unpackRowByteCode(codes, stride, j, i, this.bits)]!;
-      }
+    const block = quantDequantize(codebookPackedWeight(this), rowStart, rowEnd);
+    try {
+      out.set(block.dataSync());
+    } finally {
+      block.dispose();
     }
   }
 
@@ -154,5 +146,62 @@ export function codebookFromTensors(t: {
     if (!t.absmaxCodes || t.absmaxCodes.dtype !== "u8" || !eq(t.absmaxCodes.shape, [blocks])) fail(`absmax_codes must be u8 [${blocks}] when absmax is absent`);
     for (const s of [t.absmaxScale, t.absmaxOffset]) if (!s || s.dtype !== "f32" || !eq(s.shape, [supers])) fail(`absmax_scale and absmax_offset must be f32 [${supers}]`);
   }
+  for (const x of [t.levels, t.absmax, t.absmaxCodes, t.absmaxScale, t.absmaxOffset]) {
+    if (x && x.device !== t.codes.device) fail(`all tensors must be on one device: codes are on '${t.codes.device}', another on '${x.device}'`);
+  }
   return new CodebookWeightImpl(out, inF, bits, blockSize, t.codes, t.levels, t.absmax, t.absmaxCodes, t.absmaxScale, t.absmaxOffset);
+}
+
+function checkRows(w: CodebookWeight, rowStart: number, rowEnd: number, out: Float32Array): void {
+  if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= w.outFeatures)) {
+    throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${w.outFeatures})`);
+  }
+  if (out.length < (rowEnd - rowStart) * w.inFeatures) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * w.inFeatures}`);
+}
+
+const packedCache = new WeakMap<CodebookWeight, PackedWeight>();
+
+/**
+ * The weight as the quantized ops of @modulora/tensor see it: tensors `codes`, `levels`, and
+ * `absmax` or `absmaxCodes`/`absmaxScale`/`absmaxOffset` (the others null); param `blockSize`.
+ */
+export function codebookPackedWeight(w: CodebookWeight): PackedWeight {
+  let p = packedCache.get(w);
+  if (!p) {
+    p = packedWeight({
+      format: "codebook", outFeatures: w.outFeatures, inFeatures: w.inFeatures, bits: w.bits,
+      tensors: { codes: w.codes, levels: w.levels, absmax: w.absmax, absmaxCodes: w.absmaxCodes, absmaxScale: w.absmaxScale, absmaxOffset: w.absmaxOffset },
+      params: { blockSize: w.blockSize },
+    });
+    packedCache.set(w, p);
+  }
+  return p;
+}
+
+/**
+ * Plain TypeScript reference dequantization of rows [rowStart, rowEnd) (the kernels are checked
+ * against it): ŵ = absmax[block] · levels[q]. Copies the packed tensors out (one read each).
+ */
+export function codebookReferenceDequantize(w: CodebookWeight, rowStart: number, rowEnd: number, out: Float32Array): void {
+  checkRows(w, rowStart, rowEnd, out);
+  const inF = w.inFeatures;
+  const codes = w.codes.dataSync() as Uint8Array;
+  const levels = w.levels.dataSync() as Float32Array;
+  const am = w.absmax ? (w.absmax.dataSync() as Float32Array) : null;
+  const aq = w.absmaxCodes ? (w.absmaxCodes.dataSync() as Uint8Array) : null;
+  const sc = w.absmaxScale ? (w.absmaxScale.dataSync() as Float32Array) : null;
+  const off = w.absmaxOffset ? (w.absmaxOffset.dataSync() as Float32Array) : null;
+  const blockScale = (b: number) => {
+    if (am) return am[b]!;
+    const s = Math.floor(b / ABSMAX_SUPERBLOCK);
+    return Math.fround(off![s]! + Math.fround(sc![s]! * aq![b]!));
+  };
+  const stride = w.codes.shape[1]!;
+  const perRow = inF / w.blockSize;
+  for (let j = rowStart; j < rowEnd; j++) {
+    for (let i = 0; i < inF; i++) {
+      const scale = blockScale(j * perRow + Math.floor(i / w.blockSize));
+      out[(j - rowStart) * inF + i] = scale * levels[unpackRowByteCode(codes, stride, j, i, w.bits)]!;
+    }
+  }
 }

@@ -1,11 +1,14 @@
-// The formats as a table of traits: sizes, checks, the reference dequantization and
-// serialization read this table. The one other per-format table is fused.ts, which maps the
-// formats that have native kernels to those kernels.
-import type { Tensor } from "@modulora/tensor";
+// The formats as a table of traits: sizes, checks, dequantization and serialization read this
+// table. The kernels that compute with a format are not here: they live in @modulora/tensor's
+// per-backend format table (registerQuantFormatKernels), keyed by (format, backend); a format
+// with kernels describes its tensors to them through `packed`. Serialization hands out the
+// weight's own tensors (on whatever device they live); a checkpoint writer copies them out with
+// dataSync (saveSafetensors), and a reader uploads them with tensorFrom (loadSafetensors).
+import type { Device, PackedWeight, Tensor } from "@modulora/tensor";
 import type { QuantizerPlugin, SerializedWeight } from "../spec.js";
 import type { AffineWeight, CodebookWeight, CustomWeight, FormatName, QuantizedWeight } from "./types.js";
-import { AFFINE_BITS, affineFromTensors } from "./affine.js";
-import { CODEBOOK_BITS, codebookFromTensors } from "./codebook.js";
+import { AFFINE_BITS, affineFromTensors, affinePackedWeight } from "./affine.js";
+import { CODEBOOK_BITS, codebookFromTensors, codebookPackedWeight } from "./codebook.js";
 import { packedWords } from "./pack.js";
 
 /** Traits of one weight format. */
@@ -19,10 +22,15 @@ export interface FormatTraits<W extends QuantizedWeight = QuantizedWeight> {
   bytesPerBlock(w: W): number;
   /** Bytes held once per weight rather than per block (code book, g_idx). */
   fixedBytes(w: W): number;
-  /** Reference dequantization of rows [r0, r1) into `out`. */
+  /** Dequantization of rows [r0, r1) into the host array `out` (the weight's `materialize`). */
   dequantize(w: W, r0: number, r1: number, out: Float32Array): void;
-  /** Whether a fused native dequantize-matmul kernel exists for this format (else: generic path). */
+  /**
+   * Whether this format has kernels in the tensor package's format table (a fused
+   * dequantize-matmul on backends that register them; elsewhere: the generic path).
+   */
   readonly fused: boolean;
+  /** The weight as the tensor package's quantized ops see it (formats with kernels only). */
+  packed?(w: W): PackedWeight;
   /**
    * Named tensors (`w`'s own, not copies) and metadata of `w`, without the fields every format
    * shares (format, shape, bits), which the caller adds. `plugin`: the maker of a custom weight.
@@ -59,6 +67,7 @@ const affineTraits: FormatTraits<AffineWeight> = {
   fixedBytes: (w) => (packedWords(w.inFeatures, w.bits) * 4 - (w.inFeatures * w.bits) / 8) * w.outFeatures + (w.gIdx ? 4 * w.inFeatures : 0),
   dequantize: (w, r0, r1, out) => w.materialize(r0, r1, out),
   fused: true,
+  packed: affinePackedWeight,
   serialize: (w) => ({
     tensors: { qweight: w.qweight, scales: w.scales, zeros: w.zeros, ...(w.gIdx ? { g_idx: w.gIdx } : {}) },
     metadata: { groupSize: w.groupSize, symmetric: w.symmetric, zeroKind: w.zeroKind },
@@ -82,6 +91,7 @@ const codebookTraits: FormatTraits<CodebookWeight> = {
   },
   dequantize: (w, r0, r1, out) => w.materialize(r0, r1, out),
   fused: true,
+  packed: codebookPackedWeight,
   serialize: (w) => ({
     tensors: {
       codes: w.codes, levels: w.levels, ...(w.absmax ? { absmax: w.absmax } : {}),
@@ -143,4 +153,18 @@ export function predictedStorageBytes(w: QuantizedWeight): number {
   const t = formatTraits(w);
   const blocks = (w.outFeatures * w.inFeatures) / t.blockSize(w);
   return blocks * t.bytesPerBlock(w) + t.fixedBytes(w);
+}
+
+/** `w` as a packed weight for the tensor package's quantized ops, or null where its format has no kernels (custom). */
+export function packedWeightOf(w: QuantizedWeight): PackedWeight | null {
+  const t = formatTraits(w);
+  return t.packed ? t.packed(w) : null;
+}
+
+/**
+ * The device `w`'s packed tensors live on, or null for a custom weight (which materializes on
+ * the host and so serves any device).
+ */
+export function weightDevice(w: QuantizedWeight): Device | null {
+  return packedWeightOf(w)?.device ?? null;
 }

@@ -1,5 +1,4 @@
-import { gemm } from "@modulora/kernels";
-import { add, loadSafetensors, matmul, scale, tensor, type Tensor } from "@modulora/tensor";
+import { add, loadSafetensors, matmul, scale, tensor, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
 import type { QuantizedWeight } from "../formats/types.js";
 
 /** Ŵ dequantized in full (tests only: this is what ModuLoRA never does in training). */
@@ -70,7 +69,7 @@ export function referenceRoundToNearest(w: ArrayLike<number>, outFeatures: numbe
 /**
  * The output reconstruction error of Ŵ under H = Σ xᵀx (f64 [in, in], row-major, symmetric):
  * sqrt(tr((Ŵ − W) H (Ŵ − W)ᵀ) / tr(W H Wᵀ)), i.e. ‖X(Ŵ − W)ᵀ‖ / ‖XWᵀ‖ over the calibration inputs X.
- * With H = I it is {@link relativeError}. In f64, with one DGEMM (tests only).
+ * With H = I it is {@link relativeError}. In f64, with one f64 matmul on the cpu device (tests only).
  */
 export function hessianError(wHat: ArrayLike<number>, w: ArrayLike<number>, h: ArrayLike<number>, outFeatures: number, inFeatures: number): number {
   const n = inFeatures;
@@ -82,8 +81,7 @@ export function hessianError(wHat: ArrayLike<number>, w: ArrayLike<number>, h: A
     e[size + i] = w[i]!;
   }
   const hv = h instanceof Float64Array ? h : Float64Array.from(h);
-  const p = new Float64Array(2 * size);
-  gemm(false, false, 2 * outFeatures, n, n, 1, e, n, 0, hv, n, 0, 0, p, n, 0);
+  const p = tidy(() => matmul(tensorFrom(e, { shape: [2 * outFeatures, n] }), tensorFrom(hv, { shape: [n, n] })).dataSync() as Float64Array);
   let num = 0;
   let den = 0;
   for (let i = 0; i < size; i++) {

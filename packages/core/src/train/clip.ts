@@ -1,39 +1,49 @@
-// Gradient norm and clipping over all trainable parameters. The norm is one reduction on the
-// gradients' device and one read to the host per call (not one per parameter).
-import { countNonFinite } from "@modulora/kernels";
-import { cast, concat, noGrad, scaleInPlace, square, sum, tidy, type Tensor } from "@modulora/tensor";
+// Gradient norm and clipping over all trainable parameters. Everything is reduced on the
+// gradients' device into one small vector, read to the host once per call (not once per
+// parameter): Σ‖g‖², a finiteness probe Σ(g − g) (0 when every element is finite, NaN when one
+// is NaN or ±Inf), and optionally one more scalar of the caller's (the step's loss).
+import { cast, concat, noGrad, scaleInPlace, square, sub, sum, tidy, type Tensor } from "@modulora/tensor";
 
-/** Σ‖g‖² over the gradients of `params`, read to the host once (0 when none has a gradient). */
-function squaredNorm(params: readonly Tensor[]): number {
+/** [Σ‖g‖², Σ(g − g), extra?] as f64 numbers, in one device → host read (zeros when no parameter has a gradient). */
+function reduceGrads(params: readonly Tensor[], extra?: Tensor): number[] {
   return tidy(() => {
-    // Each gradient's sum of squares in its own dtype, then added in f64, as a scalar on the device.
-    const parts = params.filter((p) => p.grad).map((p) => cast(sum(square(p.grad!)), "f64").reshape([1]));
-    return parts.length === 0 ? 0 : sum(concat(parts)).item();
+    const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
+    const scalar = (t: Tensor) => cast(t, "f64").reshape([1]);
+    const parts: Tensor[] = [];
+    if (grads.length > 0) {
+      // Each gradient's sum of squares in its own dtype, then added in f64, on the device.
+      parts.push(sum(concat(grads.map((g) => scalar(sum(square(g)))))).reshape([1]));
+      parts.push(sum(concat(grads.map((g) => scalar(sum(sub(g, g)))))).reshape([1]));
+    }
+    if (extra) parts.push(scalar(extra));
+    if (parts.length === 0) return [0, 0];
+    const host = Array.from(concat(parts).toFloat64Array());
+    return grads.length > 0 ? host : [0, 0, ...host];
   });
 }
 
 /** The global L2 norm of the gradients of `params` (parameters without a gradient count as 0). */
 export function gradNorm(params: readonly Tensor[]): number {
-  return Math.sqrt(squaredNorm(params));
+  return Math.sqrt(reduceGrads(params)[0]!);
 }
 
-/** Whether any gradient holds NaN or ±Inf (reads every gradient: use {@link gradNormChecked} per step). */
+/** Whether any gradient holds NaN or ±Inf (one reduction on the device, one read). */
 export function gradsNonFinite(params: readonly Tensor[]): boolean {
-  for (const p of params) {
-    const g = p.grad;
-    if (g && (g.dtype === "f32" || g.dtype === "f64") && countNonFinite(g.view() as Float32Array) > 0) return true;
-  }
-  return false;
+  return reduceGrads(params)[1] !== 0;
 }
 
 /**
- * The global gradient norm and whether every gradient is finite, with one host read when they
- * are: a NaN or ±Inf anywhere makes the norm non-finite, so only a non-finite norm (or squares
- * that overflowed) looks at the gradients one by one.
+ * The global gradient norm and whether every gradient is finite, from one reduction and one host
+ * read. A norm of Inf with finite gradients means the squares overflowed. `extra`: a one-element
+ * tensor (the step's loss) read in the same transfer, returned as `value`.
  */
-export function gradNormChecked(params: readonly Tensor[]): { norm: number; finite: boolean } {
-  const norm = gradNorm(params);
-  return { norm, finite: Number.isFinite(norm) || !gradsNonFinite(params) };
+export function gradNormChecked(params: readonly Tensor[]): { norm: number; finite: boolean };
+export function gradNormChecked(params: readonly Tensor[], extra: Tensor): { norm: number; finite: boolean; value: number };
+export function gradNormChecked(params: readonly Tensor[], extra?: Tensor): { norm: number; finite: boolean; value?: number } {
+  if (extra && extra.size !== 1) throw new RangeError(`gradNormChecked: extra must hold one value, got shape [${extra.shape}]`);
+  const [sq, probe, value] = reduceGrads(params, extra);
+  const out = { norm: Math.sqrt(sq!), finite: probe === 0 };
+  return extra ? { ...out, value: value! } : out;
 }
 
 /**

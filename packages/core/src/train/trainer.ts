@@ -5,8 +5,7 @@
 // and written without following links planted in it.
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { countNonFinite } from "@modulora/kernels";
-import { AdamW, backward, dispose, memory, noGrad, tidy, type Tensor } from "@modulora/tensor";
+import { AdamW, add, assign, backward, cast, concat, dispose, keep, memory, noGrad, sub, sum, tidy, type Tensor } from "@modulora/tensor";
 import { clipGradNorm, gradNormChecked } from "./clip.js";
 import { appendNoFollow, isTempName, lexists, recoverOutDir, writeFileAtomic } from "./files.js";
 import { acquireLock, LOCK_FILE, type DirectoryLock } from "./lock.js";
@@ -222,8 +221,15 @@ export class Trainer<B extends Batch> {
           const src = params.get(n)!;
           const dst = this.params[i]!;
           if (src.size !== dst.size || src.dtype !== dst.dtype) throw new Error(`checkpoint ${dir}: ${n} is ${src.dtype} [${src.shape}], expected ${dst.dtype} [${dst.shape}]`);
-          (dst.view() as Float32Array).set(src.view() as Float32Array);
-          dst.storage.version++;
+          // Copy in on the parameter's device (the checkpoint was read onto the host device).
+          const onDevice = src.device === dst.device ? src : src.to(dst.device);
+          const shaped = onDevice.reshape(dst.shape);
+          try {
+            assign(dst, shaped);
+          } finally {
+            shaped.dispose();
+            if (onDevice !== src) onDevice.dispose();
+          }
         });
       });
       const m = this.names.map((n) => optimizer.get(`${n}.exp_avg`)!);
@@ -236,12 +242,12 @@ export class Trainer<B extends Batch> {
     }
   }
 
-  /** Names of trainable tensors holding NaN or ±Inf. */
+  /** Names of trainable tensors holding NaN or ±Inf: one probe Σ(p − p) per tensor on the device, read once. */
   private nonFiniteParameters(): string[] {
-    return this.names.filter((_, i) => {
-      const p = this.params[i]!;
-      return (p.dtype === "f32" || p.dtype === "f64") && countNonFinite(p.view() as Float32Array) > 0;
-    });
+    const floats = this.params.map((p, i) => [p, i] as const).filter(([p]) => p.dtype === "f32" || p.dtype === "f64");
+    if (floats.length === 0) return [];
+    const probes = noGrad(() => tidy(() => concat(floats.map(([p]) => cast(sum(sub(p, p)), "f64").reshape([1]))).toFloat64Array()));
+    return floats.filter((_, k) => probes[k] !== 0).map(([, i]) => this.names[i]!);
   }
 
   private save(state: TrainerState, dir: string): void {
@@ -352,33 +358,39 @@ export class Trainer<B extends Batch> {
         const step = state.step + 1;
         const lr = learningRate({ kind: o.schedule ?? "constant", lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: total, minLrRatio: o.minLrRatio }, step);
         const stepStart = performance.now();
-        let lossSum = 0;
+        // The losses of the micro-batches are added on the device and read once, with the
+        // gradient norm (one host read per step); a non-finite loss makes the step skipped.
+        let lossSum: Tensor | null = null;
         let stepTokens = 0;
-        let finite = true;
         for (let micro = 0; micro < accum; micro++) {
           const batch = nextBatch();
           stepTokens += batch.tokens;
           tidy(() => {
             const loss = o.loss(batch, { step, microStep: micro });
-            const value = loss.item();
-            if (!Number.isFinite(value)) {
-              finite = false;
-              return;
-            }
-            lossSum += value;
+            const value = noGrad(() => cast(loss.detach(), "f64"));
+            const next = lossSum ? noGrad(() => add(lossSum!, value)) : value;
+            lossSum?.dispose();
+            lossSum = keep(next);
             // mean over micro-batches: each contributes loss / accum
             backward(accum === 1 ? loss : loss.scale(1 / accum));
           });
-          if (!finite) break;
         }
         let norm = NaN;
-        if (finite) ({ norm, finite } = gradNormChecked(this.params));
+        let finite: boolean;
+        let lossValue: number;
+        try {
+          ({ norm, finite, value: lossValue } = gradNormChecked(this.params, lossSum!));
+        } finally {
+          (lossSum as Tensor | null)?.dispose();
+        }
+        finite &&= Number.isFinite(lossValue);
+        if (!finite) norm = Number.isFinite(lossValue) ? norm : NaN;
         if (finite) {
           if (o.maxGradNorm) clipGradNorm(this.params, o.maxGradNorm, norm);
           this.optimizer.lr = lr;
           this.optimizer.step();
           state.badSteps = 0;
-          lastLoss = lossSum / accum;
+          lastLoss = lossValue / accum;
         } else {
           state.badSteps++;
           emit({ type: "skip", step, reason: "non-finite loss or gradient", consecutive: state.badSteps });

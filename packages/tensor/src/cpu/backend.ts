@@ -11,6 +11,7 @@ import { registerCpuNn } from "./nn.js";
 import { registerCpuLoss } from "./loss.js";
 import { registerCpuCreation } from "./creation.js";
 import { registerHostMemory } from "./host.js";
+import { registerCpuQuant } from "./quant.js";
 
 /** Bytes [offset, offset + length) of host storage as a view (bounds checked). */
 function span(buffer: ArrayBuffer, byteOffset: number, byteLength: number, op: string): Uint8Array {
@@ -72,6 +73,7 @@ export function registerHostKernels(device: Device, bufferOf: (h: StorageHandle)
   registerCpuAttention(device);
   registerCpuNn(device);
   registerCpuLoss(device);
+  registerCpuQuant(device);
 }
 
 let registered = false;

@@ -1,0 +1,99 @@
+// The quantized linear product as registry ops: `quantMatmul` (y = x·Ŵᵀ, differentiable in x),
+// its input gradient `quantMatmulInputGrad` (dx = dy·Ŵ) and `quantDequantize` (rows of Ŵ). Their
+// kernels, registered per backend, dispatch on the weight's format through the format table, so
+// the op registry stays keyed by (op, backend) and the formats by (format, backend). Nothing is
+// saved for backward: Ŵ is decoded again from the packed codes.
+import { OpError } from "../errors.js";
+import { checkInputs, runOp, runOp1, type OpDef } from "../op.js";
+import { registerKernel, type Device } from "../backend.js";
+import { contiguous } from "../ops/shape.js";
+import { noGrad } from "../engine.js";
+import type { Tensor } from "../tensor.js";
+import { getQuantFormatKernels } from "./table.js";
+import type { PackedWeight } from "./weight.js";
+
+/** Attributes of the quantized ops. */
+export interface QuantMatmulAttrs {
+  readonly weight: PackedWeight;
+}
+
+/** Attributes of {@link quantDequantize}. */
+export interface QuantDequantizeAttrs extends QuantMatmulAttrs {
+  readonly rowStart: number;
+  readonly rowEnd: number;
+}
+
+/** dX = dY·Ŵ (not differentiable: Ŵ is frozen and this is only reached from backward). */
+export const quantMatmulInputGradDef: OpDef<QuantMatmulAttrs> = { name: "quantMatmulInputGrad" };
+
+/** Y = X·Ŵᵀ; backward dX = dY·Ŵ. Saves nothing. */
+export const quantMatmulDef: OpDef<QuantMatmulAttrs> = {
+  name: "quantMatmul",
+  backward: ([dy], ctx) => [runOp1(quantMatmulInputGradDef, [dy!], ctx.attrs)],
+};
+
+/** Rows of Ŵ (no inputs but the weight's own tensors). */
+export const quantDequantizeDef: OpDef<QuantDequantizeAttrs> = { name: "quantDequantize" };
+
+function checkWeight(op: string, x: Tensor, w: PackedWeight, lastDim: number, what: string): void {
+  checkInputs(op, [x]);
+  for (const [name, t] of Object.entries(w.tensors)) if (t) t.assertAlive(`${op} (weight tensor '${name}')`);
+  if (x.device !== w.device) {
+    throw new OpError(op, `the input is on '${x.device}' and the ${w.format} weight on '${w.device}': move one of them (weights are uploaded once, at load)`, [x]);
+  }
+  if (x.dtype !== "f32") throw new OpError(op, `computes in f32, got ${x.dtype}; cast the input first`, [x]);
+  if (x.rank !== 2 || x.shape[1] !== lastDim) {
+    throw new OpError(op, `${what} must be [M, ${lastDim}] (weight [${w.outFeatures}, ${w.inFeatures}]), got [${x.shape}]`, [x]);
+  }
+}
+
+/**
+ * `x [M, in] · Ŵᵀ → [M, out]` in f32 with the packed weight `w`, by the kernels of its format on
+ * `x`'s device. Differentiable with respect to `x` only; the tape keeps no tensor for it.
+ */
+export function quantMatmul(x: Tensor, w: PackedWeight): Tensor {
+  checkWeight("quantMatmul", x, w, w.inFeatures, "the input");
+  return runOp1(quantMatmulDef, [x], { weight: w });
+}
+
+/** `dy [M, out] · Ŵ → [M, in]` in f32 (not recorded for autograd). */
+export function quantMatmulInputGrad(dy: Tensor, w: PackedWeight): Tensor {
+  checkWeight("quantMatmulInputGrad", dy, w, w.outFeatures, "the output gradient");
+  return runOp1(quantMatmulInputGradDef, [dy], { weight: w });
+}
+
+/** Rows `[rowStart, rowEnd)` of Ŵ as a new f32 tensor `[rowEnd − rowStart, in]` on the weight's device. */
+export function quantDequantize(w: PackedWeight, rowStart: number, rowEnd: number): Tensor {
+  if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= w.outFeatures)) {
+    throw new OpError("quantDequantize", `rows [${rowStart}, ${rowEnd}) are outside [0, ${w.outFeatures})`);
+  }
+  for (const [name, t] of Object.entries(w.tensors)) if (t) t.assertAlive(`quantDequantize (weight tensor '${name}')`);
+  return runOp(quantDequantizeDef, [], { weight: w, rowStart, rowEnd }, w.device)[0]!;
+}
+
+/**
+ * Registers the three quantized ops for `device`: kernels that look the weight's format up in the
+ * format table (so a backend adds formats with `registerQuantFormatKernels`, not new ops).
+ */
+export function registerQuantOps(device: Device): void {
+  registerKernel<QuantMatmulAttrs>("quantMatmul", device, ([x], { weight }) => [
+    withContiguous(x!, (c) => getQuantFormatKernels(weight.format, device, "quantMatmul").forward(c, weight)),
+  ]);
+  registerKernel<QuantMatmulAttrs>("quantMatmulInputGrad", device, ([dy], { weight }) => [
+    withContiguous(dy!, (c) => getQuantFormatKernels(weight.format, device, "quantMatmulInputGrad").inputGrad(c, weight)),
+  ]);
+  registerKernel<QuantDequantizeAttrs>("quantDequantize", device, (_inputs, { weight, rowStart, rowEnd }) => [
+    getQuantFormatKernels(weight.format, device, "quantDequantize").dequantize(weight, rowStart, rowEnd),
+  ]);
+}
+
+/** Runs `fn` on `t`, or on a contiguous copy made by the device's own kernel (freed afterwards). */
+function withContiguous(t: Tensor, fn: (c: Tensor) => Tensor): Tensor {
+  if (t.isContiguous) return fn(t);
+  const c = noGrad(() => contiguous(t));
+  try {
+    return fn(c);
+  } finally {
+    c.dispose();
+  }
+}
