@@ -15,6 +15,14 @@ std::string BoundsText(const ArgSpec& s) {
   return " in [" + NumStr(s.dlo) + ", " + NumStr(s.dhi) + (s.hi_open ? ")" : "]");
 }
 
+// Throws "argument 'x' (index 2) must be a Float32Array or Float64Array, got Int32Array".
+void RequireFloatArray(const Args& a, size_t i, const char* name, const Args::AnyArray& arr) {
+  if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
+    a.fail(std::string("argument '") + name + "' (index " + std::to_string(i) +
+           ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
+  }
+}
+
 bool IsArrayKind(ArgKind k) {
   return k == ArgKind::kFloatArray || k == ArgKind::kSameArray || k == ArgKind::kTypedArray || k == ArgKind::kAnyArray;
 }

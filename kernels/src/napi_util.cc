@@ -68,13 +68,6 @@ int64_t CheckedProduct(const Args& a, std::initializer_list<int64_t> dims, const
   return n;
 }
 
-void Args::expectCount(size_t n, const char* signature) const {
-  if (info_.Length() != n) {
-    fail(std::string("expected ") + std::to_string(n) + " arguments " + signature + ", got " +
-         std::to_string(info_.Length()));
-  }
-}
-
 void Args::fail(const std::string& msg) const {
   throw Napi::TypeError::New(env_, std::string(op_) + ": " + msg);
 }

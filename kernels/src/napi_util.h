@@ -1,5 +1,7 @@
-// Argument checking at the C++ boundary. Every error names the op and the argument, so that a
-// wrong call from JavaScript reads "sgemm: argument 'a' (index 6) must be a Float32Array, got Int32Array".
+// Argument checking at the C++ boundary: the primitives (one argument of one kind) and the
+// cross-argument helpers (lengths from shapes) under the declarative layer of binding.h, which
+// every binding file uses. Every error names the op and the argument, so that a wrong call from
+// JavaScript reads "gemm: argument 'a' (index 6) must be a Float32Array or Float64Array, got Int32Array".
 #pragma once
 #include <napi.h>
 
@@ -24,9 +26,6 @@ class Args {
   Napi::Env env() const { return env_; }
   const char* op() const { return op_; }
   size_t count() const { return info_.Length(); }
-
-  // Throws "<op>: expected N arguments (...signature...), got M".
-  void expectCount(size_t n, const char* signature) const;
 
   [[noreturn]] void fail(const std::string& msg) const;       // TypeError with the op prefix
   [[noreturn]] void failRange(const std::string& msg) const;  // RangeError with the op prefix
@@ -93,53 +92,6 @@ inline std::string ListStr(const std::vector<int64_t>& v) {
   for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
   return s + "]";
 }
-
-// An optional argument: missing, null or undefined.
-inline bool IsAbsent(const Napi::CallbackInfo& info, size_t i) {
-  return i >= info.Length() || info[i].IsNull() || info[i].IsUndefined();
-}
-
-// Throws "argument 'x' (index 2) must be a Float32Array or Float64Array, got Int32Array".
-inline void RequireFloatArray(const Args& a, size_t i, const char* name, const Args::AnyArray& arr) {
-  if (arr.type != napi_float32_array && arr.type != napi_float64_array) {
-    a.fail(std::string("argument '") + name + "' (index " + std::to_string(i) +
-           ") must be a Float32Array or Float64Array, got " + TypedArrayTypeName(arr.type));
-  }
-}
-
-// The typed arrays of one call: every one must have the type of the first one checked, and with
-// `float_only` be a Float32Array or Float64Array. `what` names them in the mismatch error:
-// "argument 'b' is a Float64Array but 'a' is a Float32Array; all <what> of one call must have the same type".
-class SameTypeArrays {
- public:
-  SameTypeArrays(const Args& a, bool float_only, const char* what) : a_(a), float_only_(float_only), what_(what) {}
-  Args::AnyArray get(size_t i, const char* name) {
-    const Args::AnyArray arr = a_.anyArray(i, name);
-    if (float_only_) RequireFloatArray(a_, i, name, arr);
-    if (!first_) {
-      first_ = name;
-      type_ = arr.type;
-    } else if (arr.type != type_) {
-      a_.fail(std::string("argument '") + name + "' is a " + TypedArrayTypeName(arr.type) + " but '" + first_ +
-              "' is a " + TypedArrayTypeName(type_) + "; all " + what_ + " of one call must have the same type");
-    }
-    return arr;
-  }
-  bool is_f32() const { return type_ == napi_float32_array; }
-
- private:
-  const Args& a_;
-  bool float_only_;
-  const char* what_;
-  const char* first_ = nullptr;
-  napi_typedarray_type type_ = napi_float32_array;
-};
-
-// The float arrays of one call: all Float32Array or all Float64Array, like the first one seen.
-class FloatArrays : public SameTypeArrays {
- public:
-  explicit FloatArrays(const Args& a) : SameTypeArrays(a, true, "float arrays") {}
-};
 
 // Calls fn(float{}) or fn(double{}): a generic lambda then runs the kernel for that element type.
 template <class F>
