@@ -2,6 +2,7 @@
 // Random numbers are a pure function of (seed, offset), so every backend must draw the same
 // values as the Philox4x32-10 reference (random.ts), bit for bit.
 import { arange, full, normalFill, rand, randn, uniformFill, type DType } from "../../index.js";
+import { bf16Bits, bitsToNumber16 } from "../reference.js";
 import type { ConformanceCase } from "../types.js";
 import { COMPUTE_DTYPES, count, fmt } from "./common.js";
 
@@ -11,7 +12,7 @@ function fullCases(dtype: DType): ConformanceCase[] {
     op: "full", dtype, label: `${fmt(shape)} value=${value}`, kernels: ["fill"], exact: true,
     inputs: () => [],
     forward: (_, device) => full(shape, value, { dtype, device }),
-    reference: () => new Float64Array(count(shape)).fill(value),
+    reference: () => atStorage(dtype, new Float64Array(count(shape)).fill(value)),
   }));
 }
 
@@ -24,7 +25,7 @@ function arangeCases(dtype: DType): ConformanceCase[] {
     forward: (_, device) => arange(start, end, step, { dtype, device }),
     reference: () => {
       const n = Math.max(0, Math.ceil((end - start) / step));
-      return Float64Array.from({ length: n }, (_, i) => start + i * step);
+      return atStorage(dtype, Float64Array.from({ length: n }, (_, i) => start + i * step));
     },
   }));
 }
@@ -48,12 +49,20 @@ function randomCases(dtype: DType): ConformanceCase[] {
   ] satisfies ConformanceCase[]);
 }
 
-/** The reference draw: the generator at the case's dtype, then the affine map rounded there too. */
+/**
+ * The reference draw: the generator at the case's dtype, then the affine map rounded there too
+ * (bf16 draws in f32 and rounds the result once to bf16, as the creation ops do).
+ */
 function drawn(dtype: DType, n: number, fill: (x: Float32Array | Float64Array) => void, map: (v: number) => number): Float64Array {
   const x = dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
   fill(x);
   for (let i = 0; i < n; i++) x[i] = map(x[i]!);
-  return Float64Array.from(x);
+  return atStorage(dtype, Float64Array.from(x));
+}
+
+/** bf16 values are f32 values rounded once to nearest even; other dtypes hold `x` as it is. */
+function atStorage(dtype: DType, x: Float64Array): Float64Array {
+  return dtype === "bf16" ? x.map((v) => bitsToNumber16(bf16Bits(v), "bf16")) : x;
 }
 
 /** The creation cases. */

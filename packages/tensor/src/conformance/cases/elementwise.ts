@@ -71,8 +71,9 @@ const BINARY: Record<BinaryOpName, BinarySpec> = {
   sub: { fn: sub, f: (a, b) => a - b, da: () => 1, db: () => -1 },
   mul: { fn: mul, f: (a, b) => a * b, da: (_, b) => b, db: (a) => a },
   div: { fn: div, f: (a, b) => a / b, da: (_, b) => 1 / b, db: (a, b) => -a / (b * b), genB: (rng, n) => rng.awayFromZero(n, 0.5, 2) },
-  maximum: { fn: maximum, f: Math.max, da: (a, b) => (a > b ? 1 : 0), db: (a, b) => (a > b ? 0 : 1) },
-  minimum: { fn: minimum, f: Math.min, da: (a, b) => (a < b ? 1 : 0), db: (a, b) => (a < b ? 0 : 1) },
+  // Ties split the gradient evenly (the ops' documented rule); bf16-rounded inputs do tie.
+  maximum: { fn: maximum, f: Math.max, da: (a, b) => (a > b ? 1 : a === b ? 0.5 : 0), db: (a, b) => (a > b ? 0 : a === b ? 0.5 : 1) },
+  minimum: { fn: minimum, f: Math.min, da: (a, b) => (a < b ? 1 : a === b ? 0.5 : 0), db: (a, b) => (a < b ? 0 : a === b ? 0.5 : 1) },
   pow: {
     fn: pow, f: (a, b) => a ** b, da: (a, b) => b * a ** (b - 1), db: (a, b) => a ** b * Math.log(a),
     genA: (rng, n) => rng.uniform(n, 0.2, 2), ulps: 32, // pow is exp(b·log a): the errors of both add up

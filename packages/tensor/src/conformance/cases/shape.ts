@@ -5,7 +5,7 @@ import type { ConformanceCase } from "../types.js";
 import { count, fmt, input, ints, perDType } from "./common.js";
 
 function shapeCases(dtype: DType): ConformanceCase[] {
-  const grad = dtype === "f32" || dtype === "f64";
+  const grad = dtype === "f32" || dtype === "f64" || dtype === "bf16";
   const copy = (op: string, label: string, shape: number[], kernels: string[], forward: ConformanceCase["forward"], reference: ConformanceCase["reference"], referenceGrad?: ConformanceCase["referenceGrad"]): ConformanceCase => ({
     op, dtype, label, kernels, exact: true, forward, reference,
     inputs: (rng) => [input(shape, dtype, dtype === "i32" ? rng.ints(count(shape), -50, 50) : rng.uniform(count(shape)), grad)],
@@ -148,8 +148,7 @@ function castCases(): ConformanceCase[] {
 /** Shape, gather/embedding and cast cases. */
 export const SHAPE_CASES: ConformanceCase[] = [
   ...perDType((dtype) => [...shapeCases(dtype), ...gatherCases(dtype)]),
-  // Copies do not depend on the dtype: storage types must copy bit for bit too.
-  ...shapeCases("bf16"),
+  // Copies do not depend on the dtype: integer tensors must copy bit for bit too (bf16 is a compute dtype, above).
   ...shapeCases("i32"),
   ...castCases(),
 ];
