@@ -34,9 +34,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { add, assign, cast, loadSafetensors, matmul, noGrad, SafetensorsReader, saveSafetensors, scale, tensor, tidy, type SafetensorsEntry, type Tensor } from "@modulora/tensor";
+import { add, assign, cast, matmul, noGrad, SafetensorsReader, saveSafetensors, scale, tensorFrom, tidy, type Device, type SafetensorsEntry, type Tensor } from "@modulora/tensor";
 import { LoRALinear, ModuLoRALinear, type LoRAOptions, type QuantizedWeight } from "@modulora/core";
-import { nonFiniteProblem } from "./checkpoint.js";
+import { nonFiniteProblem, readHostArray } from "./checkpoint.js";
 import { readJsonFile } from "./config.js";
 import { moduleSelector, ModulePatternError } from "./module-pattern.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
@@ -84,11 +84,11 @@ export interface LoRADispatcher {
   merge(base: Linear, lora: LoRAModule): Tensor;
 }
 
-/** Ŵ of a quantized weight as a dense f32 [out, in] tensor. */
-function dequantize(w: QuantizedWeight): Tensor {
+/** Ŵ of a quantized weight as a dense f32 [out, in] tensor on `device` (materialized on the host, one copy in). */
+function dequantize(w: QuantizedWeight, device: Device): Tensor {
   const buf = new Float32Array(w.outFeatures * w.inFeatures);
   w.materialize(0, w.outFeatures, buf);
-  return tensor(buf, [w.outFeatures, w.inFeatures]);
+  return tensorFrom(buf, { shape: [w.outFeatures, w.inFeatures], device });
 }
 
 /** The dispatchers {@link attachLoRA} and {@link loadAdapter} use by default, in order. */
@@ -103,7 +103,7 @@ export const LORA_DISPATCHERS: readonly LoRADispatcher[] = [
     create: (base, options) => (base instanceof QuantizedLinear ? new ModuLoRALinear(base.weight, options) : null),
     // Merging into the packed weight would re-quantize it (ModuLoRALinear.merge refuses); a dense
     // export of Ŵ + s·B·A changes nothing in the model.
-    merge: (base, lora) => noGrad(() => tidy(() => add(dequantize((base as QuantizedLinear).weight), scale(matmul(lora.loraB, lora.loraA), lora.scaling)))),
+    merge: (base, lora) => noGrad(() => tidy(() => add(dequantize((base as QuantizedLinear).weight, lora.loraB.device), scale(matmul(lora.loraB, lora.loraA), lora.scaling)))),
   },
 ];
 
@@ -901,17 +901,32 @@ export function loadAdapter(model: LlamaModel, dir: string, options: LoadAdapter
     parsed.config.seed = Number.isSafeInteger(metadata.seed) ? metadata.seed : 0;
   }
   parsed.config.targets = LINEAR_NAMES.filter((n) => [...slots.values()].some((s) => s.name === n));
-  const tensors = loadSafetensors(weightsPath, { names: [...slots.values()].flatMap((s) => [s.a, s.b]) });
+  // The factors are read and checked for NaN/Inf on the host, from the file's bytes, then copied
+  // onto the model's device: one transfer per factor.
+  const tensors = new Map<string, Tensor>();
+  const reader = SafetensorsReader.open(weightsPath);
+  try {
+    for (const name of [...slots.values()].flatMap((s) => [s.a, s.b])) {
+      const e = reader.entry(name);
+      const host = readHostArray(reader, e);
+      const bad = nonFiniteProblem(name, new Uint8Array(host.buffer, host.byteOffset, host.byteLength), e.dtype, e.shape);
+      if (bad) throw new AdapterError(root, [`${ADAPTER_WEIGHTS_FILE}: ${bad}`]);
+      tensors.set(name, tensorFrom(host, { shape: e.shape, dtype: e.dtype, device: model.device }));
+    }
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    throw err;
+  } finally {
+    reader.close();
+  }
   try {
     const pairs = [...slots.values()].sort((x, y) => x.block - y.block || LINEAR_NAMES.indexOf(x.name) - LINEAR_NAMES.indexOf(y.name));
     return install(model, parsed.config, pairs, options.dispatchers ?? LORA_DISPATCHERS, (block, name, layer) => {
       const s = slots.get(loraModuleName(block, name))!;
       noGrad(() => {
-        for (const [dst, src, key] of [[layer.loraA, tensors.get(s.a)!, s.a], [layer.loraB, tensors.get(s.b)!, s.b]] as const) {
+        for (const [dst, src] of [[layer.loraA, tensors.get(s.a)!], [layer.loraB, tensors.get(s.b)!]] as const) {
           if (src.dtype === "f32") assign(dst, src);
           else tidy(() => assign(dst, cast(src, "f32")));
-          const bad = nonFiniteProblem(key, dst.bytes(), "f32", dst.shape);
-          if (bad) throw new AdapterError(root, [`${ADAPTER_WEIGHTS_FILE}: ${bad}`]);
         }
       });
     }, metadata, warnings);

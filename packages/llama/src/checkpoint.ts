@@ -1,7 +1,7 @@
 // Hugging Face safetensors checkpoints (one file or sharded) → f32 tensors, checked against the config.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { cast, formatShape, SafetensorsReader, shapesEqual, Tensor, type DType, type SafetensorsEntry, type SafetensorsReadMode } from "@modulora/tensor";
+import { cast, formatShape, SafetensorsReader, shapesEqual, tensorFrom, type Device, type DType, type SafetensorsEntry, type SafetensorsReadMode, type Tensor } from "@modulora/tensor";
 import { readJsonFile } from "./config.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type LlamaConfig } from "./types.js";
 
@@ -17,9 +17,15 @@ export interface LoadCheckpointOptions {
    * load, and the tensor's name. Throwing from it aborts the load (nothing leaks).
    */
   onProgress?: (done: number, total: number, name: string) => void;
-  /** Compute dtype of the returned tensors; only `"f32"` for now. */
+  /** Compute dtype of the returned tensors; only `"f32"` for now (bf16 compute comes with the engine's bf16 kernels). */
   dtype?: "f32";
-  /** How shards are read (default `"stream"`: positioned reads straight into native storage). */
+  /**
+   * The device the tensors are placed on (default `cpu`). Each tensor is read into a host buffer,
+   * checked, and copied in with one host → device transfer; a bf16/f16 one is then cast to f32 on
+   * the device. Only one tensor's bytes are on the host at a time.
+   */
+  device?: Device;
+  /** How shards are read (default `"stream"`: positioned reads into a host buffer per tensor). */
   mode?: SafetensorsReadMode;
 }
 
@@ -285,7 +291,8 @@ export function checkCheckpointHeaders(dir: string, config: LlamaConfig, options
  */
 export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCheckpointOptions = {}): Map<string, Tensor> {
   const dtype = options.dtype ?? "f32";
-  if (dtype !== "f32") throw new RangeError(`loadCheckpoint: dtype ${JSON.stringify(dtype)} is not supported (only "f32")`);
+  if (dtype !== "f32") throw new RangeError(`loadCheckpoint: dtype ${JSON.stringify(dtype)} is not supported: only "f32" for now (bf16 compute comes with the engine's bf16 kernels)`);
+  const device = options.device ?? "cpu";
   const quant = config.raw["quantization_config"];
   if (quant !== undefined && quant !== null) {
     const method = (quant as Record<string, unknown>)["quant_method"];
@@ -302,7 +309,7 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
     let done = 0;
     for (const [i, { shard, entry }] of todo.entries()) {
       const reader = readers.get(shard)!;
-      loaded.set(entry.name, readAsF32(dir, reader, entry));
+      loaded.set(entry.name, readAsF32(dir, reader, entry, device));
       options.onProgress?.(++done, todo.length, entry.name);
       // Close each shard as soon as its last tensor is read.
       if (todo[i + 1]?.shard !== shard) reader.close();
@@ -319,7 +326,7 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
 }
 
 /**
- * Where a floating-point tensor's raw bytes (f32, bf16 or f16, little-endian) hold NaN or ±Inf:
+ * Where a floating-point tensor's raw bytes (f32, f64, bf16 or f16, little-endian) hold NaN or ±Inf:
  * the first such element, its value and how many there are; null when all are finite. Reads the
  * exponent bits only (an all-ones exponent), one pass over the data; other dtypes give null.
  */
@@ -335,6 +342,14 @@ export function findNonFinite(bytes: Uint8Array, dtype: DType): { index: number;
       }
     }
     if (count) value = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2)[index]!;
+  } else if (dtype === "f64") {
+    const f = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + (bytes.byteLength & ~7)));
+    for (let i = 0; i < f.length; i++) {
+      if (!Number.isFinite(f[i]!)) {
+        if (count++ === 0) index = i;
+      }
+    }
+    if (count) value = f[index]!;
   } else if (dtype === "bf16" || dtype === "f16") {
     const u = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1);
     const mask = dtype === "bf16" ? 0x7f80 : 0x7c00;
@@ -359,19 +374,38 @@ export function nonFiniteProblem(name: string, bytes: Uint8Array, dtype: DType, 
   return `tensor ${JSON.stringify(name)} holds ${bad.value} at element ${bad.index} (${bad.count} of ${size} values are not finite): the weights are damaged, or a run that wrote them diverged`;
 }
 
-/** Reads one tensor into native storage; a bf16/f16 one is cast to f32 and the raw copy freed at once. */
-function readAsF32(dir: string, reader: SafetensorsReader, entry: SafetensorsEntry): Tensor {
-  const raw = Tensor.empty(entry.shape, entry.dtype);
+/**
+ * The file bytes of one tensor as a host typed array of its dtype (bf16/f16 as `Uint16Array`
+ * bits), read into a fresh aligned buffer.
+ */
+export function readHostArray(reader: SafetensorsReader, entry: SafetensorsEntry): Float32Array | Uint16Array | Int32Array | Uint8Array | Int8Array | Uint32Array | Float64Array {
+  const buffer = new ArrayBuffer(reader.byteLength(entry.name));
+  reader.readInto(entry.name, new Uint8Array(buffer));
+  switch (entry.dtype) {
+    case "f32": return new Float32Array(buffer);
+    case "f64": return new Float64Array(buffer);
+    case "bf16": case "f16": return new Uint16Array(buffer);
+    case "i32": return new Int32Array(buffer);
+    case "u32": return new Uint32Array(buffer);
+    case "i8": return new Int8Array(buffer);
+    case "u8": return new Uint8Array(buffer);
+  }
+}
+
+/**
+ * Reads one tensor's bytes on the host, checks them for NaN/Inf there (before anything is copied
+ * in), and places them on `device` with one transfer; a bf16/f16 tensor is cast to f32 by a kernel
+ * on the device and the raw copy freed at once.
+ */
+function readAsF32(dir: string, reader: SafetensorsReader, entry: SafetensorsEntry, device: Device): Tensor {
+  const host = readHostArray(reader, entry);
+  const bad = nonFiniteProblem(entry.name, new Uint8Array(host.buffer, host.byteOffset, host.byteLength), entry.dtype, entry.shape);
+  if (bad) throw new CheckpointError(dir, [bad]);
+  const raw = tensorFrom(host, { shape: entry.shape, dtype: entry.dtype, device });
+  if (entry.dtype === "f32") return raw;
   try {
-    reader.readInto(entry.name, raw.bytes());
-    const bad = nonFiniteProblem(entry.name, raw.bytes(), entry.dtype, entry.shape);
-    if (bad) throw new CheckpointError(dir, [bad]);
-    if (entry.dtype === "f32") return raw;
-    const out = cast(raw, "f32");
+    return cast(raw, "f32");
+  } finally {
     raw.dispose();
-    return out;
-  } catch (err) {
-    if (!raw.isDisposed) raw.dispose();
-    throw err;
   }
 }

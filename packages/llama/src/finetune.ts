@@ -1,6 +1,6 @@
 // Glue between the model and training/evaluation data, on structural types so that this package
 // does not depend on @modulora/data (batches from its BatchSource fit as they are).
-import { gather, logSoftmax, noGrad, reshape, tensor, tidy, type Tensor } from "@modulora/tensor";
+import { gather, logSoftmax, noGrad, reshape, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import { generate } from "./generate.js";
@@ -38,8 +38,9 @@ function shapeOf(batch: TokenBatchLike): [number, number] {
 export function batchLoss(model: LlamaModel, batch: TokenBatchLike, options: BatchLossOptions = {}): Tensor {
   const [b, t] = shapeOf(batch);
   return tidy(() => {
-    const ids = tensor(batch.inputIds, [b, t], { dtype: "i32" });
-    const labels = tensor(batch.labels, [b, t], { dtype: "i32" });
+    // The batch in: two host → device copies per micro-batch, nothing else crosses for the loss.
+    const ids = tensorFrom(batch.inputIds, { shape: [b, t], dtype: "i32", device: model.device });
+    const labels = tensorFrom(batch.labels, { shape: [b, t], dtype: "i32", device: model.device });
     return model.loss(ids, labels, { training: options.training ?? true, step: options.step, checkpointing: options.checkpointing });
   });
 }
@@ -91,9 +92,9 @@ export function scoreCandidates(model: LlamaModel, candidates: readonly ScoredCa
   for (const [r, c] of candidates.entries()) for (let p = c.targetStart; p < c.targetEnd; p++) rows.push(r * t + p - 1);
   return noGrad(() =>
     tidy(() => {
-      const logits = model.forward(tensor(ids, [b, t], { dtype: "i32" })).logits; // [B, T, V]
+      const logits = model.forward(tensorFrom(ids, { shape: [b, t], dtype: "i32", device: model.device })).logits; // [B, T, V]
       const v = logits.shape[2]!;
-      const picked = logSoftmax(gather(reshape(logits, [b * t, v]), tensor(Int32Array.from(rows), [rows.length], { dtype: "i32" }), 0), -1); // [K, V]
+      const picked = logSoftmax(gather(reshape(logits, [b * t, v]), tensorFrom(Int32Array.from(rows), { dtype: "i32", device: model.device }), 0), -1); // [K, V]
       const lp = picked.toFloat64Array(); // K rows of V
       let k = 0;
       return candidates.map((c, r) => {

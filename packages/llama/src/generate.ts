@@ -4,7 +4,7 @@
 // Random numbers are Philox4x32-10 uniforms (the same generator as the tensors'): step i uses
 // counter i of the seed's stream, so a seed reproduces a sample anywhere.
 import { checkContextLength } from "./config.js";
-import { noGrad, tensor, tidy, uniformFill } from "@modulora/tensor";
+import { noGrad, tensorFrom, tidy, uniformFill } from "@modulora/tensor";
 import { KVCache } from "./kv-cache.js";
 import type { LlamaModel } from "./model.js";
 import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
@@ -117,14 +117,15 @@ export function generate(model: LlamaModel, promptIds: readonly number[], option
   const ids: number[] = [];
   if (options.maxNewTokens === 0) return { ids, stoppedBy: "max-tokens" };
   checkContextLength(model.config, promptIds.length + options.maxNewTokens, `generate: the prompt (${promptIds.length} tokens) plus maxNewTokens (${options.maxNewTokens})`, "lower maxNewTokens or shorten the prompt");
-  const cache = new KVCache(model.config, { batchSize: 1, maxLength: promptIds.length + options.maxNewTokens - 1 });
+  const cache = new KVCache(model.config, { batchSize: 1, maxLength: promptIds.length + options.maxNewTokens - 1, device: model.device });
   const u = new Float64Array(1);
   try {
     let next: readonly number[] = promptIds;
     for (let step = 0; step < options.maxNewTokens; step++) {
       const logits = noGrad(() =>
         tidy(() => {
-          const input = tensor(Int32Array.from(next), [1, next.length], { dtype: "i32" });
+          // One transfer in (the new ids) and one out (the last position's logits) per token.
+          const input = tensorFrom(Int32Array.from(next), { shape: [1, next.length], dtype: "i32", device: model.device });
           return model.forward(input, { cache, lastLogitsOnly: true }).logits.dataSync() as Float32Array; // [V]
         }),
       );

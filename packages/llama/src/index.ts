@@ -10,6 +10,7 @@ export * from "./config.js";
 export * from "./checkpoint.js";
 export * from "./tokenizer.js";
 export * from "./load.js";
+export * from "./load-model.js";
 export * from "./model.js";
 export * from "./kv-cache.js";
 export * from "./generate.js";

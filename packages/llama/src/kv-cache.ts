@@ -3,7 +3,7 @@
 // rotated by RoPE). Each forward writes its T new positions in place and attends over the views
 // [B, length + T, Hkv, D]; nothing is copied for batch 1 (the view is contiguous), larger batches
 // are packed by the attention kernel.
-import { assign, keep, slice, Tensor, type DType } from "@modulora/tensor";
+import { assign, keep, slice, Tensor, type Device, type DType } from "@modulora/tensor";
 import type { LlamaConfig } from "./types.js";
 
 /** Options of {@link KVCache}. */
@@ -14,6 +14,8 @@ export interface KVCacheOptions {
   maxLength: number;
   /** Storage dtype of the buffers: the dtype the model computes in (default f32). */
   dtype?: Extract<DType, "f32" | "f64">;
+  /** Where the buffers live: the model's device (default `cpu`). */
+  device?: Device;
 }
 
 /** The keys and values of one layer over every cached position. */
@@ -51,9 +53,12 @@ export class KVCache {
     this.headDim = config.headDim;
     const shape = [batchSize, this.maxLength, this.kvHeads, this.headDim];
     const dtype = options.dtype ?? "f32";
+    const device = options.device ?? "cpu";
     // keep(): the cache outlives the tidy scope it may be created in; dispose() frees it.
-    this.keys = Array.from({ length: this.numLayers }, () => keep(Tensor.empty(shape, dtype)));
-    this.values = Array.from({ length: this.numLayers }, () => keep(Tensor.empty(shape, dtype)));
+    // Uninitialized on purpose: a position is only ever read (through the views append returns)
+    // after append wrote it.
+    this.keys = Array.from({ length: this.numLayers }, () => keep(Tensor.empty(shape, dtype, device)));
+    this.values = Array.from({ length: this.numLayers }, () => keep(Tensor.empty(shape, dtype, device)));
     this.lengths = new Array<number>(this.numLayers).fill(0);
   }
 

@@ -7,8 +7,8 @@
 // are the `Linear` interface (dense, quantized or LoRA), so quantization and adapters swap them
 // without touching this file.
 import {
-  arange, attention, cast, checkpoint, crossEntropy, embedding, isGradEnabled, keep, reshape, rmsnorm, rope, slice, swiglu,
-  add, tensor, tidy, type RopeOptions, type Tensor,
+  arange, attention, cast, checkpoint, concat, crossEntropy, embedding, full, isGradEnabled, keep, reshape, rmsnorm, rope, slice, swiglu,
+  add, tidy, type Device, type RopeOptions, type Tensor,
 } from "@modulora/tensor";
 import { checkContextLength } from "./config.js";
 import type { KVCache } from "./kv-cache.js";
@@ -57,6 +57,27 @@ export function llamaLayerTensorNames(layer: number): { inputNorm: string; postA
 /** Tensors a checkpoint may carry that the model does not use (old checkpoints saved RoPE buffers). */
 const IGNORED_TENSOR = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
+/**
+ * Compute dtypes a model can be built in. Only `"f32"` for now: bf16 compute (bf16 frozen base and
+ * activations, f32 accumulation, f32 LoRA factors) comes with the engine's bf16 kernels.
+ */
+export type ModelDType = "f32";
+
+/** Options of {@link LlamaModel.fromTensors}. */
+export interface FromTensorsOptions {
+  /** Compute dtype of the weights (default and only value for now `"f32"`; see {@link ModelDType}). */
+  dtype?: ModelDType;
+}
+
+/** Checks a requested compute dtype (`who` names the caller in the error). */
+export function checkModelDType(dtype: unknown, who: string): ModelDType {
+  if (dtype === undefined || dtype === "f32") return "f32";
+  if (dtype === "bf16") {
+    throw new RangeError(`${who}: dtype "bf16" is not supported yet: bf16 compute comes with the engine's bf16 kernels (issue 14, item 5); use dtype "f32"`);
+  }
+  throw new RangeError(`${who}: dtype ${JSON.stringify(dtype)} is not a compute dtype; use "f32"`);
+}
+
 /** A LLaMA-family causal language model. */
 export class LlamaModel {
   private readonly ropeOptions: RopeOptions;
@@ -78,10 +99,12 @@ export class LlamaModel {
   /**
    * Builds the model from Hugging Face tensor names (`model.embed_tokens.weight`,
    * `model.layers.N.self_attn.q_proj.weight`, …) with dense linears. Takes ownership of every
-   * tensor in `tensors` (the map is emptied): bf16/f16 weights are cast to f32 and their originals
-   * freed; with tied embeddings `lm_head` shares the embedding's storage.
+   * tensor in `tensors` (the map is emptied): bf16/f16 weights are cast to f32 one tensor at a
+   * time by a kernel on the tensor's own device and their originals freed; with tied embeddings
+   * `lm_head` shares the embedding's storage. All tensors must be on one device: the model's.
    */
-  static fromTensors(config: LlamaConfig, tensors: Map<string, Tensor>): LlamaModel {
+  static fromTensors(config: LlamaConfig, tensors: Map<string, Tensor>, options: FromTensorsOptions = {}): LlamaModel {
+    checkModelDType(options.dtype, "LlamaModel.fromTensors");
     const { hiddenSize: c, numHeads, numKvHeads, headDim: d, intermediateSize: m, vocabSize: v } = config;
     const taken = new Set<string>();
     const missing: string[] = [];
@@ -111,6 +134,8 @@ export class LlamaModel {
         linears: Object.fromEntries(LINEAR_NAMES.map((n) => [n, take(names.linears[n], linearShapes[n])])) as Record<LinearName, Tensor | null>,
       };
     });
+    const devices = new Set([...tensors.values()].map((t) => t.device));
+    if (devices.size > 1) errors.push(`the tensors are on several devices (${[...devices].join(", ")}); load them all onto one`);
     const unexpected = [...tensors.keys()].filter((n) => !taken.has(n) && !IGNORED_TENSOR.test(n) && !(config.tieWordEmbeddings && n === "lm_head.weight"));
     if (missing.length || errors.length || unexpected.length) {
       const parts = [
@@ -139,6 +164,11 @@ export class LlamaModel {
     // Tied: a second handle on the embedding's storage, so each owner disposes its own handle.
     const lmHead = new DenseLinear(head ? own(head) : keep(embedTokens.detach()));
     return new LlamaModel(config, embedTokens, layers, own(norm!), lmHead);
+  }
+
+  /** The device the model's weights are on (every input goes there; every computation runs there). */
+  get device(): Device {
+    return this.embedTokens.device;
   }
 
   /** ids i32 `[B, T]` → embeddings `[B, T, C]`. */
@@ -189,6 +219,7 @@ export class LlamaModel {
   /** ids i32 `[B, T]` → logits f32 `[B, T, V]` (and the hidden states if asked). */
   forward(ids: Tensor, options: LlamaForwardOptions = {}): LlamaForwardOutput {
     if (ids.dtype !== "i32" || ids.rank !== 2) throw new TypeError(`LlamaModel.forward: ids must be i32 [B, T], got ${ids.dtype} [${ids.shape}]`);
+    if (ids.device !== this.device) throw new TypeError(`LlamaModel.forward: ids are on device '${ids.device}', the model on '${this.device}'; create them there (tensorFrom(..., { device: model.device }))`);
     const { positions: givenPositions, outputHiddenStates, lastLogitsOnly, ...blockOptions } = options;
     const [b, t] = ids.shape as [number, number];
     const cache = options.cache;
@@ -197,7 +228,8 @@ export class LlamaModel {
     checkContextLength(this.config, (cache?.length ?? 0) + t, cache?.length ? `LlamaModel.forward: the sequence (${cache.length} cached + ${t} new)` : "LlamaModel.forward: the sequence");
     return tidy(() => {
       const past = cache?.length ?? 0;
-      const positions = givenPositions ?? arange(past, past + t, 1, { dtype: "i32" });
+      // Made by a kernel on the model's device: nothing crosses from the host per forward.
+      const positions = givenPositions ?? arange(past, past + t, 1, { dtype: "i32", device: this.device });
       let h = this.embed(ids);
       const hiddenStates = outputHiddenStates ? [h] : undefined;
       for (let i = 0; i < this.layers.length; i++) {
@@ -254,24 +286,29 @@ export class LlamaModel {
   }
 }
 
-/** labels `[B, T]` → targets `[B, T]` with `targets[:, t] = labels[:, t + 1]` and −100 in the last column. */
+/**
+ * labels `[B, T]` → targets `[B, T]` with `targets[:, t] = labels[:, t + 1]` and −100 in the last
+ * column. Computed on the labels' device (a slice, a fill and a concat: no transfer).
+ */
 export function shiftLabels(labels: Tensor): Tensor {
   const [b, t] = labels.shape as [number, number];
-  const src = labels.dataSync() as Int32Array;
-  const out = new Int32Array(b * t).fill(-100);
-  for (let i = 0; i < b; i++) out.set(src.subarray(i * t + 1, (i + 1) * t), i * t);
-  return tensor(out, [b, t], { dtype: "i32" });
+  return tidy(() => {
+    const last = full([b, 1], -100, { dtype: "i32", device: labels.device });
+    return t > 1 ? concat([slice(labels, [0, 1], [b, t]), last], 1) : last;
+  });
 }
 
-/** Options of {@link loadLlama}: those of {@link loadLlamaFiles}. */
+/** Options of {@link loadLlama}: those of {@link loadLlamaFiles} (`device`, `dtype`, progress). */
 export type LoadLlamaOptions = LoadLlamaFilesOptions;
 
 /**
  * Loads a Hugging Face LLaMA directory (config.json, safetensors — one file or shards, f32 or
- * bf16 — and the tokenizer) as a dense f32 model.
+ * bf16 — and the tokenizer) as a dense f32 model on `options.device` (default `cpu`), placing the
+ * weights there tensor by tensor.
  */
-export function loadLlama(dir: string, options?: LoadLlamaOptions): { model: LlamaModel; tokenizer: LlamaTokenizer; config: LlamaConfig } {
+export function loadLlama(dir: string, options: LoadLlamaOptions = {}): { model: LlamaModel; tokenizer: LlamaTokenizer; config: LlamaConfig } {
+  const dtype = checkModelDType(options.dtype, "loadLlama");
   const { config, tensors, tokenizer } = loadLlamaFiles(dir, options);
-  const model = LlamaModel.fromTensors(config, tensors);
+  const model = LlamaModel.fromTensors(config, tensors, { dtype });
   return { model, tokenizer, config };
 }

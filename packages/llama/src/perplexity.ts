@@ -2,7 +2,7 @@
 // into non-overlapping windows of seqLen tokens from the start, the last partial window is dropped,
 // each window is scored independently (no context carried over), and
 // perplexity = exp(mean NLL over all predicted tokens), seqLen − 1 of them per window.
-import { crossEntropy, noGrad, tensor, tidy } from "@modulora/tensor";
+import { crossEntropy, noGrad, tensorFrom, tidy } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import { shiftLabels } from "./model.js";
 import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
@@ -47,7 +47,7 @@ export function evaluatePerplexity(model: LlamaModel, tokenIds: ArrayLike<number
     const ids = Int32Array.from({ length: b * seqLen }, (_, i) => tokenIds[w0 * seqLen + i]!);
     const batchNll = noGrad(() =>
       tidy(() => {
-        const input = tensor(ids, [b, seqLen], { dtype: "i32" });
+        const input = tensorFrom(ids, { shape: [b, seqLen], dtype: "i32", device: model.device });
         const { logits } = model.forward(input); // [b, seqLen, V]
         return crossEntropy(logits, shiftLabels(input), { reduction: "sum" }).item();
       }),

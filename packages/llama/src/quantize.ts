@@ -18,8 +18,9 @@
  * full-precision inputs. Only the current block's inputs ([N, L, C] f32) are held.
  * @module
  */
-import { gemm } from "@modulora/kernels";
-import { Tensor, arange, cast, keep, noGrad, philox4x32, seedToKey, tensor, tidy, zeros } from "@modulora/tensor";
+import {
+  Tensor, abs, addInPlace, arange, cast, div, keep, matmul, mul, noGrad, philox4x32, reshape, seedToKey, sub, sum, tensorFrom, tidy, zeros, type Device,
+} from "@modulora/tensor";
 import { resolveQuantizer, type CalibrationStats, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions } from "@modulora/core";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import type { LlamaModel } from "./model.js";
@@ -197,45 +198,40 @@ export function encodeInChunks(tokenizer: CalibrationTokenizer, text: string, ch
 // Statistics of a layer's inputs
 // ---------------------------------------------------------------------------------------------
 
-/** Running statistics of one distinct input (layers fed the same tensor share one). */
+/** Running statistics of one distinct input (layers fed the same tensor share one), on the input's device. */
 class InputStats {
+  /** f64 [in, in] on the device: Σ xᵀx. */
   readonly hessian: Tensor | null;
-  readonly absSum: Float64Array | null;
+  /** f64 [in] on the device: Σ |x| per input column. */
+  readonly absSum: Tensor | null;
   samples = 0;
   /** Layers still to be handed these statistics. */
   readonly users: string[] = [];
 
-  constructor(readonly inFeatures: number, kind: "hessian" | "activation-scales") {
-    this.hessian = kind === "hessian" ? keep(zeros([inFeatures, inFeatures], { dtype: "f64" })) : null;
-    this.absSum = kind === "activation-scales" ? new Float64Array(inFeatures) : null;
+  constructor(readonly inFeatures: number, kind: "hessian" | "activation-scales", device: Device) {
+    this.hessian = kind === "hessian" ? keep(zeros([inFeatures, inFeatures], { dtype: "f64", device })) : null;
+    this.absSum = kind === "activation-scales" ? keep(zeros([inFeatures], { dtype: "f64", device })) : null;
   }
 
   /**
-   * Adds x [..., in]: H += xᵀx over its rows. Each micro-batch's xᵀx is one SGEMM in f32 (a few
-   * thousand rows: f32 is exact enough, and 2–3× faster than f64), added into the f64 sum.
+   * Adds x [..., in] on its device: H += xᵀx over its rows. Each micro-batch's xᵀx is one SGEMM
+   * in f32 (a few thousand rows: f32 is exact enough, and 2–3× faster than f64), added into the
+   * f64 sum. Nothing is read back.
    */
   add(x: Tensor): void {
     const inF = this.inFeatures;
     const rows = x.size / inF;
     if (rows === 0) return;
     this.samples += rows;
-    if (this.hessian) {
+    noGrad(() =>
       tidy(() => {
-        const xf = (x.dtype === "f32" && x.isContiguous ? x : cast(x, "f32")).view() as Float32Array; // [rows, in]
-        const part = Tensor.empty([inF, inF], "f32");
-        const p = part.view() as Float32Array;
-        gemm(true, false, inF, inF, rows, 1, xf, inF, 0, xf, inF, 0, 0, p, inF, 0, 1);
-        const h = this.hessian!.view() as Float64Array;
-        for (let i = 0; i < h.length; i++) h[i] += p[i]!;
-      });
-    }
-    if (this.absSum) {
-      tidy(() => {
-        const v = (x.dtype === "f32" && x.isContiguous ? x : cast(x, "f32")).view() as Float32Array;
-        const s = this.absSum!;
-        for (let r = 0; r < rows; r++) for (let i = 0, o = r * inF; i < inF; i++) s[i] += Math.abs(v[o + i]!);
-      });
-    }
+        if (this.hessian) {
+          const xf = reshape(x.dtype === "f32" ? x : cast(x, "f32"), [rows, inF]); // [rows, in]
+          addInPlace(this.hessian, cast(matmul(xf, xf, { transA: true }), "f64")); // [in, in]
+        }
+        if (this.absSum) addInPlace(this.absSum, sum(abs(reshape(cast(x, "f64"), [rows, inF])), 0)); // [in]
+      }),
+    );
   }
 
   /** The statistics for the next user; the last user gets the accumulator itself, earlier ones a copy. */
@@ -246,13 +242,15 @@ class InputStats {
     if (this.hessian) stats.hessian = last ? this.hessian : keep(this.hessian.clone());
     if (this.absSum) {
       const s = this.absSum;
-      stats.activationScales = keep(tensor(Float32Array.from(s, (v) => v / Math.max(1, this.samples)), [this.inFeatures], { dtype: "f32" }));
+      stats.activationScales = keep(tidy(() => cast(div(s, Math.max(1, this.samples)), "f32")));
+      if (last) s.dispose();
     }
     return stats;
   }
 
   dispose(): void {
     this.hessian?.dispose();
+    this.absSum?.dispose();
   }
 }
 
@@ -324,7 +322,7 @@ class CalibrationSession {
     const shared = this.seen.get(x);
     let stats = this.byLayer.get(name);
     if (this.passes === 1 && !stats) {
-      stats = shared ?? new InputStats(inF, this.kind);
+      stats = shared ?? new InputStats(inF, this.kind, x.device);
       stats.users.push(name);
       this.byLayer.set(name, stats);
     }
@@ -365,56 +363,48 @@ function disposeStats(stats: CalibrationStats | undefined): void {
 
 /**
  * The output error of a quantized layer on inputs with Gram matrix H = XᵀX (f64 [in, in]):
- * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)), Δ = Ŵ − W (two DGEMMs).
+ * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)), Δ = Ŵ − W (two DGEMMs). Computed on the
+ * weight's device: Ŵ is materialized on the host and copied in once, and two numbers come back.
  */
 export function outputReconstructionError(weight: Tensor, q: QuantizedWeight, hessian: Tensor): number {
   const out = q.outFeatures;
   const inF = q.inFeatures;
-  const w = (weight.dtype === "f32" && weight.isContiguous ? weight : null)?.view() as Float32Array | undefined;
-  if (!w || hessian.dtype !== "f64" || hessian.size !== inF * inF) throw new Error("outputReconstructionError: expects an f32 weight and an f64 [in, in] Hessian");
-  const h = hessian.view() as Float64Array;
+  if (weight.dtype !== "f32" || hessian.dtype !== "f64" || hessian.size !== inF * inF || weight.size !== out * inF) {
+    throw new Error("outputReconstructionError: expects an f32 [out, in] weight and an f64 [in, in] Hessian");
+  }
+  if (weight.device !== hessian.device) throw new Error(`outputReconstructionError: the weight is on '${weight.device}', the Hessian on '${hessian.device}'; put them on one device`);
   const hat = new Float32Array(out * inF);
   q.materialize(0, out, hat);
-  const quadratic = (m: Float64Array): number => {
-    const mh = new Float64Array(out * inF);
-    gemm(false, false, out, inF, inF, 1, m, inF, 0, h, inF, 0, 0, mh, inF, 0, 1);
-    let t = 0;
-    for (let i = 0; i < mh.length; i++) t += mh[i]! * m[i]!;
-    return t;
-  };
-  const delta = new Float64Array(out * inF);
-  const wd = new Float64Array(out * inF);
-  for (let i = 0; i < delta.length; i++) {
-    wd[i] = w[i]!;
-    delta[i] = hat[i]! - w[i]!;
-  }
-  const den = quadratic(wd);
-  return den > 0 ? Math.sqrt(Math.max(0, quadratic(delta)) / den) : 0;
+  return noGrad(() =>
+    tidy(() => {
+      const h = reshape(hessian, [inF, inF]);
+      const w = cast(reshape(weight, [out, inF]), "f64");
+      const delta = sub(cast(tensorFrom(hat, { shape: [out, inF], device: weight.device }), "f64"), w); // exact: a difference of two f32 in f64
+      const quadratic = (m: Tensor) => sum(mul(matmul(m, h), m));
+      const den = quadratic(w).item();
+      return den > 0 ? Math.sqrt(Math.max(0, quadratic(delta).item()) / den) : 0;
+    }),
+  );
 }
 
-/** ‖W − Ŵ‖_F / ‖W‖_F, materializing Ŵ 64 rows at a time. */
+/** ‖W − Ŵ‖_F / ‖W‖_F, materializing Ŵ 64 rows at a time (W is read to the host once). */
 export function reconstructionError(weight: Tensor, q: QuantizedWeight): number {
   const [out, inF] = weight.shape as [number, number];
-  const w = tidy(() => (weight.dtype === "f32" && weight.isContiguous ? weight : keep(cast(weight, "f32")))); // [out, in]
-  try {
-    const wv = w.view() as Float32Array;
-    const rows = 64;
-    const buf = new Float32Array(rows * inF);
-    let num = 0;
-    let den = 0;
-    for (let r = 0; r < out; r += rows) {
-      const e = Math.min(out, r + rows);
-      q.materialize(r, e, buf);
-      for (let i = 0, o = r * inF; i < (e - r) * inF; i++) {
-        const d = wv[o + i]! - buf[i]!;
-        num += d * d;
-        den += wv[o + i]! * wv[o + i]!;
-      }
+  const wv = (weight.dtype === "f32" ? weight.dataSync() : tidy(() => cast(weight, "f32").dataSync())) as Float32Array; // [out, in]
+  const rows = 64;
+  const buf = new Float32Array(rows * inF);
+  let num = 0;
+  let den = 0;
+  for (let r = 0; r < out; r += rows) {
+    const e = Math.min(out, r + rows);
+    q.materialize(r, e, buf);
+    for (let i = 0, o = r * inF; i < (e - r) * inF; i++) {
+      const d = wv[o + i]! - buf[i]!;
+      num += d * d;
+      den += wv[o + i]! * wv[o + i]!;
     }
-    return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
-  } finally {
-    if (w !== weight) w.dispose();
   }
+  return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
 }
 
 interface Target {
@@ -558,14 +548,14 @@ async function calibrateAndQuantize(
 
   let spent = 0;
   let statistics = 0;
-  const positions = keep(arange(0, seqLen, 1, { dtype: "i32" }));
+  const positions = keep(arange(0, seqLen, 1, { dtype: "i32", device: model.device }));
   // The current block's inputs, one [b, L, C] tensor per micro-batch.
   const hidden: Tensor[] = [];
   try {
     noGrad(() => {
       for (let s = 0; s < windows.length; s += mb) {
         const chunk = windows.slice(s, s + mb);
-        hidden.push(keep(tidy(() => model.embed(tensor(Int32Array.from(chunk.flat()), [chunk.length, seqLen], { dtype: "i32" })))));
+        hidden.push(keep(tidy(() => model.embed(tensorFrom(Int32Array.from(chunk.flat()), { shape: [chunk.length, seqLen], dtype: "i32", device: model.device })))));
       }
     });
     // Stages after the last one with targets need no inputs.

@@ -25,12 +25,12 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { cast, keep, tensor, SafetensorsReader, saveSafetensors, Tensor } from "@modulora/tensor";
+import { cast, keep, tensorFrom, SafetensorsReader, saveSafetensors, type Device, type Tensor } from "@modulora/tensor";
 import {
   affineFromTensors, deserializeQuantizedWeight, packedWords, resolveQuantizer, serializeQuantizedWeight,
   type AffineWeight, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions,
 } from "@modulora/core";
-import { CheckpointError, checkpointShards, expectedTensorShapes, layerCountProblem, nonFiniteProblem } from "./checkpoint.js";
+import { CheckpointError, checkpointShards, expectedTensorShapes, layerCountProblem, nonFiniteProblem, readHostArray } from "./checkpoint.js";
 import { readJsonFile, readLlamaConfig } from "./config.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import { copyTokenizerFiles } from "./load.js";
@@ -100,10 +100,13 @@ export function unpackRowsWords(words: Int32Array, rows: number, n: number, bits
   return out;
 }
 
-/** Whether an affine weight can be written in GPTQ's layout: integer zero points inside the code range. */
+/**
+ * Whether an affine weight can be written in GPTQ's layout: integer zero points inside the code
+ * range (the zero points are read to the host: one transfer).
+ */
 export function isGptqCompatible(w: QuantizedWeight): w is AffineWeight {
   if (w.format !== "affine" || w.zeroKind !== "int") return false;
-  const z = w.zeros.view() as Uint8Array;
+  const z = w.zeros.dataSync() as Uint8Array;
   const maxq = (1 << w.bits) - 1;
   for (let i = 0; i < z.length; i++) if (z[i]! > maxq) return false;
   return true;
@@ -111,7 +114,7 @@ export function isGptqCompatible(w: QuantizedWeight): w is AffineWeight {
 
 /** Whether some zero point of `w` is 0 (then GPTQ v1 cannot store it). */
 export function hasZeroZeroPoint(w: AffineWeight): boolean {
-  return (w.zeros.view() as Uint8Array).includes(0);
+  return (w.zeros.dataSync() as Uint8Array).includes(0);
 }
 
 /** ⌊i / groupSize⌋ for i < in: the `g_idx` of a weight without act-order. */
@@ -124,26 +127,28 @@ export function trivialGIdx(inFeatures: number, groupSize: number): Int32Array {
 /** Whether `w` has a non-trivial `g_idx` (act-order). */
 export function hasActOrder(w: AffineWeight): boolean {
   if (!w.gIdx) return false;
-  const g = w.gIdx.view() as Int32Array;
+  const g = w.gIdx.dataSync() as Int32Array;
   for (let i = 0; i < g.length; i++) if (g[i] !== Math.floor(i / w.groupSize)) return true;
   return false;
 }
 
 /**
  * GPTQ's tensors of an affine weight. `qweight` and `scales` are `w`'s own tensors (our affine
- * layout is GPTQ's): do not dispose them. `qzeros` and `g_idx` are new: dispose them.
+ * layout is GPTQ's): do not dispose them. `qzeros` and `g_idx` are new, packed on the host and
+ * copied onto the device of `w.qweight`: dispose them.
  */
 export function gptqFromAffine(w: AffineWeight, zeroFormat: GptqZeroFormat): GptqTensors {
   if (!isGptqCompatible(w)) throw new RangeError("gptqFromAffine: GPTQ's layout needs integer zero points in [0, 2^bits)");
-  const z = w.zeros.view() as Uint8Array; // [groups, out]
+  const device = w.qweight.device;
+  const z = w.zeros.dataSync() as Uint8Array; // [groups, out]
   let stored: ArrayLike<number> = z;
   if (zeroFormat === "v1") {
     if (hasZeroZeroPoint(w)) throw new RangeError("gptqFromAffine: a zero point is 0, which GPTQ v1 (zero − 1) cannot store; use v2");
     stored = Uint8Array.from(z, (v) => v - 1);
   }
-  const qzeros = keep(tensor(packRowsWords(stored, w.groups, w.outFeatures, w.bits), [w.groups, packedWords(w.outFeatures, w.bits)], { dtype: "i32" }));
-  const gIdx = w.gIdx ? Int32Array.from(w.gIdx.view() as Int32Array) : trivialGIdx(w.inFeatures, w.groupSize);
-  const g_idx = keep(tensor(gIdx, [w.inFeatures], { dtype: "i32" }));
+  const qzeros = keep(tensorFrom(packRowsWords(stored, w.groups, w.outFeatures, w.bits), { shape: [w.groups, packedWords(w.outFeatures, w.bits)], dtype: "i32", device }));
+  const gIdx = w.gIdx ? (w.gIdx.dataSync() as Int32Array) : trivialGIdx(w.inFeatures, w.groupSize);
+  const g_idx = keep(tensorFrom(gIdx, { shape: [w.inFeatures], dtype: "i32", device }));
   return { qweight: w.qweight, qzeros, scales: w.scales, g_idx };
 }
 
@@ -167,7 +172,8 @@ export interface GptqLayerInfo {
  * and disposes `qzeros` and `g_idx`). Zero points: v2 as stored; v1 `(stored + 1) & (2^b − 1)`,
  * the way AutoGPTQ's kernels read them. A `g_idx` equal to ⌊i / groupSize⌋ is dropped (no
  * act-order); any other is kept. Shapes are checked against the layer's [out, in] and errors
- * name the tensor.
+ * name the tensor. `qzeros` and `g_idx` are read to the host (keep them on `cpu` to spare the
+ * transfer) and the unpacked zero points and `g_idx` are copied onto the device of `qweight`.
  */
 export function affineFromGptq(t: { qweight: Tensor; qzeros: Tensor; scales: Tensor; g_idx?: Tensor | null }, info: GptqLayerInfo): AffineWeight {
   const { name, outFeatures: out, inFeatures: inF, bits } = info;
@@ -179,7 +185,7 @@ export function affineFromGptq(t: { qweight: Tensor; qzeros: Tensor; scales: Ten
   let gIdx: Int32Array | null = null;
   if (t.g_idx) {
     if (t.g_idx.dtype !== "i32" || !sameShape(t.g_idx.shape, [inF])) throw bad("g_idx", t.g_idx, `i32 [${inF}]`);
-    gIdx = Int32Array.from(t.g_idx.view() as Int32Array);
+    gIdx = t.g_idx.dataSync() as Int32Array;
   }
   let groups = Math.ceil(inF / groupSize);
   if (gIdx) {
@@ -200,10 +206,11 @@ export function affineFromGptq(t: { qweight: Tensor; qzeros: Tensor; scales: Ten
   }
 
   const maxq = (1 << bits) - 1;
-  const zeros = unpackRowsWords(t.qzeros.view() as Int32Array, groups, out, bits);
+  const zeros = unpackRowsWords(t.qzeros.dataSync() as Int32Array, groups, out, bits);
   if (info.zeroFormat === "v1") for (let i = 0; i < zeros.length; i++) zeros[i] = (zeros[i]! + 1) & maxq;
-  const zerosT = keep(tensor(zeros, [groups, out], { dtype: "u8" }));
-  const gIdxT = gIdx ? keep(tensor(gIdx, [inF], { dtype: "i32" })) : null;
+  const device = t.qweight.device;
+  const zerosT = keep(tensorFrom(zeros, { shape: [groups, out], dtype: "u8", device }));
+  const gIdxT = gIdx ? keep(tensorFrom(gIdx, { shape: [inF], dtype: "i32", device })) : null;
   t.qzeros.dispose();
   t.g_idx?.dispose();
   return affineFromTensors({
@@ -408,6 +415,13 @@ function quantizationConfig(
 export interface LoadQuantizedModelOptions {
   /** The plugin that made `custom`-format weights (needed to read them). */
   plugin?: QuantizerPlugin | string;
+  /**
+   * Where the model goes (default `cpu`): each tensor is read and checked on the host, then copied
+   * in with one transfer (GPTQ's `qzeros` and `g_idx` are unpacked on the host first).
+   */
+  device?: Device;
+  /** Compute dtype of the dense tensors: only `"f32"` for now (bf16 compute comes with the engine's bf16 kernels). */
+  dtype?: "f32";
 }
 
 /** A quantized checkpoint that cannot be read: the message names the directory and the tensor or key. */
@@ -481,6 +495,10 @@ export function recordedQuantizer(qc: Record<string, unknown>): string | null {
  * `quant_method` is an error naming it. `tokenizer` is null if the directory has no tokenizer.json.
  */
 export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptions = {}): { model: LlamaModel; tokenizer: LlamaTokenizer | null; config: LlamaConfig } {
+  if (options.dtype !== undefined && options.dtype !== "f32") {
+    throw new RangeError(`loadQuantizedModel: dtype ${JSON.stringify(options.dtype)} is not supported: only "f32" for now (bf16 compute comes with the engine's bf16 kernels)`);
+  }
+  const device = options.device ?? "cpu";
   const config = readLlamaConfig(dir);
   const qc = readQuantizationConfig(dir, config);
   const plugin = options.plugin === undefined ? undefined : resolveQuantizer(options.plugin);
@@ -514,15 +532,16 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
         throw fail(`the '${MODULORA_LAYERS_METADATA_KEY}' metadata is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    const read = (name: string): Tensor => {
+    // Read on the host, checked there, then one copy onto `on` (the model's device by default).
+    const read = (name: string, on: Device = device): Tensor => {
       const r = where.get(name);
       if (!r) throw fail(`missing tensor '${name}'`);
       const e = r.entry(name);
-      const t = keep(Tensor.empty(e.shape, e.dtype));
-      owned.push(t);
-      r.readInto(name, t.bytes());
-      const bad = nonFiniteProblem(name, t.bytes(), e.dtype, e.shape);
+      const host = readHostArray(r, e);
+      const bad = nonFiniteProblem(name, new Uint8Array(host.buffer, host.byteOffset, host.byteLength), e.dtype, e.shape);
       if (bad) throw fail(bad);
+      const t = keep(tensorFrom(host, { shape: e.shape, dtype: e.dtype, device: on }));
+      owned.push(t);
       used.add(name);
       return t;
     };
@@ -551,7 +570,8 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       if (gptq) {
         if (!where.has(`${prefix}.qweight`)) throw fail(`missing tensor '${prefix}.qweight' (nor is there a dense '${prefix}.weight')`);
         if (where.has(`${prefix}.bias`)) throw fail(`tensor '${prefix}.bias': linear biases are not supported (LLaMA has none)`);
-        const t = { qweight: read(`${prefix}.qweight`), qzeros: read(`${prefix}.qzeros`), scales: read(`${prefix}.scales`), g_idx: where.has(`${prefix}.g_idx`) ? read(`${prefix}.g_idx`) : null };
+        // qzeros and g_idx are unpacked on the host: they stay there, and what they become goes to the device.
+        const t = { qweight: read(`${prefix}.qweight`), qzeros: read(`${prefix}.qzeros`, "cpu"), scales: read(`${prefix}.scales`), g_idx: where.has(`${prefix}.g_idx`) ? read(`${prefix}.g_idx`, "cpu") : null };
         return new QuantizedLinear(affineFromGptq(t, { ...gptqInfo!, name: prefix, outFeatures: out, inFeatures: inF }), quantizerName);
       }
       const meta = layerMeta[prefix];

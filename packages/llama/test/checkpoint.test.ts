@@ -26,9 +26,15 @@ const newDir = () => {
   return d;
 };
 
+/** A tensor's bytes, copied to the host. */
+function bytesOf(t: Tensor): Uint8Array {
+  const d = t.dataSync();
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+}
+
 /** Exact equality of two tensors' bytes (same dtype and shape). */
 function sameBytes(a: Tensor, b: Tensor): boolean {
-  return a.dtype === b.dtype && a.shape.join() === b.shape.join() && Buffer.compare(Buffer.from(a.bytes()), Buffer.from(b.bytes())) === 0;
+  return a.dtype === b.dtype && a.shape.join() === b.shape.join() && Buffer.compare(bytesOf(a), bytesOf(b)) === 0;
 }
 
 /**
@@ -46,7 +52,7 @@ function writeCheckpoint(dir: string, tensors: ReadonlyMap<string, Tensor>, shar
       const want = dtypes(name);
       return want === t.dtype ? t : cast(t, want);
     });
-    writeSafetensors(join(dir, file), mine.map((name, i) => ({ name, dtype: converted[i]!.dtype, shape: converted[i]!.shape, data: converted[i]!.bytes() })));
+    writeSafetensors(join(dir, file), mine.map((name, i) => ({ name, dtype: converted[i]!.dtype, shape: converted[i]!.shape, data: bytesOf(converted[i]!) })));
     converted.forEach((c, i) => c !== tensors.get(mine[i]!) && c.dispose());
     for (const name of mine) weightMap[name] = file;
   }

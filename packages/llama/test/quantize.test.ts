@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { arange, loadSafetensors, memory, noGrad, tensor, tidy, type Tensor } from "@modulora/tensor";
+import { arange, fillInPlace, loadSafetensors, memory, noGrad, tensor, tidy, type Tensor } from "@modulora/tensor";
 import { QUANTIZER_SPEC_VERSION, type CalibrationStats, type QuantizerPlugin } from "@modulora/core";
 import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
 import {
@@ -155,13 +155,13 @@ function recordingPlugin(calibration: "hessian" | "activation-scales", received:
       const inF = weight.shape[1]!;
       received.push({
         name: "", inFeatures: inF, samples: stats.samples,
-        hessian: stats.hessian ? Float64Array.from(stats.hessian.view() as Float64Array) : undefined,
-        scales: stats.activationScales ? Float32Array.from(stats.activationScales.view() as Float32Array) : undefined,
+        hessian: stats.hessian ? stats.hessian.dataSync() as Float64Array : undefined,
+        scales: stats.activationScales ? stats.activationScales.dataSync() as Float32Array : undefined,
         tensors: [stats.hessian, stats.activationScales].filter((t): t is Tensor => t !== undefined),
       });
       if (stats.hessian) expect(stats.hessian.shape).toEqual([inF, inF]);
       // A plugin may scribble on its statistics (GPTQ damps H in place): the shared copies must not mind.
-      stats.hessian?.view().fill(-1);
+      if (stats.hessian) fillInPlace(stats.hessian, -1);
       return quantizeRtn(weight, options);
     },
   };

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keep, loadSafetensors, memory, noGrad, randn, saveSafetensors, SafetensorsReader, tensor, tidy, type Tensor } from "@modulora/tensor";
+import { assign, keep, loadSafetensors, memory, noGrad, randn, saveSafetensors, SafetensorsReader, tensor, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
 import {
   QUANTIZER_SPEC_VERSION, createAffineWeight, createCodebookWeight, toF16Bits, f16Table,
   type CustomWeight, type QuantizerPlugin,
@@ -80,14 +80,14 @@ describe("saveQuantizedModel → loadQuantizedModel", () => {
     const model = await quantized(4, 128);
     const q = (model.layers[0]!.linears.q_proj as QuantizedLinear).weight;
     if (q.format !== "affine") throw new Error("expected affine");
-    const zeros = Uint8Array.from(q.zeros.view() as Uint8Array);
+    const zeros = Uint8Array.from(q.zeros.dataSync() as Uint8Array);
     expect(zeros.includes(0)).toBe(false);
     const dirV1 = fresh("v1");
     saveQuantizedModel(model, dirV1, { plugin: rtnQuantizer });
     expect(readJson(join(dirV1, "quantize_config.json"))["checkpoint_format"]).toBe("gptq");
     const stored = loadSafetensors(join(dirV1, "model.safetensors"), { names: ["model.layers.0.self_attn.q_proj.qzeros"] });
     const qz = stored.get("model.layers.0.self_attn.q_proj.qzeros")!;
-    expect(Array.from(unpackRowsWords(qz.view() as Int32Array, 2, 256, 4))).toEqual(Array.from(zeros, (z) => z - 1));
+    expect(Array.from(unpackRowsWords(qz.dataSync() as Int32Array, 2, 256, 4))).toEqual(Array.from(zeros, (z) => z - 1));
     qz.dispose();
     const expected = logitsOf(model);
     expect(logitsOf(loadQuantizedModel(dirV1).model)).toEqual(expected);
@@ -95,11 +95,12 @@ describe("saveQuantizedModel → loadQuantizedModel", () => {
     // v2: make one group of k_proj all non-negative, so its zero point is 0.
     const kDense = (await loadLlama(TINY)).model;
     const w = kDense.layers[1]!.linears.k_proj as unknown as { weight: Tensor };
-    const wv = w.weight.view() as Float32Array;
+    const wv = w.weight.dataSync() as Float32Array;
     for (let i = 0; i < 128; i++) wv[i] = Math.abs(wv[i]!);
+    noGrad(() => tidy(() => assign(w.weight, tensorFrom(wv, { shape: w.weight.shape }))));
     const kq = quantizeRtn(w.weight, { bits: 4, groupSize: 128 });
     if (kq.format !== "affine") throw new Error("expected affine");
-    expect((kq.zeros.view() as Uint8Array)[0]).toBe(0);
+    expect((kq.zeros.dataSync() as Uint8Array)[0]).toBe(0);
     kDense.dispose();
     model.layers[1]!.linears.k_proj.dispose();
     model.layers[1]!.linears.k_proj = new QuantizedLinear(kq);
@@ -112,7 +113,7 @@ describe("saveQuantizedModel → loadQuantizedModel", () => {
     const v2 = loadQuantizedModel(dirV2);
     expect(logitsOf(v2.model)).toEqual(expectedV2);
     const back = (v2.model.layers[1]!.linears.k_proj as QuantizedLinear).weight;
-    expect(back.format === "affine" && (back.zeros.view() as Uint8Array)[0]).toBe(0);
+    expect(back.format === "affine" && (back.zeros.dataSync() as Uint8Array)[0]).toBe(0);
     v2.model.dispose();
   });
 
@@ -278,8 +279,8 @@ describe("a GPTQ tensor set packed by hand from the published layout", () => {
 
           // The fused forward computes with the same weight.
           const x = randn([3, IN], { seed: 1 });
-          const y = new QuantizedLinear(w).forward(x).view() as Float32Array;
-          const xv = x.view() as Float32Array;
+          const y = new QuantizedLinear(w).forward(x).dataSync() as Float32Array;
+          const xv = x.dataSync() as Float32Array;
           for (let r = 0; r < 3; r++)
             for (let j = 0; j < OUT; j++) {
               let s = 0;
@@ -289,9 +290,9 @@ describe("a GPTQ tensor set packed by hand from the published layout", () => {
           // And writing it back gives the hand-packed tensors.
           if (zeroFormat === "v1" || z.flat().includes(0)) {
             const back = gptqFromAffine(w, zeroFormat);
-            expect(Array.from(back.qweight.view() as Int32Array)).toEqual(Array.from(new Int32Array(qweight.buffer)));
-            expect(Array.from(back.qzeros.view() as Int32Array)).toEqual(Array.from(qzeros));
-            expect(Array.from(back.g_idx.view() as Int32Array)).toEqual(Array.from(gIdx));
+            expect(Array.from(back.qweight.dataSync() as Int32Array)).toEqual(Array.from(new Int32Array(qweight.buffer)));
+            expect(Array.from(back.qzeros.dataSync() as Int32Array)).toEqual(Array.from(qzeros));
+            expect(Array.from(back.g_idx.dataSync() as Int32Array)).toEqual(Array.from(gIdx));
             back.qzeros.dispose();
             back.g_idx.dispose();
           }
@@ -411,7 +412,7 @@ const codebookPlugin: QuantizerPlugin = {
   quantize(weight, options) {
     const [out, inF] = weight.shape as [number, number];
     const block = options.groupSize === "row" ? inF : options.groupSize;
-    const w = weight.view() as Float32Array;
+    const w = weight.dataSync() as Float32Array;
     const levels = Float32Array.from({ length: 16 }, (_, k) => -1 + (2 * k) / 15);
     const absmax = new Float32Array((out * inF) / block);
     const codes = new Uint8Array(out * inF);
@@ -432,8 +433,8 @@ class SignWeight implements CustomWeight {
   readonly bits = 1;
   constructor(readonly outFeatures: number, readonly inFeatures: number, readonly signs: Tensor, readonly alpha: Tensor) {}
   materialize(r0: number, r1: number, out: Float32Array): void {
-    const s = this.signs.view() as Uint8Array;
-    const a = this.alpha.view() as Float32Array;
+    const s = this.signs.dataSync() as Uint8Array;
+    const a = this.alpha.dataSync() as Float32Array;
     for (let j = r0; j < r1; j++) for (let i = 0; i < this.inFeatures; i++) out[(j - r0) * this.inFeatures + i] = s[j * this.inFeatures + i] ? a[j]! : -a[j]!;
   }
   storageBytes(): number {
@@ -455,7 +456,7 @@ const signPlugin: QuantizerPlugin = {
   supportedBits: [1],
   quantize(weight) {
     const [out, inF] = weight.shape as [number, number];
-    const w = weight.view() as Float32Array;
+    const w = weight.dataSync() as Float32Array;
     const signs = Uint8Array.from(w, (v) => (v >= 0 ? 1 : 0));
     const alpha = Float32Array.from({ length: out }, (_, j) => w.subarray(j * inF, (j + 1) * inF).reduce((s, v) => s + Math.abs(v), 0) / inF);
     return new SignWeight(out, inF, keep(tensor(signs, [out, inF], { dtype: "u8" })), keep(tensor(alpha, [out])));
@@ -478,7 +479,7 @@ const realZeroPlugin: QuantizerPlugin = {
   quantize(weight, options) {
     const [out, inF] = weight.shape as [number, number];
     const g = options.groupSize === "row" ? inF : options.groupSize;
-    const w = weight.view() as Float32Array;
+    const w = weight.dataSync() as Float32Array;
     const groups = inF / g;
     const codes = new Uint8Array(out * inF);
     const scales = new Float32Array(out * groups);

@@ -1,0 +1,170 @@
+// The model on a device that is not the host: the `sim` backend runs the CPU kernels on private
+// storage and counts every transfer. What runs there must give the same numbers as on `cpu`, bit
+// for bit, and cross between host and device only where the data has to (weights once at load,
+// the ids in, the results out).
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cast, loadSafetensors, noGrad, registerSimBackend, resetSimStats, saveSafetensors, simStats, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
+import { evaluatePerplexity, generate, loadLlama, loadModel, shiftLabels, type LlamaModel } from "../src/index.js";
+import { FIXTURES } from "./fixtures.js";
+
+const TINY = join(FIXTURES, "tiny-llama");
+/** tiny-llama's tensors: embed, 4 × (2 norms + 7 linears), norm, lm_head. */
+const TINY_TENSORS = 1 + 4 * 9 + 1 + 1;
+
+let cpu: LlamaModel;
+let sim: LlamaModel;
+let tmp: string;
+
+beforeAll(() => {
+  registerSimBackend();
+  tmp = mkdtempSync(join(tmpdir(), "modulora-device-"));
+  cpu = loadLlama(TINY).model;
+  resetSimStats();
+  sim = loadLlama(TINY, { device: "sim" }).model;
+});
+afterAll(() => {
+  cpu?.dispose();
+  sim?.dispose();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+const ids = [0, 17, 230, 5, 99, 1000, 4095, 3, 12, 7, 8, 64];
+
+/** Logits of one batch of ids on the model's device, read back. */
+function logits(model: LlamaModel, values: readonly number[], b = 2): Float32Array {
+  return noGrad(() =>
+    tidy(() => {
+      const x = tensorFrom(Int32Array.from(values), { shape: [b, values.length / b], dtype: "i32", device: model.device });
+      return model.forward(x).logits.dataSync() as Float32Array;
+    }),
+  );
+}
+
+describe("loading onto a device", () => {
+  it("loadLlama places every weight with one host → device copy and reads nothing back", () => {
+    // (counted in beforeAll, around the sim load alone)
+    const s = simStats();
+    expect(sim.device).toBe("sim");
+    expect(s.hostToDevice).toBe(TINY_TENSORS);
+    expect(s.deviceToHost).toBe(0);
+    expect(s.bytesToDevice).toBe(22033520 - 8 - headerBytes(join(TINY, "model.safetensors")));
+  });
+
+  it("a bf16 checkpoint is copied in as bf16 (one transfer per tensor) and cast to f32 on the device", () => {
+    const dir = join(tmp, "tiny-bf16");
+    const f32 = loadSafetensors(join(TINY, "model.safetensors"));
+    const bf = new Map<string, Tensor>([...f32].map(([n, t]) => [n, cast(t, "bf16")]));
+    saveSafetensors(join(tmp, "model.bf16.safetensors"), bf);
+    for (const t of [...f32.values(), ...bf.values()]) t.dispose();
+    // A model directory: the fixture's config and tokenizer around the bf16 weights.
+    copyDir(TINY, dir, ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]);
+    copyFileSync(join(tmp, "model.bf16.safetensors"), join(dir, "model.safetensors"));
+    const onCpu = loadLlama(dir).model;
+    resetSimStats();
+    const onSim = loadModel(dir, { device: "sim" });
+    const s = simStats();
+    try {
+      expect(onSim.quantized).toBe(false);
+      expect(s.hostToDevice).toBe(TINY_TENSORS);
+      expect(s.deviceToHost).toBe(0);
+      expect(onSim.model.embedTokens.dtype).toBe("f32");
+      expect(logits(onSim.model, ids)).toEqual(logits(onCpu, ids));
+    } finally {
+      onCpu.dispose();
+      onSim.model.dispose();
+    }
+  });
+
+  it("dtype other than f32 is refused with what to do", () => {
+    expect(() => loadModel(TINY, { dtype: "bf16" as "f32" })).toThrow(/dtype "bf16" is not supported yet: bf16 compute comes with the engine's bf16 kernels.*use dtype "f32"/);
+    expect(() => loadLlama(TINY, { dtype: "f16" as "f32" })).toThrow(/dtype "f16" is not a compute dtype; use "f32"/);
+  });
+
+  it("ids on another device than the model are refused, naming both", () => {
+    expect(() => noGrad(() => tidy(() => sim.forward(tensorFrom(Int32Array.from(ids), { shape: [2, 6], dtype: "i32" }))))).toThrow(
+      /ids are on device 'cpu', the model on 'sim'/,
+    );
+  });
+});
+
+describe("computing on the device", () => {
+  it("forward: the same logits as on cpu, bit for bit; one copy in (the ids), one out (the logits)", () => {
+    const want = logits(cpu, ids);
+    resetSimStats();
+    const got = logits(sim, ids);
+    const s = simStats();
+    expect(got).toEqual(want);
+    // positions (arange) and every intermediate stay on the device.
+    expect(s.hostToDevice).toBe(1);
+    expect(s.deviceToHost).toBe(1);
+  });
+
+  it("loss (labels shifted on the device): the same value as on cpu; two copies in, one out", () => {
+    const lossOf = (model: LlamaModel) =>
+      noGrad(() =>
+        tidy(() => {
+          const x = tensorFrom(Int32Array.from(ids), { shape: [2, 6], dtype: "i32", device: model.device });
+          const y = tensorFrom(Int32Array.from(ids, (v, i) => (i % 6 === 2 ? -100 : v)), { shape: [2, 6], dtype: "i32", device: model.device });
+          return model.loss(x, y).item();
+        }),
+      );
+    const want = lossOf(cpu);
+    resetSimStats();
+    expect(lossOf(sim)).toBe(want);
+    const s = simStats();
+    expect(s.hostToDevice).toBe(2);
+    expect(s.deviceToHost).toBe(1);
+  });
+
+  it("shiftLabels runs on the labels' device without a transfer", () => {
+    const labels = tensorFrom(Int32Array.from([1, 2, 3, 4, 5, 6]), { shape: [2, 3], dtype: "i32", device: "sim" });
+    resetSimStats();
+    const shifted = shiftLabels(labels);
+    expect(simStats().hostToDevice + simStats().deviceToHost).toBe(0);
+    expect(shifted.device).toBe("sim");
+    expect(Array.from(shifted.dataSync())).toEqual([2, 3, -100, 5, 6, -100]);
+    const one = shiftLabels(tensorFrom(Int32Array.from([7, 8]), { shape: [2, 1], dtype: "i32", device: "sim" }));
+    expect(Array.from(one.dataSync())).toEqual([-100, -100]);
+    for (const t of [labels, shifted, one]) t.dispose();
+  });
+
+  it("generate: the same tokens as on cpu, with one copy in and one out per token", () => {
+    const prompt = [0, 17, 230, 5];
+    const opts = { maxNewTokens: 5, temperature: 0.8, topK: 20, seed: 3, stopTokens: [] };
+    const want = generate(cpu, prompt, opts);
+    resetSimStats();
+    const got = generate(sim, prompt, opts);
+    const s = simStats();
+    expect(got).toEqual(want);
+    expect(s.hostToDevice).toBe(5);
+    expect(s.deviceToHost).toBe(5);
+  });
+
+  it("evaluatePerplexity: the same value as on cpu; per batch one copy in and one out", () => {
+    const tokens = Array.from({ length: 4 * 16 }, (_, i) => (i * 37 + 11) % 4096);
+    const want = evaluatePerplexity(cpu, tokens, { seqLen: 16, batchSize: 2 });
+    resetSimStats();
+    const got = evaluatePerplexity(sim, tokens, { seqLen: 16, batchSize: 2 });
+    const s = simStats();
+    expect(got).toEqual(want);
+    expect(s.hostToDevice).toBe(2);
+    expect(s.deviceToHost).toBe(2);
+  });
+});
+
+/** The byte length of a safetensors header (the u64 at the start). */
+function headerBytes(path: string): number {
+  const fd = openSync(path, "r");
+  const b = Buffer.alloc(8);
+  readSync(fd, b, 0, 8, 0);
+  closeSync(fd);
+  return Number(b.readBigUInt64LE(0));
+}
+
+function copyDir(src: string, dst: string, names: readonly string[]): void {
+  mkdirSync(dst, { recursive: true });
+  for (const n of names) if (existsSync(join(src, n))) copyFileSync(join(src, n), join(dst, n));
+}
