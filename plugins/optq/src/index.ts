@@ -38,7 +38,7 @@ function flag(options: QuantizeOptions, key: string, fallback: boolean): boolean
 }
 
 /**
- * Quantizes W [out, in] (f32) with OPTQ into an `affine` weight. `stats.hessian` is the driver's
+ * Quantizes W [out, in] (f32, on any device) with OPTQ into an `affine` weight on the same device. `stats.hessian` is the driver's
  * Σ xᵀx (f64 [in, in]) over `stats.samples` rows; it is scaled by 2/n here and not modified.
  */
 export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats): AffineWeight {
@@ -60,24 +60,18 @@ export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: C
   const staticGroups = flag(options, "staticGroups", false);
 
   // H = (2/n) Σ x xᵀ (a fresh array: the kernel overwrites dead diagonal entries).
-  const hDense = h.isContiguous ? h : h.contiguous();
-  const src = hDense.view() as Float64Array;
-  const hs = new Float64Array(inF * inF);
+  // One copy out each of H and W (from the model's device); the numerics run on the host, and
+  // the packed tensors are uploaded to the weight's device.
+  const hs = h.dataSync() as Float64Array;
   const c = 2 / n;
-  for (let i = 0; i < hs.length; i++) hs[i] = src[i]! * c;
-  if (hDense !== h) hDense.dispose();
-  const dense = weight.isContiguous ? weight : weight.contiguous();
-  try {
-    const r = optqQuantize(dense.view() as Float32Array, hs, out, inF, {
-      bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number,
-    });
-    return createAffineWeight({
-      outFeatures: out, inFeatures: inF, bits: options.bits, groupSize, codes: r.codes, scales: r.scales, zeros: r.zeros, symmetric,
-      gIdx: actOrder ? r.gIdx : null,
-    });
-  } finally {
-    if (dense !== weight) dense.dispose();
-  }
+  for (let i = 0; i < hs.length; i++) hs[i] = hs[i]! * c;
+  const r = optqQuantize(weight.dataSync() as Float32Array, hs, out, inF, {
+    bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number,
+  });
+  return createAffineWeight({
+    outFeatures: out, inFeatures: inF, bits: options.bits, groupSize, codes: r.codes, scales: r.scales, zeros: r.zeros, symmetric,
+    gIdx: actOrder ? r.gIdx : null, device: weight.device,
+  });
 }
 
 /** The OPTQ plugin (spec version 1). Register it with `registerQuantizer(optqQuantizer)`. */

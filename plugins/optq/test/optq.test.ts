@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { randn, type Tensor } from "@modulora/tensor";
+import { randn, tensorFrom, type Tensor } from "@modulora/tensor";
 import { quantizerConformance, dequantizeAll, hessianError } from "@modulora/core/testing";
 import { getQuantizer, registerQuantizer, unregisterQuantizer, type AffineWeight } from "@modulora/core";
 import { quantizeRtn } from "@modulora/quantizer-rtn";
@@ -23,7 +23,7 @@ quantizerConformance(optqQuantizer, {
 });
 
 const data = (q: AffineWeight) => ({
-  qweight: Array.from(q.qweight.view() as Int32Array), scales: Array.from(q.scales.view() as Uint16Array), zeros: Array.from(q.zeros.view() as Uint8Array),
+  qweight: Array.from(q.qweight.dataSync() as Int32Array), scales: Array.from(q.scales.dataSync() as Uint16Array), zeros: Array.from(q.zeros.dataSync() as Uint8Array),
 });
 
 describe("OPTQ's grid is RTN's", () => {
@@ -53,7 +53,7 @@ describe("OPTQ on a correlated Hessian", () => {
   for (const bits of [2, 3, 4]) {
     it(`${bits} bits: the output error tr(ΔH Δᵀ)/tr(WHWᵀ) is below RTN's, with and without act-order`, () => {
       const w = randn([out, n], { seed: 40 + bits });
-      const wv = w.view() as Float32Array;
+      const wv = w.dataSync() as Float32Array;
       const rtn = quantizeRtn(w, { bits, groupSize: 64 });
       const eRtn = hessianError(dequantizeAll(rtn), wv, h, out, n);
       for (const actOrder of [false, true]) {
@@ -70,7 +70,7 @@ describe("OPTQ on a correlated Hessian", () => {
     const w = randn([16, n], { seed: 9 });
     const a = quantizeOptq(w, { bits: 3, groupSize: 32, actOrder: true }, correlatedStats(w));
     expect(a.gIdx).not.toBeNull();
-    const g = a.gIdx!.view() as Int32Array;
+    const g = a.gIdx!.dataSync() as Int32Array;
     expect(new Set(g).size).toBe(8);
     for (let k = 0; k < 8; k++) expect(g.filter((x) => x === k).length).toBe(32);
     const s = quantizeOptq(w, { bits: 3, groupSize: 32, staticGroups: true, actOrder: true, symmetric: true }, correlatedStats(w));
@@ -94,9 +94,9 @@ describe("OPTQ: errors", () => {
   });
   it("a Hessian that is not positive definite after damping names optqQuantize and suggests a larger percdamp", () => {
     const w = randn([4, 8], { seed: 1 });
-    const st = identityStats(8);
-    const hv = st.hessian!.view() as Float64Array;
+    const hv = new Float64Array(64);
     for (let i = 0; i < 8; i++) for (let j = 0; j < 8; j++) hv[i * 8 + j] = i === j ? 1 : -0.9;
+    const st = { hessian: tensorFrom(hv, { shape: [8, 8] }), samples: 2 };
     expect(() => quantizeOptq(w, { bits: 4, groupSize: 8, percdamp: 0 }, st)).toThrow(/optqQuantize: the Hessian is not positive definite after damping with percdamp = 0; pass a larger percdamp/);
     w.dispose();
   });

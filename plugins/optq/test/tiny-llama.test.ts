@@ -34,8 +34,8 @@ describe("OPTQ on tiny-llama with real calibration activations", () => {
       name: "optq-probe",
       quantize(weight, options, stats) {
         const [out, inF] = weight.shape as [number, number];
-        const w = weight.view() as Float32Array;
-        const h = stats!.hessian!.view() as Float64Array;
+        const w = weight.dataSync() as Float32Array;
+        const h = stats!.hessian!.dataSync() as Float64Array;
         const err = (q: ReturnType<typeof quantizeRtn>) => { const e = hessianError(dequantizeAll(q), w, h, out, inF); q.dispose(); return e; };
         const rtn = err(quantizeRtn(weight, options));
         const optqAct = err(quantizeOptq(weight, { ...options, actOrder: true }, stats));

@@ -54,14 +54,15 @@ export function rtnCode(w: number, scale: number, zero: number, bits: number): n
   return Math.min(Math.max(q, 0), (1 << bits) - 1);
 }
 
-/** Quantizes W [out, in] (f32) with round-to-nearest into an `affine` weight. */
+/** Quantizes W [out, in] (f32, on any device) with round-to-nearest into an `affine` weight on the same device. */
 export function quantizeRtn(weight: Tensor, options: QuantizeOptions): AffineWeight {
   const groupSize = checkQuantizeInputs(rtnQuantizer, weight, options);
   const bits = options.bits;
   const symmetric = options.symmetric ?? false;
   const [out, inF] = weight.shape as [number, number];
-  const dense = weight.isContiguous ? weight : weight.contiguous();
-  const w = dense.view() as Float32Array;
+  // One copy out of the weight (from whatever device it is on); the codes are computed on the
+  // host and the packed tensors uploaded to the weight's device.
+  const w = weight.dataSync() as Float32Array;
   const groups = inF / groupSize;
   const codes = new Uint8Array(out * inF);
   const scales = new Float32Array(out * groups);
@@ -75,8 +76,7 @@ export function quantizeRtn(weight: Tensor, options: QuantizeOptions): AffineWei
       for (let i = a; i < a + groupSize; i++) codes[i] = rtnCode(w[i]!, scale, zero, bits);
     }
   }
-  if (dense !== weight) dense.dispose();
-  return createAffineWeight({ outFeatures: out, inFeatures: inF, bits, groupSize, codes, scales, zeros, symmetric });
+  return createAffineWeight({ outFeatures: out, inFeatures: inF, bits, groupSize, codes, scales, zeros, symmetric, device: weight.device });
 }
 
 /** The RTN plugin (spec version 1). Register it with `registerQuantizer(rtnQuantizer)`. */

@@ -59,7 +59,7 @@ describe("RTN follows GPTQ's reference rule exactly", () => {
   it("quantizeRtn's weight dequantizes to f32(f16(scale)·(q − zero)) with the rule's codes, exactly, per group", () => {
     const w = randn([3, 64], { seed: 4 });
     const q = quantizeRtn(w, { bits: 3, groupSize: 16 });
-    const data = w.view() as Float32Array;
+    const data = w.dataSync() as Float32Array;
     const deq = dequantizeAll(q);
     let rounded = 0;
     for (let j = 0; j < 3; j++)
@@ -89,7 +89,7 @@ describe("RTN on tiny-llama (real weights)", () => {
       for (const [name, w] of weights) {
         for (const groupSize of ["row", 128] as const) {
           const [out, inF] = w.shape as [number, number];
-          const wv = w.view() as Float32Array;
+          const wv = w.dataSync() as Float32Array;
           const errs = [2, 3, 4, 8].map((bits) => {
             const q = quantizeRtn(w, { bits, groupSize });
             const e = relativeError(dequantizeAll(q), wv);
