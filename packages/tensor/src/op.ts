@@ -55,16 +55,14 @@ export function runOp1<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A, de
   return runOp(def, inputs, attrs, device)[0]!;
 }
 
-/** The dtypes ops compute in: f32, f64, and bf16 (computed in f32, rounded to bf16 on output). */
-export type ComputeDType = "f32" | "f64" | "bf16";
-
 /**
- * Requires float inputs of one compute dtype (f32, f64 or bf16) and returns it. Inputs of
+ * Requires float inputs of one compute dtype and returns it: f32, f64, or bf16 (computed in f32,
+ * rounded to bf16 on output). Inputs of
  * different dtypes are an error with a hint to cast: the bf16 policy mixes dtypes only through
  * explicit, differentiable casts (`x.cast("f32")` before an f32 LoRA factor). f16 is a storage
  * type and must be cast first.
  */
-export function checkFloat(op: string, inputs: readonly Tensor[]): ComputeDType {
+export function checkFloat(op: string, inputs: readonly Tensor[]): "f32" | "f64" | "bf16" {
   let dtype: DType | undefined;
   for (const t of inputs) {
     if (t.dtype !== "f32" && t.dtype !== "f64" && t.dtype !== "bf16") {
@@ -76,5 +74,5 @@ export function checkFloat(op: string, inputs: readonly Tensor[]): ComputeDType 
     }
     dtype = t.dtype;
   }
-  return (dtype ?? "f32") as ComputeDType;
+  return (dtype ?? "f32") as "f32" | "f64" | "bf16";
 }

@@ -8,7 +8,7 @@
 // tests and serves backends that have no fused kernel.
 import { tidy } from "../engine.js";
 import { OpError } from "../errors.js";
-import { checkFloat, runOp, type ComputeDType, type OpDef } from "../op.js";
+import { checkFloat, runOp, type OpDef } from "../op.js";
 import { broadcastShapes, formatShape, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { add, div, maximum, sub } from "./binary.js";
@@ -130,6 +130,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   lse!.dispose(); // the op's node keeps its own handle for the backward
   return out!;
 }
+
+/** The float dtypes ops compute in. */
+type ComputeDType = ReturnType<typeof checkFloat>;
 
 /** [T, S] additive causal mask: 0 where key j is visible to query t (j <= S - T + t), else -inf. */
 function causalMask(T: number, S: number, dtype: ComputeDType): Tensor {
