@@ -44,7 +44,7 @@ std::string Signature(const OpDef& def) {
 }
 
 Call::Call(const Napi::CallbackInfo& info, const OpDef& def)
-    : Args(info, def.op ? def.op : def.name), cb_(info), def_(def), slots_(def.args.size()) {
+    : Args(info, def.op ? def.op : def.name), cb_(info), def_(def) {
   size_t required = def.args.size();
   while (required > 0 && def.args[required - 1].may_be_missing) required--;
   const size_t n = info.Length(), total = def.args.size();
@@ -91,24 +91,27 @@ void Call::parse(size_t i, const ArgSpec& s, Slot& out) {
     case ArgKind::kFiniteIn: {
       out.d = number(i, s.name);
       const double x = out.d;
+      if (std::isfinite(x) && x >= s.dlo && (s.hi_open ? x < s.dhi : x <= s.dhi)) break;
       const std::string bounds = BoundsText(s);
-      if (bounds.empty()) {
-        if (!std::isfinite(x)) failRange(std::string("argument '") + s.name + "' must be finite, got " + NumStr(x));
-      } else if (!std::isfinite(x) || !(x >= s.dlo) || !(s.hi_open ? x < s.dhi : x <= s.dhi)) {
-        failRange(std::string("argument '") + s.name + "' = " + NumStr(x) + " must be a finite number" + bounds);
-      }
-      break;
+      if (bounds.empty()) failRange(std::string("argument '") + s.name + "' must be finite, got " + NumStr(x));
+      failRange(std::string("argument '") + s.name + "' = " + NumStr(x) + " must be a finite number" + bounds);
     }
     case ArgKind::kBool: out.b = boolean(i, s.name); break;
-    case ArgKind::kString: out.s = string(i, s.name); break;
+    case ArgKind::kString:
     case ArgKind::kEnum: {
-      out.s = string(i, s.name);
+      out.i = static_cast<int64_t>(n_strs_);
+      std::string& str = strs_[n_strs_++];
+      str = string(i, s.name);
+      if (s.kind == ArgKind::kString) break;
       bool ok = false;
-      for (const char* c : s.choices) ok = ok || out.s == c;
-      if (!ok) failRange(std::string("argument '") + s.name + "' must be " + s.expected + ", got \"" + out.s + "\"");
+      for (const char* c : s.choices) ok = ok || str == c;
+      if (!ok) failRange(std::string("argument '") + s.name + "' must be " + s.expected + ", got \"" + str + "\"");
       break;
     }
-    case ArgKind::kIntList: out.list = intList(i, s.name, s.max_rank, s.allow_negative); break;
+    case ArgKind::kIntList:
+      out.i = static_cast<int64_t>(n_lists_);
+      lists_[n_lists_++] = intList(i, s.name, s.max_rank, s.allow_negative);
+      break;
     case ArgKind::kBuffer:
       if (!v.IsArrayBuffer()) fail(std::string("argument '") + s.name + "' must be " + s.expected);
       break;
@@ -146,8 +149,17 @@ const Args::AnyArray& Call::arr(const char* name) const {
 int64_t Call::i(const char* name) const { return slot(name, ArgKind::kInt, ArgKind::kDType).i; }
 double Call::num(const char* name) const { return slot(name, ArgKind::kNumber, ArgKind::kFiniteIn).d; }
 bool Call::flag(const char* name) const { return slot(name, ArgKind::kBool).b; }
-const std::string& Call::str(const char* name) const { return slot(name, ArgKind::kString, ArgKind::kEnum).s; }
-const std::vector<int64_t>& Call::list(const char* name) const { return slot(name, ArgKind::kIntList).list; }
+// An absent string or list reads as empty.
+const std::string& Call::str(const char* name) const {
+  const Slot& s = slot(name, ArgKind::kString, ArgKind::kEnum);
+  static const std::string kEmpty;
+  return s.present ? strs_[static_cast<size_t>(s.i)] : kEmpty;
+}
+const std::vector<int64_t>& Call::list(const char* name) const {
+  const Slot& s = slot(name, ArgKind::kIntList);
+  static const std::vector<int64_t> kEmpty;
+  return s.present ? lists_[static_cast<size_t>(s.i)] : kEmpty;
+}
 
 Napi::Value Call::value(const char* name) const {
   const size_t i = index(name);
@@ -156,6 +168,17 @@ Napi::Value Call::value(const char* name) const {
 
 void RegisterOps(Napi::Env env, Napi::Object exports, const std::vector<OpDef>& table) {
   for (const OpDef& def : table) {
+    size_t strings = 0, lists = 0;
+    for (const ArgSpec& a : def.args) {
+      strings += a.kind == ArgKind::kString || a.kind == ArgKind::kEnum;
+      lists += a.kind == ArgKind::kIntList;
+    }
+    if (def.args.size() > kMaxOpArgs || strings > kMaxOpStrings || lists > kMaxOpLists) {
+      throw Napi::Error::New(env, std::string(def.name) + ": declares " + std::to_string(def.args.size()) +
+                                      " arguments (" + std::to_string(strings) + " strings, " + std::to_string(lists) +
+                                      " integer lists); Call holds at most " + std::to_string(kMaxOpArgs) + " (" +
+                                      std::to_string(kMaxOpStrings) + ", " + std::to_string(kMaxOpLists) + ")");
+    }
     exports.Set(def.name, Napi::Function::New(env, Invoke, def.name, const_cast<OpDef*>(&def)));
   }
 }

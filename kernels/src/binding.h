@@ -13,6 +13,7 @@
 #pragma once
 #include <napi.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -126,6 +127,10 @@ inline ArgSpec Buffer(const char* name, const char* expected) {
   return s;
 }
 
+// The most arguments one export may declare (the parsed values live on the stack); RegisterOps
+// refuses a table that declares more, or more strings or integer lists than Call holds.
+constexpr size_t kMaxOpArgs = 20, kMaxOpStrings = 2, kMaxOpLists = 6;
+
 class Call;
 using OpImpl = Napi::Value (*)(Call&);
 
@@ -168,14 +173,14 @@ class Call : public Args {
   void dispatch_float(F&& fn) const { DispatchFloat(is_f32(), fn); }
 
  private:
+  // Plain values per argument; strings and integer lists (few per op) live in their own pools, so
+  // a call constructs no string or vector it does not use.
   struct Slot {
     bool present = false;
     AnyArray arr{nullptr, 0, napi_float32_array};
-    int64_t i = 0;
+    int64_t i = 0;  // kInt, kDType; kString/kEnum/kIntList: index into strs_/lists_
     double d = 0;
     bool b = false;
-    std::string s;
-    std::vector<int64_t> list;
   };
   const Slot& slot(const char* name, ArgKind k1, ArgKind k2 = ArgKind::kBuffer, ArgKind k3 = ArgKind::kBuffer,
                    ArgKind k4 = ArgKind::kBuffer) const;
@@ -183,7 +188,10 @@ class Call : public Args {
 
   const Napi::CallbackInfo& cb_;
   const OpDef& def_;
-  std::vector<Slot> slots_;
+  std::array<Slot, kMaxOpArgs> slots_;
+  std::array<std::string, kMaxOpStrings> strs_;
+  std::array<std::vector<int64_t>, kMaxOpLists> lists_;
+  size_t n_strs_ = 0, n_lists_ = 0;
   napi_typedarray_type shared_type_ = napi_float32_array;
   const char* shared_first_ = nullptr;
 };
