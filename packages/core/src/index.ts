@@ -15,6 +15,7 @@ export { serializeQuantizedWeight, deserializeQuantizedWeight } from "./formats/
 export { quantLinear, quantLinearDef, genericForward, genericInputGrad, resolvePath, DEFAULT_ROW_BLOCK, type QuantPath, type QuantLinearAttrs } from "./quant-linear.js";
 export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions, type ForwardOptions } from "./modulora-linear.js";
 export { checkQuantizeInputs } from "./validate.js";
+export { accumulateHessian, accumulateAbsSum } from "./calibration.js";
 export { Trainer, TrainingError, isTrainerEntry, type TrainerOptions, type TrainerEvent, type TrainResult, type Batch, type DataSource, type EvalResult } from "./train/trainer.js";
 export { learningRate, checkSchedule, type ScheduleKind, type ScheduleOptions } from "./train/schedule.js";
 export { clipGradNorm, gradNorm, gradNormChecked, gradsNonFinite } from "./train/clip.js";

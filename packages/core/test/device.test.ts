@@ -3,11 +3,11 @@
 // generic path never holding Ŵ.
 import { describe, expect, it } from "vitest";
 import {
-  AdamW, assign, backward, mean, memory, noGrad, randn, registerSimBackend, resetPeakMemory, resetSimStats, simStats, square,
+  AdamW, assign, backward, dispose, mean, memory, noGrad, randn, registerSimBackend, resetPeakMemory, resetSimStats, simStats, square,
   tensorFrom, tidy, hasQuantFormatKernels, listQuantFormats, packedWeight, quantMatmul, type Device, type Tensor,
 } from "@modulora/tensor";
 import {
-  affinePackedWeight, affineReferenceDequantize, codebookPackedWeight, codebookReferenceDequantize, createAffineWeight, createCodebookWeight,
+  accumulateAbsSum, accumulateHessian, affinePackedWeight, affineReferenceDequantize, codebookPackedWeight, codebookReferenceDequantize, createAffineWeight, createCodebookWeight,
   ModuLoRALinear, quantLinear, Trainer, type AffineWeight, type CodebookWeight, type QuantizedWeight, type QuantPath, type TrainerEvent,
 } from "../src/index.js";
 import { ternaryQuantizer } from "./ternary.js";
@@ -223,6 +223,39 @@ describe("transfers on sim", () => {
     // the loss and the gradient norm together, once per step; plus one finiteness probe of all
     // the parameters at the end of the run
     expect(s.stats.deviceToHost).toBe(steps + 1);
+  });
+});
+
+describe("calibration statistics on the device", () => {
+  it("accumulateHessian and accumulateAbsSum: sim equals cpu bit for bit and equals a plain f64 XᵀX, with no transfer until the read", () => {
+    const r = lcg(5);
+    const chunks = [Float32Array.from({ length: 7 * 12 }, () => r() - 0.5), Float32Array.from({ length: 2 * 5 * 12 }, () => r() - 0.5)];
+    const on = (device: Device) => {
+      const xs = [tensorFrom(chunks[0]!, { shape: [7, 12], device }), tensorFrom(chunks[1]!, { shape: [2, 5, 12], device })];
+      if (device === "sim") resetSimStats();
+      let h: Tensor | null = null;
+      let s: Tensor | null = null;
+      for (const x of xs) {
+        h = accumulateHessian(h, x);
+        s = accumulateAbsSum(s, x);
+      }
+      const moved = simStats();
+      const out = { h: h!.dataSync() as Float64Array, s: s!.dataSync() as Float32Array, moved };
+      dispose([...xs, h!, s!]);
+      return out;
+    };
+    const c = on("cpu");
+    const s = on("sim");
+    expect(s.moved.hostToDevice + s.moved.deviceToHost).toBe(0);
+    expect(bits(s.h)).toEqual(bits(c.h));
+    expect(bits(s.s)).toEqual(bits(c.s));
+    const all = [...chunks[0]!, ...chunks[1]!];
+    for (let i = 0; i < 12; i++)
+      for (let j = 0; j < 12; j++) {
+        let ref = 0;
+        for (let t = 0; t < 17; t++) ref += all[t * 12 + i]! * all[t * 12 + j]!;
+        expect(c.h[i * 12 + j]).toBeCloseTo(ref, 12);
+      }
   });
 });
 

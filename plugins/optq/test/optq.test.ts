@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { randn, tensorFrom, type Tensor } from "@modulora/tensor";
+import { dispose, matmul, randn, registerSimBackend, resetSimStats, simStats, tensorFrom, type Tensor } from "@modulora/tensor";
 import { quantizerConformance, dequantizeAll, hessianError } from "@modulora/core/testing";
-import { getQuantizer, registerQuantizer, unregisterQuantizer, type AffineWeight } from "@modulora/core";
+import { accumulateHessian, getQuantizer, registerQuantizer, unregisterQuantizer, type AffineWeight } from "@modulora/core";
 import { quantizeRtn } from "@modulora/quantizer-rtn";
 import { optqQuantizer, quantizeOptq } from "../src/index.js";
 import { fileURLToPath } from "node:url";
@@ -104,5 +104,40 @@ describe("OPTQ: errors", () => {
     registerQuantizer(optqQuantizer);
     expect(getQuantizer("optq")).toBe(optqQuantizer);
     unregisterQuantizer("optq");
+  });
+});
+
+describe("OPTQ on the sim device", () => {
+  it("with the Hessian accumulated on sim from activations there, gives the packed tensors of cpu bit for bit, reading W and H once each", () => {
+    registerSimBackend();
+    const [out, n] = [16, 64];
+    const run = (device: "cpu" | "sim") => {
+      const w = randn([out, n], { seed: 81, device });
+      // calibration inputs [batch, tokens, in] with correlated columns (z·M, M banded), where the model is
+      const band = new Float32Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = i; j < Math.min(n, i + 3); j++) band[i * n + j] = j === i ? 1 + (i % 5) / 4 : 0.7;
+      const mix = tensorFrom(band, { shape: [n, n], device });
+      let h: Tensor | null = null;
+      for (let b = 0; b < 3; b++) {
+        const z = randn([2, 40, n], { seed: 90 + b, device });
+        const x = matmul(z, mix);
+        h = accumulateHessian(h, x);
+        dispose([z, x]);
+      }
+      mix.dispose();
+      if (device === "sim") resetSimStats();
+      const q = quantizeOptq(w, { bits: 3, groupSize: 32, actOrder: true }, { hessian: h!, samples: 240 });
+      const moved = simStats();
+      const host = { qweight: q.qweight.dataSync(), scales: q.scales.dataSync(), zeros: q.zeros.dataSync(), gIdx: q.gIdx!.dataSync(), device: q.qweight.device };
+      dispose([w, h!]);
+      q.dispose();
+      return { host, moved };
+    };
+    const c = run("cpu");
+    const s = run("sim");
+    expect(s.host.device).toBe("sim");
+    for (const k of ["qweight", "scales", "zeros", "gIdx"] as const) expect(Array.from(s.host[k]), k).toEqual(Array.from(c.host[k]));
+    expect(s.moved.deviceToHost).toBe(3); // the finiteness probe, W, H
+    expect(s.moved.hostToDevice).toBe(4); // qweight, scales, zeros, g_idx
   });
 });

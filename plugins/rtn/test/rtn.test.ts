@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { dispose, loadSafetensors, tensor, randn } from "@modulora/tensor";
+import { dispose, loadSafetensors, tensor, randn, registerSimBackend, resetSimStats, simStats } from "@modulora/tensor";
 import { quantizerConformance, dequantizeAll, referenceRoundToNearest, relativeError } from "@modulora/core/testing";
 import { registerQuantizer, getQuantizer, unregisterQuantizer } from "@modulora/core";
 import { quantizeRtn, rtnQuantizer, roundHalfEven, rtnParams, rtnCode } from "../src/index.js";
@@ -107,6 +107,33 @@ describe("RTN on tiny-llama (real weights)", () => {
       for (let k = 0; k < 4; k++) expect(avg("g128", k)).toBeLessThan(avg("grow", k));
     } finally {
       dispose([...weights.values()]);
+    }
+  });
+});
+
+describe("RTN on the sim device", () => {
+  it("quantizing a weight on sim gives the packed tensors of cpu bit for bit, on sim, reading the weight once", () => {
+    registerSimBackend();
+    for (const [bits, groupSize, symmetric] of [[2, 32, false], [3, "row", false], [4, 16, true], [8, 64, false]] as const) {
+      const wc = randn([24, 128], { seed: 70 + bits });
+      const ws = wc.to("sim");
+      resetSimStats();
+      const qs = quantizeRtn(ws, { bits, groupSize, symmetric });
+      const moved = simStats();
+      const qc = quantizeRtn(wc, { bits, groupSize, symmetric });
+      try {
+        for (const k of ["qweight", "scales", "zeros"] as const) {
+          expect(qs[k].device, k).toBe("sim");
+          expect(Array.from(qs[k].dataSync()), `${bits} bits, group ${groupSize}: ${k}`).toEqual(Array.from(qc[k].dataSync()));
+        }
+        // the finiteness probe and the weight itself out; the three packed tensors in (the scales as f32, rounded on the device)
+        expect(moved.deviceToHost).toBe(2);
+        expect(moved.hostToDevice).toBe(3);
+      } finally {
+        dispose([wc, ws]);
+        qs.dispose();
+        qc.dispose();
+      }
     }
   });
 });
