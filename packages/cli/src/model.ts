@@ -2,7 +2,7 @@
 // and the device check.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { SafetensorsReader } from "@modulora/tensor";
+import { registerSimBackend, resetSimStats, SafetensorsReader, simStats, type Device, type SimStats } from "@modulora/tensor";
 import {
   baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
   contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer,
@@ -11,10 +11,75 @@ import { CliError, oneLine, step, stepSync } from "./errors.js";
 import { quantizerNamed } from "./plugins.js";
 import type { Progress } from "./progress.js";
 
-/** `--device`: the CPU always works; CUDA is refused with the reason (never a silent fallback to the CPU). */
-export function checkDevice(device: string): void {
-  if (device !== "cuda") return;
-  throw new CliError("--device cuda: this version of ModuLoRA-TS has no CUDA backend (it computes on the CPU only)", "use --device cpu");
+/** The environment variable that lets the CLI accept `--device sim`. */
+export const DEVICE_SIM_ENV = "MODULORA_DEVICE_SIM";
+
+/**
+ * `--device`: the CPU always works; CUDA is refused with the reason (never a silent fallback to
+ * the CPU); `sim`, the simulated device that counts every host↔device transfer, only where the
+ * environment has MODULORA_DEVICE_SIM=1 (it is a test device: slower than `cpu`, same results).
+ * Accepting `sim` registers its backend and zeroes its counters. Returns the device.
+ */
+export function checkDevice(device: string, env: NodeJS.ProcessEnv = process.env): Device {
+  if (device === "cpu") return device;
+  if (device === "cuda") throw new CliError("--device cuda: this version of ModuLoRA-TS has no CUDA backend (it computes on the CPU only)", "use --device cpu");
+  if (device === "sim") {
+    if (env[DEVICE_SIM_ENV] !== "1") {
+      throw new CliError(
+        "--device sim is the simulated test device (the CPU kernels on private storage, counting host↔device transfers) and is off by default",
+        `set ${DEVICE_SIM_ENV}=1 in the environment to use it, or use --device cpu`,
+      );
+    }
+    registerSimBackend();
+    resetSimStats();
+    return device;
+  }
+  throw new CliError(`--device ${device}: unknown device`, "use --device cpu");
+}
+
+/** The transfers a run on `sim` made, in all and per optimizer step. */
+export interface TransferReport {
+  total: SimStats;
+  /** The training loop alone (from the trainer's start to its last step), when there was one. */
+  steps?: number;
+  /** The most any one optimizer step took (batch in, loss and norm out, dropout, optimizer). */
+  perStepMax?: { hostToDevice: number; deviceToHost: number; synchronizations: number };
+}
+
+/** Counts transfers on `sim` through a training run: call `start()` at the trainer's start and `step()` after each step. */
+export class TransferCounter {
+  private last: SimStats | null = null;
+  private steps = 0;
+  private max = { hostToDevice: 0, deviceToHost: 0, synchronizations: 0 };
+  constructor(readonly device: Device) {}
+  start(): void {
+    if (this.device === "sim") this.last = simStats();
+  }
+  step(): void {
+    if (this.device !== "sim" || !this.last) return;
+    const now = simStats();
+    this.max.hostToDevice = Math.max(this.max.hostToDevice, now.hostToDevice - this.last.hostToDevice);
+    this.max.deviceToHost = Math.max(this.max.deviceToHost, now.deviceToHost - this.last.deviceToHost);
+    this.max.synchronizations = Math.max(this.max.synchronizations, now.synchronizations - this.last.synchronizations);
+    this.last = now;
+    this.steps++;
+  }
+  /** The report, or null off `sim`. */
+  report(): TransferReport | null {
+    if (this.device !== "sim") return null;
+    return { total: simStats(), ...(this.steps ? { steps: this.steps, perStepMax: { ...this.max } } : {}) };
+  }
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+
+/** The line printed at the end of a run on `sim`. */
+export function formatTransfers(r: TransferReport): string {
+  const t = r.total;
+  const all = `sim transfers: ${t.hostToDevice} host→device (${mib(t.bytesToDevice)}), ${t.deviceToHost} device→host (${mib(t.bytesToHost)}), ${t.synchronizations} synchronizations`;
+  if (!r.perStepMax) return `${all}\n`;
+  const p = r.perStepMax;
+  return `${all}; per optimizer step (at most, over ${r.steps} steps): ${p.hostToDevice} host→device, ${p.deviceToHost} device→host, ${p.synchronizations} synchronizations\n`;
 }
 
 /** How a checkpoint directory is quantized (from config.json or quantize_config.json). */
@@ -143,8 +208,11 @@ export interface LoadedModel {
   quantization: QuantizationInfo | null;
 }
 
-/** Loads a model directory: a quantized checkpoint when it has a quantization_config, else full precision. */
-export async function loadModel(dir: string, progress: Progress, flag = "--model", checked?: ModelPreflight): Promise<LoadedModel> {
+/**
+ * Loads a model directory onto `device` (default `cpu`; weights copied in tensor by tensor): a
+ * quantized checkpoint when it has a quantization_config, else full precision.
+ */
+export async function loadModel(dir: string, progress: Progress, flag = "--model", checked?: ModelPreflight, device: Device = "cpu"): Promise<LoadedModel> {
   const { quantization } = checked ?? preflightModel(dir, flag);
   const todo = (err: unknown) =>
     /values are not finite/.test(oneLine(err)) ? "restore the weights from the original model (a NaN or infinite weight cannot give a valid result)"
@@ -152,7 +220,7 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   const t0 = performance.now();
   if (quantization) {
     progress.log(`loading quantized checkpoint ${dir} (${quantization.method}, ${describeBits(quantization)})`);
-    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModel(dir));
+    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModel(dir, { device }));
     if (!r.tokenizer) {
       r.model.dispose();
       throw new CliError(`${dir} has no tokenizer.json`, "copy the tokenizer files of the original model into it");
@@ -163,6 +231,7 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   const bar = progress.bar("loading", 1, { unit: "tensors" });
   const r = await step(`cannot load model ${dir}`, todo, () =>
     loadLlama(dir, {
+      device,
       onProgress: (done, total) => {
         if (done === 1) bar.setTotal(total);
         bar.update(done);

@@ -2,7 +2,10 @@
 // tables; the implementations live in commands/ and are loaded only when a command runs.
 import type { CommandSpec, OptionSpec } from "./args.js";
 
-const DEVICE: OptionSpec = { name: "device", type: "string", choices: ["cpu", "cuda"], default: "cpu", description: "where to compute" };
+const DEVICE: OptionSpec = {
+  name: "device", type: "string", choices: ["cpu", "cuda", "sim"], default: "cpu",
+  description: "where to compute (sim: the simulated test device that counts host↔device transfers; needs MODULORA_DEVICE_SIM=1)",
+};
 const SEED: OptionSpec = { name: "seed", type: "int", min: 0, default: 0, description: "seed of every random choice" };
 const PLUGIN: OptionSpec = {
   name: "plugin", type: "list", repeatable: true, arg: "MODULE",
@@ -35,6 +38,7 @@ export const QUANTIZE: CommandSpec = {
     { name: "calib-samples", type: "int", min: 1, default: 128, description: "calibration windows" },
     { name: "calib-seq-len", type: "int", min: 2, default: 512, description: "tokens per calibration window" },
     SEED,
+    DEVICE,
     PLUGIN,
     outOption("where to write the quantized checkpoint"),
     OVERWRITE,

@@ -74,12 +74,15 @@ export interface LoRAModule {
   dispose(): void;
 }
 
+/** Options a dispatcher gets for one layer: core's LoRA options and the model's device (where A and B are made). */
+export type LoRALayerOptions = LoRAOptions & { device?: Device };
+
 /** Wraps one kind of base layer with LoRA. */
 export interface LoRADispatcher {
   /** What it wraps, for error messages, e.g. `dense (LoRALinear)`. */
   readonly name: string;
   /** The LoRA module over `base`, or null when `base` is not a kind this dispatcher handles. */
-  create(base: Linear, options: LoRAOptions): LoRAModule | null;
+  create(base: Linear, options: LoRALayerOptions): LoRAModule | null;
   /** W + s·B·A as a new dense f32 [out, in] tensor (dequantizing the base if need be). */
   merge(base: Linear, lora: LoRAModule): Tensor;
 }
@@ -162,7 +165,7 @@ export class LoRALayer implements Linear {
 }
 
 /** Wraps `base` with the first dispatcher that handles it. */
-export function createLoRALayer(base: Linear, options: LoRAOptions, dispatchers: readonly LoRADispatcher[] = LORA_DISPATCHERS): LoRALayer {
+export function createLoRALayer(base: Linear, options: LoRALayerOptions, dispatchers: readonly LoRADispatcher[] = LORA_DISPATCHERS): LoRALayer {
   for (const d of dispatchers) {
     const lora = d.create(base, options);
     if (lora) return new LoRALayer(base, lora, d);
@@ -306,7 +309,8 @@ function install(
   const slots: Slot[] = [];
   try {
     for (const { block, name } of pairs) {
-      const options: LoRAOptions = { r: config.r, alpha: config.alpha, dropout: config.dropout, rsLora: config.rsLora, seed: loraLayerSeed(config.seed, block, name) };
+      // A and B are made by kernels on the model's device (the same numbers on every device).
+      const options: LoRALayerOptions = { r: config.r, alpha: config.alpha, dropout: config.dropout, rsLora: config.rsLora, seed: loraLayerSeed(config.seed, block, name), device: model.device };
       const layer = createLoRALayer(model.layers[block]!.linears[name], options, dispatchers);
       slots.push({ block, name, layer });
       init?.(block, name, layer);

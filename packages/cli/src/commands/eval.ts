@@ -6,7 +6,7 @@ import { CliError, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
-import { attachAdapter, checkContextLength, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
+import { attachAdapter, checkContextLength, checkDevice, formatTransfers, loadModel, preflightAdapter, preflightModel, TransferCounter } from "../model.js";
 import { setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -46,7 +46,7 @@ function perplexityText(path: string): string {
 export async function runEval(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as EvalArgs;
   const progress = new Progress(ctx.stderr);
-  checkDevice(a.device);
+  const device = checkDevice(a.device);
   if (a.maxWindows !== undefined && a.metric !== "ppl") throw new CliError("--max-windows is for --metric ppl", "use --max-samples to limit accuracy/rouge");
   if (a.maxSamples !== undefined && a.metric === "ppl") throw new CliError("--max-samples is for --metric accuracy or rouge", "use --max-windows to limit ppl");
   const checked = preflightModel(a.model);
@@ -61,10 +61,12 @@ export async function runEval(ctx: CommandContext): Promise<void> {
   } else checkDataFile(a.data, format!, "--data");
   await setupQuantizers(a.plugin);
 
-  const loaded = await loadModel(a.model, progress, "--model", checked);
+  const loaded = await loadModel(a.model, progress, "--model", checked, device);
   const { model, tokenizer } = loaded;
   try {
     await evaluate();
+    const transfers = new TransferCounter(device).report();
+    if (transfers) progress.log(formatTransfers(transfers).trimEnd());
   } catch (err) {
     if (err instanceof NonFiniteError) throw new CliError(`${a.metric}: ${err.message}`, NON_FINITE_REMEDY, { cause: err });
     throw err;

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { isTrainerEntry, listCheckpoints, LOCK_FILE, Trainer, writeFileAtomic, type EvalResult, type TrainerEvent } from "@modulora/core";
-import { memory } from "@modulora/tensor";
+import { memory, type Device } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName } from "@modulora/llama";
 import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir, pluginAndConfigInputs } from "../atomic.js";
@@ -12,7 +12,7 @@ import { CliError, oneLine, step, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
-import { checkContextLength, checkDevice, loadModel, preflightModel, type LoadedModel, type ModelPreflight } from "../model.js";
+import { checkContextLength, checkDevice, formatTransfers, loadModel, preflightModel, TransferCounter, type LoadedModel, type ModelPreflight } from "../model.js";
 import { parseMetrics, writeLossPlots } from "../plot.js";
 import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { checkGroupSize } from "./quantize.js";
@@ -142,7 +142,7 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as FinetuneArgs;
   const progress = new Progress(ctx.stderr);
   checkFlags(a, ctx.args.given);
-  checkDevice(a.device);
+  const device = checkDevice(a.device);
   const out = resolve(a.out);
   checkNotAFile(out);
   checkOutsideInputs(out, [
@@ -177,7 +177,7 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   if (lock.tookOver) progress.log(`warning: took over the stale lock ${lock.path} of process ${lock.tookOver.pid}, which no longer runs`);
   let succeeded = false;
   try {
-    await trainAndWrite(ctx, a, out, checked, progress);
+    await trainAndWrite(ctx, a, out, checked, progress, device);
     succeeded = true;
   } finally {
     lock.release();
@@ -200,8 +200,10 @@ function lexistsLink(path: string): boolean {
   }
 }
 
-async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, progress: Progress): Promise<void> {
-  const loaded = await loadModel(a.model, progress, "--model", checked);
+async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, progress: Progress, device: Device): Promise<void> {
+  const loaded = await loadModel(a.model, progress, "--model", checked, device);
+  // On `sim`: the transfers of each optimizer step (the batch in, the loss and norm out).
+  const transfers = new TransferCounter(device);
   const { model, tokenizer } = loaded;
   try {
     if (a.quantizer) await quantizeOnTheFly(loaded, a, progress);
@@ -254,6 +256,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
     let lastEval: EvalResult | null = null;
     const onEvent = (e: TrainerEvent) => {
       if (e.type === "start") {
+        transfers.start();
         totalSteps = e.totalSteps;
         progress.log(
           `training ${e.totalSteps} steps (batch ${a.batchSize} × accumulation ${a.gradAccum}, seq-len ≤ ${a.seqLen}, lr ${a.lr} ${a.schedule}${a.warmup ? ` after ${a.warmup} warmup` : ""}, LoRA r ${a.rank} alpha ${a.alpha} on ${a.targets.join(",")})` +
@@ -262,12 +265,14 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
         bar = progress.bar("train", e.totalSteps, { fields: ["loss", "lr", "tok/s"], unit: "steps" });
         if (e.resumedFrom) bar.update(e.resumedFrom);
       } else if (e.type === "step") {
+        transfers.step();
         lastStep = e.step;
         bar?.update(e.step, { loss: e.loss.toFixed(4), lr: e.lr.toExponential(2), "tok/s": Math.round(e.tokensPerSecond) });
       } else if (e.type === "eval") {
         lastEval = e.metrics;
         bar?.log(`eval at step ${e.step}: ${formatMetrics(e.metrics)}${e.best ? " (best)" : ""}`);
       } else if (e.type === "skip") {
+        transfers.step();
         bar?.log(`step ${e.step} skipped: ${e.reason} (${e.consecutive} in a row)`);
       } else if (e.type === "warning") {
         if (bar) bar.log(`warning: ${e.message}`);
@@ -362,11 +367,13 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     const peakTensorMiB = memory().nativePeakBytes / 2 ** 20;
     o.write(`peak memory: ${peakRssMiB.toFixed(0)} MiB resident, ${peakTensorMiB.toFixed(0)} MiB native tensor storage\n`);
+    const transferReport = transfers.report();
+    if (transferReport) o.write(formatTransfers(transferReport));
     // Renamed into place: a link planted at run.json is replaced, never written through.
     const seconds = alreadyDone ? null : result.seconds;
     const tokens = alreadyDone ? null : result.tokens;
     stepSync(`cannot write ${join(a.out, "run.json")}`, "check that the directory is writable and has space", () =>
-      writeFileAtomic(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB }, null, 2)}\n`));
+      writeFileAtomic(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, ...(transferReport ? { transfers: transferReport } : {}) }, null, 2)}\n`));
     written.push("run.json");
     o.write(`wrote ${a.out}: ${written.join(", ")}${readdirSync(out).some((f) => f.startsWith("checkpoint-")) ? " (+ checkpoints)" : ""}\n`);
   } finally {

@@ -2,7 +2,7 @@
 import { generate, NonFiniteError, type LlamaTokenizer } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
-import { attachAdapter, checkContextLength, checkDevice, loadModel, preflightAdapter, preflightModel } from "../model.js";
+import { attachAdapter, checkContextLength, checkDevice, formatTransfers, loadModel, preflightAdapter, preflightModel, TransferCounter } from "../model.js";
 import { setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -55,12 +55,12 @@ export class StreamDecoder {
 export async function runGenerate(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as GenerateArgs;
   const progress = new Progress(ctx.stderr);
-  checkDevice(a.device);
+  const device = checkDevice(a.device);
   if (!(a.topP > 0 && a.topP <= 1)) throw new CliError(`--top-p must be in (0, 1], got ${a.topP}`, "e.g. --top-p 0.9");
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
   if (a.adapter) preflightAdapter(a.adapter, checked);
-  const loaded = await loadModel(a.model, progress, "--model", checked);
+  const loaded = await loadModel(a.model, progress, "--model", checked, device);
   const { model, tokenizer, config } = loaded;
   try {
     if (a.adapter) await attachAdapter(loaded, a.adapter, progress);
@@ -95,6 +95,8 @@ export async function runGenerate(ctx: CommandContext): Promise<void> {
     const secs = (performance.now() - t0) / 1000;
     const decodeSecs = first ? (performance.now() - first) / 1000 : 0;
     progress.log(`${r.ids.length} tokens in ${secs.toFixed(2)} s (${r.ids.length > 1 && decodeSecs > 0 ? ((r.ids.length - 1) / decodeSecs).toFixed(1) : "-"} tokens/s after the first), stopped by ${r.stoppedBy}`);
+    const transfers = new TransferCounter(device).report();
+    if (transfers) progress.log(formatTransfers(transfers).trimEnd());
   } finally {
     model.dispose();
   }

@@ -6,7 +6,8 @@ import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows
 import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
-import { loadModel, preflightModel, type ModelPreflight } from "../model.js";
+import type { Device } from "@modulora/tensor";
+import { checkDevice, formatTransfers, loadModel, preflightModel, TransferCounter, type ModelPreflight } from "../model.js";
 import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -24,6 +25,7 @@ interface QuantizeArgs {
   calibSamples: number;
   calibSeqLen: number;
   seed: number;
+  device: string;
   plugin?: string[];
   out: string;
   overwrite: boolean;
@@ -71,6 +73,7 @@ export function quantizeOptions(a: {
 export async function runQuantize(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as QuantizeArgs;
   const progress = new Progress(ctx.stderr);
+  const device = checkDevice(a.device);
   await setupQuantizers(a.plugin);
   const plugin = quantizerNamed(a.quantizer);
   if (!plugin.supportedBits.includes(a.bits)) {
@@ -114,7 +117,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   try {
     for (const n of notes) progress.log(`note: ${n}`);
     checkOutDir(a.out, a.overwrite); // again: the recovery may have put a previous --out back
-    await quantizeAndWrite(ctx, a, plugin, checked, calibIds, progress);
+    await quantizeAndWrite(ctx, a, plugin, checked, calibIds, progress, device);
     succeeded = true;
   } finally {
     lock.release();
@@ -122,8 +125,9 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   }
 }
 
-async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: QuantizerPlugin, checked: ModelPreflight, calibIds: number[][] | null, progress: Progress): Promise<void> {
-  const loaded = await loadModel(a.model, progress, "--model", checked);
+async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: QuantizerPlugin, checked: ModelPreflight, calibIds: number[][] | null, progress: Progress, device: Device): Promise<void> {
+  // The model, the calibration passes and their statistics on --device.
+  const loaded = await loadModel(a.model, progress, "--model", checked, device);
   const { model } = loaded;
   try {
     const options = quantizeOptions(a);
@@ -169,6 +173,8 @@ async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: Qu
         `${result.bitsPerWeight.toFixed(4)} bits/weight over the quantized layers, ${result.seconds.toFixed(1)} s` +
         `${result.calibrationSeconds > 0 ? ` (calibration ${result.calibrationSeconds.toFixed(1)} s)` : ""}\n`,
     );
+    const transfers = new TransferCounter(device).report();
+    if (transfers) progress.log(formatTransfers(transfers).trimEnd());
     out.write(`wrote ${saved.dir} (${saved.quantMethod} layout, ${formatBytes(diskBytes(saved.dir))}, ${writeSeconds.toFixed(1)} s)\n`);
   } finally {
     model.dispose();
