@@ -24,7 +24,7 @@ export { getNumThreads, setNumThreads, cpuInfo, hasCuda, trimAllocatorCache, typ
 export { checkpoint } from "./checkpoint.js";
 export {
   packedWeight, packedTensor, packedNumber, registerQuantFormatKernels, getQuantFormatKernels, hasQuantFormatKernels, listQuantFormats,
-  quantMatmul, quantMatmulInputGrad, quantDequantize, registerQuantOps, quantMatmulDef, quantMatmulInputGradDef, quantDequantizeDef,
+  quantMatmul, quantMatmulInputGrad, quantDequantize, quantMatmulDef,
   type PackedWeight, type QuantFormatKernels, type QuantMatmulAttrs, type QuantDequantizeAttrs,
 } from "./quant/index.js";
 export { registerSimBackend, simStats, resetSimStats, type SimStats } from "./sim/backend.js";

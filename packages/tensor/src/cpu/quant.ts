@@ -7,7 +7,6 @@ import {
 } from "@modulora/kernels";
 import type { Device } from "../backend.js";
 import { Tensor } from "../tensor.js";
-import { registerQuantOps } from "../quant/ops.js";
 import { registerQuantFormatKernels, type QuantFormatKernels } from "../quant/table.js";
 import { packedNumber, packedTensor, type PackedWeight } from "../quant/weight.js";
 import { hostView } from "./host.js";
@@ -71,9 +70,8 @@ function hostFormatKernels<A>(device: Device, k: NativeSet<A>): QuantFormatKerne
   };
 }
 
-/** Registers the quantized ops and the `affine` and `codebook` format kernels for the host-memory device `device`. */
+/** Registers the `affine` and `codebook` format kernels of the quantized ops for the host-memory device `device`. */
 export function registerCpuQuant(device: Device): void {
-  registerQuantOps(device);
   registerQuantFormatKernels("affine", device, hostFormatKernels<AffineArrays>(device, {
     arrays: affineArrays, matmul: affineMatmul, inputGrad: affineMatmulInputGrad, dequantize: affineDequantize,
   }));

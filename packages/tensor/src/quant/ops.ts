@@ -1,11 +1,11 @@
-// The quantized linear product as registry ops: `quantMatmul` (y = x·Ŵᵀ, differentiable in x),
-// its input gradient `quantMatmulInputGrad` (dx = dy·Ŵ) and `quantDequantize` (rows of Ŵ). Their
-// kernels, registered per backend, dispatch on the weight's format through the format table, so
-// the op registry stays keyed by (op, backend) and the formats by (format, backend). Nothing is
-// saved for backward: Ŵ is decoded again from the packed codes.
+// The quantized linear product: `quantMatmul` (y = x·Ŵᵀ, differentiable in x), its input
+// gradient `quantMatmulInputGrad` (dx = dy·Ŵ) and `quantDequantize` (rows of Ŵ). Their kernels
+// are the entries of the per-backend format table for (weight format, device), so one op serves
+// every format and a backend adds formats with `registerQuantFormatKernels`, not new ops. The
+// product is recorded as one autograd node that saves nothing: Ŵ is decoded again from the
+// packed codes in backward.
 import { OpError } from "../errors.js";
-import { checkInputs, runOp, runOp1, type OpDef } from "../op.js";
-import { registerKernel, type Device } from "../backend.js";
+import { checkInputs, runComposite, type OpDef } from "../op.js";
 import { contiguous } from "../ops/shape.js";
 import { noGrad } from "../engine.js";
 import type { Tensor } from "../tensor.js";
@@ -23,17 +23,11 @@ export interface QuantDequantizeAttrs extends QuantMatmulAttrs {
   readonly rowEnd: number;
 }
 
-/** dX = dY·Ŵ (not differentiable: Ŵ is frozen and this is only reached from backward). */
-export const quantMatmulInputGradDef: OpDef<QuantMatmulAttrs> = { name: "quantMatmulInputGrad" };
-
-/** Y = X·Ŵᵀ; backward dX = dY·Ŵ. Saves nothing. */
+/** Y = X·Ŵᵀ; backward dX = dY·Ŵ (by the format's `inputGrad` kernel). Saves nothing. */
 export const quantMatmulDef: OpDef<QuantMatmulAttrs> = {
   name: "quantMatmul",
-  backward: ([dy], ctx) => [runOp1(quantMatmulInputGradDef, [dy!], ctx.attrs)],
+  backward: ([dy], ctx) => [quantMatmulInputGrad(dy!, ctx.attrs.weight)],
 };
-
-/** Rows of Ŵ (no inputs but the weight's own tensors). */
-export const quantDequantizeDef: OpDef<QuantDequantizeAttrs> = { name: "quantDequantize" };
 
 function checkWeight(op: string, x: Tensor, w: PackedWeight, lastDim: number, what: string): void {
   checkInputs(op, [x]);
@@ -53,13 +47,15 @@ function checkWeight(op: string, x: Tensor, w: PackedWeight, lastDim: number, wh
  */
 export function quantMatmul(x: Tensor, w: PackedWeight): Tensor {
   checkWeight("quantMatmul", x, w, w.inFeatures, "the input");
-  return runOp1(quantMatmulDef, [x], { weight: w });
+  const k = getQuantFormatKernels(w.format, x.device, "quantMatmul");
+  return runComposite(quantMatmulDef, [x], { weight: w }, ([a]) => [withContiguous(a!, (c) => k.forward(c, w))])[0]!;
 }
 
 /** `dy [M, out] · Ŵ → [M, in]` in f32 (not recorded for autograd). */
 export function quantMatmulInputGrad(dy: Tensor, w: PackedWeight): Tensor {
   checkWeight("quantMatmulInputGrad", dy, w, w.outFeatures, "the output gradient");
-  return runOp1(quantMatmulInputGradDef, [dy], { weight: w });
+  const k = getQuantFormatKernels(w.format, dy.device, "quantMatmulInputGrad");
+  return noGrad(() => withContiguous(dy, (c) => k.inputGrad(c, w)));
 }
 
 /** Rows `[rowStart, rowEnd)` of Ŵ as a new f32 tensor `[rowEnd − rowStart, in]` on the weight's device. */
@@ -68,23 +64,7 @@ export function quantDequantize(w: PackedWeight, rowStart: number, rowEnd: numbe
     throw new OpError("quantDequantize", `rows [${rowStart}, ${rowEnd}) are outside [0, ${w.outFeatures})`);
   }
   for (const [name, t] of Object.entries(w.tensors)) if (t) t.assertAlive(`quantDequantize (weight tensor '${name}')`);
-  return runOp(quantDequantizeDef, [], { weight: w, rowStart, rowEnd }, w.device)[0]!;
-}
-
-/**
- * Registers the three quantized ops for `device`: kernels that look the weight's format up in the
- * format table (so a backend adds formats with `registerQuantFormatKernels`, not new ops).
- */
-export function registerQuantOps(device: Device): void {
-  registerKernel<QuantMatmulAttrs>("quantMatmul", device, ([x], { weight }) => [
-    withContiguous(x!, (c) => getQuantFormatKernels(weight.format, device, "quantMatmul").forward(c, weight)),
-  ]);
-  registerKernel<QuantMatmulAttrs>("quantMatmulInputGrad", device, ([dy], { weight }) => [
-    withContiguous(dy!, (c) => getQuantFormatKernels(weight.format, device, "quantMatmulInputGrad").inputGrad(c, weight)),
-  ]);
-  registerKernel<QuantDequantizeAttrs>("quantDequantize", device, (_inputs, { weight, rowStart, rowEnd }) => [
-    getQuantFormatKernels(weight.format, device, "quantDequantize").dequantize(weight, rowStart, rowEnd),
-  ]);
+  return getQuantFormatKernels(w.format, w.device, "quantDequantize").dequantize(w, rowStart, rowEnd);
 }
 
 /** Runs `fn` on `t`, or on a contiguous copy made by the device's own kernel (freed afterwards). */
