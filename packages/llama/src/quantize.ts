@@ -19,9 +19,10 @@
  * @module
  */
 import {
-  Tensor, abs, addInPlace, arange, cast, div, keep, matmul, mul, noGrad, philox4x32, reshape, seedToKey, sub, sum, tensorFrom, tidy, zeros, type Device,
+  Tensor, abs, addInPlace, arange, cast, div, hasQuantFormatKernels, keep, matmul, mul, noGrad, philox4x32, quantDequantize, reshape, seedToKey, sub, sum,
+  tensorFrom, tidy, zeros, type Device,
 } from "@modulora/tensor";
-import { resolveQuantizer, type CalibrationStats, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions } from "@modulora/core";
+import { packedWeightOf, resolveQuantizer, type CalibrationStats, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions } from "@modulora/core";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import type { LlamaModel } from "./model.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type LayerForwardOptions, type Linear, type LinearName } from "./types.js";
@@ -362,24 +363,26 @@ function disposeStats(stats: CalibrationStats | undefined): void {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The output error of a quantized layer on inputs with Gram matrix H = XᵀX (f64 [in, in]):
- * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)), Δ = Ŵ − W (two DGEMMs). Computed on the
- * weight's device: Ŵ is materialized on the host and copied in once, and two numbers come back.
+ * Ŵ as a dense f32 [out, in] tensor on `device`: decoded there by the format's dequantize kernel
+ * when the packed tensors are on `device` and it has one (no transfer), else materialized on the
+ * host and copied in once.
  */
-export function outputReconstructionError(weight: Tensor, q: QuantizedWeight, hessian: Tensor): number {
-  const out = q.outFeatures;
-  const inF = q.inFeatures;
-  if (weight.dtype !== "f32" || hessian.dtype !== "f64" || hessian.size !== inF * inF || weight.size !== out * inF) {
-    throw new Error("outputReconstructionError: expects an f32 [out, in] weight and an f64 [in, in] Hessian");
-  }
-  if (weight.device !== hessian.device) throw new Error(`outputReconstructionError: the weight is on '${weight.device}', the Hessian on '${hessian.device}'; put them on one device`);
-  const hat = new Float32Array(out * inF);
-  q.materialize(0, out, hat);
+function materializeOn(q: QuantizedWeight, device: Device): Tensor {
+  const packed = packedWeightOf(q);
+  if (packed && packed.device === device && hasQuantFormatKernels(packed.format, device)) return quantDequantize(packed, 0, q.outFeatures);
+  const hat = new Float32Array(q.outFeatures * q.inFeatures);
+  q.materialize(0, q.outFeatures, hat);
+  return tensorFrom(hat, { shape: [q.outFeatures, q.inFeatures], device });
+}
+
+/** sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)), Δ = Ŵ − W, on the device of its inputs (two numbers come back). */
+function outputErrorOf(weight: Tensor, hat: Tensor, hessian: Tensor): number {
+  const [out, inF] = hat.shape as [number, number];
   return noGrad(() =>
     tidy(() => {
       const h = reshape(hessian, [inF, inF]);
       const w = cast(reshape(weight, [out, inF]), "f64");
-      const delta = sub(cast(tensorFrom(hat, { shape: [out, inF], device: weight.device }), "f64"), w); // exact: a difference of two f32 in f64
+      const delta = sub(cast(hat, "f64"), w); // exact: a difference of two f32 in f64
       const quadratic = (m: Tensor) => sum(mul(matmul(m, h), m));
       const den = quadratic(w).item();
       return den > 0 ? Math.sqrt(Math.max(0, quadratic(delta).item()) / den) : 0;
@@ -387,24 +390,58 @@ export function outputReconstructionError(weight: Tensor, q: QuantizedWeight, he
   );
 }
 
-/** ‖W − Ŵ‖_F / ‖W‖_F, materializing Ŵ 64 rows at a time (W is read to the host once). */
-export function reconstructionError(weight: Tensor, q: QuantizedWeight): number {
-  const [out, inF] = weight.shape as [number, number];
-  const wv = (weight.dtype === "f32" ? weight.dataSync() : tidy(() => cast(weight, "f32").dataSync())) as Float32Array; // [out, in]
-  const rows = 64;
-  const buf = new Float32Array(rows * inF);
-  let num = 0;
-  let den = 0;
-  for (let r = 0; r < out; r += rows) {
-    const e = Math.min(out, r + rows);
-    q.materialize(r, e, buf);
-    for (let i = 0, o = r * inF; i < (e - r) * inF; i++) {
-      const d = wv[o + i]! - buf[i]!;
-      num += d * d;
-      den += wv[o + i]! * wv[o + i]!;
-    }
+/** ‖W − Ŵ‖_F / ‖W‖_F in f64 on the device of its inputs (two numbers come back). */
+function weightErrorOf(weight: Tensor, hat: Tensor): number {
+  return noGrad(() =>
+    tidy(() => {
+      const w = cast(reshape(weight, hat.shape), "f64");
+      const d = sub(w, cast(hat, "f64"));
+      const num = sum(mul(d, d)).item();
+      const den = sum(mul(w, w)).item();
+      return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+    }),
+  );
+}
+
+function checkMeasured(who: string, weight: Tensor, q: QuantizedWeight): void {
+  if (weight.dtype !== "f32" || weight.size !== q.outFeatures * q.inFeatures) {
+    throw new Error(`${who}: expects an f32 weight of [${q.outFeatures}, ${q.inFeatures}] elements like the quantized one, got ${weight.dtype} [${weight.shape}]`);
   }
-  return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+}
+
+/**
+ * The output error of a quantized layer on inputs with Gram matrix H = XᵀX (f64 [in, in]):
+ * ‖XŴᵀ − XWᵀ‖_F / ‖XWᵀ‖_F = sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)), Δ = Ŵ − W (two DGEMMs). Computed on the
+ * weight's device (Ŵ decoded there, or copied in once), and two numbers come back.
+ */
+export function outputReconstructionError(weight: Tensor, q: QuantizedWeight, hessian: Tensor): number {
+  const inF = q.inFeatures;
+  if (weight.dtype !== "f32" || hessian.dtype !== "f64" || hessian.size !== inF * inF || weight.size !== q.outFeatures * inF) {
+    throw new Error("outputReconstructionError: expects an f32 [out, in] weight and an f64 [in, in] Hessian");
+  }
+  if (weight.device !== hessian.device) throw new Error(`outputReconstructionError: the weight is on '${weight.device}', the Hessian on '${hessian.device}'; put them on one device`);
+  const hat = materializeOn(q, weight.device);
+  try {
+    return outputErrorOf(weight, hat, hessian);
+  } finally {
+    hat.dispose();
+  }
+}
+
+/** ‖W − Ŵ‖_F / ‖W‖_F, on the weight's device (Ŵ decoded there, or copied in once; two numbers back). */
+export function reconstructionError(weight: Tensor, q: QuantizedWeight): number {
+  const w = weight.dtype === "f32" ? weight : cast(weight, "f32");
+  try {
+    checkMeasured("reconstructionError", w, q);
+    const hat = materializeOn(q, weight.device);
+    try {
+      return weightErrorOf(w, hat);
+    } finally {
+      hat.dispose();
+    }
+  } finally {
+    if (w !== weight) w.dispose();
+  }
 }
 
 interface Target {
@@ -485,15 +522,23 @@ export async function quantizeModel(model: LlamaModel, pluginOrName: QuantizerPl
           const Kind = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
           throw new Kind(`${t.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         }
-        if (hCopy && q.outFeatures === dense.outFeatures && q.inFeatures === dense.inFeatures) outErr = outputReconstructionError(weight, q, hCopy);
+        if (q.outFeatures !== dense.outFeatures || q.inFeatures !== dense.inFeatures) {
+          q.dispose();
+          throw new Error(`quantizer '${plugin.name}' returned a [${q.outFeatures}, ${q.inFeatures}] weight for ${t.name} [${dense.outFeatures}, ${dense.inFeatures}]`);
+        }
+        if (measure) {
+          // Ŵ once on the device for both measures; two (four with H) numbers come back.
+          const hat = keep(materializeOn(q, weight.device));
+          try {
+            if (hCopy) outErr = outputErrorOf(weight, hat, hCopy);
+            error = weightErrorOf(weight, hat);
+          } finally {
+            hat.dispose();
+          }
+        }
       } finally {
         hCopy?.dispose();
       }
-      if (q.outFeatures !== dense.outFeatures || q.inFeatures !== dense.inFeatures) {
-        q.dispose();
-        throw new Error(`quantizer '${plugin.name}' returned a [${q.outFeatures}, ${q.inFeatures}] weight for ${t.name} [${dense.outFeatures}, ${dense.inFeatures}]`);
-      }
-      if (measure) error = reconstructionError(weight, q);
     } finally {
       if (weight !== dense.weight) weight.dispose();
       disposeStats(stats);

@@ -7,7 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cast, loadSafetensors, noGrad, registerSimBackend, resetSimStats, saveSafetensors, simStats, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
-import { evaluatePerplexity, generate, loadLlama, loadModel, shiftLabels, type LlamaModel } from "../src/index.js";
+import { QUANTIZER_SPEC_VERSION, type QuantizerPlugin } from "@modulora/core";
+import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
+import {
+  attachLoRA, evaluatePerplexity, generate, loadLlama, loadModel, quantizeModel, saveQuantizedModel, shiftLabels, type LlamaModel, type QuantizeModelOptions,
+} from "../src/index.js";
 import { FIXTURES } from "./fixtures.js";
 
 const TINY = join(FIXTURES, "tiny-llama");
@@ -152,6 +156,99 @@ describe("computing on the device", () => {
     expect(got).toEqual(want);
     expect(s.hostToDevice).toBe(2);
     expect(s.deviceToHost).toBe(2);
+  });
+});
+
+/** A calibrating plugin: reads its Hessian (one transfer per layer), keeps a copy, then quantizes with RTN. */
+function hessianPlugin(seen: Float64Array[]): QuantizerPlugin {
+  return {
+    specVersion: QUANTIZER_SPEC_VERSION, name: "rtn-with-hessian", calibration: "hessian", supportedBits: [4],
+    quantize(weight, options, stats) {
+      seen.push(stats!.hessian!.dataSync() as Float64Array);
+      return quantizeRtn(weight, options);
+    },
+  };
+}
+
+const calibration = { ids: Array.from({ length: 4 }, (_, k) => Array.from({ length: 32 }, (_, i) => (k * 131 + i * 17 + 5) % 4096)) };
+/** Quantized layers of tiny-llama: 4 blocks × 7 linears. */
+const LAYERS = 28;
+
+/** Quantizes a fresh tiny-llama on `device`; returns the counts of the call, the report and logits after it. */
+async function quantizeOn(device: "cpu" | "sim", plugin: QuantizerPlugin, options: Partial<QuantizeModelOptions>) {
+  const model = loadLlama(TINY, { device }).model;
+  try {
+    resetSimStats();
+    const r = await quantizeModel(model, plugin, { bits: 4, microBatch: 2, ...options });
+    const stats = simStats();
+    return { stats, report: r.report.map(({ seconds: _, ...rest }) => rest), logits: logits(model, ids) };
+  } finally {
+    model.dispose();
+  }
+}
+
+describe("quantizeModel, attachLoRA and loadQuantizedModel on the device", () => {
+  it("calibration statistics are accumulated on the device: the same Hessians, weights and errors as cpu, bit for bit", async () => {
+    const onCpu: Float64Array[] = [];
+    const onSim: Float64Array[] = [];
+    const c = await quantizeOn("cpu", hessianPlugin(onCpu), { calibration });
+    const g = await quantizeOn("sim", hessianPlugin(onSim), { calibration });
+    expect(onSim).toHaveLength(LAYERS);
+    expect(onSim).toEqual(onCpu);
+    expect(g.report).toEqual(c.report);
+    expect(g.report[0]!.outputError).toBeGreaterThan(0);
+    expect(g.logits).toEqual(c.logits);
+  });
+
+  it("transfers: calibration costs the windows in (one copy per micro-batch) and each Hessian out once; measuring costs the sums out", async () => {
+    // Differences between runs, so that what the quantizer itself moves (RTN reads W, uploads its packed tensors) cancels.
+    const rtnOnly = (await quantizeOn("sim", rtnQuantizer, { measureError: false })).stats;
+    const calibrated = (await quantizeOn("sim", hessianPlugin([]), { calibration, measureError: false })).stats;
+    expect(calibrated.hostToDevice - rtnOnly.hostToDevice).toBe(2); // 4 windows in micro-batches of 2
+    expect(calibrated.deviceToHost - rtnOnly.deviceToHost).toBe(LAYERS); // the plugin's read of H, nothing else
+    const measured = (await quantizeOn("sim", rtnQuantizer, { measureError: true })).stats;
+    // Ŵ is decoded on the device by the affine dequantize kernel: nothing goes in; Σ(W − Ŵ)² and ΣW² come out.
+    expect(measured.hostToDevice - rtnOnly.hostToDevice).toBe(0);
+    expect(measured.deviceToHost - rtnOnly.deviceToHost).toBe(2 * LAYERS);
+    const both = (await quantizeOn("sim", hessianPlugin([]), { calibration, measureError: true })).stats;
+    expect(both.deviceToHost - calibrated.deviceToHost).toBe(4 * LAYERS); // + tr(ΔHΔᵀ), tr(WHWᵀ)
+  });
+
+  it("attachLoRA makes A and B on the model's device with no transfer: the same factors as on cpu", () => {
+    const a = attachLoRA(cpu, { r: 4, targets: ["q_proj", "down_proj"], seed: 7 });
+    resetSimStats();
+    const b = attachLoRA(sim, { r: 4, targets: ["q_proj", "down_proj"], seed: 7 });
+    expect(simStats().hostToDevice + simStats().deviceToHost).toBe(0);
+    try {
+      const pa = a.parameters();
+      const pb = b.parameters();
+      expect(pb.map((t) => t.device)).toEqual(pb.map(() => "sim"));
+      pb.forEach((t, i) => expect(t.dataSync()).toEqual(pa[i]!.dataSync()));
+    } finally {
+      a.detach();
+      b.detach();
+    }
+  });
+
+  it("loadModel of a GPTQ checkpoint onto sim: one copy per device tensor (qzeros and g_idx unpacked on the host), nothing read back", async () => {
+    const q = loadLlama(TINY).model;
+    await quantizeModel(q, rtnQuantizer, { bits: 4, measureError: false });
+    const dir = join(tmp, "tiny-gptq");
+    saveQuantizedModel(q, dir, { plugin: rtnQuantizer, sourceDir: TINY });
+    const want = logits(q, ids);
+    q.dispose();
+    resetSimStats();
+    const r = loadModel(dir, { device: "sim" });
+    const s = simStats();
+    try {
+      expect(r.quantized).toBe(true);
+      // 11 dense (embed, 8 norms, norm, lm_head) + per layer qweight, scales and the unpacked zeros (trivial g_idx dropped).
+      expect(s.hostToDevice).toBe(11 + 3 * LAYERS);
+      expect(s.deviceToHost).toBe(0);
+      expect(logits(r.model, ids)).toEqual(want);
+    } finally {
+      r.model.dispose();
+    }
   });
 });
 
