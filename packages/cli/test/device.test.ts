@@ -182,9 +182,12 @@ describe("--device sim", () => {
     expect(Buffer.compare(readFileSync(join(out, "model.safetensors")), readFileSync(join(optqBase, "model.safetensors")))).toBe(0);
   });
 
-  it("eval and generate on sim give what they give on cpu", () => {
+  it("eval (with and without an adapter) and generate on sim give what they give on cpu", () => {
     const ppl = (device: string) => JSON.parse(ok(["eval", "--model", rtnBase, "--data", LM, "--metric", "ppl", "--seq-len", "64", "--max-windows", "2", "--json", "--device", device]).stdout) as Record<string, unknown>;
     expect(ppl("sim")).toEqual(ppl("cpu"));
+    // With an adapter (loaded onto the device) trained above.
+    const acc = (device: string) => JSON.parse(ok(["eval", "--model", TINY, "--adapter", join(tmp, "fp-sim"), "--data", train, "--metric", "accuracy", "--seq-len", "32", "--json", "--device", device]).stdout) as Record<string, unknown>;
+    expect(acc("sim")).toEqual(acc("cpu"));
     const gen = (device: string) => ok(["generate", "--model", TINY, "--prompt", "The", "--max-new-tokens", "6", "--seed", "1", "--device", device]);
     const g = gen("sim");
     expect(g.stdout).toBe(gen("cpu").stdout);
