@@ -227,7 +227,7 @@ describe("transfers on sim", () => {
 });
 
 describe("calibration statistics on the device", () => {
-  it("accumulateHessian and accumulateAbsSum: sim equals cpu bit for bit and equals a plain f64 XᵀX, with no transfer until the read", () => {
+  it("accumulateHessian and accumulateAbsSum: sim equals cpu bit for bit and equals plain XᵀX and Σ|x| within f32 GEMM rounding, with no transfer until the read", () => {
     const r = lcg(5);
     const chunks = [Float32Array.from({ length: 7 * 12 }, () => r() - 0.5), Float32Array.from({ length: 2 * 5 * 12 }, () => r() - 0.5)];
     const on = (device: Device) => {
@@ -240,7 +240,7 @@ describe("calibration statistics on the device", () => {
         s = accumulateAbsSum(s, x);
       }
       const moved = simStats();
-      const out = { h: h!.dataSync() as Float64Array, s: s!.dataSync() as Float32Array, moved };
+      const out = { h: h!.dataSync() as Float64Array, s: s!.dataSync() as Float64Array, moved };
       dispose([...xs, h!, s!]);
       return out;
     };
@@ -253,9 +253,19 @@ describe("calibration statistics on the device", () => {
     for (let i = 0; i < 12; i++)
       for (let j = 0; j < 12; j++) {
         let ref = 0;
-        for (let t = 0; t < 17; t++) ref += all[t * 12 + i]! * all[t * 12 + j]!;
-        expect(c.h[i * 12 + j]).toBeCloseTo(ref, 12);
+        let mag = 0;
+        for (let t = 0; t < 17; t++) {
+          ref += all[t * 12 + i]! * all[t * 12 + j]!;
+          mag += Math.abs(all[t * 12 + i]! * all[t * 12 + j]!);
+        }
+        // Each chunk's XᵀX is an f32 GEMM over at most 10 rows: error ≤ (rows + 1)·u·Σ|x_i x_j|.
+        expect(Math.abs(c.h[i * 12 + j]! - ref)).toBeLessThanOrEqual(11 * 2 ** -24 * mag);
       }
+    for (let j = 0; j < 12; j++) {
+      let ref = 0;
+      for (let t = 0; t < 17; t++) ref += Math.abs(all[t * 12 + j]!);
+      expect(c.s[j]).toBeCloseTo(ref, 12); // f64 sums of f32 values
+    }
   });
 });
 

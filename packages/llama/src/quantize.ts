@@ -19,10 +19,10 @@
  * @module
  */
 import {
-  Tensor, abs, addInPlace, arange, cast, div, hasQuantFormatKernels, keep, matmul, mul, noGrad, philox4x32, quantDequantize, reshape, seedToKey, sub, sum,
+  Tensor, arange, cast, div, hasQuantFormatKernels, keep, matmul, mul, noGrad, philox4x32, quantDequantize, reshape, seedToKey, sub, sum,
   tensorFrom, tidy, zeros, type Device,
 } from "@modulora/tensor";
-import { packedWeightOf, resolveQuantizer, type CalibrationStats, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions } from "@modulora/core";
+import { accumulateAbsSum, accumulateHessian, packedWeightOf, resolveQuantizer, type CalibrationStats, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions } from "@modulora/core";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import type { LlamaModel } from "./model.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type LayerForwardOptions, type Linear, type LinearName } from "./types.js";
@@ -214,25 +214,13 @@ class InputStats {
     this.absSum = kind === "activation-scales" ? keep(zeros([inFeatures], { dtype: "f64", device })) : null;
   }
 
-  /**
-   * Adds x [..., in] on its device: H += xᵀx over its rows. Each micro-batch's xᵀx is one SGEMM
-   * in f32 (a few thousand rows: f32 is exact enough, and 2–3× faster than f64), added into the
-   * f64 sum. Nothing is read back.
-   */
+  /** Adds x [..., in] on its device (H += xᵀx, S += Σ|x| over its rows; see core's accumulators). Nothing is read back. */
   add(x: Tensor): void {
-    const inF = this.inFeatures;
-    const rows = x.size / inF;
+    const rows = x.size / this.inFeatures;
     if (rows === 0) return;
     this.samples += rows;
-    noGrad(() =>
-      tidy(() => {
-        if (this.hessian) {
-          const xf = reshape(x.dtype === "f32" ? x : cast(x, "f32"), [rows, inF]); // [rows, in]
-          addInPlace(this.hessian, cast(matmul(xf, xf, { transA: true }), "f64")); // [in, in]
-        }
-        if (this.absSum) addInPlace(this.absSum, sum(abs(reshape(cast(x, "f64"), [rows, inF])), 0)); // [in]
-      }),
-    );
+    if (this.hessian) accumulateHessian(this.hessian, x);
+    if (this.absSum) accumulateAbsSum(this.absSum, x);
   }
 
   /** The statistics for the next user; the last user gets the accumulator itself, earlier ones a copy. */
