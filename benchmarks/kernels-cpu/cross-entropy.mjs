@@ -112,7 +112,7 @@ function runCase(n, v, rounds) {
   for (let i = 0; i < n; i++) targetsData[i] = (i * 7919 + 13) % v;
   const t = T.tensor(targetsData);
   const bufs = {
-    x: x.view(), rows: { shape: [n], strides: [v] }, v, t: targetsData,
+    x: x.dataSync(), rows: { shape: [n], strides: [v] }, v, t: targetsData, // the raw kernel runs on a host copy
     lse: new Float32Array(n), loss: new Float32Array(n), g: new Float32Array([1]), dx: new Float32Array(n * v),
   };
   const impls = { fused: () => round(T.crossEntropy, x, t), reference: () => round(T.crossEntropyReference, x, t), kernel: () => kernelRound(bufs) };
