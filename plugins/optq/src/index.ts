@@ -15,7 +15,7 @@
  * @packageDocumentation
  */
 import { checkQuantizeInputs, createAffineWeight, QUANTIZER_SPEC_VERSION, type AffineWeight, type CalibrationStats, type QuantizeOptions, type QuantizerPlugin } from "@modulora/core";
-import { optqQuantize } from "@modulora/kernels";
+import { optqQuantize, optqQuantizeAsync, type OptqResult } from "@modulora/kernels";
 import type { Tensor } from "@modulora/tensor";
 
 /** Options of {@link quantizeOptq} beyond `bits`, `groupSize` and `symmetric`. */
@@ -42,6 +42,21 @@ function flag(options: QuantizeOptions, key: string, fallback: boolean): boolean
  * Σ xᵀx (f64 [in, in]) over `stats.samples` rows; it is scaled by 2/n here and not modified.
  */
 export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats): AffineWeight {
+  const job = prepareOptq(weight, options, stats);
+  return job.finish(optqQuantize(job.w, job.h, job.out, job.inF, job.options));
+}
+
+/**
+ * {@link quantizeOptq} with the column loop on a worker thread (the addon's AsyncWorker), so the
+ * event loop stays free while a layer is quantized: what the plugin runs. Same result, bit for bit.
+ */
+export async function quantizeOptqAsync(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats): Promise<AffineWeight> {
+  const job = prepareOptq(weight, options, stats);
+  return job.finish(await optqQuantizeAsync(job.w, job.h, job.out, job.inF, job.options));
+}
+
+/** Checks the inputs and copies W and the scaled H out (once each); `finish` builds the weight on W's device. */
+function prepareOptq(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats) {
   const groupSize = checkQuantizeInputs(optqQuantizer, weight, options);
   const [out, inF] = weight.shape as [number, number];
   const h = stats?.hessian;
@@ -65,13 +80,15 @@ export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: C
   const hs = h.dataSync() as Float64Array;
   const c = 2 / n;
   for (let i = 0; i < hs.length; i++) hs[i] = hs[i]! * c;
-  const r = optqQuantize(weight.dataSync() as Float32Array, hs, out, inF, {
-    bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number,
-  });
-  return createAffineWeight({
-    outFeatures: out, inFeatures: inF, bits: options.bits, groupSize, codes: r.codes, scales: r.scales, zeros: r.zeros, symmetric,
-    gIdx: actOrder ? r.gIdx : null, device: weight.device,
-  });
+  return {
+    w: weight.dataSync() as Float32Array, h: hs, out, inF,
+    options: { bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number },
+    finish: (r: OptqResult): AffineWeight =>
+      createAffineWeight({
+        outFeatures: out, inFeatures: inF, bits: options.bits, groupSize, codes: r.codes, scales: r.scales, zeros: r.zeros, symmetric,
+        gIdx: actOrder ? r.gIdx : null, device: weight.device,
+      }),
+  };
 }
 
 /** The OPTQ plugin (spec version 1). Register it with `registerQuantizer(optqQuantizer)`. */
@@ -81,5 +98,5 @@ export const optqQuantizer: QuantizerPlugin = {
   description: "OPTQ/GPTQ: Hessian-calibrated error feedback (act-order, static groups, damping), GPTQ layout",
   calibration: "hessian",
   supportedBits: [2, 3, 4, 8],
-  quantize: (weight, options, stats) => quantizeOptq(weight, options, stats),
+  quantize: (weight, options, stats) => quantizeOptqAsync(weight, options, stats),
 };

@@ -83,6 +83,26 @@ describe("OPTQ on a correlated Hessian", () => {
   });
 });
 
+describe("OPTQ off the event loop", () => {
+  it("the plugin quantizes on a worker thread (the event loop runs meanwhile) and gives quantizeOptq's result bit for bit", async () => {
+    const w = randn([128, 1024], { seed: 21 });
+    const stats = correlatedStats(w);
+    const sync = quantizeOptq(w, { bits: 4, groupSize: 128, actOrder: true }, stats);
+    const pending = optqQuantizer.quantize(w, { bits: 4, groupSize: 128, actOrder: true }, stats);
+    let settled = false;
+    void Promise.resolve(pending).then(() => (settled = true));
+    // A promise computed on the main thread would have settled in the microtasks before this
+    // macrotask turn; one computed on a worker (a 1024-column Cholesky and column loop) has not.
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    const q = (await pending) as AffineWeight;
+    expect(data(q)).toEqual(data(sync));
+    expect(Array.from(q.gIdx!.dataSync())).toEqual(Array.from(sync.gIdx!.dataSync()));
+    for (const x of [q, sync, w]) x.dispose();
+    stats.hessian?.dispose();
+  });
+});
+
 describe("OPTQ: errors", () => {
   it("without statistics it asks for calibration text", () => {
     const w = randn([4, 32], { seed: 1 });
