@@ -1,5 +1,6 @@
 // Storage, threads and CPU feature bindings.
 //
+// StorageBlock (an ObjectWrap, below) is a tensor's storage: one block, its buffer, release().
 // alloc(bytes, zeroFill = true) returns an external ArrayBuffer over a 64-byte aligned native
 // allocation, zero-filled unless zeroFill is false. The
 // memory is freed by release(buffer) (which also detaches the buffer, so a stale view reads as
@@ -39,27 +40,35 @@ void FinalizeBlock(Napi::Env env, void* /*data*/, Block* block) {
   delete block;
 }
 
-Napi::Value Alloc(Call& a) {
-  const Napi::CallbackInfo& info = a.info();
-  const int64_t bytes = a.i("bytes");
-  const bool zero_fill = !a.has("zeroFill") || a.flag("zeroFill");  // left out: zero-filled
-  // Empty storage owns no native memory: a plain empty ArrayBuffer, which release() ignores.
-  if (bytes == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
+// An external ArrayBuffer over a new block; its finalizer frees the block if release() did not.
+// Empty storage owns no native memory: a plain empty ArrayBuffer, which release() ignores.
+// Returns an empty handle when the host is out of memory.
+Napi::ArrayBuffer NewBlockBuffer(Napi::Env env, int64_t bytes, bool zero_fill) {
+  if (bytes == 0) return Napi::ArrayBuffer::New(env, 0);
   void* p = storage_alloc(static_cast<size_t>(bytes), zero_fill);
-  if (!p) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  if (!p) return Napi::ArrayBuffer();
   Block* block = new Block{p, static_cast<size_t>(bytes), false};
   {
     std::lock_guard<std::mutex> lk(g_blocks_mu);
     g_blocks[p] = block;
   }
-  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), bytes);
-  return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), FinalizeBlock, block);
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), FinalizeBlock, block);
 }
 
-Napi::Value Release(Call& a) {
-  const Napi::CallbackInfo& info = a.info();
-  Napi::ArrayBuffer buf = a.value("buffer").As<Napi::ArrayBuffer>();
-  if (buf.IsDetached() || buf.ByteLength() == 0) return Napi::Boolean::New(info.Env(), false);  // released or empty
+Napi::Value Alloc(Call& a) {
+  const int64_t bytes = a.i("bytes");
+  const bool zero_fill = !a.has("zeroFill") || a.flag("zeroFill");  // left out: zero-filled
+  Napi::ArrayBuffer buf = NewBlockBuffer(a.env(), bytes, zero_fill);
+  if (buf.IsEmpty()) a.failRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  return buf;
+}
+
+enum class ReleaseResult { kReleased, kAlready, kForeign };
+
+// Frees the block under `buf` now and detaches `buf`.
+ReleaseResult ReleaseBlockBuffer(Napi::Env env, Napi::ArrayBuffer buf) {
+  if (buf.IsDetached() || buf.ByteLength() == 0) return ReleaseResult::kAlready;  // released or empty
   void* p = buf.Data();
   Block* block = nullptr;
   {
@@ -70,16 +79,78 @@ Napi::Value Release(Call& a) {
       g_blocks.erase(it);
     }
   }
-  if (!block) a.fail("this ArrayBuffer was not allocated by alloc() (or was already released)");
+  if (!block) return ReleaseResult::kForeign;
   // Everything that touches `block` happens before Detach(): a runtime may run the finalizer
   // (which deletes `block`) during the detach.
   const size_t bytes = block->bytes;
   block->released = true;
   storage_free(block->data, bytes);
-  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(bytes));
+  Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(bytes));
   buf.Detach();
-  return Napi::Boolean::New(info.Env(), true);
+  return ReleaseResult::kReleased;
 }
+
+Napi::Value Release(Call& a) {
+  switch (ReleaseBlockBuffer(a.env(), a.value("buffer").As<Napi::ArrayBuffer>())) {
+    case ReleaseResult::kReleased: return Napi::Boolean::New(a.env(), true);
+    case ReleaseResult::kAlready: return Napi::Boolean::New(a.env(), false);
+    case ReleaseResult::kForeign: break;
+  }
+  a.fail("this ArrayBuffer was not allocated by alloc() (or was already released)");
+}
+
+// A tensor's storage as a native object: `new StorageBlock(bytes, zeroFill)` owns one block.
+// `buffer` is its memory as an external ArrayBuffer (for the CPU kernels' views; the same object
+// every time), `byteLength` its size, `release()` frees it now (and detaches `buffer`, so a stale
+// view reads as empty). If it is never released, collecting the block and its buffer frees it.
+class StorageBlock : public Napi::ObjectWrap<StorageBlock> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "StorageBlock", {
+        InstanceAccessor<&StorageBlock::Buffer>("buffer"),
+        InstanceAccessor<&StorageBlock::ByteLength>("byteLength"),
+        InstanceAccessor<&StorageBlock::Released>("released"),
+        InstanceMethod<&StorageBlock::ReleaseNow>("release"),
+    });
+  }
+
+  explicit StorageBlock(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StorageBlock>(info) {
+    Napi::Env env = info.Env();
+    const char* usage = "StorageBlock: expected (bytes, zeroFill) with bytes an integer in [0, 2^40] and zeroFill a boolean";
+    if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsBoolean()) {
+      Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+      return;
+    }
+    const double bytes = info[0].As<Napi::Number>().DoubleValue();
+    if (!(bytes >= 0 && bytes <= static_cast<double>(kMaxAlloc)) || bytes != static_cast<double>(static_cast<int64_t>(bytes))) {
+      Napi::RangeError::New(env, usage).ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::ArrayBuffer buf = NewBlockBuffer(env, static_cast<int64_t>(bytes), info[1].As<Napi::Boolean>().Value());
+    if (buf.IsEmpty()) {
+      Napi::RangeError::New(env, "StorageBlock: out of host memory allocating " + std::to_string(static_cast<int64_t>(bytes)) + " bytes")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    bytes_ = static_cast<int64_t>(bytes);
+    buffer_ = Napi::Persistent(buf);  // strong: the buffer lives as long as this object (or its views)
+  }
+
+ private:
+  Napi::Value Buffer(const Napi::CallbackInfo&) { return buffer_.Value(); }
+  Napi::Value ByteLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(bytes_)); }
+  Napi::Value Released(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), released_); }
+  Napi::Value ReleaseNow(const Napi::CallbackInfo& info) {
+    if (released_) return Napi::Boolean::New(info.Env(), false);
+    released_ = true;
+    ReleaseBlockBuffer(info.Env(), buffer_.Value());
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  Napi::Reference<Napi::ArrayBuffer> buffer_;
+  int64_t bytes_ = 0;
+  bool released_ = false;
+};
 
 // Scratch buffers for TS-driven kernels (the generic quantized path): counted as scratch in
 // memoryStats(), freed by releaseScratch() or, as a safety net, by the garbage collector.
@@ -214,6 +285,7 @@ void RegisterStorage(Napi::Env env, Napi::Object exports) {
       {"hasCuda", {}, HasCuda},
   };
   RegisterOps(env, exports, kOps);
+  exports.Set("StorageBlock", StorageBlock::Define(env));
 }
 
 }  // namespace modulora

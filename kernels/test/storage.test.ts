@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
-  allocScratch, allocStorage, cpuInfo, getNumThreads, hasCuda, nativeMemoryStats, releaseScratch, releaseStorage, resetPeakMemory,
+  allocBlock, allocScratch, allocStorage, cpuInfo, getNumThreads, hasCuda, nativeMemoryStats, releaseScratch, releaseStorage, resetPeakMemory,
   setIsa, setNumThreads, trimAllocatorCache, addonCandidates, ADDON_PATH_ENV,
 } from "../ts/index.js";
 
@@ -79,6 +79,25 @@ describe("native storage", () => {
     expect(o).toMatchObject({ afterOnes: 4 * MiB, afterTwo: 4 * MiB, afterTwoOnes: 2 * MiB, afterThird: 2 * MiB, bigCached: 0 });
     expect(o["bigResident"]).toBeGreaterThan(60 * MiB);
     expect(o["bigReleased"]).toBeGreaterThan(60 * MiB);
+  });
+  it("a StorageBlock is a native object owning one block: buffer, byteLength, release() once, counted", () => {
+    const before = nativeMemoryStats();
+    const b = allocBlock(4096);
+    expect(b.byteLength).toBe(4096);
+    expect(b.buffer).toBe(b.buffer); // one buffer, not a new one per access
+    expect(new Uint8Array(b.buffer).every((v) => v === 0)).toBe(true);
+    new Float32Array(b.buffer)[3] = 2.5;
+    expect(new Float32Array(b.buffer)[3]).toBe(2.5);
+    expect(nativeMemoryStats().bytes - before.bytes).toBe(4096);
+    expect(b.released).toBe(false);
+    expect(b.release()).toBe(true);
+    expect([b.released, b.buffer.byteLength, b.release()]).toEqual([true, 0, false]); // detached; idempotent
+    expect(nativeMemoryStats().bytes).toBe(before.bytes);
+    const empty = allocBlock(0, false);
+    expect([empty.byteLength, empty.release()]).toEqual([0, true]);
+    const Ctor = allocBlock(8).constructor as new (...a: unknown[]) => unknown;
+    expect(() => new Ctor(-1, true)).toThrow("StorageBlock: expected (bytes, zeroFill) with bytes an integer in [0, 2^40] and zeroFill a boolean");
+    expect(() => new Ctor(8)).toThrow(TypeError);
   });
   it("empty storage owns no native memory", () => {
     const before = nativeMemoryStats();

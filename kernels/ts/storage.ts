@@ -3,6 +3,7 @@ import { native } from "./native.js";
 /** Raw storage, thread and CPU-feature exports of the addon. */
 export interface RawStorage {
   alloc(bytes: number, zeroFill?: boolean): ArrayBuffer;
+  StorageBlock: new (bytes: number, zeroFill: boolean) => StorageBlock;
   release(buffer: ArrayBuffer): boolean;
   allocScratch(bytes: number): ArrayBuffer;
   releaseScratch(buffer: ArrayBuffer): boolean;
@@ -39,6 +40,29 @@ export interface CpuInfo {
   avx512: boolean;
   best: Isa;
   active: Isa;
+}
+
+/**
+ * One block of native storage as a native object (an N-API ObjectWrap): what a CPU tensor's
+ * storage handle is. Its memory is freed by {@link StorageBlock.release} or, as a safety net,
+ * when the block and every view of its buffer have been garbage-collected.
+ */
+export interface StorageBlock {
+  /** The memory as an external ArrayBuffer (the same object every time; detached once released). */
+  readonly buffer: ArrayBuffer;
+  readonly byteLength: number;
+  /** Whether {@link StorageBlock.release} was called. */
+  readonly released: boolean;
+  /** Frees the memory now and detaches {@link StorageBlock.buffer}; false if it was released already. */
+  release(): boolean;
+}
+
+/**
+ * Allocates a {@link StorageBlock} of `bytes` (64-byte aligned): zero-filled, or with unspecified
+ * contents when `zeroFill` is false (for outputs a kernel overwrites whole).
+ */
+export function allocBlock(bytes: number, zeroFill = true): StorageBlock {
+  return new (native().StorageBlock)(bytes, zeroFill);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { allocStorage, nativeMemoryStats, releaseStorage, resetPeakMemory } from "@modulora/kernels";
+import { allocBlock, nativeMemoryStats, resetPeakMemory, type StorageBlock } from "@modulora/kernels";
 import { hasKernel, registerBackend, type Backend, type Device, type StorageHandle } from "../backend.js";
 import type { DType } from "../dtype.js";
 import { registerCpuElementwise } from "./elementwise.js";
@@ -39,16 +39,19 @@ export function hostTransfers(bufferOf: (h: StorageHandle) => ArrayBuffer): Pick
   };
 }
 
-const cpuBuffer = (h: StorageHandle) => h as ArrayBuffer;
+const cpuBuffer = (h: StorageHandle) => (h as StorageBlock).buffer;
 
-/** The CPU backend's method table: storage is 64-byte aligned native host memory from the addon. */
+/**
+ * The CPU backend's method table: a storage handle is the addon's `StorageBlock` (a native
+ * object owning 64-byte aligned host memory, freed by release() or its finalizer).
+ */
 export const cpuBackend: Backend = {
   name: "cpu",
   supportsDtype: (_dtype: DType) => true,
   supportsOp: (op: string) => hasKernel(op, "cpu"),
-  alloc: (bytes: number) => allocStorage(bytes, false),
+  alloc: (bytes: number) => allocBlock(bytes, false),
   release: (handle: StorageHandle) => {
-    releaseStorage(handle as ArrayBuffer);
+    (handle as StorageBlock).release();
   },
   ...hostTransfers(cpuBuffer),
   memory: () => {

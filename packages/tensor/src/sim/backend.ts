@@ -4,7 +4,7 @@
 // API, where it is counted, so a test can prove that a code path never touches device memory
 // from the host (and bound how often it synchronizes). Fresh allocations are poisoned with 0xFF
 // bytes (NaN in every float dtype), so a kernel that relies on zeroed outputs fails here.
-import { allocStorage, releaseStorage } from "@modulora/kernels";
+import { allocBlock, type StorageBlock } from "@modulora/kernels";
 import { hasKernel, registerBackend, type Backend, type StorageHandle } from "../backend.js";
 import { hostTransfers, registerHostKernels } from "../cpu/backend.js";
 
@@ -22,13 +22,16 @@ export interface SimStats {
 
 /** A block of simulated device memory; its buffer is private to this module. */
 class SimStorage {
-  readonly #buffer: ArrayBuffer;
-  constructor(buffer: ArrayBuffer) {
-    this.#buffer = buffer;
+  readonly #block: StorageBlock;
+  constructor(block: StorageBlock) {
+    this.#block = block;
+  }
+  static blockOf(h: StorageHandle): StorageBlock {
+    if (!(h instanceof SimStorage)) throw new TypeError("sim: this storage handle was not allocated by the sim backend");
+    return h.#block;
   }
   static bufferOf(h: StorageHandle): ArrayBuffer {
-    if (!(h instanceof SimStorage)) throw new TypeError("sim: this storage handle was not allocated by the sim backend");
-    return h.#buffer;
+    return SimStorage.blockOf(h).buffer;
   }
 }
 
@@ -53,16 +56,16 @@ const simBackend: Backend = {
   supportsDtype: () => true,
   supportsOp: (op) => hasKernel(op, "sim"),
   alloc: (bytes) => {
-    const buffer = allocStorage(bytes, false);
-    new Uint8Array(buffer).fill(0xff);
+    const block = allocBlock(bytes, false);
+    new Uint8Array(block.buffer).fill(0xff);
     held.bytes += bytes;
     held.peakBytes = Math.max(held.peakBytes, held.bytes);
-    return new SimStorage(buffer);
+    return new SimStorage(block);
   },
   release: (h) => {
-    const buffer = SimStorage.bufferOf(h);
-    held.bytes -= buffer.byteLength;
-    releaseStorage(buffer);
+    const block = SimStorage.blockOf(h);
+    held.bytes -= block.byteLength;
+    block.release();
   },
   readSync: (h, byteOffset, dst) => {
     stats.deviceToHost++;
