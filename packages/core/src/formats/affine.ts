@@ -2,6 +2,7 @@ import { hasQuantFormatKernels, keep, packedWeight, quantDequantize, tensorFrom,
 import { f16Table } from "./f16.js";
 import { packColumns, packedWords, unpackColumnCode } from "./pack.js";
 import type { AffineWeight } from "./types.js";
+import { checkRows } from "./rows.js";
 
 /** Bit widths of the `affine` format. */
 export const AFFINE_BITS = [2, 3, 4, 8] as const;
@@ -145,14 +146,6 @@ class AffineWeightImpl implements AffineWeight {
   dispose(): void {
     for (const t of [this.qweight, this.scales, this.zeros, this.gIdx]) t?.dispose();
   }
-}
-
-function checkRows(w: AffineWeight, rowStart: number, rowEnd: number, out: Float32Array): void {
-  const rows = w.outFeatures;
-  if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= rows)) {
-    throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${rows})`);
-  }
-  if (out.length < (rowEnd - rowStart) * w.inFeatures) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * w.inFeatures}`);
 }
 
 const packedCache = new WeakMap<AffineWeight, PackedWeight>();

@@ -1,6 +1,7 @@
 import { hasQuantFormatKernels, keep, packedWeight, quantDequantize, tensorFrom, type AnyTypedArray, type Device, type DType, type PackedWeight, type Tensor } from "@modulora/tensor";
 import { packRowsBytes, unpackRowByteCode } from "./pack.js";
 import type { CodebookWeight } from "./types.js";
+import { checkRows } from "./rows.js";
 
 /** Bit widths of the `codebook` format. */
 export const CODEBOOK_BITS = [1, 2, 3, 4] as const;
@@ -150,13 +151,6 @@ export function codebookFromTensors(t: {
     if (x && x.device !== t.codes.device) fail(`all tensors must be on one device: codes are on '${t.codes.device}', another on '${x.device}'`);
   }
   return new CodebookWeightImpl(out, inF, bits, blockSize, t.codes, t.levels, t.absmax, t.absmaxCodes, t.absmaxScale, t.absmaxOffset);
-}
-
-function checkRows(w: CodebookWeight, rowStart: number, rowEnd: number, out: Float32Array): void {
-  if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && rowStart >= 0 && rowStart <= rowEnd && rowEnd <= w.outFeatures)) {
-    throw new RangeError(`materialize: rows [${rowStart}, ${rowEnd}) are outside [0, ${w.outFeatures})`);
-  }
-  if (out.length < (rowEnd - rowStart) * w.inFeatures) throw new RangeError(`materialize: out holds ${out.length} values, needs ${(rowEnd - rowStart) * w.inFeatures}`);
 }
 
 const packedCache = new WeakMap<CodebookWeight, PackedWeight>();
