@@ -1,7 +1,7 @@
 // The conformance runner's command line, as a function (the bundled entry calls it and exits).
 import { getBackend, listBackends, registerSimBackend } from "../index.js";
 import { CONFORMANCE_CASES } from "./cases/index.js";
-import { formatResult, kernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
+import { formatResult, kernelsWithoutCase, quantKernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
 import { caseName, type ConformanceCase, type ConformanceResult } from "./types.js";
 
 /** Where the runner writes. */
@@ -20,7 +20,8 @@ const PROG = "conformance-runner";
 
 /**
  * Runs the conformance suite from command-line arguments: one line per case (`ok`/`FAIL`, op,
- * dtype, shape, max error vs bound), a coverage line when a kernel of the backend has no case,
+ * dtype, shape, max error vs bound), a coverage line when a kernel of the backend (or an entry of
+ * its quantized format table) has no case,
  * and a last line `N passed, N failed`. Returns the exit code (1 on any failure or usage error).
  */
 export async function runConformanceCli(argv: readonly string[], io: CliIO, cases: readonly ConformanceCase[] = CONFORMANCE_CASES): Promise<number> {
@@ -77,6 +78,11 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
     if (missing.length > 0) {
       failed++;
       io.out(`FAIL coverage: kernels of '${backend}' that no case runs: ${missing.join(", ")} — add a case to the table (or an entry with a reason to KERNELS_WITHOUT_CASE)`);
+    }
+    const missingQuant = quantKernelsWithoutCase(backend, cases);
+    if (missingQuant.length > 0) {
+      failed++;
+      io.out(`FAIL coverage: quantized format kernels of '${backend}' that no case runs: ${missingQuant.join(", ")} — add cases to cases/quant.ts (or an entry with a reason to QUANT_KERNELS_WITHOUT_CASE)`);
     }
   }
   io.out(`# ${((performance.now() - t0) / 1000).toFixed(1)} s; ${worstPerDType(results)}`);

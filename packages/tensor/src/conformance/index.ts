@@ -5,9 +5,11 @@
  * {@link runBackendConformance}, or `node conformance-runner.mjs --backend NAME`.
  * @packageDocumentation
  */
-export { CONFORMANCE_CASES, COMPUTE_DTYPES, KERNELS_WITHOUT_CASE } from "./cases/index.js";
 export {
-  runBackendConformance, runConformanceCase, selectCases, kernelsWithoutCase, compareArrays, finiteDifferenceGrad,
+  CONFORMANCE_CASES, COMPUTE_DTYPES, NOT_AT_BF16, KERNELS_WITHOUT_CASE, QUANT_KERNELS_WITHOUT_CASE, AFFINE_CASE_BITS, CODEBOOK_CASE_BITS,
+} from "./cases/index.js";
+export {
+  runBackendConformance, runConformanceCase, selectCases, kernelsWithoutCase, quantKernelsWithoutCase, QUANT_FORMAT_ENTRIES, compareArrays, finiteDifferenceGrad,
   formatResult, readHost, roundToDType, type ConformanceOptions,
 } from "./run.js";
 export {

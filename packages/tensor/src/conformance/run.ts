@@ -1,7 +1,7 @@
 // Runs the conformance table on one backend: inputs from a seeded generator, the op on the
 // backend, the f64 reference on the host, errors against per-dtype bounds.
-import { backward, getBackend, listKernels, dtypeInfo, memory, tidy, mul, tensor, sum, transpose, type DType, type Tensor } from "../index.js";
-import { CONFORMANCE_CASES, KERNELS_WITHOUT_CASE } from "./cases/index.js";
+import { backward, getBackend, listKernels, listQuantFormats, dtypeInfo, memory, tidy, mul, tensor, sum, transpose, type DType, type Tensor } from "../index.js";
+import { CONFORMANCE_CASES, KERNELS_WITHOUT_CASE, QUANT_KERNELS_WITHOUT_CASE } from "./cases/index.js";
 import { bf16Bits, bitsToNumber16, f16Bits, numel, permuteRef } from "./reference.js";
 import {
   CaseRng, FINITE_DIFFERENCE_ERROR, caseName, conformanceBound,
@@ -49,6 +49,22 @@ export async function runBackendConformance(options: ConformanceOptions): Promis
 export function kernelsWithoutCase(backend: string, cases: readonly ConformanceCase[] = CONFORMANCE_CASES): string[] {
   const covered = new Set(cases.flatMap((c) => c.kernels));
   return listKernels(backend).filter((k) => !covered.has(k) && !(k in KERNELS_WITHOUT_CASE));
+}
+
+/** The entries of one format in the quantized format table, as the cases name them. */
+export const QUANT_FORMAT_ENTRIES = ["forward", "inputGrad", "dequantize"] as const;
+
+/**
+ * Entries of the quantized format table registered for `backend` (`format.forward`,
+ * `format.inputGrad`, `format.dequantize` for each of its formats) that no case runs, less the
+ * deliberate exceptions of {@link QUANT_KERNELS_WITHOUT_CASE}: a format registered for the
+ * backend without cases shows up here, entry by entry.
+ */
+export function quantKernelsWithoutCase(backend: string, cases: readonly ConformanceCase[] = CONFORMANCE_CASES): string[] {
+  const covered = new Set(cases.flatMap((c) => c.quantKernels ?? []));
+  return listQuantFormats(backend)
+    .flatMap((f) => QUANT_FORMAT_ENTRIES.map((e) => `${f}.${e}`))
+    .filter((k) => !covered.has(k) && !(k in QUANT_KERNELS_WITHOUT_CASE));
 }
 
 /** Values of `data` rounded to `dtype` (what the backend's tensor will hold). */
@@ -191,8 +207,12 @@ export function runConformanceCase(c: ConformanceCase, backend: string): Conform
     const bound = conformanceBound(c.dtype, c.depth, c.ulps);
     const gradBound = conformanceBound(c.dtype, c.gradDepth ?? c.depth, c.gradUlps ?? c.ulps);
     tidy(() => {
-      const placed = inputs.map((inp, i) => toBackend(inp, values[i]!, backend));
-      const outs = asList(c.forward(placed.map((p) => p.arg), backend));
+      const placed = inputs.map((inp, i) => {
+        if (!inp.referenceOnly) return toBackend(inp, values[i]!, backend);
+        if (inp.grad) throw new Error(`input ${i} is reference-only and cannot take a gradient`);
+        return null;
+      });
+      const outs = asList(c.forward(placed.flatMap((p) => (p ? [p.arg] : [])), backend));
       if (outs.length !== refOut.length) throw new Error(`the case returned ${outs.length} outputs, its reference ${refOut.length}`);
       outs.forEach((o, k) => checks.push(compareArrays(`out${k}`, readHost(o), refOut[k]!, bound, c.exact)));
       if (!wantsGrad) return;

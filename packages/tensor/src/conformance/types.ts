@@ -44,6 +44,11 @@ export interface CaseInput {
    * contiguous tensor (rank ≥ 2). Default: a contiguous tensor.
    */
   readonly layout?: "contiguous" | "transposed";
+  /**
+   * The input is given to the reference only: it is not uploaded, and the forward's tensor list
+   * skips it (the unpacked codes a quantized case decodes Ŵ from, independently of the packing).
+   */
+  readonly referenceOnly?: boolean;
 }
 
 /**
@@ -65,11 +70,17 @@ export interface ConformanceCase {
   readonly label: string;
   /** Registry kernels this case runs on the backend, forward and backward (coverage check). */
   readonly kernels: readonly string[];
+  /**
+   * Entries of the quantized format table this case runs, as `format.entry` (`affine.forward`,
+   * `affine.inputGrad`, `codebook.dequantize`): the coverage check of the format table.
+   */
+  readonly quantKernels?: readonly string[];
   /** The inputs, from a seeded generator. */
   inputs(rng: CaseRng): CaseInput[];
   /**
    * The op on the backend's tensors (in-place ops return the tensors they update); `device` is
-   * the backend's device, for ops that create tensors there.
+   * the backend's device, for ops that create tensors there. The tensors are the inputs in order,
+   * less the {@link CaseInput.referenceOnly} ones.
    */
   forward(xs: Tensor[], device: string): Tensor | Tensor[];
   /** The same computation in f64 on the rounded input values, one array per output. */

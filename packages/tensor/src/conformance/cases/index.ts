@@ -8,10 +8,12 @@ import { LINALG_CASES } from "./linalg.js";
 import { LOSS_CASES } from "./loss.js";
 import { NN_CASES } from "./nn.js";
 import { SHAPE_CASES } from "./shape.js";
+import { QUANT_CASES } from "./quant.js";
 
-export { COMPUTE_DTYPES } from "./common.js";
+export { COMPUTE_DTYPES, NOT_AT_BF16 } from "./common.js";
+export { AFFINE_CASE_BITS, CODEBOOK_CASE_BITS } from "./quant.js";
 
-const BASE_CASES: readonly ConformanceCase[] = [...CREATION_CASES, ...ELEMENTWISE_CASES, ...LINALG_CASES, ...SHAPE_CASES, ...NN_CASES, ...ATTENTION_CASES, ...LOSS_CASES];
+const BASE_CASES: readonly ConformanceCase[] = [...CREATION_CASES, ...ELEMENTWISE_CASES, ...LINALG_CASES, ...SHAPE_CASES, ...NN_CASES, ...ATTENTION_CASES, ...LOSS_CASES, ...QUANT_CASES];
 
 /**
  * Cases run again on non-contiguous inputs (the transpose of a contiguous tensor), by name and
@@ -57,3 +59,10 @@ export const CONFORMANCE_CASES: readonly ConformanceCase[] = [...BASE_CASES, ...
  * kernel registered for `cpu` is run by some case.)
  */
 export const KERNELS_WITHOUT_CASE: Readonly<Record<string, string>> = {};
+
+/**
+ * Entries of the quantized format table (`format.forward`, `format.inputGrad`,
+ * `format.dequantize`) that deliberately have no case, with the reason. (None today: every
+ * format registered for `cpu` and `sim` has cases for all three.)
+ */
+export const QUANT_KERNELS_WITHOUT_CASE: Readonly<Record<string, string>> = {};
