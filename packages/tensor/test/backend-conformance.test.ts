@@ -7,11 +7,12 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { addonCandidates } from "@modulora/kernels";
-import { add, dropout, keep, registerSimBackend, scale, sub, type Tensor } from "../src/index.js";
+import { add, cast, dropout, keep, listQuantFormats, registerSimBackend, scale, sub, tensorFrom, type Tensor } from "../src/index.js";
 import {
-  CaseRng, CONFORMANCE_CASES, FINITE_DIFFERENCE_ERROR, caseName, compareArrays, finiteDifferenceGrad, formatResult, roundToDType, kernelsWithoutCase, runBackendConformance, runConformanceCase, runConformanceCli,
+  CaseRng, CONFORMANCE_CASES, FINITE_DIFFERENCE_ERROR, NOT_AT_BF16, caseName, compareArrays, finiteDifferenceGrad, formatResult, roundToDType, kernelsWithoutCase, quantKernelsWithoutCase, runBackendConformance, runConformanceCase, runConformanceCli,
   type ConformanceCase,
 } from "../src/conformance/index.js";
+import { bitsToNumber16, f16Bits } from "../src/conformance/reference.js";
 
 process.env.MODULORA_NUM_THREADS ??= "1";
 
@@ -28,8 +29,10 @@ for (const backend of BACKENDS) {
         expect(r.passed, formatResult(r)).toBe(true);
       });
     }
-    it(`every kernel registered for ${backend} is run by a case`, () => {
+    it(`every kernel registered for ${backend} is run by a case, and every entry of its quantized format table`, () => {
       expect(kernelsWithoutCase(backend)).toEqual([]);
+      expect(listQuantFormats(backend)).toEqual(["affine", "codebook"]);
+      expect(quantKernelsWithoutCase(backend)).toEqual([]);
     });
   });
 }
@@ -53,6 +56,8 @@ const REPRESENTATIVE = [
   "swiglu f32 [3,17]",
   "attention f32 q[2,7,4,4] kv[2,7,2,4] causal G=2",
   "gather f32 [17,5] axis=0 idx [3,4]",
+  "quantMatmul f32 affine b4 g32 zeros=int x[5,96] w[37,96]",
+  "quantMatmul f32 codebook b4 block64 absmax=dq x[5,128] w[37,128]",
 ];
 
 describe("the references", () => {
@@ -78,6 +83,21 @@ describe("the references", () => {
       });
     }
     expect(checked).toBeGreaterThan(150);
+  });
+  it("the quantized cases' reference gradients agree with finite differences of their references", () => {
+    let checked = 0;
+    for (const c of CONFORMANCE_CASES) {
+      if (c.op !== "quantMatmul" || !c.label.includes("x[3,")) continue;
+      const inputs = c.inputs(new CaseRng(7));
+      const xs = inputs.map((x) => roundToDType(x.data, x.dtype));
+      const w = new CaseRng(8).uniform((c.reference(xs.map((x) => x.slice())) as Float64Array).length);
+      const analytic = c.referenceGrad!(xs.map((x) => x.slice()), w);
+      expect(analytic.slice(1).every((g) => g === null)).toBe(true); // only x takes a gradient
+      const check = compareArrays("grad0", finiteDifferenceGrad(c, xs.map((v) => v.slice()), 0, w), analytic[0]!, FINITE_DIFFERENCE_ERROR);
+      expect(check.passed, `${caseName(c)}: ${check.detail}`).toBe(true);
+      checked++;
+    }
+    expect(checked).toBe(12); // affine g=row at 4 widths, codebook block20 at 4 widths × 2 absmax kinds
   });
 });
 
@@ -142,6 +162,94 @@ describe("the suite catches wrong kernels", () => {
     const withoutAttention = CONFORMANCE_CASES.filter((c) => c.op !== "attention");
     expect(kernelsWithoutCase("cpu", withoutAttention)).toEqual(["attention", "attentionBackward"]);
   });
+  it("a quantized format (or one entry of it) without a case is reported", () => {
+    const withoutCodebook = CONFORMANCE_CASES.filter((c) => !c.label.startsWith("codebook"));
+    expect(quantKernelsWithoutCase("cpu", withoutCodebook)).toEqual(["codebook.forward", "codebook.inputGrad", "codebook.dequantize"]);
+    const withoutDequantize = CONFORMANCE_CASES.filter((c) => c.op !== "quantDequantize");
+    expect(quantKernelsWithoutCase("sim", withoutDequantize)).toEqual(["affine.dequantize", "codebook.dequantize"]);
+    expect(kernelsWithoutCase("cpu", withoutCodebook)).toEqual([]); // the op registry alone would not see it
+  });
+});
+
+/** `t` with its host values changed by `edit`, as a new tensor of its dtype on `device` (inside the case's tidy). */
+const edited = (t: Tensor, device: string, edit: (v: Int32Array | Uint8Array | Float32Array | Uint16Array) => void): Tensor => {
+  const v = t.dataSync() as Int32Array;
+  edit(v);
+  return tensorFrom(v, { shape: [...t.shape], dtype: t.dtype, device });
+};
+
+describe("the suite catches wrong quantized kernels", () => {
+  for (const backend of BACKENDS) {
+    it(`${backend}: a 3-bit forward that joins a word-crossing code with two bits swapped fails, forward and input gradient`, () => {
+      const c = byName("quantMatmul f32 affine b3 g32 zeros=int x[5,96] w[37,96]");
+      // Code 10 of each column has bits 30, 31 of stream word 0 and bit 0 of word 1 (i32 [9, 37]).
+      // Swapping its middle and high bits in one column changes one weight by ±2 steps of the scale.
+      let column = -1;
+      const wrong: ConformanceCase = {
+        ...c,
+        forward: ([x, qweight, ...rest], d) => c.forward([x!, edited(qweight!, d, (q) => {
+          const out = qweight!.shape[1]!;
+          column = [...Array(out).keys()].find((j) => ((q[j]! >>> 31) & 1) !== (q[out + j]! & 1))!;
+          q[column] = q[column]! ^ (1 << 31);
+          q[out + column] = q[out + column]! ^ 1;
+        }), ...rest], d),
+      };
+      const r = runConformanceCase(wrong, backend);
+      expect(column).toBeGreaterThanOrEqual(0);
+      expect(r.passed).toBe(false);
+      expect(r.checks.map((k) => [k.what, k.passed])).toEqual([["out0", false], ["grad0", false]]);
+      expect(r.error).toMatch(new RegExp(`out0: element \\d+ is`));
+    });
+    it(`${backend}: a forward that uses the next group's zero points fails; so does a dequantize`, () => {
+      for (const name of ["quantMatmul f32 affine b4 g32 zeros=int x[5,96] w[37,96]", "quantDequantize f32 affine b4 g32 zeros=int w[37,96] rows [0,37)"]) {
+        const c = byName(name);
+        const wrong: ConformanceCase = {
+          ...c,
+          forward: (xs, d) => c.forward(xs.map((t) => (t.dtype === "u8" ? edited(t, d, (z) => {
+            const out = t.shape[1]!;
+            const groups = t.shape[0]!;
+            const copy = z.slice();
+            for (let g = 0; g < groups; g++) for (let j = 0; j < out; j++) z[g * out + j] = copy[((g + 1) % groups) * out + j]!;
+          }) : t)), d),
+        };
+        const r = runConformanceCase(wrong, backend);
+        expect(r.passed, name).toBe(false);
+        expect(r.checks[0]!.passed, name).toBe(false);
+        expect(r.checks[0]!.maxRelError, name).toBeGreaterThan(1e3 * r.checks[0]!.bound);
+      }
+    });
+    it(`${backend}: real (f16) zeros read as if rounded to integers fail`, () => {
+      const c = byName("quantMatmul f32 affine b4 g32 zeros=real x[5,96] w[37,96]");
+      const wrong: ConformanceCase = {
+        ...c,
+        // [x, qweight, scales, zeros]: zeros f16 [groups, out], each rounded to the nearest integer.
+        forward: ([x, q, sc, z], d) => c.forward([x!, q!, sc!, edited(z!, d, (v) => v.forEach((b, i) => (v[i] = f16Bits(Math.round(bitsToNumber16(b, "f16"))))))], d),
+      };
+      const r = runConformanceCase(wrong, backend);
+      expect(r.passed).toBe(false);
+      expect(r.checks[0]!.passed).toBe(false);
+    });
+    it(`${backend}: a codebook kernel that takes every block scale from the first super-block fails`, () => {
+      const c = byName("quantMatmul f32 codebook b4 block64 absmax=dq x[17,640] w[70,640]");
+      // absmaxScale and absmaxOffset are f32 [3]: 700 blocks in 3 super-blocks of 256.
+      const wrong: ConformanceCase = {
+        ...c,
+        forward: ([x, codes, levels, aCodes, aScale, aOffset], d) =>
+          c.forward([x!, codes!, levels!, aCodes!, edited(aScale!, d, (v) => v.fill(v[0]!)), edited(aOffset!, d, (v) => v.fill(v[0]!))], d),
+      };
+      const r = runConformanceCase(wrong, backend);
+      expect(r.passed).toBe(false);
+      expect(r.checks.map((k) => k.passed)).toEqual([false, false]);
+    });
+  }
+  it("quantMatmul refuses a bf16 input (why its cases run at f32 only, NOT_AT_BF16)", () => {
+    expect(NOT_AT_BF16["quantMatmul"]).toContain("f32");
+    expect(CONFORMANCE_CASES.filter((c) => c.op.startsWith("quant")).every((c) => c.dtype === "f32")).toBe(true);
+    const c = byName("quantMatmul f32 affine b4 g32 zeros=int x[5,96] w[37,96]");
+    const r = runConformanceCase({ ...c, forward: ([x, ...w], d) => c.forward([cast(x!, "bf16"), ...w], d) }, "cpu");
+    expect(r.passed).toBe(false);
+    expect(r.error).toContain("quantMatmul: computes in f32, got bf16; cast the input first");
+  });
 });
 
 describe("runBackendConformance and the command line", () => {
@@ -177,7 +285,8 @@ describe("runBackendConformance and the command line", () => {
     expect(r.out.some((l) => l.startsWith("FAIL exp f32 [127]  out0: element"))).toBe(true);
     // The one-case table leaves every other cpu kernel without a case: that fails too.
     expect(r.out.some((l) => l.startsWith("FAIL coverage: kernels of 'cpu' that no case runs: adamwStep, add,"))).toBe(true);
-    expect(r.out.at(-1)).toBe("0 passed, 2 failed");
+    expect(r.out.some((l) => l.startsWith("FAIL coverage: quantized format kernels of 'cpu' that no case runs: affine.forward, affine.inputGrad, affine.dequantize, codebook.forward,"))).toBe(true);
+    expect(r.out.at(-1)).toBe("0 passed, 3 failed");
   });
   it("refuses an unknown backend, a missing value and a filter that matches nothing", async () => {
     const unknown = await cli(["--backend", "nope"]);
