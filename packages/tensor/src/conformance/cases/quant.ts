@@ -180,8 +180,9 @@ function rowRange(k: number, out: number): [number, number] {
 function affineCases(): ConformanceCase[] {
   const cases: ConformanceCase[] = [];
   for (const bits of AFFINE_CASE_BITS) {
-    // [m, config]: out and in off the tiles (nr = 32 or 16, mr = 14 or 6 for avx512/avx2), in
-    // not a multiple of 32 (padded bit streams), one group per row, act-order, real zeros.
+    // [m, config]: out and in off the tiles (quantMatmulInfo() on avx512: mr 14, nr 32, kc 512,
+    // nc 512), in not a multiple of 32 (padded bit streams), one group per row, act-order, real
+    // zeros; m ≤ 3 takes the kernels' few-rows path (m·4 ≤ mr), m = 5 the tiled one.
     const rows: [number, AffineConfig][] = [
       [5, { bits, out: 37, in: 96, groupSize: 32, zeros: "int" }],
       [5, { bits, out: 37, in: 96, groupSize: 32, zeros: "real" }],
