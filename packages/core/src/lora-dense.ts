@@ -2,7 +2,7 @@
 // ModuLoRALinear: option checking, PEFT's initialisation, the branch s·(drop(X)·Aᵀ)·Bᵀ, and the
 // per-step dropout seed.
 //   Y = X·Wᵀ + b + s·(drop(X)·Aᵀ)·Bᵀ        W [out, in] frozen, A [r, in], B [out, r] trainable
-import { add, dropout, keep, matmul, noGrad, rand, scale, tidy, zeros, type Device, type Tensor } from "@modulora/tensor";
+import { add, cast, dropout, keep, matmul, noGrad, rand, scale, tidy, zeros, type Device, type Tensor } from "@modulora/tensor";
 import type { ForwardOptions, LoRAOptions } from "./modulora-linear.js";
 
 /** The dropout seed of a training step (a 52-bit mix of the layer seed and the step). */
@@ -49,10 +49,19 @@ export function initLoRAFactors(inFeatures: number, outFeatures: number, r: numb
  * `stepSeed(seed, step)` so a re-run step (checkpointing, resume) draws the same masks.
  */
 export function loraBranch(x: Tensor, loraA: Tensor, loraB: Tensor, scaling: number, dropoutP: number, seed: number, options: ForwardOptions = {}): Tensor {
-  const dropped = options.training && dropoutP > 0 ? dropout(x, dropoutP, { seed: stepSeed(seed, options.step ?? 0) }) : x;
+  // bf16 activations meet f32 factors (master weights): the branch runs in the factors' dtype on
+  // a differentiable cast of x, and its output is cast back to x's dtype, so dA and dB are f32
+  // and dX has x's dtype (the bf16 compute policy).
+  const mixed = x.dtype !== loraA.dtype;
+  const xf = mixed ? cast(x, loraA.dtype) : x;
+  const dropped = options.training && dropoutP > 0 ? dropout(xf, dropoutP, { seed: stepSeed(seed, options.step ?? 0) }) : xf;
   const low = matmul(dropped, loraA, { transB: true }); // [..., r]
   const update = matmul(low, loraB, { transB: true }); // [..., out]
-  return scale(update, scaling);
+  const scaled = scale(update, scaling);
+  if (!mixed) return scaled;
+  const y = cast(scaled, x.dtype);
+  for (const t of [xf, dropped, low, update, scaled]) if (t !== x) t.dispose();
+  return y;
 }
 
 /** Options of {@link LoRALinear}. */
@@ -62,7 +71,8 @@ export interface LoRALinearOptions extends LoRAOptions {
 }
 
 /**
- * A linear layer with a frozen dense weight W [out, in] (f32) and LoRA factors A [r, in]
+ * A linear layer with a frozen dense weight W [out, in] (f32, or bf16 under the bf16 compute
+ * policy: then x and y are bf16 too, and the f32 branch runs on a cast of x) and f32 LoRA factors A [r, in]
  * (Kaiming-uniform, bound 1/√in, as PEFT) and B [out, r] (zeros): the unquantized-base
  * counterpart of `ModuLoRALinear`, with the same initialisation, scaling, dropout and seeding.
  * Only A and B require grad, created on the weight's device; the weight and bias belong to the caller.
@@ -82,7 +92,7 @@ export class LoRALinear {
   constructor(weight: Tensor, options: LoRALinearOptions) {
     const o = resolveLoRAOptions("LoRALinear", options);
     if (weight.rank !== 2) throw new RangeError(`LoRALinear: weight must be [out, in], got [${weight.shape}]`);
-    if (weight.dtype !== "f32") throw new TypeError(`LoRALinear: weight must be f32, got ${weight.dtype}; cast it first`);
+    if (weight.dtype !== "f32" && weight.dtype !== "bf16") throw new TypeError(`LoRALinear: weight must be f32 or bf16 (a bf16 frozen base), got ${weight.dtype}; cast it first`);
     const [out] = weight.shape as [number, number];
     if (options.bias && (options.bias.rank !== 1 || options.bias.shape[0] !== out)) {
       throw new RangeError(`LoRALinear: bias must be [${out}], got [${options.bias.shape}]`);
@@ -118,8 +128,8 @@ export class LoRALinear {
    * base can be merged exactly (unlike a quantized one), so this is what an export writes.
    */
   mergedWeight(): Tensor {
-    // [out, r]·[r, in]; intermediates freed by tidy.
-    return noGrad(() => tidy(() => add(this.weight, scale(matmul(this.loraB, this.loraA), this.scaling))));
+    // [out, r]·[r, in]; intermediates freed by tidy. A bf16 base is widened (exactly) to f32 first.
+    return noGrad(() => tidy(() => add(this.weight.dtype === "f32" ? this.weight : cast(this.weight, "f32"), scale(matmul(this.loraB, this.loraA), this.scaling))));
   }
 
   /** Frees A and B (and their gradients). The weight and bias belong to the caller. */

@@ -1,4 +1,4 @@
-// Hugging Face safetensors checkpoints (one file or sharded) → f32 tensors, checked against the config.
+// Hugging Face safetensors checkpoints (one file or sharded) → f32 (or bf16) tensors, checked against the config.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { cast, formatShape, SafetensorsReader, shapesEqual, tensorFrom, type Device, type DType, type SafetensorsEntry, type SafetensorsReadMode, type Tensor } from "@modulora/tensor";
@@ -17,12 +17,15 @@ export interface LoadCheckpointOptions {
    * load, and the tensor's name. Throwing from it aborts the load (nothing leaks).
    */
   onProgress?: (done: number, total: number, name: string) => void;
-  /** Compute dtype of the returned tensors; only `"f32"` for now (bf16 compute comes with the engine's bf16 kernels). */
-  dtype?: "f32";
+  /**
+   * Compute dtype of the returned tensors (default `"f32"`; `"bf16"` for a bf16 model). A tensor
+   * stored in another dtype is cast to it on the device.
+   */
+  dtype?: "f32" | "bf16";
   /**
    * The device the tensors are placed on (default `cpu`). Each tensor is read into a host buffer,
-   * checked, and copied in with one host → device transfer; a bf16/f16 one is then cast to f32 on
-   * the device. Only one tensor's bytes are on the host at a time.
+   * checked, and copied in with one host → device transfer in its stored dtype; one in another
+   * dtype than `dtype` is then cast on the device. Only one tensor's bytes are on the host at a time.
    */
   device?: Device;
   /** How shards are read (default `"stream"`: positioned reads into a host buffer per tensor). */
@@ -97,7 +100,7 @@ export function expectedTensorShapes(config: LlamaConfig): Map<string, number[]>
  */
 const IGNORED_TENSOR = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
-/** On-disk dtypes we read and cast to f32. */
+/** On-disk dtypes we read and cast to the compute dtype. */
 const SOURCE_DTYPES: ReadonlySet<DType> = new Set<DType>(["f32", "bf16", "f16"]);
 
 /** Where one tensor is stored. */
@@ -273,12 +276,12 @@ export function checkCheckpointHeaders(dir: string, config: LlamaConfig, options
 }
 
 /**
- * Loads the weights of a LLaMA-family checkpoint directory as f32 tensors, keyed by Hugging
+ * Loads the weights of a LLaMA-family checkpoint directory as f32 tensors (bf16 with `dtype: "bf16"`), keyed by Hugging
  * Face names, in the order of {@link expectedTensorShapes}. The caller owns (and disposes) them.
  *
  * Reads `model.safetensors`, or the shards listed by `model.safetensors.index.json`. F32, BF16 and
- * F16 on disk are accepted; BF16/F16 are cast to f32 one tensor at a time, each raw copy freed
- * right after its cast, so peak memory stays near the final f32 size plus the largest raw tensor
+ * F16 on disk are accepted; a tensor stored in another dtype than the compute dtype is cast one
+ * tensor at a time, each raw copy freed right after its cast, so peak memory stays near the final size plus the largest raw tensor
  * (no shard is ever held in memory as a whole).
  *
  * Before anything is allocated, every shard header is read and the whole checkpoint is checked
@@ -291,7 +294,7 @@ export function checkCheckpointHeaders(dir: string, config: LlamaConfig, options
  */
 export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCheckpointOptions = {}): Map<string, Tensor> {
   const dtype = options.dtype ?? "f32";
-  if (dtype !== "f32") throw new RangeError(`loadCheckpoint: dtype ${JSON.stringify(dtype)} is not supported: only "f32" for now (bf16 compute comes with the engine's bf16 kernels)`);
+  if (dtype !== "f32" && dtype !== "bf16") throw new RangeError(`loadCheckpoint: dtype ${JSON.stringify(dtype)} is not a compute dtype; use "f32" or "bf16"`);
   const device = options.device ?? "cpu";
   const quant = config.raw["quantization_config"];
   if (quant !== undefined && quant !== null) {
@@ -309,7 +312,7 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
     let done = 0;
     for (const [i, { shard, entry }] of todo.entries()) {
       const reader = readers.get(shard)!;
-      loaded.set(entry.name, readAsF32(dir, reader, entry, device));
+      loaded.set(entry.name, readAs(dir, reader, entry, device, dtype));
       options.onProgress?.(++done, todo.length, entry.name);
       // Close each shard as soon as its last tensor is read.
       if (todo[i + 1]?.shard !== shard) reader.close();
@@ -394,17 +397,17 @@ export function readHostArray(reader: SafetensorsReader, entry: SafetensorsEntry
 
 /**
  * Reads one tensor's bytes on the host, checks them for NaN/Inf there (before anything is copied
- * in), and places them on `device` with one transfer; a bf16/f16 tensor is cast to f32 by a kernel
- * on the device and the raw copy freed at once.
+ * in), and places them on `device` with one transfer; a tensor stored in another dtype than
+ * `dtype` is cast by a kernel on the device and the raw copy freed at once.
  */
-function readAsF32(dir: string, reader: SafetensorsReader, entry: SafetensorsEntry, device: Device): Tensor {
+function readAs(dir: string, reader: SafetensorsReader, entry: SafetensorsEntry, device: Device, dtype: "f32" | "bf16"): Tensor {
   const host = readHostArray(reader, entry);
   const bad = nonFiniteProblem(entry.name, new Uint8Array(host.buffer, host.byteOffset, host.byteLength), entry.dtype, entry.shape);
   if (bad) throw new CheckpointError(dir, [bad]);
   const raw = tensorFrom(host, { shape: entry.shape, dtype: entry.dtype, device });
-  if (entry.dtype === "f32") return raw;
+  if (entry.dtype === dtype) return raw;
   try {
-    return cast(raw, "f32");
+    return cast(raw, dtype);
   } finally {
     raw.dispose();
   }

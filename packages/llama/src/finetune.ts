@@ -1,6 +1,6 @@
 // Glue between the model and training/evaluation data, on structural types so that this package
 // does not depend on @modulora/data (batches from its BatchSource fit as they are).
-import { gather, logSoftmax, noGrad, reshape, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
+import { cast, gather, logSoftmax, noGrad, reshape, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import { generate } from "./generate.js";
@@ -94,7 +94,9 @@ export function scoreCandidates(model: LlamaModel, candidates: readonly ScoredCa
     tidy(() => {
       const logits = model.forward(tensorFrom(ids, { shape: [b, t], dtype: "i32", device: model.device })).logits; // [B, T, V]
       const v = logits.shape[2]!;
-      const picked = logSoftmax(gather(reshape(logits, [b * t, v]), tensorFrom(Int32Array.from(rows), { dtype: "i32", device: model.device }), 0), -1); // [K, V]
+      const rowsOf = gather(reshape(logits, [b * t, v]), tensorFrom(Int32Array.from(rows), { dtype: "i32", device: model.device }), 0); // [K, V]
+      // Normalized in f32 whatever the model's dtype (bf16 log-probabilities would round each to 2^-8).
+      const picked = logSoftmax(rowsOf.dtype === "bf16" ? cast(rowsOf, "f32") : rowsOf, -1); // [K, V]
       const lp = picked.toFloat64Array(); // K rows of V
       let k = 0;
       return candidates.map((c, r) => {

@@ -4,7 +4,7 @@
 // Random numbers are Philox4x32-10 uniforms (the same generator as the tensors'): step i uses
 // counter i of the seed's stream, so a seed reproduces a sample anywhere.
 import { checkContextLength } from "./config.js";
-import { noGrad, tensorFrom, tidy, uniformFill } from "@modulora/tensor";
+import { cast, noGrad, tensorFrom, tidy, uniformFill } from "@modulora/tensor";
 import { KVCache } from "./kv-cache.js";
 import type { LlamaModel } from "./model.js";
 import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
@@ -117,7 +117,7 @@ export function generate(model: LlamaModel, promptIds: readonly number[], option
   const ids: number[] = [];
   if (options.maxNewTokens === 0) return { ids, stoppedBy: "max-tokens" };
   checkContextLength(model.config, promptIds.length + options.maxNewTokens, `generate: the prompt (${promptIds.length} tokens) plus maxNewTokens (${options.maxNewTokens})`, "lower maxNewTokens or shorten the prompt");
-  const cache = new KVCache(model.config, { batchSize: 1, maxLength: promptIds.length + options.maxNewTokens - 1, device: model.device });
+  const cache = new KVCache(model.config, { batchSize: 1, maxLength: promptIds.length + options.maxNewTokens - 1, dtype: model.dtype, device: model.device });
   const u = new Float64Array(1);
   try {
     let next: readonly number[] = promptIds;
@@ -126,7 +126,8 @@ export function generate(model: LlamaModel, promptIds: readonly number[], option
         tidy(() => {
           // One transfer in (the new ids) and one out (the last position's logits) per token.
           const input = tensorFrom(Int32Array.from(next), { shape: [1, next.length], dtype: "i32", device: model.device });
-          return model.forward(input, { cache, lastLogitsOnly: true }).logits.dataSync() as Float32Array; // [V]
+          const last = model.forward(input, { cache, lastLogitsOnly: true }).logits; // [1, 1, V], the model's dtype
+          return (last.dtype === "f32" ? last : cast(last, "f32")).dataSync() as Float32Array; // [V]
         }),
       );
       for (let i = 0; i < logits.length; i++) {

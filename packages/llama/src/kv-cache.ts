@@ -12,8 +12,8 @@ export interface KVCacheOptions {
   batchSize?: number;
   /** Positions the cache holds; appending past it is an error. */
   maxLength: number;
-  /** Storage dtype of the buffers: the dtype the model computes in (default f32). */
-  dtype?: Extract<DType, "f32" | "f64">;
+  /** Storage dtype of the buffers: the dtype the model computes in (default f32; `model.dtype`). */
+  dtype?: Extract<DType, "f32" | "f64" | "bf16">;
   /** Where the buffers live: the model's device (default `cpu`). */
   device?: Device;
 }
@@ -111,7 +111,7 @@ export class KVCache {
 
   /** Bytes held by the buffers. */
   storageBytes(): number {
-    const per = this.keys[0] ? this.keys[0].size * (this.keys[0].dtype === "f64" ? 8 : 4) : 0;
+    const per = this.keys[0] ? this.keys[0].size * ({ f64: 8, f32: 4, bf16: 2 } as Record<string, number>)[this.keys[0].dtype]! : 0;
     return 2 * this.numLayers * per;
   }
 

@@ -14,7 +14,7 @@ import type { LlamaConfig } from "./types.js";
 export interface LoadModelOptions {
   /** Where the weights go and every computation runs (default `cpu`). */
   device?: Device;
-  /** Compute dtype (default and, for now, only `"f32"`; see {@link ModelDType}). */
+  /** Compute dtype (default `"f32"`; `"bf16"`: a bf16 frozen base and bf16 activations, see {@link ModelDType}). */
   dtype?: ModelDType;
   /** The plugin that made `custom`-format quantized weights (needed to read them). */
   plugin?: QuantizerPlugin | string;

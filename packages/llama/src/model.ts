@@ -37,7 +37,7 @@ export interface LlamaForwardOptions extends BlockForwardOptions {
 
 /** What {@link LlamaModel.forward} returns. */
 export interface LlamaForwardOutput {
-  /** f32 `[B, T, V]` (`[B, 1, V]` with `lastLogitsOnly`). */
+  /** `[B, T, V]` (`[B, 1, V]` with `lastLogitsOnly`) in the model's compute dtype (f32, or bf16: cast before reading many of them, `crossEntropy` of bf16 logits is f32). */
   logits: Tensor;
   /**
    * With `outputHiddenStates`: `numLayers + 1` tensors `[B, T, C]`, Hugging Face's convention —
@@ -57,25 +57,30 @@ export function llamaLayerTensorNames(layer: number): { inputNorm: string; postA
 /** Tensors a checkpoint may carry that the model does not use (old checkpoints saved RoPE buffers). */
 const IGNORED_TENSOR = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
+/** Compute dtypes a model can be built in: see {@link ModelDType}. */
+export const MODEL_DTYPES = ["f32", "bf16"] as const;
+
 /**
- * Compute dtypes a model can be built in. Only `"f32"` for now: bf16 compute (bf16 frozen base and
- * activations, f32 accumulation, f32 LoRA factors) comes with the engine's bf16 kernels.
+ * The compute dtype of a model. `"f32"` (the default): every weight and activation f32.
+ * `"bf16"`: the frozen dense base weights (embeddings, norms, dense linears, lm_head) are bf16 on
+ * the device and so are the activations, computed in f32 by the engine's kernels and rounded once
+ * per op; LoRA factors, their gradients and the optimizer state stay f32 (the LoRA branch runs
+ * on an f32 cast of its input); the loss is f32; quantized linears decode and accumulate in f32.
  */
-export type ModelDType = "f32";
+export type ModelDType = (typeof MODEL_DTYPES)[number];
 
 /** Options of {@link LlamaModel.fromTensors}. */
 export interface FromTensorsOptions {
-  /** Compute dtype of the weights (default and only value for now `"f32"`; see {@link ModelDType}). */
+  /** Compute dtype of the weights (default `"f32"`; see {@link ModelDType}). */
   dtype?: ModelDType;
 }
 
 /** Checks a requested compute dtype (`who` names the caller in the error). */
 export function checkModelDType(dtype: unknown, who: string): ModelDType {
-  if (dtype === undefined || dtype === "f32") return "f32";
-  if (dtype === "bf16") {
-    throw new RangeError(`${who}: dtype "bf16" is not supported yet: bf16 compute comes with the engine's bf16 kernels (issue 14, item 5); use dtype "f32"`);
-  }
-  throw new RangeError(`${who}: dtype ${JSON.stringify(dtype)} is not a compute dtype; use "f32"`);
+  if (dtype === undefined) return "f32";
+  if ((MODEL_DTYPES as readonly unknown[]).includes(dtype)) return dtype as ModelDType;
+  const hint = dtype === "f16" ? " (f16 is a storage type only: it does not compute)" : "";
+  throw new RangeError(`${who}: dtype ${JSON.stringify(dtype)} is not a compute dtype${hint}; use one of ${MODEL_DTYPES.map((d) => `"${d}"`).join(", ")}`);
 }
 
 /** A LLaMA-family causal language model. */
@@ -99,12 +104,13 @@ export class LlamaModel {
   /**
    * Builds the model from Hugging Face tensor names (`model.embed_tokens.weight`,
    * `model.layers.N.self_attn.q_proj.weight`, …) with dense linears. Takes ownership of every
-   * tensor in `tensors` (the map is emptied): bf16/f16 weights are cast to f32 one tensor at a
-   * time by a kernel on the tensor's own device and their originals freed; with tied embeddings
+   * tensor in `tensors` (the map is emptied): weights not already in `options.dtype` (default
+   * f32) are cast one tensor at a time by a kernel on the tensor's own device and their
+   * originals freed (f64 stays f64 under f32); with tied embeddings
    * `lm_head` shares the embedding's storage. All tensors must be on one device: the model's.
    */
   static fromTensors(config: LlamaConfig, tensors: Map<string, Tensor>, options: FromTensorsOptions = {}): LlamaModel {
-    checkModelDType(options.dtype, "LlamaModel.fromTensors");
+    const dtype = checkModelDType(options.dtype, "LlamaModel.fromTensors");
     const { hiddenSize: c, numHeads, numKvHeads, headDim: d, intermediateSize: m, vocabSize: v } = config;
     const taken = new Set<string>();
     const missing: string[] = [];
@@ -148,8 +154,8 @@ export class LlamaModel {
     // Ownership: every tensor leaves the caller's scopes; those we do not use are freed.
     const own = (t: Tensor): Tensor => {
       keep(t);
-      if (t.dtype === "f32" || t.dtype === "f64") return t;
-      const f = keep(cast(t, "f32"));
+      if (t.dtype === dtype || (dtype === "f32" && t.dtype === "f64")) return t;
+      const f = keep(cast(t, dtype));
       t.dispose();
       return f;
     };
@@ -169,6 +175,14 @@ export class LlamaModel {
   /** The device the model's weights are on (every input goes there; every computation runs there). */
   get device(): Device {
     return this.embedTokens.device;
+  }
+
+  /**
+   * The compute dtype: the dtype of the frozen base weights and of the activations (`"f32"` for
+   * an f64 model too; see {@link ModelDType}).
+   */
+  get dtype(): ModelDType {
+    return this.embedTokens.dtype === "bf16" ? "bf16" : "f32";
   }
 
   /** ids i32 `[B, T]` → embeddings `[B, T, C]`. */
@@ -303,12 +317,14 @@ export type LoadLlamaOptions = LoadLlamaFilesOptions;
 
 /**
  * Loads a Hugging Face LLaMA directory (config.json, safetensors — one file or shards, f32 or
- * bf16 — and the tokenizer) as a dense f32 model on `options.device` (default `cpu`), placing the
- * weights there tensor by tensor.
+ * bf16 — and the tokenizer) as a dense model on `options.device` (default `cpu`) in
+ * `options.dtype` (default `"f32"`; `"bf16"`: see {@link ModelDType}), placing the weights there
+ * tensor by tensor. A bf16 checkpoint loads into a bf16 model with no f32 copy; other
+ * combinations are cast per tensor on the device.
  */
 export function loadLlama(dir: string, options: LoadLlamaOptions = {}): { model: LlamaModel; tokenizer: LlamaTokenizer; config: LlamaConfig } {
   const dtype = checkModelDType(options.dtype, "loadLlama");
-  const { config, tensors, tokenizer } = loadLlamaFiles(dir, options);
+  const { config, tensors, tokenizer } = loadLlamaFiles(dir, { ...options, dtype });
   const model = LlamaModel.fromTensors(config, tensors, { dtype });
   return { model, tokenizer, config };
 }

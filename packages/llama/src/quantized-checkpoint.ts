@@ -34,7 +34,7 @@ import { CheckpointError, checkpointShards, expectedTensorShapes, layerCountProb
 import { readJsonFile, readLlamaConfig } from "./config.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import { copyTokenizerFiles } from "./load.js";
-import { LlamaModel } from "./model.js";
+import { checkModelDType, LlamaModel, type ModelDType } from "./model.js";
 import { linearModuleName, type QuantizedLayerReport } from "./quantize.js";
 import { LlamaTokenizer } from "./tokenizer.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type Linear, type LinearName, type LlamaConfig, type LlamaLayer } from "./types.js";
@@ -420,8 +420,11 @@ export interface LoadQuantizedModelOptions {
    * in with one transfer (GPTQ's `qzeros` and `g_idx` are unpacked on the host first).
    */
   device?: Device;
-  /** Compute dtype of the dense tensors: only `"f32"` for now (bf16 compute comes with the engine's bf16 kernels). */
-  dtype?: "f32";
+  /**
+   * Compute dtype (default `"f32"`): the dense tensors (embeddings, norms, dense linears) are cast
+   * to it on the device; with `"bf16"` the quantized linears take bf16 activations and compute in f32.
+   */
+  dtype?: ModelDType;
 }
 
 /** A quantized checkpoint that cannot be read: the message names the directory and the tensor or key. */
@@ -490,14 +493,12 @@ export function recordedQuantizer(qc: Record<string, unknown>): string | null {
 /**
  * Loads a quantized checkpoint written by {@link saveQuantizedModel} or by GPTQ tools
  * (`quant_method: "gptq"`, v1 or `checkpoint_format: "gptq_v2"` zero points, with or without
- * act-order `g_idx`). Dense tensors (bf16/f16 cast to f32) and the quantized layers are checked
+ * act-order `g_idx`). Dense tensors (cast to `options.dtype`, default f32) and the quantized layers are checked
  * against the config; a missing tensor, a wrong shape, an unexpected tensor or an unknown
  * `quant_method` is an error naming it. `tokenizer` is null if the directory has no tokenizer.json.
  */
 export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptions = {}): { model: LlamaModel; tokenizer: LlamaTokenizer | null; config: LlamaConfig } {
-  if (options.dtype !== undefined && options.dtype !== "f32") {
-    throw new RangeError(`loadQuantizedModel: dtype ${JSON.stringify(options.dtype)} is not supported: only "f32" for now (bf16 compute comes with the engine's bf16 kernels)`);
-  }
+  const dtype = checkModelDType(options.dtype, "loadQuantizedModel");
   const device = options.device ?? "cpu";
   const config = readLlamaConfig(dir);
   const qc = readQuantizationConfig(dir, config);
@@ -549,8 +550,8 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       const t = read(name);
       if (!sameShape(t.shape, shape)) throw fail(`tensor '${name}' has shape [${t.shape}], expected [${shape}] from the config`);
       if (!["f32", "bf16", "f16"].includes(t.dtype)) throw fail(`tensor '${name}' is ${t.dtype}; dense weights must be f32, bf16 or f16`);
-      if (t.dtype === "f32") return t;
-      const f = keep(cast(t, "f32"));
+      if (t.dtype === dtype) return t;
+      const f = keep(cast(t, dtype));
       owned.push(f);
       t.dispose();
       return f;

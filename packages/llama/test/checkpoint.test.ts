@@ -339,6 +339,6 @@ describe("checkpoint errors", () => {
   it("refuses quantized configs and other compute dtypes", () => {
     const q = parseLlamaConfig({ ...config.raw, quantization_config: { quant_method: "gptq" } });
     expect(ckptError(() => loadCheckpoint(newDir(), q)).message).toContain(`quantization_config (quant_method "gptq")`);
-    expect(() => loadCheckpoint(newDir(), config, { dtype: "f16" as "f32" })).toThrow(/only "f32"/);
+    expect(() => loadCheckpoint(newDir(), config, { dtype: "f16" as "f32" })).toThrow(/loadCheckpoint: dtype "f16" is not a compute dtype; use "f32" or "bf16"/);
   });
 });

@@ -6,7 +6,7 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cast, loadSafetensors, noGrad, registerSimBackend, resetSimStats, saveSafetensors, simStats, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
+import { cast, loadSafetensors, memory, noGrad, registerSimBackend, resetPeakMemory, resetSimStats, saveSafetensors, simStats, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
 import { QUANTIZER_SPEC_VERSION, type QuantizerPlugin } from "@modulora/core";
 import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
 import {
@@ -80,11 +80,29 @@ describe("loading onto a device", () => {
       onCpu.dispose();
       onSim.model.dispose();
     }
+    // dtype bf16: the same transfers, and the bf16 tensors are the model's weights as they came
+    // (no f32 copy is ever made: the device's peak is the bf16 model itself).
+    const start = memory("sim").bytes;
+    resetPeakMemory("sim");
+    resetSimStats();
+    const bfSim = loadModel(dir, { device: "sim", dtype: "bf16" }).model;
+    const t = simStats();
+    const bfCpu = loadLlama(dir, { dtype: "bf16" }).model;
+    try {
+      expect(t.hostToDevice).toBe(TINY_TENSORS);
+      expect(t.bytesToDevice).toBe((22033520 - 8 - headerBytes(join(TINY, "model.safetensors"))) / 2);
+      expect(bfSim.embedTokens.dtype).toBe("bf16");
+      expect(memory("sim").peakBytes - start).toBe(memory("sim").bytes - start);
+      expect(logits(bfSim, ids)).toEqual(logits(bfCpu, ids));
+    } finally {
+      bfSim.dispose();
+      bfCpu.dispose();
+    }
   });
 
-  it("dtype other than f32 is refused with what to do", () => {
-    expect(() => loadModel(TINY, { dtype: "bf16" as "f32" })).toThrow(/dtype "bf16" is not supported yet: bf16 compute comes with the engine's bf16 kernels.*use dtype "f32"/);
-    expect(() => loadLlama(TINY, { dtype: "f16" as "f32" })).toThrow(/dtype "f16" is not a compute dtype; use "f32"/);
+  it("a compute dtype other than f32 and bf16 is refused with the choices", () => {
+    expect(() => loadModel(TINY, { dtype: "f16" as "f32" })).toThrow(/loadModel: dtype "f16" is not a compute dtype \(f16 is a storage type only: it does not compute\); use one of "f32", "bf16"/);
+    expect(() => loadLlama(TINY, { dtype: "i32" as "f32" })).toThrow(/loadLlama: dtype "i32" is not a compute dtype; use one of "f32", "bf16"/);
   });
 
   it("ids on another device than the model are refused, naming both", () => {

@@ -26,6 +26,8 @@ export interface TrainerState {
   sinceBest: number;
   /** Names of the trainable tensors, in order. */
   parameterNames: string[];
+  /** The run's compute dtype (absent in checkpoints written before bf16 compute: f32). */
+  computeDType?: "f32" | "bf16";
   /** Free-form fields of the caller (schedule, options...). */
   extra?: Record<string, unknown>;
   /** Lines of `metrics.jsonl` when the checkpoint was written (a resume truncates the log to these). */

@@ -67,6 +67,13 @@ export interface TrainerOptions<B extends Batch> {
   evalEvery?: number;
   /** Metric that selects the best checkpoint and drives early stopping (default `loss`, min). */
   selectMetric?: { name: string; mode: "min" | "max" };
+  /**
+   * The compute dtype of the model the loss runs through (default `"f32"`): with `"bf16"` the
+   * frozen base and the activations are bf16, while the trainable parameters, their gradients
+   * and the optimizer state stay f32 (master weights; a bf16 parameter is refused). Recorded in
+   * every checkpoint; resuming under the other dtype is refused.
+   */
+  dtype?: TrainerDType;
   /** Stop after this many evaluations without improvement. */
   earlyStoppingPatience?: number;
   /** Directory for checkpoints, `metrics.jsonl` and `best/`. */
@@ -92,6 +99,11 @@ export interface TrainerOptions<B extends Batch> {
   /** Extra fields written to the trainer state. */
   stateExtra?: Record<string, unknown>;
 }
+
+/** Compute dtypes a training run can use (see {@link TrainerOptions.dtype}). */
+export const TRAINER_DTYPES = ["f32", "bf16"] as const;
+/** One of {@link TRAINER_DTYPES}. */
+export type TrainerDType = (typeof TRAINER_DTYPES)[number];
 
 /** What {@link Trainer.fit} returns. */
 export interface TrainResult {
@@ -122,12 +134,25 @@ export class Trainer<B extends Batch> {
   private readonly names: string[];
   private readonly params: Tensor[];
   private readonly optimizer: AdamW;
+  /** The run's compute dtype ({@link TrainerOptions.dtype}). */
+  readonly dtype: TrainerDType;
 
   constructor(options: TrainerOptions<B>) {
     this.options = options;
     this.names = [...options.parameters.keys()];
     this.params = [...options.parameters.values()];
     if (this.params.length === 0) throw new RangeError("Trainer: no trainable parameters");
+    const dtype = options.dtype ?? "f32";
+    if (!(TRAINER_DTYPES as readonly unknown[]).includes(dtype)) throw new RangeError(`Trainer: dtype ${JSON.stringify(dtype)} is not a compute dtype; use one of ${TRAINER_DTYPES.join(", ")}`);
+    this.dtype = dtype;
+    // Master weights: under either dtype the optimizer updates f32 (or f64) tensors only.
+    const low = this.names.filter((_, i) => this.params[i]!.dtype !== "f32" && this.params[i]!.dtype !== "f64");
+    if (low.length) {
+      throw new TypeError(
+        `Trainer: trainable parameters must be f32 (master weights), got ${low.slice(0, 4).map((n) => `${n} (${options.parameters.get(n)!.dtype})`).join(", ")}${low.length > 4 ? ", …" : ""}; ` +
+          `with dtype "${dtype}" keep the LoRA factors in f32 and cast where the bf16 model needs them`,
+      );
+    }
     const accum = options.gradAccum ?? 1;
     if (!Number.isInteger(accum) || accum < 1) throw new RangeError(`Trainer: gradAccum must be a positive integer, got ${accum}`);
     if (options.data.length < 1) throw new RangeError("Trainer: the data source has no batches");
@@ -276,8 +301,11 @@ export class Trainer<B extends Batch> {
     const restored = this.prepareOutDir(lockRef);
     const resumedFrom = restored ? restored.step : null; // `state` below is `restored` itself, and moves on
     const state: TrainerState = restored ?? {
-      version: 1, step: 0, optimizerSteps: 0, epoch: 0, index: 0, seed, badSteps: 0, best: null, sinceBest: 0, parameterNames: this.names, extra: o.stateExtra,
+      version: 1, step: 0, optimizerSteps: 0, epoch: 0, index: 0, seed, badSteps: 0, best: null, sinceBest: 0, parameterNames: this.names, computeDType: this.dtype, extra: o.stateExtra,
     };
+    const resumedDType = restored ? (restored.computeDType ?? "f32") : this.dtype;
+    if (resumedDType !== this.dtype) throw new Error(`checkpoint was made with dtype ${resumedDType}, this run uses ${this.dtype}: pass the same dtype to resume (the losses would not continue the run's)`);
+    state.computeDType = this.dtype;
     if (restored && restored.seed !== seed) throw new Error(`checkpoint was made with seed ${restored.seed}, this run uses ${seed}: pass the same seed to resume`);
     if (restored && restored.step > total) throw new Error(`the newest checkpoint is at step ${restored.step}, past this run's ${total} steps: raise steps (or epochs) to at least ${restored.step}`);
     // A final checkpoint of this length: the run had finished; only the caller's final writes may be missing.
