@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { registerSimBackend, resetSimStats, SafetensorsReader, simStats, type Device, type SimStats } from "@modulora/tensor";
 import {
   baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
-  contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer,
+  contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer, type ModelDType,
 } from "@modulora/llama";
 import { CliError, oneLine, step, stepSync } from "./errors.js";
 import { quantizerNamed } from "./plugins.js";
@@ -209,10 +209,11 @@ export interface LoadedModel {
 }
 
 /**
- * Loads a model directory onto `device` (default `cpu`; weights copied in tensor by tensor): a
- * quantized checkpoint when it has a quantization_config, else full precision.
+ * Loads a model directory onto `device` (default `cpu`; weights copied in tensor by tensor) in
+ * compute dtype `dtype` (`--dtype`, default f32): a quantized checkpoint when it has a
+ * quantization_config, else full precision.
  */
-export async function loadModel(dir: string, progress: Progress, flag = "--model", checked?: ModelPreflight, device: Device = "cpu"): Promise<LoadedModel> {
+export async function loadModel(dir: string, progress: Progress, flag = "--model", checked?: ModelPreflight, device: Device = "cpu", dtype: ModelDType = "f32"): Promise<LoadedModel> {
   const { quantization } = checked ?? preflightModel(dir, flag);
   const todo = (err: unknown) =>
     /values are not finite/.test(oneLine(err)) ? "restore the weights from the original model (a NaN or infinite weight cannot give a valid result)"
@@ -220,7 +221,7 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   const t0 = performance.now();
   if (quantization) {
     progress.log(`loading quantized checkpoint ${dir} (${quantization.method}, ${describeBits(quantization)})`);
-    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModel(dir, { device }));
+    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModel(dir, { device, dtype }));
     if (!r.tokenizer) {
       r.model.dispose();
       throw new CliError(`${dir} has no tokenizer.json`, "copy the tokenizer files of the original model into it");
@@ -232,6 +233,7 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   const r = await step(`cannot load model ${dir}`, todo, () =>
     loadLlama(dir, {
       device,
+      dtype,
       onProgress: (done, total) => {
         if (done === 1) bar.setTotal(total);
         bar.update(done);

@@ -6,6 +6,10 @@ const DEVICE: OptionSpec = {
   name: "device", type: "string", choices: ["cpu", "cuda", "sim"], default: "cpu",
   description: "where to compute (sim: the simulated test device that counts host↔device transfers; needs MODULORA_DEVICE_SIM=1)",
 };
+const DTYPE: OptionSpec = {
+  name: "dtype", type: "string", choices: ["f32", "bf16"], default: "f32",
+  description: "compute dtype (bf16: the frozen base weights and the activations in bf16 with f32 accumulation; LoRA factors, optimizer state and the loss stay f32)",
+};
 const SEED: OptionSpec = { name: "seed", type: "int", min: 0, default: 0, description: "seed of every random choice" };
 const PLUGIN: OptionSpec = {
   name: "plugin", type: "list", repeatable: true, arg: "MODULE",
@@ -39,6 +43,7 @@ export const QUANTIZE: CommandSpec = {
     { name: "calib-seq-len", type: "int", min: 2, default: 512, description: "tokens per calibration window" },
     SEED,
     DEVICE,
+    DTYPE,
     PLUGIN,
     outOption("where to write the quantized checkpoint"),
     OVERWRITE,
@@ -78,6 +83,7 @@ export const FINETUNE: CommandSpec = {
     OVERWRITE,
     SEED,
     DEVICE,
+    DTYPE,
     { name: "quantizer", type: "string", arg: "NAME", description: "quantize a full-precision --model on the fly with this plugin" },
     { name: "bits", type: "int", min: 1, description: "bits for --quantizer" },
     { name: "group-size", type: "group", default: 128, description: "group size for --quantizer" },
@@ -105,6 +111,7 @@ export const EVAL: CommandSpec = {
     { name: "max-new-tokens", type: "int", min: 1, default: 64, description: "rouge: generated tokens at most (stops at EOS or newline)" },
     SEED,
     DEVICE,
+    DTYPE,
     { ...JSON_OUT, description: 'print one JSON object {"metric", "value", "n", ...} on stdout' },
     PLUGIN,
   ],
@@ -125,6 +132,7 @@ export const GENERATE: CommandSpec = {
     { name: "top-p", type: "number", min: ">0", max: 1, default: 0.9, description: "nucleus sampling mass, in (0, 1]" },
     SEED,
     DEVICE,
+    DTYPE,
     PLUGIN,
   ],
 };

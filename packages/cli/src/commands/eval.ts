@@ -1,7 +1,7 @@
 // modulora eval: perplexity (fixtures protocol), classification accuracy, or ROUGE of greedy generations.
 import { existsSync, readFileSync } from "node:fs";
 import { loadDataset, readDataFile, type Dataset, type DatasetFormat, type Templates } from "@modulora/data";
-import { evaluatePerplexity, NON_FINITE_HINT, NonFiniteError, perplexityTokenIds } from "@modulora/llama";
+import { evaluatePerplexity, NON_FINITE_HINT, NonFiniteError, perplexityTokenIds, type ModelDType } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
@@ -22,6 +22,7 @@ interface EvalArgs {
   maxNewTokens: number;
   seed: number;
   device: string;
+  dtype: ModelDType;
   json: boolean;
   plugin?: string[];
 }
@@ -61,7 +62,7 @@ export async function runEval(ctx: CommandContext): Promise<void> {
   } else checkDataFile(a.data, format!, "--data");
   await setupQuantizers(a.plugin);
 
-  const loaded = await loadModel(a.model, progress, "--model", checked, device);
+  const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   const { model, tokenizer } = loaded;
   try {
     await evaluate();

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { isTrainerEntry, listCheckpoints, LOCK_FILE, Trainer, writeFileAtomic, type EvalResult, type TrainerEvent } from "@modulora/core";
 import { memory, type Device } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
-import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName } from "@modulora/llama";
+import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName, type ModelDType } from "@modulora/llama";
 import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir, pluginAndConfigInputs } from "../atomic.js";
 import { CliError, oneLine, step, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
@@ -46,6 +46,7 @@ interface FinetuneArgs {
   overwrite: boolean;
   seed: number;
   device: string;
+  dtype: ModelDType;
   quantizer?: string;
   bits?: number;
   groupSize: number | "row";
@@ -201,7 +202,7 @@ function lexistsLink(path: string): boolean {
 }
 
 async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, progress: Progress, device: Device): Promise<void> {
-  const loaded = await loadModel(a.model, progress, "--model", checked, device);
+  const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   // On `sim`: the transfers of each optimizer step (the batch in, the loss and norm out).
   const transfers = new TransferCounter(device);
   const { model, tokenizer } = loaded;
@@ -284,6 +285,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
 
     const trainer = stepSync("invalid training settings", "check --steps, --warmup, --lr and --grad-accum (modulora finetune --help)", () => new Trainer<Batch>({
       parameters,
+      dtype: a.dtype,
       loss: (batch, c) => batchLoss(model, batch, { step: c.step, training: true, checkpointing: a.checkpointing }),
       data: source,
       ...(a.steps !== undefined ? { steps: a.steps } : { epochs: a.epochs }),
@@ -373,7 +375,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
     const seconds = alreadyDone ? null : result.seconds;
     const tokens = alreadyDone ? null : result.tokens;
     stepSync(`cannot write ${join(a.out, "run.json")}`, "check that the directory is writable and has space", () =>
-      writeFileAtomic(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, ...(transferReport ? { transfers: transferReport } : {}) }, null, 2)}\n`));
+      writeFileAtomic(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, dtype: a.dtype, ...(transferReport ? { transfers: transferReport } : {}) }, null, 2)}\n`));
     written.push("run.json");
     o.write(`wrote ${a.out}: ${written.join(", ")}${readdirSync(out).some((f) => f.startsWith("checkpoint-")) ? " (+ checkpoints)" : ""}\n`);
   } finally {

@@ -1,5 +1,5 @@
 // modulora generate: sample from a model (and adapter), printing text as the tokens come.
-import { generate, NonFiniteError, type LlamaTokenizer } from "@modulora/llama";
+import { generate, NonFiniteError, type LlamaTokenizer, type ModelDType } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { attachAdapter, checkContextLength, checkDevice, formatTransfers, loadModel, preflightAdapter, preflightModel, TransferCounter } from "../model.js";
@@ -17,6 +17,7 @@ interface GenerateArgs {
   topP: number;
   seed: number;
   device: string;
+  dtype: ModelDType;
   plugin?: string[];
 }
 
@@ -60,7 +61,7 @@ export async function runGenerate(ctx: CommandContext): Promise<void> {
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
   if (a.adapter) preflightAdapter(a.adapter, checked);
-  const loaded = await loadModel(a.model, progress, "--model", checked, device);
+  const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   const { model, tokenizer, config } = loaded;
   try {
     if (a.adapter) await attachAdapter(loaded, a.adapter, progress);

@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import type { QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
-import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions } from "@modulora/llama";
+import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions, type ModelDType } from "@modulora/llama";
 import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
@@ -26,6 +26,7 @@ interface QuantizeArgs {
   calibSeqLen: number;
   seed: number;
   device: string;
+  dtype: ModelDType;
   plugin?: string[];
   out: string;
   overwrite: boolean;
@@ -127,7 +128,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
 
 async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: QuantizerPlugin, checked: ModelPreflight, calibIds: number[][] | null, progress: Progress, device: Device): Promise<void> {
   // The model, the calibration passes and their statistics on --device.
-  const loaded = await loadModel(a.model, progress, "--model", checked, device);
+  const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   const { model } = loaded;
   try {
     const options = quantizeOptions(a);
