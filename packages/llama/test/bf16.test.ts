@@ -80,6 +80,26 @@ describe("bf16 fine-tune of tiny-llama", () => {
     for (const l of [f, h]) expect(l[49]!).toBeLessThan(l[0]! / 10);
   });
 
+  it("activation checkpointing under bf16 trains, with the losses of the run without it bit for bit", async () => {
+    const run = async (checkpointing: boolean) => {
+      const { model } = loadLlama(TINY, { dtype: "bf16" });
+      const adapter = attachLoRA(model, { r: 4, alpha: 8, dropout: 0, seed: 3 });
+      const losses: number[] = [];
+      const trainer = new Trainer({
+        parameters: new Map(adapter.parameters().map((p, i) => [`p${i}`, p] as const)), data: { length: BATCHES.length, epoch: (_e, start) => BATCHES.slice(start) },
+        steps: 3, lr: 1e-3, dtype: "bf16", loss: (b) => batchLoss(model, b as TokenBatchLike, { training: true, checkpointing }),
+        onEvent: (e) => void (e.type === "step" && losses.push(e.loss)),
+      });
+      await trainer.fit();
+      trainer.dispose();
+      model.dispose();
+      return losses;
+    };
+    const plain = await run(false);
+    expect(await run(true)).toEqual(plain);
+    expect(plain[2]!).toBeLessThan(plain[0]!);
+  });
+
   it("sim runs the same bf16 fine-tune: losses bit-identical to cpu", async () => {
     const c = await finetuneOn("bf16", 4, "cpu");
     const s = await finetuneOn("bf16", 4, "sim");
