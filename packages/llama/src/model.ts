@@ -210,11 +210,7 @@ export class LlamaModel {
     const run = (x: Tensor, pos: Tensor): Tensor => this.block(layerIndex, layer, x, pos, cache, linearOptions);
     if (!checkpointing) return run(hidden, positions);
     // positions go in as an input, so the node keeps them for the re-run in backward.
-    if (hidden.dtype !== "bf16") return checkpoint((x, pos) => run(x!, pos!), [hidden, positions]);
-    // The engine's checkpoint() records a gradient only on f32/f64 outputs, so a bf16 block
-    // crosses it as f32: both casts are exact (bf16 ⊂ f32), the block still computes in bf16, and
-    // the losses equal the run without checkpointing bit for bit. The saved input is then f32.
-    return tidy(() => cast(checkpoint((x, pos) => cast(run(cast(x!, "bf16"), pos!), "f32"), [cast(hidden, "f32"), positions]), "bf16"));
+    return checkpoint((x, pos) => run(x!, pos!), [hidden, positions]);
   }
 
   private block(index: number, layer: LlamaLayer, x: Tensor, positions: Tensor, cache: KVCache | undefined, opts: LayerForwardOptions): Tensor {

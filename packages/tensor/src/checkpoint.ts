@@ -55,7 +55,7 @@ export function checkpoint<R extends Tensor | Tensor[]>(fn: (...xs: Tensor[]) =>
   );
   let held = false;
   outputs.forEach((o, i) => {
-    if (o.dtype === "f32" || o.dtype === "f64") {
+    if (o.dtype === "f32" || o.dtype === "f64" || o.dtype === "bf16") {
       o.setGradFn(node, i);
       held = true;
     }

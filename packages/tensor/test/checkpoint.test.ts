@@ -35,6 +35,24 @@ describe("activation checkpointing", () => {
     expect(ckpt).toEqual(plain);
     T.dispose([w1, w2]);
   });
+  it("a bf16 block carries gradients through checkpoint() like the plain block, bit for bit", () => {
+    const w = T.tensorFrom([0.5, -1.25, 2, 0.75], { shape: [2, 2], dtype: "bf16" });
+    const block = (h: T.Tensor) => T.mul(T.matmul(h, w), h);
+    const grads = (useCheckpoint: boolean) => {
+      const x = T.tensorFrom([1, 2, -3, 0.5, 0.25, -1], { shape: [3, 2], dtype: "bf16" }).requireGrad();
+      T.tidy(() => {
+        const h = useCheckpoint ? T.checkpoint((inp) => block(inp!), [x]) : block(x);
+        expect(h.requiresGrad).toBe(true);
+        T.backward(T.sum(h));
+      });
+      expect(x.grad!.dtype).toBe("bf16");
+      const g = Array.from(x.grad!.dataSync());
+      x.dispose();
+      return g;
+    };
+    expect(grads(true)).toEqual(grads(false));
+    w.dispose();
+  });
   it("keeps only the inputs: intermediate activations are not held by the tape", () => {
     const w1 = T.randn([64, 512], { seed: 1, requiresGrad: true });
     const w2 = T.randn([512, 64], { seed: 2, requiresGrad: true });
