@@ -1,39 +1,18 @@
 // The `modulora` CLI, run as users run it: the built dist/cli.js in a child process, on the
 // fixtures. Small slices, short sequences and few steps keep the file under a couple of minutes
 // on 2 cores.
-import { spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSafetensors } from "@modulora/tensor";
 import { COMMANDS } from "../src/specs.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(here, "../../..");
-const CLI = resolve(here, "../dist/cli.js");
-const TINY = join(ROOT, "fixtures/tiny-llama");
-const LM = join(ROOT, "fixtures/data/lm/valid.txt");
+import { CLI, LM, ROOT, TINY, runCli, runCliOk, type CliRun } from "./run-cli.js";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: readonly string[], options: { cwd?: string } = {}): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: options.cwd ?? ROOT, encoding: "utf8", env: { ...process.env, FORCE_COLOR: "0" } });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Runs and expects success; shows stderr when it fails. */
-function ok(args: readonly string[], options?: { cwd?: string }): Run {
-  const r = cli(args, options);
-  if (r.code !== 0) throw new Error(`modulora ${args.join(" ")} exited ${r.code}:\n${r.stderr}`);
-  return r;
-}
+type Run = CliRun;
+const cli = (args: readonly string[], options: { cwd?: string } = {}): Run => runCli(args, options);
+const ok = (args: readonly string[], options?: { cwd?: string }): Run => runCliOk(args, options);
 
 /** Runs and expects the one-line failure: exit 1, nothing on stdout, one line `modulora <cmd>: …` on stderr. */
 function fails(args: readonly string[], pattern: RegExp): string {

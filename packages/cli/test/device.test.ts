@@ -3,40 +3,21 @@
 // `cpu`, bit for bit, on a full-precision, an RTN and an OPTQ base, and each optimizer step may
 // move only the batch in and the loss (with the gradient norm) out — nothing per parameter or per
 // layer. Runs the built dist/cli.js in a child process, a few steps on tiny-llama.
-import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSafetensors, saveSafetensors, type Tensor } from "@modulora/tensor";
+import { LM, ROOT, TINY, runCli, runCliOk, type CliRun } from "./run-cli.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(here, "../../..");
-const CLI = resolve(here, "../dist/cli.js");
-const TINY = join(ROOT, "fixtures/tiny-llama");
 const CALIB = join(ROOT, "fixtures/data/lm/calib-small.txt");
-const LM = join(ROOT, "fixtures/data/lm/valid.txt");
 /** tiny-llama's tensors: embed, 4 × (2 norms + 7 linears), norm, lm_head. */
 const TINY_TENSORS = 39;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: readonly string[], env: Record<string, string | undefined> = { MODULORA_DEVICE_SIM: "1" }): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, FORCE_COLOR: "0", ...env } });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ok(args: readonly string[]): Run {
-  const r = cli(args);
-  if (r.code !== 0) throw new Error(`modulora ${args.join(" ")} exited ${r.code}:\n${r.stderr}`);
-  return r;
-}
+type Run = CliRun;
+const SIM = { MODULORA_DEVICE_SIM: "1" };
+const cli = (args: readonly string[], env: Record<string, string | undefined> = SIM): Run => runCli(args, { env });
+const ok = (args: readonly string[]): Run => runCliOk(args, { env: SIM });
 
 interface StepLine {
   step: number;

@@ -3,31 +3,16 @@
 // in run.json, writes an f32 adapter, and the same bf16 run on `sim` logs the same losses bit for
 // bit; eval, generate and quantize take the flag; any other value is refused with the choices.
 // Runs the built dist/cli.js in a child process, a few steps on tiny-llama.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SafetensorsReader } from "@modulora/tensor";
+import { LM, ROOT, TINY, runCli, runCliOk } from "./run-cli.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(here, "../../..");
-const CLI = resolve(here, "../dist/cli.js");
-const TINY = join(ROOT, "fixtures/tiny-llama");
-const LM = join(ROOT, "fixtures/data/lm/valid.txt");
-
-function cli(args: readonly string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, FORCE_COLOR: "0", MODULORA_DEVICE_SIM: "1" } });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ok(args: readonly string[]): { stdout: string; stderr: string } {
-  const r = cli(args);
-  if (r.code !== 0) throw new Error(`modulora ${args.join(" ")} exited ${r.code}:\n${r.stderr}`);
-  return r;
-}
+const SIM = { env: { MODULORA_DEVICE_SIM: "1" } };
+const cli = (args: readonly string[]) => runCli(args, SIM);
+const ok = (args: readonly string[]) => runCliOk(args, SIM);
 
 const losses = (out: string) => readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step?: number; loss?: number | null }).filter((j) => typeof j.loss === "number").map((j) => j.loss!);
 

@@ -1,29 +1,19 @@
 // What `modulora eval`, `generate` and `info` refuse instead of printing a wrong answer (issue 13's
 // reliability review), run as users run them: the built dist/cli.js in a child process, on
 // copies of fixtures/tiny-llama. Each case failed before its fix (the issue says how).
-import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as T from "@modulora/tensor";
 import { attachLoRA, loadLlama, quantizeModel, saveAdapter, saveQuantizedModel } from "@modulora/llama";
 import { rtnQuantizer } from "@modulora/quantizer-rtn";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(here, "../../..");
-const CLI = resolve(here, "../dist/cli.js");
-const TINY = join(ROOT, "fixtures/tiny-llama");
-const LM = join(ROOT, "fixtures/data/lm/valid.txt");
+import { LM, ROOT, TINY, runCli } from "./run-cli.js";
 const rawConfig = JSON.parse(readFileSync(join(TINY, "config.json"), "utf8")) as Record<string, unknown>;
 
-function cli(args: readonly string[]): { code: number | null; stdout: string; stderr: string } {
-  // The timeout only turns a hang (such as the one num_hidden_layers 10000000 caused) into a failure.
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000, env: { ...process.env, FORCE_COLOR: "0", MODULORA_NUM_THREADS: "1" } });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+// The timeout only turns a hang (such as the one num_hidden_layers 10000000 caused) into a failure.
+const cli = (args: readonly string[]) => runCli(args, { timeoutMs: 120_000, env: { MODULORA_NUM_THREADS: "1" } });
 
 /** Exit 1, nothing on stdout, one line `modulora <cmd>: …` on stderr matching `pattern`. */
 function fails(args: readonly string[], pattern: RegExp): string {

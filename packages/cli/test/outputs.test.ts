@@ -2,47 +2,20 @@
 // --out, recovery after a kill, links planted in --out, unwritable outputs, divergence, signals,
 // and the options checked before anything loads. Each case runs the built dist/cli.js on
 // tiny-llama for a step or two.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(here, "../../..");
-const CLI = resolve(here, "../dist/cli.js");
-const TINY = join(ROOT, "fixtures/tiny-llama");
+import { CLI, ROOT, TINY, runCli, runCliOk, type CliRun } from "./run-cli.js";
 /** A pid above Linux's pid_max: temporaries and locks named with it belong to no running process. */
 const DEAD = 99999999;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs the CLI. `obeyPermissions`: as root, run it without the capabilities that let root ignore
- * file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH; util-linux `setpriv`), so a chmod-ed
- * directory really is unwritable while the checkout stays readable (it is root's own).
- */
-function cli(args: readonly string[], options: { obeyPermissions?: boolean } = {}): Run {
-  const asRoot = options.obeyPermissions && process.getuid?.() === 0;
-  const [cmd, argv] = asRoot
-    ? ["setpriv", ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search", "--", process.execPath, CLI, ...args]]
-    : [process.execPath, [CLI, ...args]];
-  // The timeout only turns a hang (a second run training on instead of being refused) into a failure.
-  const r = spawnSync(cmd, argv, { cwd: ROOT, encoding: "utf8", timeout: 300_000, env: { ...process.env, FORCE_COLOR: "0" } });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ok(args: readonly string[]): Run {
-  const r = cli(args);
-  if (r.code !== 0) throw new Error(`modulora ${args.join(" ")} exited ${r.code}:\n${r.stderr}`);
-  return r;
-}
+type Run = CliRun;
+// (runCli's timeout turns a hang, a second run training on instead of being refused, into a failure.)
+const cli = (args: readonly string[], options: { obeyPermissions?: boolean } = {}): Run => runCli(args, options);
+const ok = (args: readonly string[]): Run => runCliOk(args);
 
 /** Exit 1, nothing on stdout, and exactly one line on stderr (so: refused before anything loaded). */
 function fails(args: readonly string[], pattern: RegExp | string, options: { obeyPermissions?: boolean } = {}): string {
