@@ -87,16 +87,7 @@ Napi::Value Gemm(Call& a) {
 }
 
 Napi::Value GemmInfoFn(Call& a) {
-  Napi::Env env = a.env();
-  const GemmInfo g = sgemm_info();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("isa", Napi::String::New(env, g.isa));
-  o.Set("mr", Napi::Number::New(env, g.mr));
-  o.Set("nr", Napi::Number::New(env, g.nr));
-  o.Set("kc", Napi::Number::New(env, g.kc));
-  o.Set("mc", Napi::Number::New(env, g.mc));
-  o.Set("nc", Napi::Number::New(env, g.nc));
-  return o;
+  return TileInfoObject(a.env(), sgemm_info());
 }
 
 }  // namespace

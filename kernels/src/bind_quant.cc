@@ -216,16 +216,7 @@ Napi::Value CodebookDequantize(Call& a) {
 }
 
 Napi::Value QuantMatmulInfoFn(Call& a) {
-  const Napi::Env env = a.env();
-  const QuantMatmulInfo q = quant_matmul_info();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("isa", Napi::String::New(env, q.isa));
-  o.Set("mr", Napi::Number::New(env, q.mr));
-  o.Set("nr", Napi::Number::New(env, q.nr));
-  o.Set("kc", Napi::Number::New(env, q.kc));
-  o.Set("mc", Napi::Number::New(env, q.mc));
-  o.Set("nc", Napi::Number::New(env, q.nc));
-  return o;
+  return TileInfoObject(a.env(), quant_matmul_info());
 }
 
 }  // namespace

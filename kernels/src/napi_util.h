@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace modulora {
@@ -164,5 +165,16 @@ void RegisterNn(Napi::Env env, Napi::Object exports);
 void RegisterLoss(Napi::Env env, Napi::Object exports);
 void RegisterQuant(Napi::Env env, Napi::Object exports);
 void RegisterOptq(Napi::Env env, Napi::Object exports);
+
+// The blocking of a GEMM-like kernel (GemmInfo, QuantMatmulInfo: isa, mr, nr, kc, mc, nc) as a JS object.
+template <class Info>
+Napi::Object TileInfoObject(Napi::Env env, const Info& g) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("isa", Napi::String::New(env, g.isa));
+  for (const auto& [name, v] : {std::pair<const char*, int>{"mr", g.mr}, {"nr", g.nr}, {"kc", g.kc}, {"mc", g.mc}, {"nc", g.nc}}) {
+    o.Set(name, Napi::Number::New(env, v));
+  }
+  return o;
+}
 
 }  // namespace modulora

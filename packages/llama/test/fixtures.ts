@@ -36,13 +36,4 @@ export function smallLlamaDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** ‖a − b‖ / ‖b‖ in f64 (the fixtures README's tolerance measure for small-llama). */
-export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`relL2: lengths ${a.length} and ${b.length} differ`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+export { relL2 } from "@modulora/tensor/testing";

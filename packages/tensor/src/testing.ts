@@ -122,6 +122,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** ‖a − b‖ / ‖b‖ over all elements, in f64 (a relative L2 error). */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`relL2: lengths ${a.length} and ${b.length} differ`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
 /** Throws unless every |a[i] − b[i]| ≤ atol + rtol·|b[i]|; the message shows the worst element. */
 export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, atol = 1e-5, rtol = 1e-5, what = "values"): void {
   if (a.length !== b.length) throw new Error(`${what}: lengths differ (${a.length} vs ${b.length})`);

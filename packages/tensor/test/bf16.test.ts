@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import * as T from "../src/index.js";
 import { rnd, size } from "./ref.js";
+import { relL2 } from "../src/testing.js";
 
 T.registerSimBackend();
 
@@ -17,16 +18,6 @@ function bf16Values(data: Float64Array): Float64Array {
   return T.tidy(() => T.tensor(data, [data.length], { dtype: "bf16" }).toFloat64Array());
 }
 
-/** ‖got − ref‖ / ‖ref‖ over all elements. */
-function relL2(got: Float64Array, ref: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const B = 2, S = 5, D = 16, F = 24, V = 11, R = 4;
 
