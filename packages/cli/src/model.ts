@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { registerSimBackend, resetSimStats, SafetensorsReader, simStats, type Device, type SimStats } from "@modulora/tensor";
 import {
-  baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlama, loadQuantizedModel, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
+  baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlamaAsync, loadQuantizedModelAsync, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
   contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer, type ModelDType,
 } from "@modulora/llama";
 import { CliError, oneLine, step, stepSync } from "./errors.js";
@@ -221,7 +221,7 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   const t0 = performance.now();
   if (quantization) {
     progress.log(`loading quantized checkpoint ${dir} (${quantization.method}, ${describeBits(quantization)})`);
-    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModel(dir, { device, dtype }));
+    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModelAsync(dir, { device, dtype }));
     if (!r.tokenizer) {
       r.model.dispose();
       throw new CliError(`${dir} has no tokenizer.json`, "copy the tokenizer files of the original model into it");
@@ -231,7 +231,7 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   }
   const bar = progress.bar("loading", 1, { unit: "tensors" });
   const r = await step(`cannot load model ${dir}`, todo, () =>
-    loadLlama(dir, {
+    loadLlamaAsync(dir, {
       device,
       dtype,
       onProgress: (done, total) => {

@@ -293,6 +293,15 @@ export function checkCheckpointHeaders(dir: string, config: LlamaConfig, options
  * @throws {@link CheckpointError}; `SafetensorsError` for a malformed shard.
  */
 export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCheckpointOptions = {}): Map<string, Tensor> {
+  return runLoaderSync(checkpointLoader(dir, config, options));
+}
+
+/** {@link loadCheckpoint} with every file read off the event loop (libuv's thread pool), one tensor at a time. */
+export function loadCheckpointAsync(dir: string, config: LlamaConfig, options: LoadCheckpointOptions = {}): Promise<Map<string, Tensor>> {
+  return runLoaderAsync(checkpointLoader(dir, config, options));
+}
+
+function* checkpointLoader(dir: string, config: LlamaConfig, options: LoadCheckpointOptions): Loader<Map<string, Tensor>> {
   const dtype = options.dtype ?? "f32";
   if (dtype !== "f32" && dtype !== "bf16") throw new RangeError(`loadCheckpoint: dtype ${JSON.stringify(dtype)} is not a compute dtype; use "f32" or "bf16"`);
   const device = options.device ?? "cpu";
@@ -312,7 +321,8 @@ export function loadCheckpoint(dir: string, config: LlamaConfig, options: LoadCh
     let done = 0;
     for (const [i, { shard, entry }] of todo.entries()) {
       const reader = readers.get(shard)!;
-      loaded.set(entry.name, readAs(dir, reader, entry, device, dtype));
+      const host: HostArray = yield { reader, entry };
+      loaded.set(entry.name, placeAs(dir, entry, host, device, dtype));
       options.onProgress?.(++done, todo.length, entry.name);
       // Close each shard as soon as its last tensor is read.
       if (todo[i + 1]?.shard !== shard) reader.close();
@@ -381,9 +391,69 @@ export function nonFiniteProblem(name: string, bytes: Uint8Array, dtype: DType, 
  * The file bytes of one tensor as a host typed array of its dtype (bf16/f16 as `Uint16Array`
  * bits), read into a fresh aligned buffer.
  */
-export function readHostArray(reader: SafetensorsReader, entry: SafetensorsEntry): Float32Array | Uint16Array | Int32Array | Uint8Array | Int8Array | Uint32Array | Float64Array {
+export function readHostArray(reader: SafetensorsReader, entry: SafetensorsEntry): HostArray {
   const buffer = new ArrayBuffer(reader.byteLength(entry.name));
   reader.readInto(entry.name, new Uint8Array(buffer));
+  return typedAs(entry, buffer);
+}
+
+/** {@link readHostArray}, read off the event loop. */
+export async function readHostArrayAsync(reader: SafetensorsReader, entry: SafetensorsEntry): Promise<HostArray> {
+  const buffer = new ArrayBuffer(reader.byteLength(entry.name));
+  await reader.readIntoAsync(entry.name, new Uint8Array(buffer));
+  return typedAs(entry, buffer);
+}
+
+/** A tensor's file bytes on the host, as a typed array of its dtype (bf16/f16 as raw bits). */
+export type HostArray = Float32Array | Uint16Array | Int32Array | Uint8Array | Int8Array | Uint32Array | Float64Array;
+
+/** One read a loader asks its driver for: the bytes of `entry` from `reader`. */
+export interface HostRead {
+  readonly reader: SafetensorsReader;
+  readonly entry: SafetensorsEntry;
+}
+
+/**
+ * A checkpoint loader written once for both drivers: a generator that yields each tensor it needs
+ * read and receives its bytes. {@link runLoaderSync} reads with blocking reads;
+ * {@link runLoaderAsync} with reads on libuv's thread pool, so a long load leaves the event loop
+ * free (signals, progress, timers) between and during reads.
+ */
+export type Loader<T> = Generator<HostRead, T, HostArray>;
+
+/** Drives a loader with blocking reads. A failed read is thrown into the loader, so its cleanup runs. */
+export function runLoaderSync<T>(loader: Loader<T>): T {
+  let r = loader.next(undefined as unknown as HostArray);
+  while (!r.done) {
+    let host: HostArray;
+    try {
+      host = readHostArray(r.value.reader, r.value.entry);
+    } catch (err) {
+      r = loader.throw(err);
+      continue;
+    }
+    r = loader.next(host);
+  }
+  return r.value;
+}
+
+/** Drives a loader with reads off the event loop. */
+export async function runLoaderAsync<T>(loader: Loader<T>): Promise<T> {
+  let r = loader.next(undefined as unknown as HostArray);
+  while (!r.done) {
+    let host: HostArray;
+    try {
+      host = await readHostArrayAsync(r.value.reader, r.value.entry);
+    } catch (err) {
+      r = loader.throw(err);
+      continue;
+    }
+    r = loader.next(host);
+  }
+  return r.value;
+}
+
+function typedAs(entry: SafetensorsEntry, buffer: ArrayBuffer): HostArray {
   switch (entry.dtype) {
     case "f32": return new Float32Array(buffer);
     case "f64": return new Float64Array(buffer);
@@ -396,12 +466,11 @@ export function readHostArray(reader: SafetensorsReader, entry: SafetensorsEntry
 }
 
 /**
- * Reads one tensor's bytes on the host, checks them for NaN/Inf there (before anything is copied
+ * Given one tensor's bytes read on the host, checks them for NaN/Inf there (before anything is copied
  * in), and places them on `device` with one transfer; a tensor stored in another dtype than
  * `dtype` is cast by a kernel on the device and the raw copy freed at once.
  */
-function readAs(dir: string, reader: SafetensorsReader, entry: SafetensorsEntry, device: Device, dtype: "f32" | "bf16"): Tensor {
-  const host = readHostArray(reader, entry);
+function placeAs(dir: string, entry: SafetensorsEntry, host: HostArray, device: Device, dtype: "f32" | "bf16"): Tensor {
   const bad = nonFiniteProblem(entry.name, new Uint8Array(host.buffer, host.byteOffset, host.byteLength), entry.dtype, entry.shape);
   if (bad) throw new CheckpointError(dir, [bad]);
   const raw = tensorFrom(host, { shape: entry.shape, dtype: entry.dtype, device });

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import type { Device } from "@modulora/tensor";
 import type { QuantizerPlugin } from "@modulora/core";
 import { readLlamaConfig } from "./config.js";
-import { checkModelDType, loadLlama, type LlamaModel, type ModelDType } from "./model.js";
-import { loadQuantizedModel, QUANTIZE_CONFIG_FILE } from "./quantized-checkpoint.js";
+import { checkModelDType, loadLlama, loadLlamaAsync, type LlamaModel, type ModelDType } from "./model.js";
+import { loadQuantizedModel, loadQuantizedModelAsync, QUANTIZE_CONFIG_FILE } from "./quantized-checkpoint.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import type { LlamaConfig } from "./types.js";
 
@@ -52,5 +52,21 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedLl
     return { ...r, quantized: true };
   }
   const r = loadLlama(dir, { device, dtype, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+  return { ...r, quantized: false };
+}
+
+/**
+ * {@link loadModel} without blocking the event loop: every file read runs on libuv's thread pool,
+ * one tensor at a time, so signals, timers and progress output keep running during a long load.
+ * The result is the same model.
+ */
+export async function loadModelAsync(dir: string, options: LoadModelOptions = {}): Promise<LoadedLlama> {
+  const dtype = checkModelDType(options.dtype, "loadModel");
+  const device = options.device ?? "cpu";
+  if (isQuantizedDir(dir)) {
+    const r = await loadQuantizedModelAsync(dir, { device, dtype, ...(options.plugin !== undefined ? { plugin: options.plugin } : {}) });
+    return { ...r, quantized: true };
+  }
+  const r = await loadLlamaAsync(dir, { device, dtype, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
   return { ...r, quantized: false };
 }

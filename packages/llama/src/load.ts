@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Tensor } from "@modulora/tensor";
-import { loadCheckpoint, type LoadCheckpointOptions } from "./checkpoint.js";
+import { loadCheckpoint, loadCheckpointAsync, type LoadCheckpointOptions } from "./checkpoint.js";
 import { readLlamaConfig } from "./config.js";
 import { CHAT_TEMPLATE_FILE, LlamaTokenizer, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from "./tokenizer.js";
 import type { LlamaConfig } from "./types.js";
@@ -24,14 +24,24 @@ export interface LlamaFiles {
  * read; a tokenizer with more ids than the model's embedding has rows is refused.
  */
 export function loadLlamaFiles(dir: string, options: LoadLlamaFilesOptions = {}): LlamaFiles {
+  const { config, tokenizer } = configAndTokenizer(dir);
+  return { config, tensors: loadCheckpoint(dir, config, options), tokenizer };
+}
+
+/** {@link loadLlamaFiles} with the weights read off the event loop. */
+export async function loadLlamaFilesAsync(dir: string, options: LoadLlamaFilesOptions = {}): Promise<LlamaFiles> {
+  const { config, tokenizer } = configAndTokenizer(dir);
+  return { config, tensors: await loadCheckpointAsync(dir, config, options), tokenizer };
+}
+
+function configAndTokenizer(dir: string): { config: LlamaConfig; tokenizer: LlamaTokenizer } {
   const config = readLlamaConfig(dir);
   const tokenizer = LlamaTokenizer.fromDir(dir);
   if (tokenizer.vocabSize > config.vocabSize) {
     // (Fewer is fine: embeddings are often padded past the tokenizer's ids.)
     throw new RangeError(`${dir}: the tokenizer has ${tokenizer.vocabSize} ids but config.json vocab_size is ${config.vocabSize}`);
   }
-  const tensors = loadCheckpoint(dir, config, options);
-  return { config, tensors, tokenizer };
+  return { config, tokenizer };
 }
 
 /** Tokenizer files {@link copyTokenizerFiles} copies; the first two must exist. */

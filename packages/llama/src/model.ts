@@ -13,7 +13,7 @@ import {
 import { checkContextLength } from "./config.js";
 import type { KVCache } from "./kv-cache.js";
 import { DenseLinear } from "./linear.js";
-import { loadLlamaFiles, type LoadLlamaFilesOptions } from "./load.js";
+import { loadLlamaFiles, loadLlamaFilesAsync, type LlamaFiles, type LoadLlamaFilesOptions } from "./load.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import { LINEAR_MODULE, LINEAR_NAMES, type LayerForwardOptions, type Linear, type LinearName, type LlamaConfig, type LlamaLayer } from "./types.js";
 
@@ -323,9 +323,24 @@ export type LoadLlamaOptions = LoadLlamaFilesOptions;
  * tensor by tensor. A bf16 checkpoint loads into a bf16 model with no f32 copy; other
  * combinations are cast per tensor on the device.
  */
-export function loadLlama(dir: string, options: LoadLlamaOptions = {}): { model: LlamaModel; tokenizer: LlamaTokenizer; config: LlamaConfig } {
+export function loadLlama(dir: string, options: LoadLlamaOptions = {}): LoadedDenseLlama {
   const dtype = checkModelDType(options.dtype, "loadLlama");
-  const { config, tensors, tokenizer } = loadLlamaFiles(dir, { ...options, dtype });
-  const model = LlamaModel.fromTensors(config, tensors, { dtype });
-  return { model, tokenizer, config };
+  return fromFiles(loadLlamaFiles(dir, { ...options, dtype }), dtype);
+}
+
+/** {@link loadLlama} with the weights read off the event loop (libuv's thread pool), one tensor at a time. */
+export async function loadLlamaAsync(dir: string, options: LoadLlamaOptions = {}): Promise<LoadedDenseLlama> {
+  const dtype = checkModelDType(options.dtype, "loadLlama");
+  return fromFiles(await loadLlamaFilesAsync(dir, { ...options, dtype }), dtype);
+}
+
+/** What {@link loadLlama} returns. */
+export interface LoadedDenseLlama {
+  model: LlamaModel;
+  tokenizer: LlamaTokenizer;
+  config: LlamaConfig;
+}
+
+function fromFiles({ config, tensors, tokenizer }: LlamaFiles, dtype: ModelDType): LoadedDenseLlama {
+  return { model: LlamaModel.fromTensors(config, tensors, { dtype }), tokenizer, config };
 }

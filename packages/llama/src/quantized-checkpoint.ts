@@ -30,7 +30,9 @@ import {
   affineFromTensors, deserializeQuantizedWeight, packedWords, resolveQuantizer, serializeQuantizedWeight,
   type AffineWeight, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions,
 } from "@modulora/core";
-import { CheckpointError, checkpointShards, expectedTensorShapes, layerCountProblem, nonFiniteProblem, readHostArray } from "./checkpoint.js";
+import {
+  CheckpointError, checkpointShards, expectedTensorShapes, layerCountProblem, nonFiniteProblem, runLoaderAsync, runLoaderSync, type HostArray, type Loader,
+} from "./checkpoint.js";
 import { readJsonFile, readLlamaConfig } from "./config.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
 import { copyTokenizerFiles } from "./load.js";
@@ -497,7 +499,23 @@ export function recordedQuantizer(qc: Record<string, unknown>): string | null {
  * against the config; a missing tensor, a wrong shape, an unexpected tensor or an unknown
  * `quant_method` is an error naming it. `tokenizer` is null if the directory has no tokenizer.json.
  */
-export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptions = {}): { model: LlamaModel; tokenizer: LlamaTokenizer | null; config: LlamaConfig } {
+export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptions = {}): LoadedQuantizedModel {
+  return runLoaderSync(quantizedLoader(dir, options));
+}
+
+/** {@link loadQuantizedModel} with every file read off the event loop (libuv's thread pool), one tensor at a time. */
+export function loadQuantizedModelAsync(dir: string, options: LoadQuantizedModelOptions = {}): Promise<LoadedQuantizedModel> {
+  return runLoaderAsync(quantizedLoader(dir, options));
+}
+
+/** What {@link loadQuantizedModel} returns. */
+export interface LoadedQuantizedModel {
+  model: LlamaModel;
+  tokenizer: LlamaTokenizer | null;
+  config: LlamaConfig;
+}
+
+function* quantizedLoader(dir: string, options: LoadQuantizedModelOptions): Loader<LoadedQuantizedModel> {
   const dtype = checkModelDType(options.dtype, "loadQuantizedModel");
   const device = options.device ?? "cpu";
   const config = readLlamaConfig(dir);
@@ -534,20 +552,20 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       }
     }
     // Read on the host, checked there, then one copy onto `on` (the model's device by default).
-    const read = (name: string, on: Device = device): Tensor => {
+    function* read(name: string, on: Device = device): Loader<Tensor> {
       const r = where.get(name);
       if (!r) throw fail(`missing tensor '${name}'`);
       const e = r.entry(name);
-      const host = readHostArray(r, e);
+      const host: HostArray = yield { reader: r, entry: e };
       const bad = nonFiniteProblem(name, new Uint8Array(host.buffer, host.byteOffset, host.byteLength), e.dtype, e.shape);
       if (bad) throw fail(bad);
       const t = keep(tensorFrom(host, { shape: e.shape, dtype: e.dtype, device: on }));
       owned.push(t);
       used.add(name);
       return t;
-    };
-    const dense = (name: string, shape: readonly number[]): Tensor => {
-      const t = read(name);
+    }
+    function* dense(name: string, shape: readonly number[]): Loader<Tensor> {
+      const t = yield* read(name);
       if (!sameShape(t.shape, shape)) throw fail(`tensor '${name}' has shape [${t.shape}], expected [${shape}] from the config`);
       if (!["f32", "bf16", "f16"].includes(t.dtype)) throw fail(`tensor '${name}' is ${t.dtype}; dense weights must be f32, bf16 or f16`);
       if (t.dtype === dtype) return t;
@@ -555,24 +573,28 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       owned.push(f);
       t.dispose();
       return f;
-    };
+    }
     // Before anything that grows with num_hidden_layers is built or read.
     const layerProblem = layerCountProblem(config, where.keys());
     if (layerProblem) throw fail(layerProblem);
     const shapes = expectedTensorShapes(config);
-    const linear = (prefix: string): Linear => {
+    function* linear(prefix: string): Loader<Linear> {
       const [out, inF] = shapes.get(`${prefix}.weight`) ?? [config.vocabSize, config.hiddenSize];
-      const l = linearOf(prefix, out!, inF!);
+      const l = yield* linearOf(prefix, out!, inF!);
       built.push(l);
       return l;
-    };
-    const linearOf = (prefix: string, out: number, inF: number): Linear => {
-      if (where.has(`${prefix}.weight`)) return new DenseLinear(dense(`${prefix}.weight`, [out, inF]));
+    }
+    function* linearOf(prefix: string, out: number, inF: number): Loader<Linear> {
+      if (where.has(`${prefix}.weight`)) return new DenseLinear(yield* dense(`${prefix}.weight`, [out, inF]));
       if (gptq) {
         if (!where.has(`${prefix}.qweight`)) throw fail(`missing tensor '${prefix}.qweight' (nor is there a dense '${prefix}.weight')`);
         if (where.has(`${prefix}.bias`)) throw fail(`tensor '${prefix}.bias': linear biases are not supported (LLaMA has none)`);
         // qzeros and g_idx are unpacked on the host: they stay there, and what they become goes to the device.
-        const t = { qweight: read(`${prefix}.qweight`), qzeros: read(`${prefix}.qzeros`, "cpu"), scales: read(`${prefix}.scales`), g_idx: where.has(`${prefix}.g_idx`) ? read(`${prefix}.g_idx`, "cpu") : null };
+        const qweight = yield* read(`${prefix}.qweight`);
+        const qzeros = yield* read(`${prefix}.qzeros`, "cpu");
+        const scales = yield* read(`${prefix}.scales`);
+        const g_idx = where.has(`${prefix}.g_idx`) ? yield* read(`${prefix}.g_idx`, "cpu") : null;
+        const t = { qweight, qzeros, scales, g_idx };
         return new QuantizedLinear(affineFromGptq(t, { ...gptqInfo!, name: prefix, outFeatures: out, inFeatures: inF }), quantizerName);
       }
       const meta = layerMeta[prefix];
@@ -581,22 +603,25 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
         throw fail(`layer '${prefix}' is [${String(meta["outFeatures"])}, ${String(meta["inFeatures"])}] in the metadata, expected [${out}, ${inF}] from the config`);
       }
       const tensors: Record<string, Tensor> = {};
-      for (const name of where.keys()) if (name.startsWith(`${prefix}.`) && !name.slice(prefix.length + 1).includes(".")) tensors[name.slice(prefix.length + 1)] = read(name);
+      for (const name of where.keys()) if (name.startsWith(`${prefix}.`) && !name.slice(prefix.length + 1).includes(".")) tensors[name.slice(prefix.length + 1)] = yield* read(name);
       try {
         return new QuantizedLinear(deserializeQuantizedWeight(tensors, meta, plugin), quantizerName);
       } catch (err) {
         throw fail(`layer '${prefix}': ${err instanceof Error ? err.message : String(err)}`);
       }
-    };
+    }
 
     const c = config.hiddenSize;
-    const embed = dense("model.embed_tokens.weight", [config.vocabSize, c]);
-    const layers: LlamaLayer[] = Array.from({ length: config.numLayers }, (_, i) => ({
-      inputNorm: dense(`model.layers.${i}.input_layernorm.weight`, [c]),
-      postAttentionNorm: dense(`model.layers.${i}.post_attention_layernorm.weight`, [c]),
-      linears: Object.fromEntries(LINEAR_NAMES.map((n) => [n, linear(linearModuleName(i, n))])) as Record<LinearName, Linear>,
-    }));
-    const norm = dense("model.norm.weight", [c]);
+    const embed = yield* dense("model.embed_tokens.weight", [config.vocabSize, c]);
+    const layers: LlamaLayer[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const inputNorm = yield* dense(`model.layers.${i}.input_layernorm.weight`, [c]);
+      const postAttentionNorm = yield* dense(`model.layers.${i}.post_attention_layernorm.weight`, [c]);
+      const linears: Partial<Record<LinearName, Linear>> = {};
+      for (const n of LINEAR_NAMES) linears[n] = yield* linear(linearModuleName(i, n));
+      layers.push({ inputNorm, postAttentionNorm, linears: linears as Record<LinearName, Linear> });
+    }
+    const norm = yield* dense("model.norm.weight", [c]);
     const quantHead = where.has("lm_head.qweight") || (!gptq && layerMeta["lm_head"] !== undefined);
     let lmHead: Linear;
     if (config.tieWordEmbeddings && !quantHead) {
@@ -604,7 +629,7 @@ export function loadQuantizedModel(dir: string, options: LoadQuantizedModelOptio
       // A second handle on the embedding's storage, as LlamaModel.fromTensors does.
       lmHead = new DenseLinear(keep(embed.detach()));
       built.push(lmHead);
-    } else lmHead = linear("lm_head");
+    } else lmHead = yield* linear("lm_head");
 
     const unexpected = [...where.keys()].filter((n) => !used.has(n));
     if (unexpected.length) throw fail(`unexpected tensor${unexpected.length > 1 ? "s" : ""} ${unexpected.slice(0, 8).map((n) => `'${n}'`).join(", ")}${unexpected.length > 8 ? ", …" : ""}`);

@@ -291,6 +291,28 @@ describe("SafetensorsReader", () => {
     r.close();
   });
 
+  it("readIntoAsync reads the bytes readInto reads (stream and mmap), and fails the same way on a shrunk file", async () => {
+    const p = freshPath();
+    const data = randomBytesOf("f32", 1024, 4);
+    writeSafetensors(p, [{ name: "w", dtype: "f32", shape: [1024], data }]);
+    for (const mode of ["stream", "mmap"] as const) {
+      const r = SafetensorsReader.open(p, { mode });
+      const a = new Uint8Array(4096);
+      const b = new Uint8Array(4096);
+      r.readInto("w", a);
+      await r.readIntoAsync("w", b);
+      expect(b).toEqual(a);
+      await expect(r.readIntoAsync("w", new Uint8Array(8))).rejects.toThrow("the destination holds 8 bytes but the tensor has 4096");
+      r.close();
+    }
+    const r = SafetensorsReader.open(p);
+    const fd = openSync(p, "r+");
+    ftruncateSync(fd, r.dataOffset + 100);
+    closeSync(fd);
+    await expect(r.readIntoAsync("w", new Uint8Array(4096))).rejects.toThrow(expect.objectContaining({ code: "io", tensor: "w", message: expect.stringMatching(/file ended at byte/) }));
+    r.close();
+  });
+
   it("reads tensors beyond 4 GiB of a sparse file without reading the rest", () => {
     const big = 5 * 2 ** 30 + 3;
     const header = JSON.stringify({

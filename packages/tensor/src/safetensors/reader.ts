@@ -1,4 +1,5 @@
-import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, read, readSync } from "node:fs";
+import { promisify } from "node:util";
 import { MAX_MAPPING_BYTES, mmapFile, unmapFile } from "@modulora/kernels";
 import { DEFAULT_MAX_HEADER_BYTES, parseSafetensorsHeader, SAFETENSORS_PREFIX_BYTES, type SafetensorsEntry } from "./format.js";
 import { SafetensorsError } from "./errors.js";
@@ -43,6 +44,8 @@ const fdCleanup = new FinalizationRegistry<number>((fd) => {
   }
 });
 
+const readAsync = promisify(read);
+
 function ioError(path: string, what: string, err: unknown, tensor?: string): SafetensorsError {
   const reason = err instanceof Error ? err.message : String(err);
   return new SafetensorsError("io", `${what}: ${reason}`, { path, tensor, cause: err });
@@ -58,15 +61,32 @@ function readFully(fd: number, dest: Uint8Array, offset: number, length: number,
     } catch (err) {
       throw ioError(path, `read of ${length} bytes at file offset ${position} failed`, err, tensor);
     }
-    if (n === 0) {
-      throw new SafetensorsError(
-        "io",
-        `the file ended at byte ${position + done}, before the ${length} bytes expected at offset ${position} (was it truncated after opening?)`,
-        { path, tensor },
-      );
-    }
+    if (n === 0) throw truncated(path, position, done, length, tensor);
     done += n;
   }
+}
+
+/** {@link readFully} on libuv's thread pool (`fs.read`): the event loop stays free during the read. */
+async function readFullyAsync(fd: number, dest: Uint8Array, offset: number, length: number, position: number, path: string, tensor?: string): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      n = (await readAsync(fd, dest, offset + done, Math.min(length - done, READ_CHUNK), position + done)).bytesRead;
+    } catch (err) {
+      throw ioError(path, `read of ${length} bytes at file offset ${position} failed`, err, tensor);
+    }
+    if (n === 0) throw truncated(path, position, done, length, tensor);
+    done += n;
+  }
+}
+
+function truncated(path: string, position: number, done: number, length: number, tensor?: string): SafetensorsError {
+  return new SafetensorsError(
+    "io",
+    `the file ended at byte ${position + done}, before the ${length} bytes expected at offset ${position} (was it truncated after opening?)`,
+    { path, tensor },
+  );
 }
 
 /**
@@ -209,19 +229,36 @@ export class SafetensorsReader {
    * buffer), so `dest` can be a view of native tensor storage.
    */
   readInto(name: string, dest: Uint8Array): void {
+    const n = this.checkDest(name, dest, "readInto");
+    if (n === 0) return;
+    // (A destination is a single buffer, so it never exceeds what one mapping can hold.)
+    if (this.mode === "stream") readFully(this.fd!, dest, 0, n, this.dataOffset + this.entry(name).begin, this.path, name);
+    else dest.set(this.view(name));
+  }
+
+  /**
+   * {@link readInto} without blocking the event loop: in stream mode the read runs on libuv's
+   * thread pool. `dest` must not be touched until the promise settles, and the reader must stay open.
+   */
+  async readIntoAsync(name: string, dest: Uint8Array): Promise<void> {
+    const n = this.checkDest(name, dest, "readIntoAsync");
+    if (n === 0) return;
+    if (this.mode === "stream") await readFullyAsync(this.fd!, dest, 0, n, this.dataOffset + this.entry(name).begin, this.path, name);
+    else dest.set(this.view(name));
+  }
+
+  /** The byte length of `name`, after checking that `dest` is a Uint8Array of exactly that length. */
+  private checkDest(name: string, dest: Uint8Array, op: string): number {
     this.assertOpen();
     const e = this.entry(name);
     const n = e.end - e.begin;
     if (!(dest instanceof Uint8Array)) {
-      throw new TypeError(`safetensors '${this.path}', tensor ${JSON.stringify(name)}: readInto needs a Uint8Array destination`);
+      throw new TypeError(`safetensors '${this.path}', tensor ${JSON.stringify(name)}: ${op} needs a Uint8Array destination`);
     }
     if (dest.byteLength !== n) {
       throw new RangeError(`safetensors '${this.path}', tensor ${JSON.stringify(name)}: the destination holds ${dest.byteLength} bytes but the tensor has ${n}`);
     }
-    if (n === 0) return;
-    // (A destination is a single buffer, so it never exceeds what one mapping can hold.)
-    if (this.mode === "stream") readFully(this.fd!, dest, 0, n, this.dataOffset + e.begin, this.path, name);
-    else dest.set(this.view(name));
+    return n;
   }
 
   /** One tensor's bytes in a new `Uint8Array` (a convenience over {@link readInto}). */
