@@ -41,7 +41,7 @@ function resolveRev(rev) {
   }
 }
 
-/** A built tree of `commit`: the given directory, or a fresh worktree built here. */
+/** A built tree of `commit`: the given directory, or a fresh worktree built here (removed at the end). */
 function beforeTree(commit) {
   if (args["before-dir"]) {
     const dir = path.resolve(args["before-dir"]);
@@ -57,6 +57,7 @@ function beforeTree(commit) {
   };
   console.log(`building ${commit.slice(0, 12)} in ${dir} ...`);
   run("git", ["worktree", "add", "--detach", dir, commit], repoRoot);
+  process.on("exit", () => spawnSync("git", ["worktree", "remove", "--force", dir], { cwd: repoRoot }));
   run("pnpm", ["install", "--offline", "--frozen-lockfile"], dir);
   run("pnpm", ["build"], dir);
   return dir;

@@ -304,7 +304,7 @@ export class Trainer<B extends Batch> {
       version: 1, step: 0, optimizerSteps: 0, epoch: 0, index: 0, seed, badSteps: 0, best: null, sinceBest: 0, parameterNames: this.names, computeDType: this.dtype, extra: o.stateExtra,
     };
     const resumedDType = restored ? (restored.computeDType ?? "f32") : this.dtype;
-    if (resumedDType !== this.dtype) throw new Error(`checkpoint was made with dtype ${resumedDType}, this run uses ${this.dtype}: pass the same dtype to resume (the losses would not continue the run's)`);
+    if (resumedDType !== this.dtype) throw new Error(`checkpoint was made with dtype ${resumedDType}, this run uses ${this.dtype}: pass the same dtype to resume (Trainer option dtype; --dtype on the command line), or the losses would not continue the run's`);
     state.computeDType = this.dtype;
     if (restored && restored.seed !== seed) throw new Error(`checkpoint was made with seed ${restored.seed}, this run uses ${seed}: pass the same seed to resume`);
     if (restored && restored.step > total) throw new Error(`the newest checkpoint is at step ${restored.step}, past this run's ${total} steps: raise steps (or epochs) to at least ${restored.step}`);
