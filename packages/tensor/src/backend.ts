@@ -1,6 +1,7 @@
 import type { DType } from "./dtype.js";
 import type { Tensor } from "./tensor.js";
 import { registerBuiltinBackends } from "./builtin-backends.js";
+import { DeviceTable, familyOf } from "./device-table.js";
 
 /**
  * Where a tensor's storage lives: the name of a device, registered at run time by the backend
@@ -82,9 +83,8 @@ interface Registration {
 }
 
 const backends = new Map<Device, Backend>();
-const kernels = new Map<string, Kernel<any>>();
+const kernels = new DeviceTable<Kernel<any>>((op) => `registerKernel: a kernel for op '${op}'`);
 const registrations = new Map<string, Registration>();
-const key = (op: string, backend: string) => `${op}\u0000${backend}`;
 
 const FAMILY = /^[a-z][a-z0-9_]*$/;
 const DEVICE = /^([a-z][a-z0-9_]*)(?::(0|[1-9][0-9]*))?$/;
@@ -100,13 +100,6 @@ export function parseDevice(device: Device): ParsedDevice {
   return { family: m[1]!, index: m[2] === undefined ? null : Number(m[2]) };
 }
 
-/** The family part of a device name, without validating it (lookups of any string just miss). */
-function familyOf(device: string): string {
-  const name = String(device);
-  const colon = name.indexOf(":");
-  return colon < 0 ? name : name.slice(0, colon);
-}
-
 /** Registers a backend under its device name; a second backend with the same name is an error. */
 export function registerBackend(backend: Backend): void {
   parseDevice(backend.name);
@@ -120,16 +113,11 @@ export function registerBackend(backend: Backend): void {
  * the same pair twice is an error.
  */
 export function registerKernel<A>(op: string, backend: Device, kernel: Kernel<A>): void {
-  const k = key(op, backend);
-  if (kernels.has(k)) throw new Error(`registerKernel: a kernel for op '${op}' on backend '${backend}' is already registered`);
-  kernels.set(k, kernel as Kernel<any>);
+  kernels.set(op, backend, kernel as Kernel<any>);
 }
 
 function findKernel(op: string, device: Device): Kernel<any> | undefined {
-  const own = kernels.get(key(op, device));
-  if (own) return own;
-  const family = familyOf(device);
-  return family === device ? undefined : kernels.get(key(op, family));
+  return kernels.find(op, device);
 }
 
 /** Whether (`op`, `backend`) has a kernel; false for a device that is not available. */
@@ -141,13 +129,7 @@ export function hasKernel(op: string, backend: Device): boolean {
 /** Ops with a kernel on `backend` (its own and its family's), sorted. */
 export function listKernels(backend: Device): string[] {
   ensureBackend(backend);
-  const family = familyOf(backend);
-  const out = new Set<string>();
-  for (const k of kernels.keys()) {
-    const [op, b] = k.split("\u0000");
-    if (b === backend || b === family) out.add(op!);
-  }
-  return [...out].sort();
+  return kernels.namesOn(backend);
 }
 
 /**

@@ -2,6 +2,7 @@
 // weight (ggml's per-backend type traits). The quantized ops look their kernels up here; a missing
 // entry is an error naming the format, the device, and the devices that have one.
 import { getBackend, type Device } from "../backend.js";
+import { DeviceTable, familyOf } from "../device-table.js";
 import type { Tensor } from "../tensor.js";
 import type { PackedWeight } from "./weight.js";
 
@@ -18,26 +19,14 @@ export interface QuantFormatKernels {
   dequantize(w: PackedWeight, r0: number, r1: number): Tensor;
 }
 
-const table = new Map<string, QuantFormatKernels>();
-const key = (format: string, device: string) => `${format}\u0000${device}`;
-
-function familyOf(device: string): string {
-  const colon = device.indexOf(":");
-  return colon < 0 ? device : device.slice(0, colon);
-}
+const table = new DeviceTable<QuantFormatKernels>((format) => `registerQuantFormatKernels: kernels for format '${format}'`);
 
 /**
  * Registers the kernels of `format` for `device` (a device name, or a family serving all its
  * devices). Registering the same pair twice is an error.
  */
 export function registerQuantFormatKernels(format: string, device: Device, kernels: QuantFormatKernels): void {
-  const k = key(format, device);
-  if (table.has(k)) throw new Error(`registerQuantFormatKernels: kernels for format '${format}' on backend '${device}' are already registered`);
-  table.set(k, kernels);
-}
-
-function find(format: string, device: Device): QuantFormatKernels | undefined {
-  return table.get(key(format, device)) ?? table.get(key(format, familyOf(device)));
+  table.set(format, device, kernels);
 }
 
 /** Whether `format` has kernels on `device` (registering the device's backend first if needed). */
@@ -47,27 +36,21 @@ export function hasQuantFormatKernels(format: string, device: Device): boolean {
   } catch {
     return false;
   }
-  return find(format, device) !== undefined;
+  return table.find(format, device) !== undefined;
 }
 
 /** Formats with kernels on `device`, sorted. */
 export function listQuantFormats(device: Device): string[] {
   getBackend(device);
-  const fam = familyOf(device);
-  const out = new Set<string>();
-  for (const k of table.keys()) {
-    const [format, d] = k.split("\u0000");
-    if (d === device || d === fam) out.add(format!);
-  }
-  return [...out].sort();
+  return table.namesOn(device);
 }
 
 /** The kernels of `format` on `device`; a missing entry is an error that says where they exist and what to do. */
 export function getQuantFormatKernels(format: string, device: Device, op = "quantMatmul"): QuantFormatKernels {
   getBackend(device);
-  const k = find(format, device);
+  const k = table.find(format, device);
   if (k) return k;
-  const elsewhere = [...table.keys()].map((x) => x.split("\u0000")).filter(([f]) => f === format).map(([, d]) => d);
+  const elsewhere = table.devicesOf(format);
   const where = elsewhere.length ? ` (it has kernels on: ${elsewhere.join(", ")})` : "";
   throw new Error(
     `${op}: format '${format}' has no kernels on device '${device}'${where}; use the generic path (materialize + dense product), ` +
