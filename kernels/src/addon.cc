@@ -1,5 +1,8 @@
 // Entry point of the @modulora/kernels addon: each binding file registers its exports here.
 #include "napi_util.h"
+#ifdef MODULORA_HAVE_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace modulora {
 
@@ -13,6 +16,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterLoss(env, exports);
   RegisterQuant(env, exports);
   RegisterOptq(env, exports);
+#ifdef MODULORA_HAVE_CUDA
+  RegisterCuda(env, exports);
+#endif
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -14,3 +14,4 @@ export * from "./nn.js";
 export * from "./loss.js";
 export * from "./quant.js";
 export * from "./optq.js";
+export * from "./cuda.js";
