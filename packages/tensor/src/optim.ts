@@ -1,9 +1,9 @@
-// Optimizers. AdamW.step() is one fused native update per parameter (ops/nn.ts: adamwStep):
-// no temporaries, param/m/v written in place.
+// Optimizers. AdamW.step() is one fused multi-tensor update of every parameter that has a
+// gradient (ops/nn.ts: adamwStepMany; one launch on CUDA): no temporaries, param/m/v written in place.
 import { noGrad, keep } from "./engine.js";
 import { OpError } from "./errors.js";
 import { zerosLike } from "./ops/creation.js";
-import { adamwStep } from "./ops/nn.js";
+import { adamwStepMany } from "./ops/nn.js";
 import { assign } from "./ops/inplace.js";
 import { reshape } from "./ops/shape.js";
 import type { Tensor } from "./tensor.js";
@@ -58,17 +58,27 @@ export class AdamW {
 
   /**
    * One update of every parameter that has a gradient: `p ← p − lr·wd·p`, then the Adam moments
-   * and `p ← p − lr · m̂ / (sqrt(v̂) + eps)` with bias corrections `1 − β^t`, one fused native call
-   * per parameter. Parameters and gradients must be contiguous.
+   * and `p ← p − lr · m̂ / (sqrt(v̂) + eps)` with bias corrections `1 − β^t`, as one
+   * {@link adamwStepMany} call over all of them (bit for bit one `adamwStep` per parameter).
+   * Parameters and gradients must be contiguous.
    */
   step(): void {
     this.stepCount++;
     const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.stepCount };
+    // One call per device (one in practice): a multi-tensor op runs on one device.
+    const groups = new Map<string, { ps: Tensor[]; gs: Tensor[]; ms: Tensor[]; vs: Tensor[] }>();
+    this.params.forEach((p, i) => {
+      const g = p.grad;
+      if (!g) return;
+      let group = groups.get(p.device);
+      if (!group) groups.set(p.device, (group = { ps: [], gs: [], ms: [], vs: [] }));
+      group.ps.push(p);
+      group.gs.push(g);
+      group.ms.push(this.m[i]!);
+      group.vs.push(this.v[i]!);
+    });
     noGrad(() => {
-      this.params.forEach((p, i) => {
-        const g = p.grad;
-        if (g) adamwStep(p, g, this.m[i]!, this.v[i]!, hyper);
-      });
+      for (const { ps, gs, ms, vs } of groups.values()) adamwStepMany(ps, gs, ms, vs, hyper);
     });
   }
 

@@ -2,22 +2,21 @@
 // gradients' device into one small vector, read to the host once per call (not once per
 // parameter): Σ‖g‖², a finiteness probe Σ(g − g) (0 when every element is finite, NaN when one
 // is NaN or ±Inf), and optionally one more scalar of the caller's (the step's loss).
-import { cast, concat, noGrad, scaleInPlace, square, sub, sum, tidy, type Tensor } from "@modulora/tensor";
+import { cast, concat, gradNormStats, noGrad, scaleInPlace, tidy, type Tensor } from "@modulora/tensor";
 
-/** [Σ‖g‖², Σ(g − g), extra?] as f64 numbers, in one device → host read (zeros when no parameter has a gradient). */
+/**
+ * [Σ‖g‖², Σ(g − g), extra?] as f64 numbers, in one device → host read (zeros when no parameter
+ * has a gradient). The two sums come from the fused {@link gradNormStats} op (one kernel over all
+ * gradients, accumulated in f64); `extra` joins them in the same transfer.
+ */
 function reduceGrads(params: readonly Tensor[], extra?: Tensor): number[] {
   return tidy(() => {
     const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
-    const scalar = (t: Tensor) => cast(t, "f64").reshape([1]);
     const parts: Tensor[] = [];
-    if (grads.length > 0) {
-      // Each gradient's sum of squares in its own dtype, then added in f64, on the device.
-      parts.push(sum(concat(grads.map((g) => scalar(sum(square(g)))))).reshape([1]));
-      parts.push(sum(concat(grads.map((g) => scalar(sum(sub(g, g)))))).reshape([1]));
-    }
-    if (extra) parts.push(scalar(extra));
+    if (grads.length > 0) parts.push(gradNormStats(grads));
+    if (extra) parts.push(cast(extra, "f64").reshape([1]));
     if (parts.length === 0) return [0, 0];
-    const host = Array.from(concat(parts).toFloat64Array());
+    const host = Array.from((parts.length === 1 ? parts[0]! : concat(parts)).toFloat64Array());
     return grads.length > 0 ? host : [0, 0, ...host];
   });
 }

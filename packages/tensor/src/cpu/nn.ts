@@ -1,12 +1,13 @@
 // CPU kernels of the fused LLaMA-block ops (ops/nn.ts), on the native addon (kernels/src/cpu/nn.cc).
 import {
-  adamwStep as adamwStepNative, dropoutForward, rmsnormBackward, rmsnormForward, ropeForward, ropeBackward,
+  adamwStep as adamwStepNative, castArray, countNonFinite, dropoutForward, reduceOp, unaryOp, rmsnormBackward, rmsnormForward, ropeForward, ropeBackward,
   swigluBackward, swigluForward, type FloatArray,
 } from "@modulora/kernels";
 import { registerKernel, type Device } from "../backend.js";
 import { noGrad } from "../engine.js";
 import type { AdamwStepOptions, DropoutAttrs, RmsnormAttrs, RmsnormGradAttrs, RopeAttrs } from "../ops/nn.js";
 import { contiguous } from "../ops/shape.js";
+import { dtypeInfo } from "../dtype.js";
 import type { Tensor } from "../tensor.js";
 import { outputOn, registerFloatKernel } from "./util.js";
 import { hostArray, hostView } from "./host.js";
@@ -94,4 +95,48 @@ export function registerCpuNn(device: Device): void {
     if (param!.size > 0) adamwStepNative(f(param!), f(grad!), f(m!), f(v!), o);
     return [];
   });
+
+  // [...params, ...grads, ...ms, ...vs]: the native step once per group, in order (bit for bit
+  // the result of one adamwStep per group).
+  registerKernel<AdamwStepOptions>("adamwStepMany", device, (inputs, o) => {
+    const k = inputs.length / 4;
+    for (let i = 0; i < k; i++) {
+      const [param, grad, m, v] = [inputs[i]!, inputs[k + i]!, inputs[2 * k + i]!, inputs[3 * k + i]!];
+      if (param.size > 0) adamwStepNative(f(param), f(grad), f(m), f(v), o);
+    }
+    return [];
+  });
+
+  // [Σ g², Σ (g − g)] in f64: each gradient in chunks widened to f64 (exact squares), squared and
+  // summed natively in double; the probe is NaN as soon as one element is not finite.
+  registerKernel("gradNormStats", device, (grads) => {
+    const chunk = new Float64Array(Math.min(NORM_CHUNK, grads.reduce((a, g) => Math.max(a, g.size), 1)));
+    const one = new Float64Array(1);
+    let sq = 0;
+    let finite = true;
+    for (const grad of grads) {
+      if (grad.size === 0) continue;
+      withDense([grad], ([g]) => {
+        const src = hostView(g!);
+        const srcCode = dtypeInfo(g!.dtype).code;
+        for (let off = 0; off < g!.size; off += NORM_CHUNK) {
+          const len = Math.min(NORM_CHUNK, g!.size - off);
+          const part = chunk.subarray(0, len);
+          castArray(src.subarray(off, off + len), srcCode, part, dtypeInfo("f64").code, len);
+          if (finite && countNonFinite(part) > 0) finite = false;
+          unaryOp("square", part, part);
+          reduceOp("sum", [len], part, [1], [0], one);
+          sq += one[0]!;
+        }
+      });
+    }
+    const y = out([2], "f64");
+    const yv = hostView(y) as Float64Array;
+    yv[0] = sq;
+    yv[1] = finite ? 0 : NaN;
+    return [y];
+  });
 }
+
+/** Elements per f64 chunk of the CPU gradient-norm kernel (512 KiB). */
+const NORM_CHUNK = 65536;

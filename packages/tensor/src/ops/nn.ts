@@ -1,13 +1,14 @@
 // Fused ops of a LLaMA block (besides attention and the loss): RMSNorm, rotary embedding, SwiGLU,
 // dropout, and the fused AdamW step. Each op's backward sits beside its forward; the backward
 // kernels are ops of their own (not differentiable). Kernels: src/cpu/nn.ts.
-import { getKernel } from "../backend.js";
+import { getKernel, type Device } from "../backend.js";
 import { isGradEnabled } from "../engine.js";
 import { OpError } from "../errors.js";
 import { checkFloat, checkInputs, runOp, runOp1, type OpDef } from "../op.js";
 import { philox4x32, seedToKey } from "../random.js";
 import { formatShape, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
+import { zeros } from "./creation.js";
 import { reshape } from "./shape.js";
 
 // --- RMSNorm --------------------------------------------------------------------------------------
@@ -293,16 +294,28 @@ export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opt
   const op = "adamwStep";
   const inputs = [param, grad, m, v];
   checkInputs(op, inputs);
-  if (checkFloat(op, inputs) === "bf16") {
-    throw new OpError(op, "bf16 parameters are not updated in place: keep trainable parameters and optimizer state in f32 (master weights) and cast them to bf16 where the model computes in bf16", inputs);
+  checkAdamwTensors(op, inputs, inputs);
+  checkAdamwOptions(op, options, inputs);
+  getKernel<AdamwStepOptions>(op, param.device)(inputs, options);
+  for (const t of [param, m, v]) t.storage.version++;
+}
+
+/** The per-tensor checks of {@link adamwStep} for one `[param, grad, m, v]`; `all` names the inputs of the error. */
+function checkAdamwTensors(op: string, group: readonly Tensor[], all: readonly Tensor[]): void {
+  const [param, , m, v] = group as [Tensor, Tensor, Tensor, Tensor];
+  if (checkFloat(op, group) === "bf16") {
+    throw new OpError(op, "bf16 parameters are not updated in place: keep trainable parameters and optimizer state in f32 (master weights) and cast them to bf16 where the model computes in bf16", all);
   }
-  for (const t of inputs) {
-    if (!shapesEqual(t.shape, param.shape)) throw new OpError(op, "param, grad, m and v must have the same shape", inputs);
-    if (!t.isContiguous) throw new OpError(op, `every tensor must be contiguous; ${formatShape(t.shape)} with strides [${t.strides.join(",")}] is not`, inputs);
+  for (const t of group) {
+    if (!shapesEqual(t.shape, param.shape)) throw new OpError(op, "param, grad, m and v must have the same shape", all);
+    if (!t.isContiguous) throw new OpError(op, `every tensor must be contiguous; ${formatShape(t.shape)} with strides [${t.strides.join(",")}] is not`, all);
   }
   if (isGradEnabled() && [param, m, v].some((t) => t.requiresGrad)) {
-    throw new OpError(op, "in-place update of a tensor that requires grad; do it inside noGrad() (as optimizers do)", inputs);
+    throw new OpError(op, "in-place update of a tensor that requires grad; do it inside noGrad() (as optimizers do)", all);
   }
+}
+
+function checkAdamwOptions(op: string, options: AdamwStepOptions, inputs: readonly Tensor[]): void {
   const { lr, beta1, beta2, eps, weightDecay, step } = options;
   for (const [k, val] of [["lr", lr], ["eps", eps], ["weightDecay", weightDecay]] as const) {
     if (!(Number.isFinite(val) && val >= 0)) throw new OpError(op, `${k} must be a finite number ≥ 0, got ${val}`, inputs);
@@ -311,6 +324,66 @@ export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opt
     if (!(val >= 0 && val < 1)) throw new OpError(op, `${k} must be in [0, 1), got ${val}`, inputs);
   }
   if (!Number.isSafeInteger(step) || step < 1) throw new OpError(op, `step must be an integer ≥ 1, got ${step}`, inputs);
-  getKernel<AdamwStepOptions>(op, param.device)(inputs, options);
-  for (const t of [param, m, v]) t.storage.version++;
+}
+
+/**
+ * {@link adamwStep} over many parameters at once: `params[i]` is updated from `grads[i]` with the
+ * moments `ms[i]`, `vs[i]`, all with the same hyper-parameters. The checks of {@link adamwStep}
+ * apply to each group (contiguous, one shape and one dtype per group, f32 or f64; groups may differ
+ * in shape and dtype); all tensors are on one device. The result is bit for bit that of one
+ * {@link adamwStep} per group. The registry kernel `adamwStepMany` receives
+ * `[...params, ...grads, ...ms, ...vs]`; on CUDA it is one launch over all groups. The lists may be
+ * empty (nothing happens).
+ */
+export function adamwStepMany(
+  params: readonly Tensor[], grads: readonly Tensor[], ms: readonly Tensor[], vs: readonly Tensor[], options: AdamwStepOptions,
+): void {
+  const op = "adamwStepMany";
+  const k = params.length;
+  if (grads.length !== k || ms.length !== k || vs.length !== k) {
+    throw new OpError(op, `params, grads, ms and vs must have the same length, got ${k}, ${grads.length}, ${ms.length} and ${vs.length}`);
+  }
+  const inputs = [...params, ...grads, ...ms, ...vs];
+  checkInputs(op, inputs);
+  for (let i = 0; i < k; i++) {
+    const group = [params[i]!, grads[i]!, ms[i]!, vs[i]!];
+    checkAdamwTensors(op, group, group);
+  }
+  // One launch updates every group at once: no tensor may be updated twice.
+  const touched = new Map<unknown, Set<number>>();
+  for (const t of [...params, ...ms, ...vs]) {
+    let offsets = touched.get(t.storage);
+    if (!offsets) touched.set(t.storage, (offsets = new Set()));
+    if (offsets.has(t.offset)) throw new OpError(op, "a parameter or moment tensor appears twice: each is updated in place once per step", [t]);
+    offsets.add(t.offset);
+  }
+  checkAdamwOptions(op, options, inputs.slice(0, 4));
+  if (k === 0) return;
+  getKernel<AdamwStepOptions>(op, params[0]!.device)(inputs, options);
+  for (const t of [...params, ...ms, ...vs]) t.storage.version++;
+}
+
+// --- Gradient-norm statistics -----------------------------------------------------------------------
+
+/**
+ * The fused gradient norm: one f64 tensor `[2]` = `[Σ‖g‖², Σ(g − g)]` over all elements of all
+ * `grads` (f32, f64 or bf16, any shapes and layouts, one device), accumulated in f64. The second
+ * entry is a finiteness probe: 0 when every element is finite, NaN when one is NaN or ±Inf. One
+ * kernel (registry name `gradNormStats`, inputs `grads`); on CUDA one launch over all tensors with
+ * a deterministic (fixed-order) reduction. With no gradients the result is `[0, 0]` on `device`
+ * (default `"cpu"`). Not recorded for autograd.
+ */
+export function gradNormStats(grads: readonly Tensor[], device?: Device): Tensor {
+  const op = "gradNormStats";
+  const dev = checkInputs(op, grads, device ?? "cpu");
+  if (device !== undefined && grads.length > 0 && dev !== device) {
+    throw new OpError(op, `the gradients are on '${dev}', not on the requested device '${device}'`, grads);
+  }
+  for (const g of grads) {
+    if (g.dtype !== "f32" && g.dtype !== "f64" && g.dtype !== "bf16") {
+      throw new OpError(op, `expects f32, f64 or bf16 gradients, got ${g.dtype}`, grads);
+    }
+  }
+  if (grads.length === 0) return zeros([2], { dtype: "f64", device: dev });
+  return getKernel(op, dev)(grads, {})[0]!;
 }

@@ -1,5 +1,5 @@
 // The fused ops of a LLaMA block: RMSNorm, RoPE, SwiGLU, dropout, the AdamW step.
-import { noGrad, adamwStep, dropout, dropoutMask, rmsnorm, rope, swiglu, slice, type DType, type RopeOptions } from "../../index.js";
+import { noGrad, adamwStep, adamwStepMany, dropout, gradNormStats, dropoutMask, rmsnorm, rope, swiglu, slice, type DType, type RopeOptions } from "../../index.js";
 import { rmsnormRef, ropeInvFreqRef, ropeRef } from "../reference.js";
 import type { ConformanceCase } from "../types.js";
 import { atDType, count, fmt, input, ints, perDType } from "./common.js";
@@ -146,6 +146,75 @@ function adamwCases(dtype: DType): ConformanceCase[] {
   }) satisfies ConformanceCase);
 }
 
+/** The f64 reference of one AdamW step of `[p, g, m, v]`: `[p', m', v']`. */
+function adamwRef(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array, step: number): Float64Array[] {
+  const { lr, beta1, beta2, eps, weightDecay } = ADAMW_HYPER;
+  const po = new Float64Array(p.length), mo = new Float64Array(p.length), vo = new Float64Array(p.length);
+  for (let i = 0; i < p.length; i++) {
+    mo[i] = beta1 * m[i]! + (1 - beta1) * g[i]!;
+    vo[i] = beta2 * v[i]! + (1 - beta2) * g[i]! ** 2;
+    const mh = mo[i]! / (1 - beta1 ** step);
+    const vh = vo[i]! / (1 - beta2 ** step);
+    po[i] = p[i]! - lr * weightDecay * p[i]! - (lr * mh) / (Math.sqrt(vh) + eps);
+  }
+  return [po, mo, vo];
+}
+
+const ADAMW_HYPER = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+
+/** adamwStepMany: several groups of different shapes (an empty one too) in one call. */
+function adamwManyCases(dtype: DType): ConformanceCase[] {
+  const rows: [number[][], number][] = [[[[17], [3, 33], [1]], 1], [[[4099], [0], [2, 5]], 3]];
+  return rows.map(([shapes, step]) => ({
+    op: "adamwStepMany", dtype, label: `${shapes.map(fmt).join(" ")} step=${step}`, kernels: ["adamwStepMany"], ulps: 16,
+    inputs: (rng) => {
+      const k = shapes.length;
+      const all: ReturnType<typeof input>[] = new Array(4 * k);
+      shapes.forEach((shape, i) => {
+        const n = count(shape);
+        all[i] = input(shape, dtype, rng.uniform(n));
+        all[k + i] = input(shape, dtype, rng.uniform(n));
+        all[2 * k + i] = input(shape, dtype, step === 1 ? new Float64Array(n) : rng.uniform(n, -0.1, 0.1));
+        all[3 * k + i] = input(shape, dtype, step === 1 ? new Float64Array(n) : rng.uniform(n, 0.001, 0.01));
+      });
+      return all;
+    },
+    forward: (xs) => {
+      const k = shapes.length;
+      const [ps, gs, ms, vs] = [0, 1, 2, 3].map((j) => xs.slice(j * k, (j + 1) * k));
+      noGrad(() => adamwStepMany(ps!, gs!, ms!, vs!, { ...ADAMW_HYPER, step }));
+      return [...ps!, ...ms!, ...vs!];
+    },
+    reference: (xs) => {
+      const k = shapes.length;
+      const outs = shapes.map((_, i) => adamwRef(xs[i]!, xs[k + i]!, xs[2 * k + i]!, xs[3 * k + i]!, step));
+      return [...outs.map((o) => o[0]!), ...outs.map((o) => o[1]!), ...outs.map((o) => o[2]!)];
+    },
+  }) satisfies ConformanceCase);
+}
+
+/** gradNormStats: [Σ g², Σ(g − g)] in f64 over several tensors (a transposed view and an empty one among them). */
+function gradNormCases(dtype: DType): ConformanceCase[] {
+  const rows: [number[][], boolean][] = [[[[17], [3, 33], [0, 4]], false], [[[4099], [5, 7]], true], [[[1]], false]];
+  return rows.map(([shapes, transposed]) => {
+    const total = shapes.reduce((a, s) => a + count(s), 0);
+    return {
+      op: "gradNormStats", dtype, label: `${shapes.map(fmt).join(" ")}${transposed ? " (last transposed)" : ""}`, kernels: ["gradNormStats"],
+      depth: total, // one f64 sum over every element (the bound is at the case dtype's roundoff: loose for f64 sums of rounded inputs)
+      inputs: (rng) => shapes.map((shape, i) => ({
+        ...input(shape, dtype, rng.uniform(count(shape), -2, 2)),
+        ...(transposed && i === shapes.length - 1 ? { layout: "transposed" as const } : {}),
+      })),
+      forward: (xs) => gradNormStats(xs),
+      reference: (xs) => {
+        let sq = 0;
+        for (const x of xs) for (const v of x) sq += v * v;
+        return Float64Array.of(sq, 0);
+      },
+    } satisfies ConformanceCase;
+  });
+}
+
 /** RMSNorm, RoPE, SwiGLU, dropout and AdamW cases. */
 export const NN_CASES: ConformanceCase[] = perDType((dtype) => [
   ...rmsnormCases(dtype),
@@ -153,4 +222,6 @@ export const NN_CASES: ConformanceCase[] = perDType((dtype) => [
   ...swigluCases(dtype),
   ...dropoutCases(dtype),
   ...(atDType("adamwStep", dtype) ? adamwCases(dtype) : []),
+  ...(atDType("adamwStep", dtype) ? adamwManyCases(dtype) : []),
+  ...gradNormCases(dtype),
 ]);
