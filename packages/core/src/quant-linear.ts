@@ -70,9 +70,11 @@ export function quantLinear(x: Tensor, weight: QuantizedWeight, options: { path?
     throw new OpError("quantLinear", `the input is on '${x.device}' and the ${weight.format} weight on '${wDevice}': put the weight on the model's device when loading it`, [x]);
   }
   const path = resolvePath(weight, options.path, x.device);
-  if (path === "fused" && x.dtype === "f64") throw new OpError("quantLinear", "the fused path computes in f32; use path \"generic\" for f64", [x]);
-  if (x.dtype === "bf16") {
-    // bf16 activations: the product runs in f32 (f32 accumulation) and is stored back as bf16.
+  if (path === "fused" && x.dtype === "f64") throw new OpError("quantLinear", "the fused path computes in f32 (or bf16); use path \"generic\" for f64", [x]);
+  if (x.dtype === "bf16" && path === "generic") {
+    // bf16 activations on the generic path: the product runs in f32 (f32 accumulation) and is
+    // stored back as bf16. (The fused path takes bf16 itself: quantMatmul computes it the same way,
+    // in the format's kernels where they take bf16, around them by the same casts otherwise.)
     const x32 = cast(x, "f32");
     const y32 = quantLinear(x32, weight, { ...options, path });
     const y = cast(y32, "bf16");

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { addonCandidates } from "@modulora/kernels";
 import { add, cast, dropout, keep, listQuantFormats, registerSimBackend, scale, sub, tensorFrom, type Tensor } from "../src/index.js";
 import {
-  CaseRng, CONFORMANCE_CASES, FINITE_DIFFERENCE_ERROR, NOT_AT_BF16, caseName, compareArrays, finiteDifferenceGrad, formatResult, roundToDType, kernelsWithoutCase, quantKernelsWithoutCase, runBackendConformance, runConformanceCase, runConformanceCli,
+  AFFINE_CASE_BITS, CODEBOOK_CASE_BITS, CaseRng, CONFORMANCE_CASES, FINITE_DIFFERENCE_ERROR, NOT_AT_BF16, caseName, compareArrays, finiteDifferenceGrad, formatResult, roundToDType, kernelsWithoutCase, quantKernelsWithoutCase, runBackendConformance, runConformanceCase, runConformanceCli,
   type ConformanceCase,
 } from "../src/conformance/index.js";
 import { bitsToNumber16, f16Bits } from "../src/conformance/reference.js";
@@ -242,13 +242,20 @@ describe("the suite catches wrong quantized kernels", () => {
       expect(r.checks.map((k) => k.passed)).toEqual([false, false]);
     });
   }
-  it("quantMatmul refuses a bf16 input (why its cases run at f32 only, NOT_AT_BF16)", () => {
-    expect(NOT_AT_BF16["quantMatmul"]).toContain("f32");
-    expect(CONFORMANCE_CASES.filter((c) => c.op.startsWith("quant")).every((c) => c.dtype === "f32")).toBe(true);
+  it("quantMatmul runs at f32 and bf16, quantDequantize at f32 only; quantMatmul refuses f64", () => {
+    const quant = CONFORMANCE_CASES.filter((c) => c.op.startsWith("quant"));
+    expect(quant.filter((c) => c.op === "quantDequantize").every((c) => c.dtype === "f32")).toBe(true);
+    expect(NOT_AT_BF16["quantDequantize"]).toBeDefined();
+    const bf16 = quant.filter((c) => c.op === "quantMatmul" && c.dtype === "bf16");
+    expect(bf16.length).toBeGreaterThanOrEqual(20);
+    for (const bits of AFFINE_CASE_BITS) expect(bf16.some((c) => c.label.startsWith(`affine b${bits} `))).toBe(true);
+    for (const bits of CODEBOOK_CASE_BITS) expect(bf16.some((c) => c.label.startsWith(`codebook b${bits} `))).toBe(true);
+    expect(bf16.some((c) => c.label.includes("gIdx"))).toBe(true);
+    expect(bf16.some((c) => c.label.endsWith("strided"))).toBe(true);
     const c = byName("quantMatmul f32 affine b4 g32 zeros=int x[5,96] w[37,96]");
-    const r = runConformanceCase({ ...c, forward: ([x, ...w], d) => c.forward([cast(x!, "bf16"), ...w], d) }, "cpu");
+    const r = runConformanceCase({ ...c, forward: ([x, ...w], d) => c.forward([cast(x!, "f64"), ...w], d) }, "cpu");
     expect(r.passed).toBe(false);
-    expect(r.error).toContain("quantMatmul: computes in f32, got bf16; cast the input first");
+    expect(r.error).toContain("quantMatmul: computes in f32 (or bf16, accumulated in f32), got f64; cast the input first");
   });
 });
 

@@ -1,6 +1,8 @@
 // Host kernels of the quantized ops for host-memory backends (`cpu`, and `sim`, which runs the
 // same kernels on private storage): the `affine` and `codebook` formats, by the fused native
 // dequantize-matmul kernels of the addon (Ŵ is decoded tile by tile inside the GEMM, never whole).
+// They take f32 only (no `bf16` flag): quantMatmul gives them an f32 cast of a bf16 input and
+// rounds their result to bf16 once (quant/ops.ts), the bf16 policy of every host kernel.
 import {
   affineDequantize, affineMatmul, affineMatmulInputGrad, codebookDequantize, codebookMatmul, codebookMatmulInputGrad,
   type AffineArrays, type CodebookArrays,

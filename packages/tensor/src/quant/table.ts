@@ -7,13 +7,20 @@ import type { Tensor } from "../tensor.js";
 import type { PackedWeight } from "./weight.js";
 
 /**
- * The kernels of one weight format on one backend. Inputs are contiguous 2-D f32 tensors on the
- * weight's device; outputs are new tensors there. None of them keeps Ŵ.
+ * The kernels of one weight format on one backend. Inputs are contiguous 2-D tensors on the
+ * weight's device, f32 — or bf16 too where {@link QuantFormatKernels.bf16} says the kernels take
+ * it; outputs are new tensors there. None of them keeps Ŵ.
  */
 export interface QuantFormatKernels {
-  /** `y [M, out] = x [M, in] · Ŵᵀ`. */
+  /**
+   * Whether `forward` and `inputGrad` take bf16 inputs themselves (computing in f32, f32
+   * accumulation, and returning bf16). Otherwise (the default) the ops give them an f32 cast of a
+   * bf16 input and round their f32 result to bf16 once, which is the same policy.
+   */
+  readonly bf16?: boolean;
+  /** `y [M, out] = x [M, in] · Ŵᵀ`, in x's dtype. */
   forward(x: Tensor, w: PackedWeight): Tensor;
-  /** `dx [M, in] = dy [M, out] · Ŵ`. */
+  /** `dx [M, in] = dy [M, out] · Ŵ`, in dy's dtype. */
   inputGrad(dy: Tensor, w: PackedWeight): Tensor;
   /** Rows `[r0, r1)` of Ŵ as a new f32 tensor `[r1 − r0, in]` on the weight's device. */
   dequantize(w: PackedWeight, r0: number, r1: number): Tensor;

@@ -4,7 +4,7 @@
 // Each case draws unpacked codes and metadata from the case generator, packs them here
 // (quant-pack.ts), uploads the stored arrays to the backend, and checks the op against Ŵ decoded
 // in f64 from the unpacked codes.
-import { packedWeight, quantDequantize, quantMatmul, type PackedWeight, type Tensor } from "../../index.js";
+import { packedWeight, quantDequantize, quantMatmul, type DType, type PackedWeight, type Tensor } from "../../index.js";
 import type { F64 } from "../reference.js";
 import type { CaseInput, CaseRng, ConformanceCase } from "../types.js";
 import { fmt, input, ints } from "./common.js";
@@ -140,19 +140,20 @@ function codebookSpec(c: CodebookConfig): WeightSpec {
 
 /**
  * `quantMatmul` with `x [m, in]`: forward X·Ŵᵀ (f32 accumulation over `in`) and, by the backward
- * of Σ y ⊙ w, the input gradient w·Ŵ (over `out`). `strided`: x is a transposed view.
+ * of Σ y ⊙ w, the input gradient w·Ŵ (over `out`). `strided`: x is a transposed view. `dtype`:
+ * x's (and y's, dx's) dtype, f32 or bf16 (computed in f32, rounded to bf16 once).
  */
-function quantMatmulCase(spec: WeightSpec, m: number, strided = false): ConformanceCase {
+function quantMatmulCase(spec: WeightSpec, m: number, strided = false, dtype: DType = "f32"): ConformanceCase {
   const { out } = spec;
   const inF = spec.in;
   return {
-    op: "quantMatmul", dtype: "f32", label: `${spec.label} x${fmt([m, inF])} w${fmt([out, inF])}${strided ? " strided" : ""}`,
+    op: "quantMatmul", dtype, label: `${spec.label} x${fmt([m, inF])} w${fmt([out, inF])}${strided ? " strided" : ""}`,
     kernels: strided ? ["contiguous"] : [],
     quantKernels: [`${spec.format}.forward`, `${spec.format}.inputGrad`],
     // The fused kernels decode Ŵ to f32 (one to three roundings per weight) and accumulate in f32.
     depth: inF,
     gradDepth: out,
-    inputs: (rng) => [{ ...input([m, inF], "f32", rng.uniform(m * inF), true), layout: strided ? "transposed" : "contiguous" }, ...spec.inputs(rng)],
+    inputs: (rng) => [{ ...input([m, inF], dtype, rng.uniform(m * inF), true), layout: strided ? "transposed" : "contiguous" }, ...spec.inputs(rng)],
     forward: ([x, ...w]) => quantMatmul(x!, spec.weight(w)),
     reference: ([x, ...w]) => matmulNTRef(x!, spec.decode(w), m, out, inF),
     referenceGrad: ([, ...w], dy) => [matmulNNRef(dy, spec.decode(w), m, out, inF), ...w.map(() => null)],
@@ -193,6 +194,7 @@ function affineCases(): ConformanceCase[] {
     rows.forEach(([m, cfg], k) => {
       const spec = affineSpec(cfg);
       cases.push(quantMatmulCase(spec, m));
+      if (k === 0 || k === 2) cases.push(quantMatmulCase(spec, m, false, "bf16"));
       if (k < 4) cases.push(quantDequantizeCase(spec, ...rowRange(k + bits, cfg.out)));
     });
   }
@@ -206,6 +208,9 @@ function affineCases(): ConformanceCase[] {
     quantMatmulCase(big4, 17), quantMatmulCase(big3, 17), quantMatmulCase(wide, 2), quantMatmulCase(b8, 16),
     quantMatmulCase(base4, 0), quantMatmulCase(base4, 5, true),
     quantDequantizeCase(big3, 10, 60), quantDequantizeCase(wide, 500, 530),
+    // bf16 inputs: several depth blocks, act-order, wide out, 8 bits, m = 0, a strided input.
+    quantMatmulCase(big3, 17, false, "bf16"), quantMatmulCase(wide, 2, false, "bf16"), quantMatmulCase(b8, 16, false, "bf16"),
+    quantMatmulCase(base4, 0, false, "bf16"), quantMatmulCase(base4, 5, true, "bf16"),
   );
   return cases;
 }
@@ -222,6 +227,7 @@ function codebookCases(): ConformanceCase[] {
       rows.forEach(([m, cfg], k) => {
         const spec = codebookSpec(cfg);
         cases.push(quantMatmulCase(spec, m));
+        if (k === 0) cases.push(quantMatmulCase(spec, m, false, "bf16"));
         if (k === 0) cases.push(quantDequantizeCase(spec, ...rowRange(bits + (dq ? 1 : 0), cfg.out)));
       });
     }
@@ -234,9 +240,15 @@ function codebookCases(): ConformanceCase[] {
   cases.push(
     quantMatmulCase(big, 17), quantMatmulCase(big3, 17), quantMatmulCase(wide, 1), quantMatmulCase(base, 0),
     quantDequantizeCase(big, 0, 70), quantDequantizeCase(wide, 250, 530),
+    quantMatmulCase(big, 17, false, "bf16"), quantMatmulCase(wide, 1, false, "bf16"), quantMatmulCase(base, 0, false, "bf16"),
+    quantMatmulCase(base, 5, true, "bf16"),
   );
   return cases;
 }
 
-/** The quantized cases: f32 only (the ops take f32 inputs; see NOT_AT_BF16). */
+/**
+ * The quantized cases: quantMatmul at f32 and bf16 (bf16 inputs computed in f32 with f32
+ * accumulation, outputs and input gradients rounded to bf16), quantDequantize at f32 (Ŵ is always
+ * decoded to f32; the op has no input dtype).
+ */
 export const QUANT_CASES: ConformanceCase[] = [...affineCases(), ...codebookCases()];
