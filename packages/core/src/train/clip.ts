@@ -33,7 +33,8 @@ export function gradsNonFinite(params: readonly Tensor[]): boolean {
 
 /**
  * The global gradient norm and whether every gradient is finite, from one reduction and one host
- * read. A norm of Inf with finite gradients means the squares overflowed. `extra`: a one-element
+ * read. The squares are summed in f64, so f32 and bf16 gradients never overflow the norm; a
+ * norm of Inf with finite gradients means f64 squares overflowed. `extra`: a one-element
  * tensor (the step's loss) read in the same transfer, returned as `value`.
  */
 export function gradNormChecked(params: readonly Tensor[]): { norm: number; finite: boolean };
