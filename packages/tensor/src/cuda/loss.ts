@@ -37,7 +37,8 @@ function withRows<R>(logits: Tensor, fn: (x: Tensor, shape: number[], strides: n
 
 /**
  * Rethrows the native range error of a bad target or id (`cuda <op>: <message>`) as the CPU
- * kernels do: an {@link OpError} naming `op` with the same message. Other errors pass through.
+ * kernels do: an {@link OpError} naming `op` with the same message. Other errors pass through
+ * (to {@link launch}, which passes an OpError on unchanged and wraps the rest).
  */
 function rangeAsOpError<T>(op: string, inputs: readonly Tensor[], pattern: RegExp, fn: () => T): T {
   try {
@@ -59,8 +60,8 @@ export function registerCudaLoss(family: string): void {
   // [logits, targets] → [loss (or per-row losses), lse]. A bad target is found on the device and
   // read back (the call waits for the stream), then thrown as the CPU's OpError.
   registerKernel<CrossEntropyAttrs>("crossEntropy", family, (inputs, { ignoreIndex, reduction }) =>
-    rangeAsOpError("crossEntropy", inputs, TARGET_MESSAGE, () =>
-      launch("crossEntropy", inputs, () => {
+    launch("crossEntropy", inputs, () =>
+      rangeAsOpError("crossEntropy", inputs, TARGET_MESSAGE, () => {
         const [logits, targets] = inputs as [Tensor, Tensor];
         const v = logits.shape[logits.rank - 1]!;
         const n = targets.size;
@@ -139,8 +140,8 @@ export function registerCudaLoss(family: string): void {
   // Rows of weight [V, D] (read through its strides) picked by i32 ids; the range check runs on
   // the device and an id outside [0, V) is the CPU's OpError.
   registerKernel<GatherAttrs>("embedding", family, (inputs) =>
-    rangeAsOpError("embedding", inputs, ID_MESSAGE, () =>
-      launch("embedding", inputs, () => {
+    launch("embedding", inputs, () =>
+      rangeAsOpError("embedding", inputs, ID_MESSAGE, () => {
         const [weight, ids] = inputs as [Tensor, Tensor];
         const [rows, d] = weight.shape as [number, number];
         const y = empty([...ids.shape, d], weight.dtype, weight.device);
