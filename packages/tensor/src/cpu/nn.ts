@@ -27,8 +27,10 @@ function withDense<T>(inputs: readonly Tensor[], fn: (ts: Tensor[]) => T): T {
 const f = (t: Tensor): FloatArray => hostView(t) as FloatArray;
 
 /**
- * Registers the RMSNorm, RoPE, SwiGLU, dropout and AdamW-step CPU kernels. All but the AdamW step
- * serve bf16 through {@link registerFloatKernel}; the step refuses bf16 parameters (ops/nn.ts).
+ * Registers the RMSNorm, RoPE, SwiGLU, dropout, AdamW-step (single and multi-tensor) and
+ * gradient-norm CPU kernels. All but the AdamW steps and the norm serve bf16 through
+ * {@link registerFloatKernel}; the steps refuse bf16 parameters (ops/nn.ts), and the norm reads
+ * bf16 gradients directly (widened to f64).
  */
 export function registerCpuNn(device: Device): void {
   const out = outputOn(device);
