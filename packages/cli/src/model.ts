@@ -2,7 +2,7 @@
 // and the device check.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { registerSimBackend, resetSimStats, SafetensorsReader, simStats, type Device, type SimStats } from "@modulora/tensor";
+import { getBackend, registerSimBackend, resetSimStats, SafetensorsReader, simStats, type Device, type SimStats } from "@modulora/tensor";
 import {
   baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlamaAsync, loadQuantizedModelAsync, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
   contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer, type ModelDType,
@@ -15,14 +15,23 @@ import type { Progress } from "./progress.js";
 export const DEVICE_SIM_ENV = "MODULORA_DEVICE_SIM";
 
 /**
- * `--device`: the CPU always works; CUDA is refused with the reason (never a silent fallback to
- * the CPU); `sim`, the simulated device that counts every host↔device transfer, only where the
- * environment has MODULORA_DEVICE_SIM=1 (it is a test device: slower than `cpu`, same results).
- * Accepting `sim` registers its backend and zeroes its counters. Returns the device.
+ * `--device`: the CPU always works; `cuda` / `cuda:N` where the addon was built with CUDA and sees
+ * a GPU, and otherwise an error with the reason (never a silent fallback to the CPU); `sim`, the
+ * simulated device that counts every host↔device transfer, only where the environment has
+ * MODULORA_DEVICE_SIM=1 (it is a test device: slower than `cpu`, same results). Accepting `sim`
+ * registers its backend and zeroes its counters. Returns the device.
  */
 export function checkDevice(device: string, env: NodeJS.ProcessEnv = process.env): Device {
   if (device === "cpu") return device;
-  if (device === "cuda") throw new CliError("--device cuda: this version of ModuLoRA-TS has no CUDA backend (it computes on the CPU only)", "use --device cpu");
+  if (/^cuda(:(0|[1-9][0-9]*))?$/.test(device)) {
+    try {
+      getBackend(device);
+    } catch (err) {
+      const why = (err as Error).message.replace(/^device '[^']*' is not available: /, "");
+      throw new CliError(`--device ${device}: the CUDA backend is not available here: ${why}`, "use --device cpu, or build @modulora/kernels with CUDA on a machine with an NVIDIA GPU (docs/gpu.md)");
+    }
+    return device;
+  }
   if (device === "sim") {
     if (env[DEVICE_SIM_ENV] !== "1") {
       throw new CliError(
@@ -34,7 +43,7 @@ export function checkDevice(device: string, env: NodeJS.ProcessEnv = process.env
     resetSimStats();
     return device;
   }
-  throw new CliError(`--device ${device}: unknown device`, "use --device cpu");
+  throw new CliError(`--device ${device}: unknown device`, "use --device cpu, cuda, cuda:N or sim");
 }
 
 /** The transfers a run on `sim` made, in all and per optimizer step. */

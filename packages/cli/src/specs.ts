@@ -3,8 +3,8 @@
 import type { CommandSpec, OptionSpec } from "./args.js";
 
 const DEVICE: OptionSpec = {
-  name: "device", type: "string", choices: ["cpu", "cuda", "sim"], default: "cpu",
-  description: "where to compute (sim: the simulated test device that counts host↔device transfers; needs MODULORA_DEVICE_SIM=1)",
+  name: "device", type: "string", default: "cpu",
+  description: "where to compute: cpu, cuda or cuda:N (a CUDA build of the addon on an NVIDIA GPU), sim (the simulated test device that counts host↔device transfers; needs MODULORA_DEVICE_SIM=1)",
 };
 const DTYPE: OptionSpec = {
   name: "dtype", type: "string", choices: ["f32", "bf16"], default: "f32",

@@ -341,7 +341,7 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
   });
 
   it("--device cuda without CUDA, and a quantized --model for quantize", () => {
-    fails(["generate", "--model", q4, "--prompt", "hi", "--device", "cuda"], /--device cuda: this version of ModuLoRA-TS has no CUDA backend .* — use --device cpu/);
+    fails(["generate", "--model", q4, "--prompt", "hi", "--device", "cuda"], /--device cuda: the CUDA backend is not available here: registering backend 'cuda' failed: (this build of @modulora\/kernels has no CUDA backend|the CUDA build of the addon sees no GPU).* — use --device cpu, or build @modulora\/kernels with CUDA/);
     fails(["quantize", "--model", q4, "--quantizer", "rtn", "--bits", "4", "--out", join(tmp, "never")], /already quantized/);
   });
 });

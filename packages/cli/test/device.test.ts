@@ -102,7 +102,7 @@ afterAll(() => {
 });
 
 describe("--device sim", () => {
-  it("is refused unless MODULORA_DEVICE_SIM=1, saying how to enable it; cuda keeps its refusal", () => {
+  it("is refused unless MODULORA_DEVICE_SIM=1, saying how to enable it; cuda is refused with the reason where the addon has no CUDA", () => {
     const r = cli(["finetune", "--model", TINY, "--data", train, "--format", "classification", "--out", join(tmp, "never"), "--device", "sim"], { MODULORA_DEVICE_SIM: undefined });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
@@ -114,7 +114,7 @@ describe("--device sim", () => {
     expect(g.stderr).toMatch(/^modulora generate: --device sim .* set MODULORA_DEVICE_SIM=1/);
     const c = cli(["eval", "--model", TINY, "--data", LM, "--metric", "ppl", "--device", "cuda"]);
     expect(c.code).toBe(1);
-    expect(c.stderr).toMatch(/^modulora eval: --device cuda: this version of ModuLoRA-TS has no CUDA backend .* — use --device cpu/);
+    expect(c.stderr).toMatch(/^modulora eval: --device cuda: the CUDA backend is not available here: registering backend 'cuda' failed: (this build of @modulora\/kernels has no CUDA backend|the CUDA build of the addon sees no GPU).* — use --device cpu, or build @modulora\/kernels with CUDA/);
   });
 
   it("finetune, full-precision base: the same losses as cpu, bit for bit; 2 copies in and 1 out per step; the counts are printed", () => {

@@ -3,6 +3,7 @@ import { getBackend, listBackends, registerSimBackend } from "../index.js";
 import { CONFORMANCE_CASES } from "./cases/index.js";
 import { formatResult, kernelsWithoutCase, quantKernelsWithoutCase, runBackendConformance, selectCases } from "./run.js";
 import { caseName, type ConformanceCase, type ConformanceResult } from "./types.js";
+import { runMemoryCheck } from "./memory.js";
 
 /** Where the runner writes. */
 export interface CliIO {
@@ -10,10 +11,12 @@ export interface CliIO {
   err(line: string): void;
 }
 
-const USAGE = `usage: node conformance-runner.mjs --backend NAME [--filter TEXT] [--list]
+const USAGE = `usage: node conformance-runner.mjs --backend NAME [--filter TEXT] [--list] [--memory]
   --backend NAME  the backend (device) to check: cpu, sim, cuda...
   --filter TEXT   only the cases whose name ("op dtype shape...") contains TEXT
   --list          print the case names and exit
+  --memory        also run the memory check: training steps inside tidy leave the device's
+                  bytes in use and tensor handles as they were (f32 and bf16)
 The native addon is loaded from MODULORA_KERNELS_ADDON (a path to modulora_kernels.node) when set.`;
 
 const PROG = "conformance-runner";
@@ -28,12 +31,14 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
   let backend: string | undefined;
   let filter: string | undefined;
   let list = false;
+  let memoryCheck = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--help" || a === "-h") {
       io.out(USAGE);
       return 0;
     } else if (a === "--list") list = true;
+    else if (a === "--memory") memoryCheck = true;
     else if (a === "--backend" || a === "--filter") {
       const v = argv[++i];
       if (v === undefined || v.startsWith("--")) {
@@ -85,8 +90,24 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
       io.out(`FAIL coverage: quantized format kernels of '${backend}' that no case runs: ${missingQuant.join(", ")} — add cases to cases/quant.ts (or an entry with a reason to QUANT_KERNELS_WITHOUT_CASE)`);
     }
   }
+  let passed = results.length - results.filter((r) => !r.passed).length;
+  if (memoryCheck) {
+    for (const dtype of ["f32", "bf16"] as const) {
+      let line: string;
+      try {
+        const m = runMemoryCheck(backend, dtype);
+        line = `${m.passed ? "ok  " : "FAIL"} memory ${m.detail}`;
+        if (m.passed) passed++;
+        else failed++;
+      } catch (err) {
+        line = `FAIL memory ${dtype}: ${(err as Error).message}`;
+        failed++;
+      }
+      io.out(line);
+    }
+  }
   io.out(`# ${((performance.now() - t0) / 1000).toFixed(1)} s; ${worstPerDType(results)}`);
-  io.out(`${results.length - results.filter((r) => !r.passed).length} passed, ${failed} failed`);
+  io.out(`${passed} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;
 }
 

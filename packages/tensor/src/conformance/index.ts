@@ -17,3 +17,4 @@ export {
   type CaseInput, type ConformanceCase, type ConformanceCheck, type ConformanceResult,
 } from "./types.js";
 export { runConformanceCli, type CliIO } from "./cli.js";
+export { runMemoryCheck, type MemoryCheckResult } from "./memory.js";
