@@ -68,8 +68,13 @@ describe("the device registry", () => {
       "device 'gpu' is not available: no backend is registered for it (available: cpu, toy); use one of the available devices, or register a backend for 'gpu' first (setBackendRegistration)",
     );
     expect(toyRegistrations).toBe(0);
-    expect(() => T.zeros([2], { device: "cuda:1" })).toThrow("device 'cuda:1' is not available: no backend is registered for it (available: cpu, toy)");
-    expect(() => T.getKernel("add", "cuda")).toThrow("add: device 'cuda' is not available: no backend is registered for it");
+    expect(() => T.zeros([2], { device: "gpu:1" })).toThrow("device 'gpu:1' is not available: no backend is registered for it (available: cpu, toy)");
+    expect(() => T.getKernel("add", "gpu")).toThrow("add: device 'gpu' is not available: no backend is registered for it");
+    expect(T.hasKernel("add", "gpu")).toBe(false);
+    // The shipped cuda family is declared: without a CUDA build (or a GPU) its registration fails, and says why.
+    expect(() => T.zeros([2], { device: "cuda:1" })).toThrow(
+      /^device 'cuda:1' is not available: registering backend 'cuda' failed: (this build of @modulora\/kernels has no CUDA backend|the CUDA build of the addon sees no GPU)/,
+    );
     expect(T.hasKernel("add", "cuda")).toBe(false);
   });
 

@@ -63,9 +63,10 @@ describe("backend registry", () => {
     expect(() => T.registerKernel("matmul", "cpu", () => [])).toThrow("registerKernel: a kernel for op 'matmul' on backend 'cpu' is already registered");
     expect(() => T.registerBackend(T.cpuBackend)).toThrow(/backend 'cpu' is already registered/);
     expect(() => T.getKernel("frobnicate", "cpu")).toThrow("frobnicate: no kernel is registered for device 'cpu' — register one with registerKernel('frobnicate', 'cpu', kernel)");
-    expect(() => T.zeros([2], { device: "cuda" })).toThrow(
-      "device 'cuda' is not available: no backend is registered for it (available: cpu); use one of the available devices, or register a backend for 'cuda' first (setBackendRegistration)",
+    expect(() => T.zeros([2], { device: "gpu" })).toThrow(
+      "device 'gpu' is not available: no backend is registered for it (available: cpu); use one of the available devices, or register a backend for 'gpu' first (setBackendRegistration)",
     );
+    expect(() => T.zeros([2], { device: "cuda" })).toThrow(/^device 'cuda' is not available: registering backend 'cuda' failed: .*(CUDA toolkit|NVIDIA GPU)/);
   });
   it("a new backend plugs in through the registry without touching op code", () => {
     // A toy backend that reuses the CPU's allocator but registers its own 'fill' and 'add' kernels.
