@@ -3,7 +3,8 @@
 // dtypes, gather along an axis, and its gradient scatterAdd.
 //
 //  - CopyKernel: a grid-stride loop over the coalesced (src, dst) iteration space, one kernel per
-//    element size (1, 2, 4, 8 bytes); a fully contiguous copy is one cudaMemcpyAsync.
+//    element size (1, 2, 4, 8 bytes); a fully contiguous copy is one cudaMemcpyAsync; a transpose
+//    of the two innermost dims (x.T.contiguous()) goes through 32×32 shared-memory tiles.
 //  - CastKernel<S, D>: src read through strides, widened exactly to f64 and rounded once to the
 //    destination (bit functions ported from kernels/src/cpu/copy.cc: f16/bf16 round to nearest even
 //    with subnormals, overflow to Inf and quiet NaN keeping the top of the payload; integers truncate
@@ -43,6 +44,45 @@ __global__ void CopyKernel(Strided<2> d, bool small, const E* __restrict__ src, 
     int64_t off[2];
     Offsets<int64_t>(d, small, i, off);
     dst[off[1]] = src[off[0]];
+  }
+}
+
+// Transpose of the two innermost dims (src contiguous along dim r-2, dst along dim r-1): 32×32
+// tiles staged through shared memory, so both the reads and the writes are coalesced. Outer dims
+// (any strides) are walked per tile; blocks of 32×8 threads, grid-stride over the tiles.
+constexpr int kTile = 32, kTileRows = 8;
+template <class E>
+__global__ void __launch_bounds__(kTile * kTileRows) TransposeKernel(Strided<2> d, int64_t tiles_r, int64_t tiles_c,
+                                                                     int64_t num_tiles, const E* __restrict__ src,
+                                                                     E* __restrict__ dst) {
+  __shared__ E tile[kTile][kTile + 1];  // [column][row] of the tile
+  const int r = d.rank;
+  const int64_t rows = d.shape[r - 2], cols = d.shape[r - 1];
+  const int64_t s_col = d.stride[0][r - 1], d_row = d.stride[1][r - 2];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int64_t t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+    int64_t outer = t / (tiles_r * tiles_c);
+    const int64_t rem = t - outer * (tiles_r * tiles_c);
+    const int64_t r0 = (rem / tiles_c) * kTile, c0 = (rem % tiles_c) * kTile;
+    int64_t so = 0, dof = 0;
+    for (int i = r - 3; i >= 0; i--) {
+      const int64_t q = outer / d.shape[i], cidx = outer - q * d.shape[i];
+      so += cidx * d.stride[0][i];
+      dof += cidx * d.stride[1][i];
+      outer = q;
+    }
+    const int64_t row = r0 + tx;
+    for (int k = ty; k < kTile; k += kTileRows) {
+      const int64_t col = c0 + k;
+      if (row < rows && col < cols) tile[k][tx] = src[so + row + col * s_col];
+    }
+    __syncthreads();
+    const int64_t wcol = c0 + tx;
+    for (int k = ty; k < kTile; k += kTileRows) {
+      const int64_t wrow = r0 + k;
+      if (wrow < rows && wcol < cols) dst[dof + wrow * d_row + wcol] = tile[tx][k];
+    }
+    __syncthreads();  // the tile is reused by the next iteration
   }
 }
 
@@ -364,6 +404,21 @@ void EwCopyLaunch(Context& c, size_t elem_size, const Dims& shape, const void* s
   if (d.rank <= 1 && (d.rank == 0 || (d.stride[0][0] == 1 && d.stride[1][0] == 1))) {
     MODULORA_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(d.numel) * elem_size, cudaMemcpyDeviceToDevice, c.stream()));
     return;
+  }
+  const int r = d.rank;
+  if (r >= 2 && d.stride[1][r - 1] == 1 && d.stride[0][r - 2] == 1 && d.stride[0][r - 1] != 1 &&
+      d.shape[r - 1] >= 8 && d.shape[r - 2] >= 8) {
+    const int64_t tiles_r = (d.shape[r - 2] + kTile - 1) / kTile, tiles_c = (d.shape[r - 1] + kTile - 1) / kTile;
+    const int64_t num_tiles = d.numel / (d.shape[r - 2] * d.shape[r - 1]) * tiles_r * tiles_c;
+    const dim3 block(kTile, kTileRows);
+    const unsigned tgrid = Blocks(num_tiles, 1);
+    switch (elem_size) {
+      case 1: TransposeKernel<uint8_t><<<tgrid, block, 0, c.stream()>>>(d, tiles_r, tiles_c, num_tiles, static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst)); return;
+      case 2: TransposeKernel<uint16_t><<<tgrid, block, 0, c.stream()>>>(d, tiles_r, tiles_c, num_tiles, static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst)); return;
+      case 4: TransposeKernel<uint32_t><<<tgrid, block, 0, c.stream()>>>(d, tiles_r, tiles_c, num_tiles, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst)); return;
+      case 8: TransposeKernel<uint64_t><<<tgrid, block, 0, c.stream()>>>(d, tiles_r, tiles_c, num_tiles, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst)); return;
+      default: break;  // refused below
+    }
   }
   const unsigned grid = Blocks(d.numel, kThreads);
   const bool small = Small(d.numel);
