@@ -11,15 +11,18 @@
 //    toward zero). To an integer dtype CastCheckKernel first finds the first element that does not
 //    fit (atomicMin of its index); the launcher reads it back and throws, writing nothing.
 //  - GatherKernel: one thread per output element, x and idx read through strides.
-//  - ScatterAddKernel: one thread per (outer, inner) column walks the indices in order, so duplicate
-//    indices accumulate in the CPU's order without atomics (f32 results are bit-identical to the
-//    CPU's); bf16 accumulates in an f32 scratch that is rounded once.
+//  - scatterAdd: a stable radix sort (CUB) of the (row, j) pairs groups each row's indices in
+//    increasing j; ScatterSumKernel, one thread per output element, finds its row's run by binary
+//    search and adds the gathered values in that order from 0 in Acc<T> (f32 for bf16, rounded
+//    once): the CPU's exact sequence of additions, without atomics, fully parallel.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
+
+#include <cub/device/device_radix_sort.cuh>
 
 #include "cuda/common.cuh"
 #include "cuda/elementwise.h"
@@ -348,32 +351,60 @@ __global__ void GatherKernel(Strided<1> outer, int64_t axis_stride, int64_t n, S
   }
 }
 
-// acc[o, idx[j], k] += src[o, j, k] for j = 0 .. m-1 in order, one thread per (o, k).
-template <class T, class A>
-__global__ void ScatterAddKernel(int64_t outer, int64_t n, int64_t inner, Strided<1> src_l, Strided<1> idx,
-                                 bool small, const T* __restrict__ src, const int32_t* __restrict__ ip,
-                                 A* __restrict__ acc, unsigned long long* bad) {
-  const int64_t m = idx.numel;
-  for (int64_t t = GlobalThread(); t < outer * inner; t += GridThreads()) {
-    const int64_t o = t / inner, k = t - o * inner;
-    A* col = acc + o * n * inner + k;
-    for (int64_t j = 0; j < m; j++) {
-      int64_t io[1], so[1];
-      Offsets<int64_t>(idx, small, j, io);
-      const int64_t r = ip[io[0]];
-      if (r < 0 || r >= n) {
-        if (bad) atomicMin(bad, static_cast<unsigned long long>(j));
-        continue;
-      }
-      Offsets<int64_t>(src_l, small, (o * m + j) * inner + k, so);
-      col[r * inner] += static_cast<A>(ld(src + so[0]));
-    }
+// The accumulator stored: f32/f64 as they are; bf16 rounded once with the CPU's f32 → bf16 rounding.
+template <class T> __device__ __forceinline__ T StoreScatter(Acc<T> v) { return v; }
+template <> __device__ __forceinline__ bf16 StoreScatter<bf16>(float v) {
+  const uint16_t h = F32ToBf16Fast(v);
+  bf16 out;
+  memcpy(&out, &h, sizeof out);
+  return out;
+}
+
+// Sort keys of scatterAdd: key[j] = idx[j] for a valid index, n (sorted after every row) for a bad
+// one (recorded when `bad` is set); val[j] = j.
+__global__ void ScatterKeysKernel(Strided<1> idx, bool small, const int32_t* __restrict__ ip, int64_t n,
+                                  uint32_t* __restrict__ keys, uint32_t* __restrict__ vals, unsigned long long* bad) {
+  for (int64_t j = GlobalThread(); j < idx.numel; j += GridThreads()) {
+    int64_t io[1];
+    Offsets<int64_t>(idx, small, j, io);
+    const int64_t r = ip[io[0]];
+    const bool ok = r >= 0 && r < n;
+    if (!ok && bad) atomicMin(bad, static_cast<unsigned long long>(j));
+    keys[j] = static_cast<uint32_t>(ok ? r : n);
+    vals[j] = static_cast<uint32_t>(j);
   }
 }
 
-// The f32 → bf16 rounding of the CPU's cast (NaN kept quiet with its payload's top bits).
-__global__ void F32ToBf16Kernel(int64_t n, const float* __restrict__ src, uint16_t* __restrict__ dst) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) dst[i] = F32ToBf16Fast(src[i]);
+// First position p of the sorted keys[0, m) with keys[p] >= r.
+__device__ __forceinline__ int64_t LowerBound(const uint32_t* keys, int64_t m, uint32_t r) {
+  int64_t lo = 0, hi = m;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) >> 1;
+    if (keys[mid] < r) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// y[o, r, k] = sum of src[o, j, k] over the j with idx[j] = r, in increasing j (the stable sort
+// keeps them in order), accumulated in Acc<T> from 0 and rounded once: the CPU's additions.
+template <class T>
+__global__ void ScatterSumKernel(int64_t outer, int64_t n, int64_t inner, int64_t m, Strided<1> src_l, bool small,
+                                 const T* __restrict__ src, const uint32_t* __restrict__ keys,
+                                 const uint32_t* __restrict__ vals, T* __restrict__ y) {
+  const int64_t total = outer * n * inner;
+  for (int64_t i = GlobalThread(); i < total; i += GridThreads()) {
+    const int64_t rest = i / inner, k = i - rest * inner;
+    const int64_t o = rest / n, r = rest - o * n;
+    const int64_t lo = LowerBound(keys, m, static_cast<uint32_t>(r));
+    Acc<T> acc = Acc<T>(0);
+    for (int64_t p = lo; p < m && keys[p] == static_cast<uint32_t>(r); p++) {
+      int64_t so[1];
+      Offsets<int64_t>(src_l, small, (o * m + vals[p]) * inner + k, so);
+      acc += ld(src + so[0]);
+    }
+    y[i] = StoreScatter<T>(acc);
+  }
 }
 
 int64_t Product(const Dims& s, size_t b, size_t e) {
@@ -504,34 +535,41 @@ void EwScatterAddLaunch(Context& c, int dtype, const Dims& shape, int axis, cons
     throw CudaError("scatterAdd: src has " + std::to_string(sl.numel) + " elements, not outer·m·inner = " +
                     std::to_string(outer * il.numel * inner));
   }
+  const int64_t m = il.numel;
+  if (dtype != kF32 && dtype != kF64 && dtype != kBF16) {
+    throw CudaError(std::string("scatterAdd: dtype ") + CodeName(dtype) + " is not computed on cuda (f32, f64 and bf16 are)");
+  }
+  if (m == 0) {  // nothing gathered: zeros
+    MODULORA_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(total) * CodeSize(dtype), c.stream()));
+    return;
+  }
+  if (n >= 0xFFFFFFFFLL || m > 0x7FFFFFFFLL) throw CudaError("scatterAdd: more than 2^32 rows or 2^31 indices");
   const bool sync = SyncEveryOp();
   Scratch flag(c, sync ? sizeof(unsigned long long) : 0);
   unsigned long long* bad = sync ? flag.as<unsigned long long>() : nullptr;
   if (bad) SetU64Kernel<<<1, 1, 0, c.stream()>>>(bad, std::numeric_limits<unsigned long long>::max());
+  // Stable radix sort of (row, j) pairs: each row's indices end up contiguous and in increasing j.
+  Scratch pairs(c, static_cast<size_t>(m) * 4 * sizeof(uint32_t));
+  uint32_t* keys_in = pairs.as<uint32_t>();
+  uint32_t* vals_in = keys_in + m;
+  uint32_t* keys_out = vals_in + m;
+  uint32_t* vals_out = keys_out + m;
+  ScatterKeysKernel<<<Blocks(m, kThreads), kThreads, 0, c.stream()>>>(il, Small(m), static_cast<const int32_t*>(idx), n,
+                                                                       keys_in, vals_in, bad);
+  int end_bit = 1;
+  while (end_bit < 32 && (static_cast<uint64_t>(n) >> end_bit) != 0) end_bit++;  // keys are in [0, n]
+  size_t temp_bytes = 0;
+  MODULORA_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, keys_out, vals_in, vals_out,
+                                                      static_cast<int>(m), 0, end_bit, c.stream()));
+  Scratch temp(c, temp_bytes);
+  MODULORA_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, keys_out, vals_in, vals_out,
+                                                      static_cast<int>(m), 0, end_bit, c.stream()));
   const bool small = Small(sl.numel);
-  const unsigned grid = Blocks(outer * inner, kThreads);
-  const auto* ip = static_cast<const int32_t*>(idx);
-  auto run = [&](auto tag, auto acc_tag, void* acc) {
-    using T = decltype(tag);
-    using A = decltype(acc_tag);
-    MODULORA_CUDA_CHECK(cudaMemsetAsync(acc, 0, static_cast<size_t>(total) * sizeof(A), c.stream()));
-    if (il.numel > 0) {
-      ScatterAddKernel<T, A><<<grid, kThreads, 0, c.stream()>>>(outer, n, inner, sl, il, small, static_cast<const T*>(src), ip,
-                                                                static_cast<A*>(acc), bad);
-    }
-  };
-  switch (dtype) {
-    case kF32: run(float{}, float{}, y); break;
-    case kF64: run(double{}, double{}, y); break;
-    case kBF16: {
-      Scratch acc(c, static_cast<size_t>(total) * sizeof(float));
-      run(bf16{}, float{}, acc.get());
-      F32ToBf16Kernel<<<Blocks(total, kThreads), kThreads, 0, c.stream()>>>(total, acc.as<float>(), static_cast<uint16_t*>(y));
-      break;
-    }
-    default:
-      throw CudaError(std::string("scatterAdd: dtype ") + CodeName(dtype) + " is not computed on cuda (f32, f64 and bf16 are)");
-  }
+  const unsigned grid = Blocks(total, kThreads);
+  MODULORA_DISPATCH_FLOAT(dtype, "scatterAdd", T, {
+    ScatterSumKernel<T><<<grid, kThreads, 0, c.stream()>>>(outer, n, inner, m, sl, small, static_cast<const T*>(src),
+                                                           keys_out, vals_out, static_cast<T*>(y));
+  });
   if (bad) {
     MODULORA_CUDA_CHECK(cudaGetLastError());
     ThrowBadIndex(c, "scatterAdd", bad, idx_shape, idx_strides, idx, n);

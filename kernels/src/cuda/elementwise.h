@@ -77,8 +77,9 @@ void EwCastLaunch(Context& c, int src_code, int dst_code, const Dims& shape, con
 void EwGatherLaunch(Context& c, size_t elem_size, const Dims& x_shape, const void* x, const Dims& x_strides,
                     int axis, const Dims& idx_shape, const void* idx, const Dims& idx_strides, void* y);
 // y (contiguous, `shape`) = zeros with src [shape[:axis], idx.shape, shape[axis+1:]] added at the
-// rows idx names, in index order (deterministic, the CPU's order). dtype f32, f64, bf16 (bf16
-// accumulates in an f32 scratch and rounds once). Bad indices are skipped (thrown under sync).
+// rows idx names, in index order (deterministic, the CPU's order: a stable sort of the indices,
+// then one thread per output element). dtype f32, f64, bf16 (bf16 accumulates in f32 and rounds
+// once). Bad indices are skipped (thrown under MODULORA_CUDA_SYNC=1).
 void EwScatterAddLaunch(Context& c, int dtype, const Dims& shape, int axis, const void* src, const Dims& src_shape,
                         const Dims& src_strides, const Dims& idx_shape, const void* idx, const Dims& idx_strides,
                         void* y);
