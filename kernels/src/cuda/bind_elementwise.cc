@@ -58,7 +58,7 @@ Napi::Value Affine(CudaCall& a) {
 
 Napi::Value Fill(CudaCall& a) {
   const int dtype = static_cast<int>(a.i(1));
-  const double v = a.num(6);
+  const double v = a.num(5);
   double lo = 0, hi = 0;
   bool integral = true;
   switch (dtype) {
@@ -75,7 +75,7 @@ Napi::Value Fill(CudaCall& a) {
                     " (integers in [" + std::to_string(static_cast<int64_t>(lo)) + ", " +
                     std::to_string(static_cast<int64_t>(hi)) + "])");
   }
-  EwFillLaunch(a.ctx(), dtype, a.list(2), a.ptr(3), a.list(4), v, a.flag(7));
+  EwFillLaunch(a.ctx(), dtype, a.list(2), a.ptr(3), a.list(4), v, a.flag(6));
   return a.env().Undefined();
 }
 
@@ -97,13 +97,13 @@ void SeedToKey(double seed, uint32_t* k0, uint32_t* k1) {
 
 Napi::Value Random(CudaCall& a) {
   uint32_t k0 = 0, k1 = 0;
-  SeedToKey(a.num(6), &k0, &k1);
-  const double offset = a.num(7);
+  SeedToKey(a.num(5), &k0, &k1);
+  const double offset = a.num(6);
   if (!(std::floor(offset) == offset) || offset < 0 || offset > 9007199254740991.0) {
     throw CudaError("random: the offset must be a non-negative safe integer");
   }
   EwRandomLaunch(a.ctx(), static_cast<int>(a.i(1)), a.i(2), a.ptr(3), a.flag(4), k0, k1, static_cast<uint64_t>(offset),
-                 a.num(8), a.num(9));
+                 a.num(7), a.num(8));
   return a.env().Undefined();
 }
 
