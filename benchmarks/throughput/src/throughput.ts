@@ -238,7 +238,7 @@ function median(xs: number[]): number {
 
 /** Builds one configuration's model, runs warm-up + timed steps, frees everything. */
 function runConfig(cfg: Config, args: Args, base: Omit<Result, "config" | "shape" | "bits" | "batch" | "seq" | "checkpointing" | "step_times_s" | "losses" | "baselines">): Result {
-  const r: Result = { ...base, config: cfg.name, shape: cfg.shape, bits: cfg.bits, batch: cfg.batch, seq: cfg.seq, checkpointing: cfg.checkpointing, step_times_s: [], losses: [], baselines: [] };
+  const r: Result = { config: cfg.name, shape: cfg.shape, bits: cfg.bits, batch: cfg.batch, seq: cfg.seq, checkpointing: cfg.checkpointing, ...base, step_times_s: [], losses: [], baselines: [] };
   const device = args.device;
   let model: LlamaModel | null = null;
   let opt: AdamW | null = null;
