@@ -17,8 +17,7 @@ import {
 import { cudaAddon, cudaInfo } from "@modulora/kernels";
 // The llama sources (not the package's dist) until @modulora/llama exports random-model.ts: the
 // bundle then holds one copy of the model classes, which attachLoRA's dispatchers compare against.
-import { attachLoRA, LINEAR_NAMES, type LlamaModel } from "../../../packages/llama/src/index.js";
-import { randomCodesSource, randomLlama, type RandomLlamaShape } from "../../../packages/llama/src/random-model.js";
+import { attachLoRA, LINEAR_NAMES, randomCodesSource, randomLlama, type LlamaModel, type RandomLlamaShape } from "@modulora/llama";
 
 /** The shapes of torch_lora_bench.py, and `tiny` for tests on the CPU (its sizes multiples of the group size, 128). */
 export const SHAPES: Record<string, RandomLlamaShape & { batch: number; seq: number }> = {

@@ -20,3 +20,4 @@ export * from "./quantized-checkpoint.js";
 export * from "./module-pattern.js";
 export * from "./adapter.js";
 export * from "./finetune.js";
+export * from "./random-model.js";

@@ -2,8 +2,7 @@
 // benchmarks (no checkpoint to read, nothing of weight size crosses from the host): dense bases
 // drawn by the `random` creation kernel, quantized `affine` bases whose packed codes are random
 // bits filled on the device, f16 scales drawn on the device and integer mid-range zero points.
-import * as tensorOps from "@modulora/tensor";
-import { cast, full, keep, rand, randn, scale, add, tidy, Tensor, type Device } from "@modulora/tensor";
+import { cast, full, keep, rand, randn, randomPackedCodes, tidy, Tensor, type Device } from "@modulora/tensor";
 import { affineFromTensors, packedWords, AFFINE_BITS } from "@modulora/core";
 import { parseLlamaConfig } from "./config.js";
 import { DenseLinear, QuantizedLinear } from "./linear.js";
@@ -62,40 +61,17 @@ export function randomLlamaConfig(shape: RandomLlamaShape): LlamaConfig {
   );
 }
 
-type FillBits = <T extends Tensor>(t: T, seed: number) => T;
-
 /**
- * The tensor package's `randomPackedCodes` (random bits filled by a device kernel) when this
- * build of @modulora/tensor exports it, else null.
+ * How {@link randomLlama} draws packed codes: by `randomPackedCodes` of @modulora/tensor, random
+ * bits written by a kernel of the weight's device (Philox; no host array).
  */
-function exportedFill(): FillBits | null {
-  const f = (tensorOps as unknown as Record<string, unknown>)["randomPackedCodes"];
-  return typeof f === "function" ? (f as FillBits) : null;
-}
-
-/**
- * How {@link randomLlama} draws packed codes: `"randomPackedCodes"` (the tensor package's device
- * kernel), or `"creation-ops"` where that export is missing (two 16-bit halves drawn by the
- * `random` kernel in f64 and combined by element-wise kernels, then cast to i32: also on the
- * device, only slower).
- */
-export function randomCodesSource(): "randomPackedCodes" | "creation-ops" {
-  return exportedFill() ? "randomPackedCodes" : "creation-ops";
+export function randomCodesSource(): "randomPackedCodes" {
+  return "randomPackedCodes";
 }
 
 /** An i32 tensor of `shape` on `device` holding uniform random 32-bit words, made on the device. */
 function randomWords(shape: number[], device: Device, seed: number): Tensor {
-  const fill = exportedFill();
-  if (fill) return fill(Tensor.empty(shape, "i32", device), seed);
-  return tidy(() => {
-    // u·65536 for u in [0, 1) is below 65536 and its truncation is exact; hi·65536 + lo − 2^31 is
-    // an integer in [−2^31, 2^31), exact in f64, so the cast keeps every bit.
-    const half = (offset: number) => cast(cast(rand(shape, { seed, offset, low: 0, high: 65536, dtype: "f64", device }), "i32"), "f64");
-    const n = shape.reduce((a, b) => a * b, 1);
-    const hi = half(0);
-    const lo = half(Math.ceil(n / 4));
-    return cast(scale(add(scale(hi, 65536), lo), 1, -2147483648), "i32");
-  });
+  return randomPackedCodes(Tensor.empty(shape, "i32", device), seed);
 }
 
 /**

@@ -28,3 +28,5 @@ export {
   type PackedWeight, type QuantFormatKernels, type QuantMatmulAttrs, type QuantDequantizeAttrs,
 } from "./quant/index.js";
 export { registerSimBackend, simStats, resetSimStats, type SimStats } from "./sim/backend.js";
+export { cudaMemory, emptyCudaCache, synchronizeCuda, registerCudaBackend, type CudaMemory } from "./cuda/backend.js";
+export { randomPackedCodes, quantRowBlock, QUANT_SCRATCH_BYTES } from "./cuda/quant.js";

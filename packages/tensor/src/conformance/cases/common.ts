@@ -17,7 +17,6 @@ export const COMPUTE_DTYPES: readonly DType[] = ["f32", "f64", "bf16"];
  */
 export const NOT_AT_BF16: Readonly<Record<string, string>> = {
   adamwStep: "the bf16 policy keeps trainable parameters and optimizer state in f32 (master weights); adamwStep refuses bf16 and a test checks that",
-  quantMatmul: "the fused quantized kernels take f32 inputs only (decode and accumulate in f32); quantMatmul refuses bf16 with 'cast the input first' and a test checks that — its cases run at f32",
   quantDequantize: "Ŵ is always decoded to f32 (the op has no input dtype); its cases run at f32",
 };
 
