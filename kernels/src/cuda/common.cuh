@@ -96,5 +96,42 @@ inline unsigned Blocks(int64_t n, int threads = 256, int64_t cap = 65535LL * 16)
   return static_cast<unsigned>(b);
 }
 
+
+// Blocks of a grid-stride launch over `units` work items: at least 1, at most `cap`.
+inline unsigned GridFor(int64_t units, int64_t cap = int64_t{1} << 20) {
+  return static_cast<unsigned>(units < 1 ? 1 : (units > cap ? cap : units));
+}
+
+// exp and log in the accumulation type.
+__device__ __forceinline__ float exp_a(float x) { return expf(x); }
+__device__ __forceinline__ double exp_a(double x) { return exp(x); }
+__device__ __forceinline__ float log_a(float x) { return logf(x); }
+__device__ __forceinline__ double log_a(double x) { return log(x); }
+
+// Sums over a warp (result in lane 0) and over a block (blockDim.x a multiple of 32; the same value
+// returned to every thread), in a fixed order, so results do not depend on timing. `sh` holds 33
+// values of shared memory; consecutive calls may reuse it.
+template <class A>
+__device__ __forceinline__ A warp_sum(A v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+template <class A>
+__device__ A block_sum(A v, A* sh) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // the previous call's readers of sh are done
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    A t = lane < nw ? sh[lane] : A(0);
+    t = warp_sum(t);
+    if (lane == 0) sh[32] = t;
+  }
+  __syncthreads();
+  return sh[32];
+}
+
 }  // namespace cuda
 }  // namespace modulora

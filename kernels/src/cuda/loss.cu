@@ -21,17 +21,9 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kReduceThreads = 1024;
-constexpr int64_t kMaxGrid = 1 << 20;
 constexpr unsigned long long kNoBad = ~0ULL;
 
-unsigned GridFor(int64_t units) {
-  return static_cast<unsigned>(units < 1 ? 1 : (units > kMaxGrid ? kMaxGrid : units));
-}
 
-__device__ __forceinline__ float exp_a(float x) { return expf(x); }
-__device__ __forceinline__ double exp_a(double x) { return exp(x); }
-__device__ __forceinline__ float log_a(float x) { return logf(x); }
-__device__ __forceinline__ double log_a(double x) { return log(x); }
 template <class A> __device__ __forceinline__ A neg_inf() { return -CUDART_INF_F; }
 template <> __device__ __forceinline__ double neg_inf<double>() { return -CUDART_INF; }
 template <class A> __device__ __forceinline__ A pos_inf() { return CUDART_INF_F; }
@@ -39,28 +31,6 @@ template <> __device__ __forceinline__ double pos_inf<double>() { return CUDART_
 template <class A> __device__ __forceinline__ A qnan() { return CUDART_NAN_F; }
 template <> __device__ __forceinline__ double qnan<double>() { return CUDART_NAN; }
 
-template <class A>
-__device__ __forceinline__ A warp_sum(A v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-// Fixed-order block sum returned to every thread; sh: 33 values.
-template <class A>
-__device__ A block_sum(A v, A* sh) {
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) sh[w] = v;
-  __syncthreads();
-  if (w == 0) {
-    A t = lane < nw ? sh[lane] : A(0);
-    t = warp_sum(t);
-    if (lane == 0) sh[32] = t;
-  }
-  __syncthreads();
-  return sh[32];
-}
 
 // --- online max / sum-exp ------------------------------------------------------------------------
 

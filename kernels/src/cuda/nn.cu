@@ -13,42 +13,11 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;        // threads per block of every kernel here
-constexpr int64_t kMaxGrid = 1 << 20;  // blocks of a grid-stride launch, at most
 
 // RMSNorm dw: rows per chunk at least kDwMinChunkRows, at most kDwMaxChunks chunks.
 constexpr int64_t kDwMinChunkRows = 16;
 constexpr int64_t kDwMaxChunks = 256;
 
-unsigned GridFor(int64_t units) {
-  return static_cast<unsigned>(units < 1 ? 1 : (units > kMaxGrid ? kMaxGrid : units));
-}
-
-// Sum over the block (blockDim.x a multiple of 32), the same value returned to every thread, in a
-// fixed order. `sh` holds 33 values of shared memory.
-template <class A>
-__device__ __forceinline__ A warp_sum(A v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-template <class A>
-__device__ A block_sum(A v, A* sh) {
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // the previous call's readers of sh are done
-  if (lane == 0) sh[w] = v;
-  __syncthreads();
-  if (w == 0) {
-    A t = lane < nw ? sh[lane] : A(0);
-    t = warp_sum(t);
-    if (lane == 0) sh[32] = t;
-  }
-  __syncthreads();
-  return sh[32];
-}
-
-__device__ __forceinline__ float exp_a(float x) { return expf(x); }
-__device__ __forceinline__ double exp_a(double x) { return exp(x); }
 
 // Logistic as the CPU's Sigmoid: 1 / (1 + exp(-x)), exact in both tails.
 template <class A>

@@ -107,27 +107,6 @@ __global__ void __launch_bounds__(kThreads) adamw_many_kernel(const AdamwEntry* 
 
 // --- gradient-norm statistics --------------------------------------------------------------------
 
-template <class A>
-__device__ __forceinline__ A warp_sum(A v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-// Fixed-order block sum; the result is valid in thread 0. sh: 32 values.
-template <class A>
-__device__ A block_sum0(A v, A* sh) {
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) sh[w] = v;
-  __syncthreads();
-  A t = A(0);
-  if (w == 0) {
-    t = lane < nw ? sh[lane] : A(0);
-    t = warp_sum(t);
-  }
-  return t;
-}
 
 template <class T>
 __device__ __forceinline__ void norm_range(const T* __restrict__ x, int64_t i0, int64_t i1, double& sq, bool& bad) {
@@ -143,7 +122,7 @@ __device__ __forceinline__ void norm_range(const T* __restrict__ x, int64_t i0, 
 __global__ void __launch_bounds__(kThreads) norm_partial_kernel(const NormEntry* __restrict__ entries,
                                                                 const int64_t* __restrict__ start, int64_t count,
                                                                 double* __restrict__ part) {
-  __shared__ double sh[32];
+  __shared__ double sh[33];
   const int64_t b = blockIdx.x;
   const int64_t e = entry_of(start, count, b);
   const NormEntry en = entries[e];
@@ -157,8 +136,8 @@ __global__ void __launch_bounds__(kThreads) norm_partial_kernel(const NormEntry*
     case kBF16: norm_range(static_cast<const bf16*>(en.data), i0, i1, sq, bad); break;
     default: bad = true; break;  // refused on the host; never reached
   }
-  const double s = block_sum0(sq, sh);
-  const double nbad = block_sum0(bad ? 1.0 : 0.0, sh);
+  const double s = block_sum(sq, sh);
+  const double nbad = block_sum(bad ? 1.0 : 0.0, sh);
   if (threadIdx.x == 0) {
     part[2 * b] = s;
     part[2 * b + 1] = nbad > 0 ? __longlong_as_double(0x7ff8000000000000LL) : 0.0;
@@ -168,14 +147,14 @@ __global__ void __launch_bounds__(kThreads) norm_partial_kernel(const NormEntry*
 // One block: thread k adds partials k, k + blockDim, ... in order, then a fixed tree.
 __global__ void __launch_bounds__(kFinalThreads) norm_final_kernel(const double* __restrict__ part, int64_t blocks,
                                                                    double* __restrict__ out) {
-  __shared__ double sh[32];
+  __shared__ double sh[33];
   double sq = 0, probe = 0;
   for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) {
     sq += part[2 * b];
     probe += part[2 * b + 1];
   }
-  sq = block_sum0(sq, sh);
-  probe = block_sum0(probe, sh);
+  sq = block_sum(sq, sh);
+  probe = block_sum(probe, sh);
   if (threadIdx.x == 0) {
     out[0] = sq;
     out[1] = probe;

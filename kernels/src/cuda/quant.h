@@ -13,36 +13,16 @@
 
 #include <cstdint>
 
+#include "cpu/quant_matmul.h"
+
 namespace modulora {
 namespace cuda {
 
-// Device views of one `affine` weight (pointers are device addresses; the TypeScript layer has
-// checked every length and dtype).
-struct AffineDevice {
-  int64_t out, in;
-  int bits;                    // 2, 3, 4 or 8
-  int64_t group_size;          // used when g_idx is null (then group_size · groups == in)
-  int64_t groups;
-  const uint32_t* qweight;     // [⌈in/32⌉·bits, out]
-  const uint16_t* scales;      // f16 bits [groups, out]
-  const uint8_t* zeros_int;    // u8 [groups, out], or null when zeros_real is set
-  const uint16_t* zeros_real;  // f16 bits [groups, out], or null
-  const int32_t* g_idx;        // [in], or null; a value outside [0, groups) decodes to NaN
-};
-
-// Device views of one `codebook` weight.
-struct CodebookDevice {
-  int64_t out, in;
-  int bits;                        // 1..4
-  int64_t block_size;              // divides in
-  int64_t stride;                  // bytes per row of codes: ⌈in·bits/8⌉
-  const uint8_t* codes;            // [out, stride]
-  const float* levels;             // [2^bits]
-  const float* absmax;             // [out·in/block_size], or null when double-quantized
-  const uint8_t* absmax_codes;     // [blocks]
-  const float* absmax_scale;       // [⌈blocks/256⌉]
-  const float* absmax_offset;      // [⌈blocks/256⌉]
-};
+// Device views of one weight: the CPU kernels' views (cpu/quant_matmul.h, which documents the
+// layouts), holding device addresses here; the TypeScript layer has checked every length and dtype.
+// A g_idx value outside [0, groups) decodes to NaN on the device.
+using AffineDevice = AffineQuant;
+using CodebookDevice = CodebookQuant;
 
 // Rows [r0, r1) of Ŵ into dst, row-major [r1 − r0, in] (leading dimension in), as f32 (dst_code
 // kF32) or bf16 (kBF16). Queued on `stream`; nothing is launched when the range or `in` is empty.

@@ -6,55 +6,14 @@ import { getKernel, registerKernel, type Device } from "../backend.js";
 import type { MatmulAttrs } from "../ops/matmul.js";
 import type { BroadcastAttrs } from "../ops/shape.js";
 import type { FillAttrs } from "../ops/creation.js";
-import { broadcastStrides, shapeSize } from "../shape.js";
+import { shapeSize } from "../shape.js";
+import { gemmOperand, type GemmOperand } from "../matmul-layout.js";
 import type { Tensor } from "../tensor.js";
 import { code, cudaFn, deviceIndex, empty, launch, ptr } from "./util.js";
 
-interface Operand {
-  t: Tensor;
-  flipped: boolean;
-  ld: number;
-  batchStride: number;
-  temp: Tensor | null;
-}
-
-/** Layout of the last two dims: row-major (`flipped` false) or column-major, or null. */
-function matrixLayout(t: Tensor): { flipped: boolean; ld: number } | null {
-  const r = t.shape[t.rank - 2]!;
-  const c = t.shape[t.rank - 1]!;
-  const s0 = t.strides[t.rank - 2]!;
-  const s1 = t.strides[t.rank - 1]!;
-  if ((s1 === 1 || c === 1) && (s0 >= c || r === 1)) return { flipped: false, ld: Math.max(r === 1 ? c : s0, c, 1) };
-  if ((s0 === 1 || r === 1) && (s1 >= r || c === 1)) return { flipped: true, ld: Math.max(c === 1 ? r : s1, r, 1) };
-  return null;
-}
-
-/** One stride walking the broadcast batch, or null when the batch axes do not collapse. */
-function batchStride(t: Tensor, batch: readonly number[]): number | null {
-  const eff = broadcastStrides(t.shape.slice(0, -2), t.strides.slice(0, -2), batch);
-  let stride: number | null = null;
-  let expected = -1;
-  for (let i = batch.length - 1; i >= 0; i--) {
-    if (batch[i] === 1) continue;
-    if (stride === null) {
-      stride = eff[i]!;
-      expected = stride * batch[i]!;
-    } else {
-      if (eff[i] !== expected) return null;
-      expected = eff[i]! * batch[i]!;
-    }
-  }
-  return stride ?? 0;
-}
-
-function prepare(t: Tensor, batch: readonly number[]): Operand {
-  const layout = matrixLayout(t);
-  const bs = batchStride(t, batch);
-  if (layout && bs !== null) return { t, flipped: layout.flipped, ld: layout.ld, batchStride: bs, temp: null };
-  const shape = [...batch, ...t.shape.slice(-2)];
-  const temp = getKernel<BroadcastAttrs>("broadcastTo", t.device)([t], { shape })[0]!;
-  const rc = t.shape[t.rank - 2]! * t.shape[t.rank - 1]!;
-  return { t: temp, flipped: false, ld: Math.max(t.shape[t.rank - 1]!, 1), batchStride: shapeSize(batch) > 1 ? rc : 0, temp };
+/** `t` as a GEMM operand, broadcast into a contiguous copy by the device when its layout does not fit. */
+function prepare(t: Tensor, batch: readonly number[]): GemmOperand {
+  return gemmOperand(t, batch, (src, shape) => getKernel<BroadcastAttrs>("broadcastTo", src.device)([src], { shape })[0]!);
 }
 
 /** Registers the matmul kernel of the CUDA backend for `family`. */
