@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   allocBlock, allocScratch, allocStorage, cpuInfo, getNumThreads, hasCuda, nativeMemoryStats, releaseScratch, releaseStorage, resetPeakMemory,
-  setIsa, setNumThreads, trimAllocatorCache, addonCandidates, ADDON_PATH_ENV,
+  setIsa, setNumThreads, trimAllocatorCache, addonCandidates, ADDON_PATH_ENV, cudaAddon, cudaInfo, hasCudaBuild,
 } from "../ts/index.js";
 
 describe("native storage", () => {
@@ -144,8 +144,18 @@ describe("threads, ISA and build info", () => {
     expect(() => setIsa("sse9" as never)).toThrow("setIsa: unknown ISA 'sse9'; use generic, avx2 or avx512");
     if (info.best !== "avx512") expect(() => setIsa("avx512")).toThrow(/does not support 'avx512'/);
   });
-  it("says that this version has no CUDA backend, and where it looks for the addon", () => {
-    expect(hasCuda()).toBe(false);
+  it("says whether this build has the CUDA backend, and where it looks for the addon", () => {
+    // AUTO builds CUDA wherever a toolkit with cuBLAS is found, GPU or not, so both kinds of build occur.
+    expect(hasCuda()).toBe(hasCudaBuild());
+    if (hasCudaBuild()) {
+      const info = cudaInfo();
+      expect(info.runtimeVersion).toBeGreaterThanOrEqual(12000);
+      if (!info.available) expect(info.reason).toMatch(/cuda\w+ failed: .+\(cuda\w+\)/);
+      else expect(info.devices.length).toBeGreaterThan(0);
+    } else {
+      expect(cudaInfo()).toMatchObject({ available: false, reason: "this build of the addon has no CUDA backend", devices: [] });
+      expect(() => cudaAddon()).toThrow(/has no CUDA backend .*MODULORA_CUDA=ON makes a missing toolkit a configure error/);
+    }
     const prev = process.env[ADDON_PATH_ENV];
     process.env[ADDON_PATH_ENV] = "/nowhere/modulora_kernels.node";
     expect(addonCandidates()).toEqual(["/nowhere/modulora_kernels.node"]);
