@@ -41,7 +41,11 @@ function randomCases(dtype: DType): ConformanceCase[] {
       reference: () => drawn(dtype, count(shape), (x) => uniformFill(x, seed, offset), (u) => a + (b - a) * u),
     },
     {
-      op: "randn", dtype, label: `${fmt(shape)} seed=${seed} offset=${offset} mean=${a} std=${b}`, kernels: ["random"], exact: true,
+      // The Philox bits are the same everywhere, but Box–Muller takes log, sin and cos in f64, and
+      // libms differ in the last bit (V8's against CUDA's). f32 and bf16 round that away; f64 keeps
+      // it, so the f64 case allows 4 units of roundoff (an error of 1 ulp is 2) instead of bit equality.
+      op: "randn", dtype, label: `${fmt(shape)} seed=${seed} offset=${offset} mean=${a} std=${b}`, kernels: ["random"],
+      ...(dtype === "f64" ? { ulps: 4 } : { exact: true }),
       inputs: () => [],
       forward: (_, device) => randn(shape, { dtype, device, seed, offset, mean: a, std: b }),
       reference: () => drawn(dtype, count(shape), (x) => normalFill(x, seed, offset), (z) => a + b * z),
