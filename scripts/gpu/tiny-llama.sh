@@ -14,11 +14,11 @@ args=(--model "$work/q4" --data fixtures/data/spam/train.jsonl --format classifi
       --lr 5e-4 --dropout 0.1 --seed 7)
 for dtype in bf16 f32; do
   for device in cpu cuda; do
-    t0=$(date +%s.%N)
+    t0=$(date +%s%N)
     $cli finetune "${args[@]}" --dtype $dtype --device $device --out "$work/$device-$dtype" > "$work/$device-$dtype.log" 2>&1
     rc=$?
-    t1=$(date +%s.%N)
-    echo "finetune $device $dtype: exit $rc, $(echo "$t1 - $t0" | bc) s; $(grep -E 'trained|peak' "$work/$device-$dtype.log" | tr '\n' ' ')"
+    t1=$(date +%s%N)
+    echo "finetune $device $dtype: exit $rc, $(( (t1 - t0) / 1000000 )) ms; $(grep -E 'trained|peak' "$work/$device-$dtype.log" | tr '\n' ' ')"
     [ $rc -eq 0 ] || tail -20 "$work/$device-$dtype.log"
     cp "$work/$device-$dtype/metrics.jsonl" "$dest/$device-$dtype.metrics.jsonl" 2>/dev/null
     cp "$work/$device-$dtype.log" "$dest/$device-$dtype.log"
