@@ -1,3 +1,4 @@
+import { validateOptionSpecs } from "./options.js";
 import { QUANTIZER_SPEC_VERSION, type QuantizerPlugin } from "./spec.js";
 
 const plugins = new Map<string, QuantizerPlugin>();
@@ -20,6 +21,10 @@ export function validateQuantizer(plugin: unknown): asserts plugin is QuantizerP
     throw new TypeError(`${where}: supportedBits must be a non-empty list of bit widths`);
   }
   if (typeof p.quantize !== "function") throw new TypeError(`${where}: quantize must be a function`);
+  const g = p.defaultGroupSize;
+  if (g !== undefined && g !== "row" && !(Number.isInteger(g) && g >= 1)) throw new TypeError(`${where}: defaultGroupSize must be a positive integer or "row", got ${JSON.stringify(g)}`);
+  if (p.supportsSymmetric !== undefined && typeof p.supportsSymmetric !== "boolean") throw new TypeError(`${where}: supportsSymmetric must be a boolean`);
+  validateOptionSpecs(where, p.options);
   if ((p.serialize === undefined) !== (p.deserialize === undefined)) {
     throw new TypeError(`${where}: serialize and deserialize come together (a custom format needs both)`);
   }

@@ -45,6 +45,34 @@ export interface QuantizeOptions {
   [key: string]: unknown;
 }
 
+/**
+ * One option of a plugin's own, declared so that tools can offer it: the CLI makes a flag of it
+ * (`--kebab-case-name`), lists it under the plugin in `--help`, checks values before the plugin
+ * runs ({@link resolveQuantizerOptions}) and records the resolved values with the checkpoint.
+ */
+export interface QuantizerOptionSpec {
+  /** The key in {@link QuantizeOptions} (camelCase, e.g. `actOrder`); the flag is its kebab-case form. */
+  readonly name: string;
+  /** The flag's name where it differs from the kebab-case key (e.g. `sym` for `symmetric`). */
+  readonly flag?: string;
+  /** How values are read: `int` is an integer `number`. */
+  readonly type: "boolean" | "int" | "number" | "string";
+  /** The value when none is given (also shown by `--help`); absent: the option is left out. */
+  readonly default?: boolean | number | string;
+  /** For `string` options: the allowed values. */
+  readonly choices?: readonly string[];
+  /** For numbers: inclusive bounds. */
+  readonly min?: number;
+  readonly max?: number;
+  /** One line for `--help`. */
+  readonly help: string;
+  /**
+   * The plugin's own check of a value that passed the type and bounds: return a message saying
+   * what is wrong and what to use instead, or undefined when the value is fine.
+   */
+  check?(value: unknown, options: QuantizeOptions): string | undefined;
+}
+
 /** What a custom format's plugin writes to a checkpoint and reads back. */
 export interface SerializedWeight {
   /** Named tensors (names are local to the layer; core prefixes them). */
@@ -68,6 +96,12 @@ export interface QuantizerPlugin {
   readonly calibration: CalibrationKind;
   /** Bit widths the plugin accepts (checked before `quantize` is called). */
   readonly supportedBits: readonly number[];
+  /** The group (block) size tools use when the user gives none (default 128). */
+  readonly defaultGroupSize?: number | "row";
+  /** Whether `symmetric: true` means something to this plugin (default false: tools refuse it). */
+  readonly supportsSymmetric?: boolean;
+  /** The plugin's own options (beyond `bits`, `groupSize` and `symmetric`), for tools to offer and check. */
+  readonly options?: readonly QuantizerOptionSpec[];
   /**
    * Quantizes W (f32 [out, in], contiguous). Must not keep a reference to `weight`, which the
    * caller may free. Bad options should throw an Error saying what was wrong.

@@ -86,5 +86,6 @@ export const rtnQuantizer: QuantizerPlugin = {
   description: "round-to-nearest, GPTQ's min-max rule (asymmetric or symmetric), per row or grouped",
   calibration: "none",
   supportedBits: [2, 3, 4, 8],
+  supportsSymmetric: true,
   quantize: (weight, options) => quantizeRtn(weight, options),
 };
