@@ -25,6 +25,8 @@ export interface OptionSpec {
   max?: number;
   /** Strict upper bound for numbers (e.g. a probability that must stay below 1). */
   below?: number;
+  /** The quantizer plugin that declared this option (its own flags; listed under it in --help). */
+  quantizer?: string;
 }
 
 /** A subcommand: its options and positional arguments. */
@@ -37,6 +39,8 @@ export interface CommandSpec {
   options: readonly OptionSpec[];
   /** Extra help text (examples, notes). */
   notes?: string;
+  /** Flags the command does not take as given, with what to say instead of "unknown option" (another quantizer's flags). */
+  elsewhere?: ReadonlyMap<string, string>;
 }
 
 /** Options every command takes. */
@@ -155,6 +159,8 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
     const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
     const o = byName.get(name) ?? byName.get(kebab(name));
     if (!o) {
+      const owner = spec.elsewhere?.get(name) ?? spec.elsewhere?.get(kebab(name));
+      if (owner) throw usageError(owner, hint);
       const near = closest(name, [...byName.keys()]);
       throw usageError(`unknown option --${name}`, near ? `did you mean --${near}? (${hint})` : hint);
     }
@@ -211,7 +217,8 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
   return { values, positionals, given };
 }
 
-function optionLine(o: OptionSpec): [string, string] {
+/** An option's two --help columns: the flag with its argument, and the description with its default. */
+export function optionLine(o: OptionSpec): [string, string] {
   const arg = o.type === "boolean" ? "" : ` ${o.arg ?? (o.choices ? o.choices.join("|") : o.type === "group" ? "N|row" : o.type === "int" || o.type === "number" ? "N" : "VALUE")}`;
   const left = `--${o.name}${arg}`;
   const dflt = o.required ? " (required)" : o.default !== undefined && o.default !== false ? ` (default: ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)})` : "";
@@ -227,7 +234,11 @@ export function helpText(spec: CommandSpec): string {
   if (spec.positionals?.length) {
     parts.push("Arguments:", ...spec.positionals.map((p) => fmt([p.name, p.description])), "");
   }
-  parts.push("Options:", ...rows.map(fmt));
+  const own = spec.options.filter((o) => o.quantizer === undefined);
+  parts.push("Options:", ...[...own, ...GLOBAL_OPTIONS].map(optionLine).map(fmt));
+  const byQuantizer = new Map<string, OptionSpec[]>();
+  for (const o of spec.options) if (o.quantizer !== undefined) byQuantizer.set(o.quantizer, [...(byQuantizer.get(o.quantizer) ?? []), o]);
+  for (const [q, opts] of byQuantizer) parts.push("", `Options of quantizer ${q}:`, ...opts.map(optionLine).map(fmt));
   if (spec.notes) parts.push("", spec.notes.trimEnd());
   return `${parts.join("\n")}\n`;
 }

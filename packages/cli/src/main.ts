@@ -59,7 +59,7 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
     stdout.write("modulora 0.1.0\n");
     return 0;
   }
-  const spec: CommandSpec | undefined = COMMANDS.find((c) => c.name === name);
+  let spec: CommandSpec | undefined = COMMANDS.find((c) => c.name === name);
   let label = "modulora";
   try {
     if (!spec) {
@@ -68,9 +68,13 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
       throw new CliError(what, `${near && !name.startsWith("-") ? `did you mean '${near}'? ` : ""}commands: ${COMMANDS.map((c) => c.name).join(", ")} (modulora --help)`);
     }
     label = `modulora ${spec.name}`;
+    // A command that takes --quantizer learns that quantizer's own flags before parsing.
+    const quantizers = spec.options.some((o) => o.name === "quantizer") ? await import("./plugin-options.js") : null;
+    if (quantizers) spec = await quantizers.prepareQuantizerSpec(spec, rest);
     const args = parseArgs(spec, rest);
     if (args.values["help"]) {
       stdout.write(helpText(spec));
+      if (quantizers) stdout.write(`\n${quantizers.quantizersHelp(spec.name)}`);
       return 0;
     }
     const run = await (RUNNERS[spec.name] as () => Promise<Runner>)();

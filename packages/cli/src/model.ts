@@ -326,6 +326,8 @@ export interface OnTheFlyQuantization {
   quantizer: string;
   bits: number;
   group_size: number | "row";
+  /** The plugin's own options, as resolved when the adapter was trained (absent: none, or all defaults of older runs). */
+  options?: Record<string, unknown>;
 }
 
 /**
@@ -339,7 +341,7 @@ export async function attachAdapter(loaded: LoadedModel, dir: string, progress: 
     progress.log(`quantizing the base as the adapter was trained (${fly.quantizer}, ${fly.bits}-bit, group ${fly.group_size})`);
     const plugin = quantizerNamed(fly.quantizer, join(dir, MODULORA_ADAPTER_FILE)); // looked up, never imported
     await step("cannot quantize the base like the adapter's", "quantize it with modulora quantize and pass that directory as --model", () =>
-      quantizeModel(loaded.model, plugin, { bits: fly.bits, groupSize: fly.group_size, measureError: false }),
+      quantizeModel(loaded.model, plugin, { ...fly.options, bits: fly.bits, groupSize: fly.group_size, measureError: false }),
     );
     loaded.quantization = { method: "on-the-fly", bits: fly.bits, groupSize: fly.group_size, symmetric: null, actOrder: null, quantizer: fly.quantizer };
   }

@@ -21,6 +21,9 @@ const JSON_OUT: OptionSpec = { name: "json", type: "boolean", default: false, de
 const MODEL_EITHER: OptionSpec = { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" };
 const adapterOption = (description: string, required = false): OptionSpec => ({ name: "adapter", type: "string", arg: "DIR", ...(required ? { required } : {}), description });
 const outOption = (description: string): OptionSpec => ({ name: "out", type: "string", arg: "DIR", required: true, description });
+const GROUP_SIZE: OptionSpec = {
+  name: "group-size", type: "group", description: 'input columns per scale/zero group (block), or "row"; default: the quantizer\'s (128 where it names none)',
+};
 const FORMATS = ["text", "instruct", "chat", "classification", "summarization"] as const;
 const TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 
@@ -30,13 +33,10 @@ export const QUANTIZE: CommandSpec = {
   usage: "quantize --model DIR --quantizer NAME --bits N --out DIR [options]",
   options: [
     { name: "model", type: "string", arg: "DIR", required: true, description: "full-precision Hugging Face model directory" },
-    { name: "quantizer", type: "string", arg: "NAME", required: true, description: "quantizer plugin name (built in: rtn, optq)" },
+    { name: "quantizer", type: "string", arg: "NAME", required: true, description: "quantizer plugin name (listed below; its own flags come with it)" },
     { name: "bits", type: "int", min: 1, required: true, description: "bits per weight of the codes" },
-    { name: "group-size", type: "group", default: 128, description: 'input columns per scale/zero group, or "row"' },
-    { name: "act-order", type: "boolean", default: false, description: "quantize columns in order of decreasing activation (calibrating quantizers)" },
-    { name: "sym", type: "boolean", default: false, description: "symmetric quantization" },
-    { name: "percdamp", type: "number", min: 0, description: "OPTQ damping: H += percdamp · mean(diag H) · I (plugin default 0.01; raise it if a Hessian is not positive definite)" },
-    { name: "static-groups", type: "boolean", default: false, description: "OPTQ: every group's scale and zero from the original weights, computed up front (GPTQ's static_groups)" },
+    GROUP_SIZE,
+    { name: "sym", type: "boolean", default: false, description: "symmetric quantization (quantizers that have a symmetric mode)" },
     { name: "true-sequential", type: "boolean", default: true, description: "calibrate a block's linears group by group (k,v,q; o; up,gate; down), each on the outputs of those already quantized; --true-sequential=false: all on full-precision inputs" },
     { name: "calib", type: "string", arg: "FILE", description: "calibration text (.txt, or .jsonl with a text field) for quantizers that need it" },
     { name: "calib-samples", type: "int", min: 1, default: 128, description: "calibration windows" },
@@ -86,7 +86,7 @@ export const FINETUNE: CommandSpec = {
     DTYPE,
     { name: "quantizer", type: "string", arg: "NAME", description: "quantize a full-precision --model on the fly with this plugin" },
     { name: "bits", type: "int", min: 1, description: "bits for --quantizer" },
-    { name: "group-size", type: "group", default: 128, description: "group size for --quantizer" },
+    { ...GROUP_SIZE, description: `group size for --quantizer (${GROUP_SIZE.description})` },
     PLUGIN,
   ],
   notes:

@@ -236,8 +236,12 @@ describe("commands on the fixtures", () => {
     // --true-sequential=false: one calibration pass per block on full-precision inputs, and recorded as such.
     const flat = join(tmp, "q-optq-flat");
     const r2 = ok(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--true-sequential=false", "--percdamp", "0.05", "--static-groups", "--calib", join(ROOT, "fixtures/data/lm/calib-small.txt"), "--calib-samples", "8", "--calib-seq-len", "64", "--out", flat]);
-    expect(r2.stdout).toContain("with optq (4-bit, group 128, static groups, percdamp 0.05, not true-sequential)");
-    expect(JSON.parse(readFileSync(join(flat, "quantize_config.json"), "utf8"))).toMatchObject({ desc_act: false, true_sequential: false, static_groups: true, damp_percent: 0.05 });
+    expect(r2.stdout).toContain("with optq (4-bit, group 128, static-groups, percdamp 0.05, not true-sequential)");
+    // The plugin's own options are recorded as resolved: those given, and the defaults of the rest.
+    expect(JSON.parse(readFileSync(join(flat, "quantize_config.json"), "utf8"))).toMatchObject({
+      desc_act: false, true_sequential: false, static_groups: true, damp_percent: 0.05,
+      meta: { quantizer: ["modulora-ts:optq"], options: { bits: 4, groupSize: 128, actOrder: false, staticGroups: true, percdamp: 0.05, blockSize: 128, trueSequential: false } },
+    });
   });
 
   it("--plugin registers a user's quantizer module", () => {
@@ -286,9 +290,11 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     fails(["finetune", "--model", TINY, "--data", spamTrain, "--format", "classification", "--out", join(tmp, "never"), "--quantizer", "nf9", "--bits", "4"], /unknown quantizer 'nf9'; registered: optq, rtn/);
     // Options a quantizer cannot honour are refused, not ignored.
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--out", join(tmp, "never")], /'optq' needs calibration data .* — pass --calib FILE/);
-    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order needs a calibrating quantizer/);
+    // A quantizer's own flag given with another quantizer is named with its owner.
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order is an option of quantizer optq, not of 'rtn' \(modulora quantize --help lists each quantizer's options\)/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is a calibration setting; 'rtn' uses no activations/);
-    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--percdamp", "0.1", "--out", join(tmp, "never")], /--percdamp is a calibration setting; 'rtn' uses no activations — drop --percdamp/);
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--percdamp", "0.1", "--out", join(tmp, "never")], /--percdamp is an option of quantizer optq, not of 'rtn'/);
+    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--calib", LM, "--out", join(tmp, "never")], /--calib is a calibration setting; 'rtn' uses no activations — drop --calib/);
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "-1", "--calib", LM, "--out", join(tmp, "never")], /--percdamp/);
     // 16 calibration rows for 64 inputs, undamped: a singular Hessian, reported with the layer and what to change.
     // (It fails after the model has loaded, so progress lines come before the one error line.)
@@ -297,7 +303,7 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     expect(singular.stdout).toBe("");
     const errLines = singular.stderr.split("\n").filter((l) => l.startsWith("modulora"));
     expect(errLines, singular.stderr).toHaveLength(1);
-    expect(errLines[0]).toMatch(/^modulora quantize: quantizing with 'optq' failed: model\.layers\.0\.self_attn\.k_proj: optqQuantize: the Hessian is not positive definite after damping with percdamp = 0; pass a larger percdamp .* — check the quantizer's flags \(--bits, --group-size, --percdamp/);
+    expect(errLines[0]).toMatch(/^modulora quantize: quantizing with 'optq' failed: model\.layers\.0\.self_attn\.k_proj: optqQuantize: the Hessian is not positive definite after damping with percdamp = 0; pass a larger percdamp .* — check the quantizer's flags \(--bits, --group-size, --act-order, --static-groups, --percdamp, --block-size; modulora quantize --quantizer optq --help\)/);
     expect(existsSync(join(tmp, "never"))).toBe(false);
     const short = join(tmp, "short-calib.txt");
     writeFileSync(short, "hello world\n");

@@ -103,7 +103,7 @@ export const optqQuantizer: QuantizerPlugin = {
     { name: "actOrder", type: "boolean", default: false, help: "quantize columns by descending activation energy diag(H) and record g_idx (GPTQ's desc_act)" },
     { name: "staticGroups", type: "boolean", default: false, help: "every group's scale and zero from the original weights, computed up front (GPTQ's static_groups)" },
     { name: "percdamp", type: "number", min: 0, default: 0.01, help: "damping: H += percdamp · mean(diag H) · I (raise it if a Hessian is not positive definite)" },
-    { name: "blockSize", type: "int", min: 1, default: 128, help: "columns per lazy batch update (speed only; the result is the same)" },
+    { name: "blockSize", type: "int", min: 1, default: 128, help: "columns per lazy batch update (a speed setting: results agree up to rounding)" },
   ],
   quantize: (weight, options, stats) => quantizeOptqAsync(weight, options, stats),
 };

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { isTrainerEntry, listCheckpoints, LOCK_FILE, Trainer, writeFileAtomic, type EvalResult, type TrainerEvent } from "@modulora/core";
+import { isTrainerEntry, listCheckpoints, LOCK_FILE, Trainer, writeFileAtomic, type EvalResult, type QuantizerPlugin, type TrainerEvent } from "@modulora/core";
 import { memory, type Device } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName, type ModelDType } from "@modulora/llama";
@@ -11,11 +11,13 @@ import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir, plug
 import { CliError, oneLine, step, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
 import type { CommandContext } from "../main.js";
+import type { ParsedArgs } from "../args.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
 import { checkContextLength, checkDevice, formatTransfers, loadModel, preflightModel, TransferCounter, type LoadedModel, type ModelPreflight } from "../model.js";
 import { parseMetrics, writeLossPlots } from "../plot.js";
 import { quantizerNamed, setupQuantizers } from "../plugins.js";
-import { checkGroupSize } from "./quantize.js";
+import { resolveGroupSize } from "./quantize.js";
+import { describePluginOptions, pluginOptionValues } from "../plugin-options.js";
 import { formatSeconds, Progress, type ProgressBar } from "../progress.js";
 
 interface FinetuneArgs {
@@ -49,7 +51,7 @@ interface FinetuneArgs {
   dtype: ModelDType;
   quantizer?: string;
   bits?: number;
-  groupSize: number | "row";
+  groupSize?: number | "row";
   plugin?: string[];
 }
 
@@ -94,25 +96,34 @@ function warnSingleLabel(file: ReturnType<typeof checkDataFile>, path: string, p
   if (labels.size === 1) progress.log(`warning: ${path} has a single label (${[...labels][0]}): the adapter can only learn to predict it; add examples of the other labels`);
 }
 
-/** The checks of --quantizer/--bits against the plugin and the model, before anything loads. */
-function checkOnTheFly(a: FinetuneArgs, checked: ModelPreflight): void {
+/** On-the-fly quantization, checked: the plugin, its group size and its own options. */
+interface OnTheFly {
+  plugin: QuantizerPlugin;
+  groupSize: number | "row";
+  options: Record<string, unknown>;
+}
+
+/** The checks of --quantizer/--bits (and the plugin's own flags) against the plugin and the model, before anything loads. */
+function checkOnTheFly(a: FinetuneArgs, checked: ModelPreflight, args: ParsedArgs): OnTheFly {
   const plugin = quantizerNamed(a.quantizer!);
   if (checked.quantization) throw new CliError(`--quantizer: ${a.model} is already quantized (${checked.quantization.method})`, "drop --quantizer/--bits, or pass the full-precision model");
   if (!plugin.supportedBits.includes(a.bits!)) throw new CliError(`quantizer '${plugin.name}' does not support --bits ${a.bits}`, `use one of ${plugin.supportedBits.join(", ")}`);
   if (plugin.calibration !== "none") throw new CliError(`quantizer '${plugin.name}' needs calibration data`, "quantize first with modulora quantize --calib FILE and pass that directory as --model");
-  checkGroupSize(a.groupSize, checked.config, a.model);
+  const options = pluginOptionValues(plugin, args, "finetune");
+  return { plugin, groupSize: resolveGroupSize(plugin, a.groupSize, checked.config, a.model), options };
 }
 
 /** Quantizes a full-precision base in place with --quantizer/--bits/--group-size (checked by checkOnTheFly). */
-async function quantizeOnTheFly(loaded: LoadedModel, a: FinetuneArgs, progress: Progress): Promise<void> {
-  const plugin = quantizerNamed(a.quantizer!);
+async function quantizeOnTheFly(loaded: LoadedModel, a: FinetuneArgs, q: OnTheFly, progress: Progress): Promise<void> {
+  const { plugin, groupSize } = q;
   const bar = progress.bar("quantize", loaded.model.layers.length * 7, { unit: "layers" });
-  const r = await step(`quantizing with '${plugin.name}' failed`, "check --bits and --group-size", () =>
-    quantizeModel(loaded.model, plugin, { bits: a.bits!, groupSize: a.groupSize, measureError: false, onProgress: (e) => bar.update(e.done) }),
+  const r = await step(`quantizing with '${plugin.name}' failed`, `check --bits and --group-size (modulora finetune --quantizer ${plugin.name} --help)`, () =>
+    quantizeModel(loaded.model, plugin, { ...q.options, bits: a.bits!, groupSize, measureError: false, onProgress: (e) => bar.update(e.done) }),
   );
   bar.stop();
-  progress.log(`quantized on the fly: ${plugin.name} ${a.bits}-bit, group ${a.groupSize}, ${r.bitsPerWeight.toFixed(4)} bits/weight (${r.seconds.toFixed(1)} s)`);
-  loaded.quantization = { method: "on-the-fly", bits: a.bits!, groupSize: a.groupSize, symmetric: null, actOrder: null, quantizer: plugin.name };
+  const settings = [`${a.bits}-bit`, `group ${groupSize}`, ...describePluginOptions(plugin, q.options)].join(", ");
+  progress.log(`quantized on the fly: ${plugin.name} ${settings}, ${r.bitsPerWeight.toFixed(4)} bits/weight (${r.seconds.toFixed(1)} s)`);
+  loaded.quantization = { method: "on-the-fly", bits: a.bits!, groupSize, symmetric: null, actOrder: null, quantizer: plugin.name };
 }
 
 /** The settings a run records in its checkpoints (trainer state `extra.cli`). */
@@ -171,14 +182,14 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   const checked = preflightModel(a.model);
   // Training sequences are at most --seq-len long; longer than the context they would be computed wrong.
   checkContextLength(checked.config, a.seqLen, `--seq-len ${a.seqLen}`, `lower --seq-len to ${checked.config.maxPositionEmbeddings} or less`);
-  if (a.quantizer) checkOnTheFly(a, checked);
+  const onTheFly = a.quantizer ? checkOnTheFly(a, checked, ctx.args) : null;
 
   // The lock proves --out writable before anything heavy runs, and keeps a second run out of it.
   const { lock, created } = lockOutDirInPlace(out, "modulora finetune");
   if (lock.tookOver) progress.log(`warning: took over the stale lock ${lock.path} of process ${lock.tookOver.pid}, which no longer runs`);
   let succeeded = false;
   try {
-    await trainAndWrite(ctx, a, out, checked, progress, device);
+    await trainAndWrite(ctx, a, out, checked, onTheFly, progress, device);
     succeeded = true;
   } finally {
     lock.release();
@@ -201,13 +212,13 @@ function lexistsLink(path: string): boolean {
   }
 }
 
-async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, progress: Progress, device: Device): Promise<void> {
+async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, onTheFly: OnTheFly | null, progress: Progress, device: Device): Promise<void> {
   const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   // On `sim`: the transfers of each optimizer step (the batch in, the loss and norm out).
   const transfers = new TransferCounter(device);
   const { model, tokenizer } = loaded;
   try {
-    if (a.quantizer) await quantizeOnTheFly(loaded, a, progress);
+    if (onTheFly) await quantizeOnTheFly(loaded, a, onTheFly, progress);
     const t0 = performance.now();
     const train = loadData(a.data, "--data", { format: a.format, tokenizer, seqLen: a.seqLen });
     const s = train.stats;
@@ -228,7 +239,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
       ...(train.spec.templates ? { promptTemplate: train.spec.templates.prompt, templates: train.spec.templates } : {}),
       ...(train.spec.labels ? { labels: train.spec.labels } : {}),
       seq_len: a.seqLen,
-      ...(a.quantizer ? { quantized_on_the_fly: { quantizer: a.quantizer, bits: a.bits, group_size: a.groupSize } } : {}),
+      ...(onTheFly ? { quantized_on_the_fly: { quantizer: onTheFly.plugin.name, bits: a.bits, group_size: onTheFly.groupSize, ...(Object.keys(onTheFly.options).length ? { options: onTheFly.options } : {}) } } : {}),
     };
     const saveOptions = { baseModelNameOrPath: resolve(a.model), extra };
 

@@ -1,6 +1,6 @@
 // modulora quantize: full-precision model → quantized checkpoint directory.
 import { existsSync } from "node:fs";
-import type { QuantizerPlugin } from "@modulora/core";
+import { optionFlag, type QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
 import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions, type ModelDType } from "@modulora/llama";
 import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
@@ -8,6 +8,7 @@ import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import type { Device } from "@modulora/tensor";
 import { checkDevice, formatTransfers, loadModel, preflightModel, TransferCounter, type ModelPreflight } from "../model.js";
+import { describePluginOptions, FALLBACK_GROUP_SIZE, pluginOptionValues } from "../plugin-options.js";
 import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -15,11 +16,8 @@ interface QuantizeArgs {
   model: string;
   quantizer: string;
   bits: number;
-  groupSize: number | "row";
-  actOrder: boolean;
+  groupSize?: number | "row";
   sym: boolean;
-  percdamp?: number;
-  staticGroups: boolean;
   trueSequential: boolean;
   calib?: string;
   calibSamples: number;
@@ -60,13 +58,25 @@ export function checkGroupSize(groupSize: number | "row", config: LlamaConfig, m
   throw new CliError(`--group-size ${groupSize} does not divide the input sizes of ${model}'s linear layers (${ins.join(", ")})`, `use a divisor of ${gcd} (e.g. ${gcd % 128 === 0 ? 128 : gcd}) or "row"`);
 }
 
-/** Quantization options for quantizeModel from the flags (plugin-specific keys only when set). */
-export function quantizeOptions(a: {
-  bits: number; groupSize: number | "row"; sym?: boolean; actOrder?: boolean; trueSequential?: boolean; percdamp?: number; staticGroups?: boolean;
-}): QuantizeModelOptions {
+/**
+ * The group size of a run: --group-size when given, else the plugin's default (128 where it names
+ * none), checked against the model's linear layers.
+ */
+export function resolveGroupSize(plugin: QuantizerPlugin, given: number | "row" | undefined, config: LlamaConfig, model: string): number | "row" {
+  const g = given ?? plugin.defaultGroupSize ?? FALLBACK_GROUP_SIZE;
+  checkGroupSize(g, config, model);
+  return g;
+}
+
+/** `--sym` with a quantizer that has no symmetric mode is refused. */
+export function checkSymmetric(plugin: QuantizerPlugin, sym: boolean | undefined): void {
+  if (sym && !plugin.supportsSymmetric) throw new CliError(`quantizer '${plugin.name}' has no symmetric mode`, "drop --sym");
+}
+
+/** Quantization options for quantizeModel: the common flags, then the plugin's own options (checked, defaults filled). */
+export function quantizeOptions(a: { bits: number; groupSize: number | "row"; sym?: boolean; trueSequential?: boolean }, pluginOptions: Record<string, unknown>): QuantizeModelOptions {
   return {
-    bits: a.bits, groupSize: a.groupSize, ...(a.sym ? { symmetric: true } : {}), ...(a.actOrder ? { actOrder: true } : {}),
-    ...(a.staticGroups ? { staticGroups: true } : {}), ...(a.percdamp !== undefined ? { percdamp: a.percdamp } : {}),
+    bits: a.bits, groupSize: a.groupSize, ...(a.sym ? { symmetric: true } : {}), ...pluginOptions,
     ...(a.trueSequential === false ? { trueSequential: false } : {}),
   };
 }
@@ -80,12 +90,11 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   if (!plugin.supportedBits.includes(a.bits)) {
     throw new CliError(`quantizer '${plugin.name}' does not support --bits ${a.bits}`, `use one of ${plugin.supportedBits.join(", ")}`);
   }
-  if (a.actOrder && plugin.calibration === "none") {
-    throw new CliError(`--act-order needs a calibrating quantizer; '${plugin.name}' uses no activations`, "drop --act-order, or use a quantizer that calibrates (e.g. optq)");
-  }
+  checkSymmetric(plugin, a.sym);
+  const pluginOptions = pluginOptionValues(plugin, ctx.args, "quantize");
   if (plugin.calibration === "none") {
-    // Flags that only mean something to a calibrating quantizer.
-    for (const flag of ["true-sequential", "percdamp", "static-groups"]) {
+    // Flags of the calibration driver, which only mean something to a calibrating quantizer.
+    for (const flag of ["true-sequential", "calib", "calib-samples", "calib-seq-len"]) {
       if (ctx.args.given.has(flag)) throw new CliError(`--${flag} is a calibration setting; '${plugin.name}' uses no activations`, `drop --${flag}, or use a quantizer that calibrates (e.g. optq)`);
     }
   }
@@ -97,7 +106,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   const checked = preflightModel(a.model);
   const existing = checked.quantization;
   if (existing) throw new CliError(`${a.model} is already quantized (${existing.method})`, "pass the full-precision model as --model");
-  checkGroupSize(a.groupSize, checked.config, a.model);
+  a.groupSize = resolveGroupSize(plugin, a.groupSize, checked.config, a.model);
   const calibText = a.calib && plugin.calibration !== "none" ? readCalibrationText(a.calib) : null;
 
   // The calibration windows, sampled before the model loads, so that a text too short is reported
@@ -118,7 +127,7 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   try {
     for (const n of notes) progress.log(`note: ${n}`);
     checkOutDir(a.out, a.overwrite); // again: the recovery may have put a previous --out back
-    await quantizeAndWrite(ctx, a, plugin, checked, calibIds, progress, device);
+    await quantizeAndWrite(ctx, a, plugin, pluginOptions, checked, calibIds, progress, device);
     succeeded = true;
   } finally {
     lock.release();
@@ -126,17 +135,22 @@ export async function runQuantize(ctx: CommandContext): Promise<void> {
   }
 }
 
-async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: QuantizerPlugin, checked: ModelPreflight, calibIds: number[][] | null, progress: Progress, device: Device): Promise<void> {
+async function quantizeAndWrite(
+  ctx: CommandContext, a: QuantizeArgs, plugin: QuantizerPlugin, pluginOptions: Record<string, unknown>, checked: ModelPreflight,
+  calibIds: number[][] | null, progress: Progress, device: Device,
+): Promise<void> {
   // The model, the calibration passes and their statistics on --device.
   const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   const { model } = loaded;
+  const groupSize = a.groupSize!;
   try {
-    const options = quantizeOptions(a);
+    const options = quantizeOptions({ ...a, groupSize }, pluginOptions);
     // One bar over the layers; calibration passes show in its payload (one line, even on a TTY).
     const total = model.layers.length * 7;
     const qbar = progress.bar("quantize", total, { fields: ["at"], unit: "layers" });
     let layersDone = 0;
-    const result = await step(`quantizing with '${plugin.name}' failed`, plugin.calibration === "hessian" ? "check the quantizer's flags (--bits, --group-size, --percdamp; modulora quantize --help)" : "check --bits and --group-size against the plugin (modulora quantize --help)", () =>
+    const flags = ["--bits", "--group-size", ...(plugin.options ?? []).map((o) => `--${optionFlag(o)}`)].join(", ");
+    const result = await step(`quantizing with '${plugin.name}' failed`, `check the quantizer's flags (${flags}; modulora quantize --quantizer ${plugin.name} --help)`, () =>
       quantizeModel(model, plugin, {
         ...options,
         ...(calibIds !== null ? { calibration: { ids: calibIds } } : {}),
@@ -170,7 +184,7 @@ async function quantizeAndWrite(ctx: CommandContext, a: QuantizeArgs, plugin: Qu
       out.write(`${r.name.padEnd(width)}  ${String(r.bits).padStart(4)}  ${r.bitsPerWeight.toFixed(4).padStart(11)}  ${(r.error !== undefined ? r.error.toExponential(2) : "-").padStart(9)}${outErr}  ${r.seconds.toFixed(3).padStart(5)} s\n`);
     }
     out.write(
-      `quantized ${result.report.length} layers with ${plugin.name} (${a.bits}-bit, group ${a.groupSize}${a.sym ? ", symmetric" : ""}${a.actOrder ? ", act-order" : ""}${a.staticGroups ? ", static groups" : ""}${a.percdamp !== undefined ? `, percdamp ${a.percdamp}` : ""}${plugin.calibration !== "none" && !a.trueSequential ? ", not true-sequential" : ""}): ` +
+      `quantized ${result.report.length} layers with ${plugin.name} (${[`${a.bits}-bit`, `group ${groupSize}`, ...(a.sym ? ["symmetric"] : []), ...describePluginOptions(plugin, pluginOptions), ...(plugin.calibration !== "none" && !a.trueSequential ? ["not true-sequential"] : [])].join(", ")}): ` +
         `${result.bitsPerWeight.toFixed(4)} bits/weight over the quantized layers, ${result.seconds.toFixed(1)} s` +
         `${result.calibrationSeconds > 0 ? ` (calibration ${result.calibrationSeconds.toFixed(1)} s)` : ""}\n`,
     );
