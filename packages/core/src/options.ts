@@ -83,9 +83,14 @@ export function resolveQuantizerOptions(
     if (v === undefined) continue;
     const bad = typeProblem(s, v);
     if (bad) throw new RangeError(`quantizer '${plugin.name}': ${s.name} ${bad}, got ${JSON.stringify(v)}`);
-    const own = s.check?.(v, { ...(given as QuantizeOptions), [s.name]: v });
-    if (own) throw new RangeError(`quantizer '${plugin.name}': ${s.name} = ${JSON.stringify(v)}: ${own}`);
     out[s.name] = v;
+  }
+  // The plugin's own checks see every value as resolved (defaults filled in).
+  const all = { ...given, ...out } as QuantizeOptions;
+  for (const s of specs) {
+    if (out[s.name] === undefined || !s.check) continue;
+    const own = s.check(out[s.name], all);
+    if (own) throw new RangeError(`quantizer '${plugin.name}': ${s.name} = ${JSON.stringify(out[s.name])}: ${own}`);
   }
   if (opts.strict) {
     const known = new Set(specs.map((s) => s.name));

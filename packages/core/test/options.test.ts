@@ -1,0 +1,77 @@
+// A plugin's declared options: the schema is checked at registration, values are checked against
+// it (type, bounds, choices, the plugin's own check) and completed with defaults.
+import { describe, expect, it } from "vitest";
+import { optionFlag, QUANTIZER_SPEC_VERSION, resolveQuantizerOptions, validateQuantizer, type QuantizerOptionSpec, type QuantizerPlugin } from "../src/index.js";
+
+const base = (options: unknown, extra: Record<string, unknown> = {}): QuantizerPlugin =>
+  ({
+    specVersion: QUANTIZER_SPEC_VERSION, name: "opt-test", calibration: "none", supportedBits: [4],
+    quantize: () => {
+      throw new Error("not called");
+    },
+    options, ...extra,
+  }) as unknown as QuantizerPlugin;
+
+const OPTIONS: QuantizerOptionSpec[] = [
+  { name: "mode", type: "string", choices: ["a", "b"], default: "a", help: "which mode" },
+  { name: "steps", type: "int", min: 0, max: 100, default: 10, help: "iterations" },
+  { name: "rate", type: "number", min: 0, help: "a rate", check: (v, o) => (o["mode"] === "b" ? undefined : `only with mode b (mode is ${String(o["mode"])})`) },
+  { name: "fast", flag: "quick", type: "boolean", default: false, help: "go fast" },
+];
+
+describe("plugin option schemas", () => {
+  it("a well-formed schema registers; flags are the kebab-case keys unless named", () => {
+    expect(() => validateQuantizer(base(OPTIONS, { defaultGroupSize: 64, supportsSymmetric: true }))).not.toThrow();
+    expect(OPTIONS.map(optionFlag)).toEqual(["mode", "steps", "rate", "quick"]);
+    expect(optionFlag({ name: "actOrder", type: "boolean", help: "x" })).toBe("act-order");
+  });
+
+  it.each([
+    ["not an array", { mode: 1 }, /options must be an array/],
+    ["a name that is not camelCase", [{ name: "act-order", type: "boolean", help: "x" }], /name must be a camelCase identifier/],
+    ["a common option", [{ name: "groupSize", type: "int", help: "x" }], /groupSize is an option every quantizer shares/],
+    ["a name declared twice", [{ name: "a", type: "int", help: "x" }, { name: "a", type: "int", help: "y" }], /declared twice/],
+    ["a flag declared twice", [{ name: "aB", type: "int", help: "x" }, { name: "c", flag: "a-b", type: "int", help: "y" }], /flag --a-b is declared twice/],
+    ["an unknown type", [{ name: "a", type: "float", help: "x" }], /type must be one of boolean, int, number, string/],
+    ["no help", [{ name: "a", type: "int" }], /help must be a one-line description/],
+    ["choices on a number", [{ name: "a", type: "int", choices: ["1"], help: "x" }], /choices must be a non-empty list of strings, on a string option/],
+    ["bounds on a string", [{ name: "a", type: "string", min: 1, help: "x" }], /min and max go with int and number options/],
+    ["a default of the wrong type", [{ name: "a", type: "int", default: 1.5, help: "x" }], /the default 1\.5 must be an integer/],
+    ["a default outside the choices", [{ name: "a", type: "string", choices: ["x"], default: "y", help: "x" }], /the default "y" must be one of x/],
+  ])("refuses %s, naming the plugin and the option", (_, options, pattern) => {
+    expect(() => validateQuantizer(base(options))).toThrow(pattern);
+    expect(() => validateQuantizer(base(options))).toThrow(/quantizer 'opt-test'/);
+  });
+
+  it("refuses a bad defaultGroupSize or supportsSymmetric", () => {
+    expect(() => validateQuantizer(base(undefined, { defaultGroupSize: 0 }))).toThrow(/defaultGroupSize must be a positive integer or "row", got 0/);
+    expect(() => validateQuantizer(base(undefined, { defaultGroupSize: "row" }))).not.toThrow();
+    expect(() => validateQuantizer(base(undefined, { supportsSymmetric: "yes" }))).toThrow(/supportsSymmetric must be a boolean/);
+  });
+});
+
+describe("resolveQuantizerOptions", () => {
+  const plugin = base(OPTIONS);
+  it("fills defaults, keeps given values, leaves out options with neither, passes other keys over", () => {
+    expect(resolveQuantizerOptions(plugin, {})).toEqual({ mode: "a", steps: 10, fast: false });
+    expect(resolveQuantizerOptions(plugin, { mode: "b", rate: 0.5, steps: 0, bits: 4, calibration: {} })).toEqual({ mode: "b", steps: 0, rate: 0.5, fast: false });
+  });
+
+  it.each([
+    [{ mode: "c" }, /quantizer 'opt-test': mode must be one of a, b, got "c"/],
+    [{ steps: 2.5 }, /steps must be an integer, got 2\.5/],
+    [{ steps: 101 }, /steps must be at most 100, got 101/],
+    [{ steps: -1 }, /steps must be at least 0, got -1/],
+    [{ steps: "3" }, /steps must be a finite number, got "3"/],
+    [{ rate: Number.NaN, mode: "b" }, /rate must be a finite number/],
+    [{ fast: "yes" }, /fast must be true or false, got "yes"/],
+    [{ rate: 0.5 }, /quantizer 'opt-test': rate = 0\.5: only with mode b \(mode is a\)/],
+  ])("refuses %j with a message naming the option", (given, pattern) => {
+    expect(() => resolveQuantizerOptions(plugin, given)).toThrow(pattern);
+  });
+
+  it("strict: a key that is neither the plugin's nor common is an error listing the plugin's options", () => {
+    expect(() => resolveQuantizerOptions(plugin, { bits: 4, groupSize: 64, symmetric: false }, { strict: true })).not.toThrow();
+    expect(() => resolveQuantizerOptions(plugin, { actOrder: true }, { strict: true })).toThrow("quantizer 'opt-test' has no option actOrder (its options: mode, steps, rate, fast)");
+  });
+});
