@@ -73,7 +73,8 @@ describe("quantizeNf4: the stored codes and absmax", () => {
           expect(Array.from(q.levels.dataSync())).toEqual(Array.from(Float32Array.from(TABLES[table])));
           expect(q.absmax === null).toBe(doubleQuant);
           const wHat = handDequantize(q);
-          expect(materialize(q)).toEqual(wHat);
+          expect(materialize(q)).toEqual(wHat); // on cpu, materialize runs the native codebook kernel
+
           let zeros = 0;
           for (let k = 0; k < wHat.length; k++) if (wHat[k] === 0) zeros++;
           expect(zeros).toBeGreaterThanOrEqual(16 * 1024 + 64);
