@@ -13,6 +13,16 @@ export { FORMAT_TRAITS, formatTraits, predictedStorageBytes, packedWeightOf, wei
 export { packColumns, packedWords, unpackColumnCode, packRowsBytes, unpackRowByteCode } from "./formats/pack.js";
 export { toF16Bits, fromF16Bits, roundToF16, f16Table } from "./formats/f16.js";
 export { serializeQuantizedWeight, deserializeQuantizedWeight } from "./formats/serialize.js";
+export {
+  affineFromGptq, gptqCheckpointFormat, gptqCheckpointSettings, gptqFromAffine, gptqSettingsFromConfig, hasActOrder, hasZeroZeroPoint, isGptqCompatible,
+  packRowsWords, trivialGIdx, unpackRowsWords,
+  type GptqCheckpointSettings, type GptqLayerInfo, type GptqSettings, type GptqTensors, type GptqZeroFormat,
+} from "./formats/codecs/gptq.js";
+export {
+  MODULORA_LAYERS_METADATA_KEY, ModuloraLayersEncoder, checkModuloraLayerShape, decodeModuloraLayer, moduloraLayerTensorNames, readModuloraLayersMetadata,
+  type ModuloraLayersMetadata,
+} from "./formats/codecs/modulora.js";
+export { optqSolve, optqSolveAsync, type OptqSolution, type OptqSolveOptions } from "./optq.js";
 export { quantLinear, quantLinearDef, genericForward, genericInputGrad, resolvePath, DEFAULT_ROW_BLOCK, type QuantPath, type QuantLinearAttrs } from "./quant-linear.js";
 export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions, type ForwardOptions } from "./modulora-linear.js";
 export { checkQuantizeInputs } from "./validate.js";

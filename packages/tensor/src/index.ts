@@ -22,6 +22,7 @@ export { philox4x32, uniformFill, normalFill, seedToKey } from "./random.js";
 export * from "./safetensors/index.js";
 export { getNumThreads, setNumThreads, cpuInfo, hasCuda, trimAllocatorCache, type CpuInfo } from "@modulora/kernels";
 export { checkpoint } from "./checkpoint.js";
+export { OPTQ_SOLVE_OP, type OptqSolveAttrs } from "./optq.js";
 export {
   packedWeight, packedTensor, packedNumber, registerQuantFormatKernels, getQuantFormatKernels, hasQuantFormatKernels, listQuantFormats,
   quantMatmul, quantMatmulInputGrad, quantDequantize, quantMatmulDef,

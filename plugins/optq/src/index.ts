@@ -11,11 +11,14 @@
  * Hinv. Group parameters follow GPTQ's min-max rule (the same rule as RTN, in f32; the kernels'
  * tests check it against a TypeScript reference), computed at each group's first column from the
  * current, already-updated weights (or up front from the original W with `staticGroups`). The
- * numerics run natively in f64 (`optqQuantize` of `@modulora/kernels`).
+ * numerics are core's `optqSolve`: the `optqSolve` kernel of the weight's device (natively in f64
+ * on `cpu`), or a host copy where the device has none.
  * @packageDocumentation
  */
-import { checkQuantizeInputs, createAffineWeight, QUANTIZER_SPEC_VERSION, type AffineWeight, type CalibrationStats, type QuantizeOptions, type QuantizerPlugin } from "@modulora/core";
-import { optqQuantize, optqQuantizeAsync, type OptqResult } from "@modulora/kernels";
+import {
+  checkQuantizeInputs, createAffineWeight, optqSolve, optqSolveAsync, QUANTIZER_SPEC_VERSION,
+  type AffineWeight, type CalibrationStats, type OptqSolution, type QuantizeOptions, type QuantizerPlugin,
+} from "@modulora/core";
 import type { Tensor } from "@modulora/tensor";
 
 /** Options of {@link quantizeOptq} beyond `bits`, `groupSize` and `symmetric`. */
@@ -43,19 +46,19 @@ function flag(options: QuantizeOptions, key: string, fallback: boolean): boolean
  */
 export function quantizeOptq(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats): AffineWeight {
   const job = prepareOptq(weight, options, stats);
-  return job.finish(optqQuantize(job.w, job.h, job.out, job.inF, job.options));
+  return job.finish(optqSolve(weight, job.hessian, job.options));
 }
 
 /**
- * {@link quantizeOptq} with the column loop on a worker thread (the addon's AsyncWorker), so the
+ * {@link quantizeOptq} with the column loop off the event loop (on `cpu`, the addon's AsyncWorker), so the
  * event loop stays free while a layer is quantized: what the plugin runs. Same result, bit for bit.
  */
 export async function quantizeOptqAsync(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats): Promise<AffineWeight> {
   const job = prepareOptq(weight, options, stats);
-  return job.finish(await optqQuantizeAsync(job.w, job.h, job.out, job.inF, job.options));
+  return job.finish(await optqSolveAsync(weight, job.hessian, job.options));
 }
 
-/** Checks the inputs and copies W and the scaled H out (once each); `finish` builds the weight on W's device. */
+/** Checks the inputs; `finish` builds the weight on W's device from the solve. */
 function prepareOptq(weight: Tensor, options: QuantizeOptions, stats?: CalibrationStats) {
   const groupSize = checkQuantizeInputs(optqQuantizer, weight, options);
   const [out, inF] = weight.shape as [number, number];
@@ -74,16 +77,13 @@ function prepareOptq(weight: Tensor, options: QuantizeOptions, stats?: Calibrati
   const actOrder = flag(options, "actOrder", false);
   const staticGroups = flag(options, "staticGroups", false);
 
-  // H = (2/n) Σ x xᵀ (a fresh array: the kernel overwrites dead diagonal entries).
-  // One copy out each of H and W (from the model's device); the numerics run on the host, and
-  // the packed tensors are uploaded to the weight's device.
-  const hs = h.dataSync() as Float64Array;
-  const c = 2 / n;
-  for (let i = 0; i < hs.length; i++) hs[i] = hs[i]! * c;
+  // H = (2/n) Σ x xᵀ, scaled by the solve (the caller's Hessian is not modified). W and H are
+  // read where they are (a device without the solve's kernel copies each out once), and the
+  // packed tensors are uploaded to the weight's device.
   return {
-    w: weight.dataSync() as Float32Array, h: hs, out, inF,
-    options: { bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number },
-    finish: (r: OptqResult): AffineWeight =>
+    hessian: h,
+    options: { bits: options.bits, groupSize, symmetric, actOrder, staticGroups, percdamp, blockSize: blockSize as number, hessianScale: 2 / n },
+    finish: (r: OptqSolution): AffineWeight =>
       createAffineWeight({
         outFeatures: out, inFeatures: inF, bits: options.bits, groupSize, codes: r.codes, scales: r.scales, zeros: r.zeros, symmetric,
         gIdx: actOrder ? r.gIdx : null, device: weight.device,

@@ -12,6 +12,7 @@ import { registerCpuLoss } from "./loss.js";
 import { registerCpuCreation } from "./creation.js";
 import { registerHostMemory } from "./host.js";
 import { registerCpuQuant } from "./quant.js";
+import { registerCpuOptq } from "./optq.js";
 
 /** Bytes [offset, offset + length) of host storage as a view (bounds checked). */
 function span(buffer: ArrayBuffer, byteOffset: number, byteLength: number, op: string): Uint8Array {
@@ -90,4 +91,6 @@ export function registerCpuBackend(): void {
   registered = true;
   registerBackend(cpuBackend);
   registerHostKernels("cpu", cpuBuffer);
+  // The OPTQ solver on `cpu` only: other devices (sim included, which stands for one) reach it through a host copy.
+  registerCpuOptq("cpu");
 }
