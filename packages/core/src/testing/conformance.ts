@@ -19,7 +19,7 @@ import { dequantizeAll, denseLoraReference, hessianError, loadFixtureWeights, re
 export interface ConformanceConfig {
   /** Bit widths to test (default: the plugin's supportedBits). */
   bits?: readonly number[];
-  /** Group sizes to test (default: [32, "row"]). */
+  /** Group sizes to test (default: [32, "row"]); each must divide 64 (the smallest weight's `in`), or be "row". */
   groupSizes?: readonly (number | "row")[];
   /**
    * How large the plugin's error may be, per bit width, as a multiple of the error of the plain
@@ -107,7 +107,7 @@ export function quantizerConformance(plugin: QuantizerPlugin, cfg: ConformanceCo
         });
 
         it("fused path equals generic path, forward and input gradient", async () => {
-          const w = randn([40, 96], { seed: 5 });
+          const w = randn([40, 128], { seed: 5 });
           const q = await quantize(plugin, w, { bits, groupSize }, cfg);
           try {
             const paths: ("fused" | "generic")[] = resolvePath(q, "auto") === "fused" ? ["fused", "generic"] : ["generic"];
@@ -116,7 +116,7 @@ export function quantizerConformance(plugin: QuantizerPlugin, cfg: ConformanceCo
               const layer = new ModuLoRALinear(q, { r: 4, alpha: 8, seed: 1, path, rowBlock: 7 });
               try {
                 return tidy(() => {
-                  const x = randn([2, 5, 96], { seed: 9, requiresGrad: true });
+                  const x = randn([2, 5, 128], { seed: 9, requiresGrad: true });
                   // non-zero B so that the LoRA branch matters too
                   tidy(() => noGrad(() => assign(layer.loraB, randn([40, 4], { seed: 2, std: 0.1 }))));
                   const y = layer.forward(x);
@@ -167,15 +167,15 @@ export function quantizerConformance(plugin: QuantizerPlugin, cfg: ConformanceCo
 
     it("ModuLoRALinear passes a finite-difference gradcheck in f64 (generic path) and matches a dense f64 reference", async () => {
       const bits = bitsList[bitsList.length - 1]!;
-      const w = randn([6, 32], { seed: 21 });
+      const w = randn([6, 64], { seed: 21 });
       const q = await quantize(plugin, w, { bits, groupSize: groups[0]! }, cfg);
       const layer = new ModuLoRALinear(q, { r: 3, alpha: 6, seed: 4, path: "generic", rowBlock: 4 });
       try {
-        const wHat = tensor(dequantizeAll(q), [6, 32], { dtype: "f32" });
+        const wHat = tensor(dequantizeAll(q), [6, 64], { dtype: "f32" });
         const wHat64 = cast(wHat, "f64");
         const a = cast(layer.loraA.detach(), "f64").requireGrad();
         const b = randn([6, 3], { seed: 8, dtype: "f64", requiresGrad: true });
-        const x = randn([3, 32], { seed: 7, dtype: "f64", requiresGrad: true });
+        const x = randn([3, 64], { seed: 7, dtype: "f64", requiresGrad: true });
         // The layer's own math, through the quantized op, in f64:
         const viaLayer = (xx: Tensor, aa: Tensor, bb: Tensor) => {
           const l = Object.create(layer) as ModuLoRALinear;
@@ -272,13 +272,13 @@ export function quantizerConformance(plugin: QuantizerPlugin, cfg: ConformanceCo
 
     it("a short LoRA fit through the plugin's weights reduces the loss", async () => {
       const bits = bitsList[0]!;
-      const w = randn([16, 32], { seed: 40 });
+      const w = randn([16, 64], { seed: 40 });
       const q = await quantize(plugin, w, { bits, groupSize: groups[0]! }, cfg);
       const layer = new ModuLoRALinear(q, { r: 4, alpha: 4, seed: 2 });
-      const target = randn([16, 32], { seed: 41, std: 0.3 });
+      const target = randn([16, 64], { seed: 41, std: 0.3 });
       const opt = new AdamW(layer.parameters(), { lr: 0.02 });
       try {
-        const x = randn([64, 32], { seed: 42 });
+        const x = randn([64, 64], { seed: 42 });
         const yT = x.matmul(target, { transB: true });
         const loss = () => tidy(() => mean(square(sub(layer.forward(x), yT))).item());
         const first = loss();
