@@ -4,12 +4,14 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { getQuantizer, listQuantizers, registerQuantizer, validateQuantizer, type QuantizerPlugin } from "@modulora/core";
+import { hqqQuantizer } from "@modulora/quantizer-hqq";
+import { nf4Quantizer } from "@modulora/quantizer-nf4";
 import { optqQuantizer } from "@modulora/quantizer-optq";
 import { rtnQuantizer } from "@modulora/quantizer-rtn";
 import { CliError, oneLine } from "./errors.js";
 
 /** The quantizers that ship with the CLI. */
-export const BUILTIN_QUANTIZERS: readonly QuantizerPlugin[] = [rtnQuantizer, optqQuantizer];
+export const BUILTIN_QUANTIZERS: readonly QuantizerPlugin[] = [rtnQuantizer, optqQuantizer, nf4Quantizer, hqqQuantizer];
 
 /** Registers the built-in quantizers (once per process). */
 export function registerBuiltinQuantizers(): void {

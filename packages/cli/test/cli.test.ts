@@ -286,8 +286,8 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
   });
 
   it("an unknown quantizer lists the registered ones", () => {
-    fails(["quantize", "--model", TINY, "--quantizer", "gptq", "--bits", "4", "--out", join(tmp, "never")], /unknown quantizer 'gptq'; registered: optq, rtn — /);
-    fails(["finetune", "--model", TINY, "--data", spamTrain, "--format", "classification", "--out", join(tmp, "never"), "--quantizer", "nf9", "--bits", "4"], /unknown quantizer 'nf9'; registered: optq, rtn/);
+    fails(["quantize", "--model", TINY, "--quantizer", "gptq", "--bits", "4", "--out", join(tmp, "never")], /unknown quantizer 'gptq'; registered: hqq, nf4, optq, rtn — /);
+    fails(["finetune", "--model", TINY, "--data", spamTrain, "--format", "classification", "--out", join(tmp, "never"), "--quantizer", "nf9", "--bits", "4"], /unknown quantizer 'nf9'; registered: hqq, nf4, optq, rtn/);
     // Options a quantizer cannot honour are refused, not ignored.
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--out", join(tmp, "never")], /'optq' needs calibration data .* — pass --calib FILE/);
     // A quantizer's own flag given with another quantizer is named with its owner.

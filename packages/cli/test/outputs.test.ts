@@ -292,7 +292,7 @@ describe("plugins", () => {
     const meta = JSON.parse(readFileSync(metaPath, "utf8")) as Record<string, unknown>;
     writeFileSync(metaPath, JSON.stringify({ ...meta, quantized_on_the_fly: { quantizer: canary, bits: 4, group_size: 128 } }));
     const last = failsLate(["eval", "--model", TINY, "--adapter", adapter, "--data", spam, "--metric", "accuracy", "--seq-len", "32"]);
-    expect(last).toBe(`modulora eval: ${metaPath} names quantizer '${canary}', which is not registered (registered: optq, rtn) — modulora never loads code named in a file: pass --plugin MODULE with the module that provides '${canary}'`);
+    expect(last).toBe(`modulora eval: ${metaPath} names quantizer '${canary}', which is not registered (registered: hqq, nf4, optq, rtn) — modulora never loads code named in a file: pass --plugin MODULE with the module that provides '${canary}'`);
     expect(existsSync(join(tmp, "canary-ran"))).toBe(false);
   });
 });
