@@ -3,16 +3,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assign, keep, loadSafetensors, memory, noGrad, randn, saveSafetensors, SafetensorsReader, tensor, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
+import { assign, keep, loadSafetensors, memory, noGrad, saveSafetensors, SafetensorsReader, tensor, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
+import * as core from "@modulora/core";
 import {
-  QUANTIZER_SPEC_VERSION, createAffineWeight, createCodebookWeight, toF16Bits, f16Table,
+  QUANTIZER_SPEC_VERSION, createAffineWeight, createCodebookWeight,
   type CustomWeight, type QuantizerPlugin,
 } from "@modulora/core";
 import { quantizeRtn, rtnQuantizer } from "@modulora/quantizer-rtn";
 import {
-  LINEAR_NAMES, LlamaTokenizer, QuantizedLinear, affineFromGptq, gptqFromAffine, loadLlama, loadQuantizedModel, quantizeModel, saveQuantizedModel,
+  LINEAR_NAMES, LlamaTokenizer, QuantizedLinear, loadLlama, loadQuantizedModel, quantizeModel, saveQuantizedModel,
   unpackRowsWords, type LlamaModel,
 } from "../src/index.js";
+import * as llama from "../src/index.js";
 
 const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama", import.meta.url));
 let work: string;
@@ -170,147 +172,16 @@ describe("saveQuantizedModel → loadQuantizedModel", () => {
   });
 });
 
-// ---------------------------------------------------------------------------------------------
-// GPTQ's published layout, packed by hand
-// ---------------------------------------------------------------------------------------------
-
-/**
- * GPTQ's reference `QuantLinear.pack` loop, transcribed: packs values v(j, c) along j (n of them,
- * a multiple of 32) into rows of 32-bit words [n/32·bits, width].
- */
-function gptqPackLoop(n: number, width: number, v: (j: number, c: number) => number, bits: number): Uint32Array {
-  const rows = (n / 32) * bits;
-  const q = new Uint32Array(rows * width);
-  const or = (row: number, f: (c: number) => number) => {
-    for (let c = 0; c < width; c++) q[row * width + c] = (q[row * width + c]! | f(c)) >>> 0;
-  };
-  let i = 0;
-  let row = 0;
-  while (row < rows) {
-    if (bits === 2 || bits === 4 || bits === 8) {
-      for (let j = i; j < i + 32 / bits; j++) or(row, (c) => v(j, c) << (bits * (j - i)));
-      i += 32 / bits;
-      row += 1;
-    } else if (bits === 3) {
-      for (let j = i; j < i + 10; j++) or(row, (c) => v(j, c) << (3 * (j - i)));
-      i += 10;
-      const a = i;
-      or(row, (c) => v(a, c) << 30);
-      row += 1;
-      or(row, (c) => (v(a, c) >> 2) & 1);
-      i += 1;
-      for (let j = i; j < i + 10; j++) or(row, (c) => v(j, c) << (3 * (j - i) + 1));
-      i += 10;
-      const b = i;
-      or(row, (c) => v(b, c) << 31);
-      row += 1;
-      or(row, (c) => (v(b, c) >> 1) & 0x3);
-      i += 1;
-      for (let j = i; j < i + 10; j++) or(row, (c) => v(j, c) << (3 * (j - i) + 2));
-      i += 10;
-      row += 1;
-    } else throw new Error(`bits ${bits}`);
-  }
-  return q;
-}
-
-/** A seeded generator for the hand-made weights. */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-describe("a GPTQ tensor set packed by hand from the published layout", () => {
-  const OUT = 8;
-  const IN = 64;
-  const GROUP = 16;
-  const GROUPS = IN / GROUP;
-  for (const bits of [4, 3])
-    for (const actOrder of [false, true])
-      for (const zeroFormat of ["v1", "v2"] as const)
-        it(`${bits} bits, ${actOrder ? "act-order g_idx" : "g_idx = ⌊i/16⌋"}, zeros ${zeroFormat}`, () => {
-          const rand = lcg(bits * 100 + (actOrder ? 10 : 0) + (zeroFormat === "v1" ? 1 : 2));
-          const maxq = (1 << bits) - 1;
-          const q = Array.from({ length: OUT }, () => Array.from({ length: IN }, () => Math.floor(rand() * (maxq + 1))));
-          // v1 cannot hold a zero point of 0; v2 can (and gets one)
-          const z = Array.from({ length: GROUPS }, () => Array.from({ length: OUT }, () => (zeroFormat === "v1" ? 1 : 0) + Math.floor(rand() * (zeroFormat === "v1" ? maxq : maxq + 1))));
-          if (zeroFormat === "v2") z[1]![3] = 0;
-          const scales = Float32Array.from({ length: GROUPS * OUT }, () => 0.001 + rand() * 0.05); // [groups, out]
-          const gIdx = new Int32Array(IN);
-          if (actOrder) {
-            const perm = Array.from({ length: IN }, (_, i) => i);
-            for (let i = IN - 1; i > 0; i--) {
-              const j = Math.floor(rand() * (i + 1));
-              [perm[i], perm[j]] = [perm[j]!, perm[i]!];
-            }
-            perm.forEach((col, k) => (gIdx[col] = Math.floor(k / GROUP)));
-          } else for (let i = 0; i < IN; i++) gIdx[i] = Math.floor(i / GROUP);
-
-          // qweight [in/32·bits, out]: intweight is W's codes transposed, [in, out]
-          const qweight = gptqPackLoop(IN, OUT, (i, j) => q[j]![i]!, bits);
-          // qzeros [groups, out·bits/32]: zeros packed along out (out padded to 32 with zeros)
-          const stored = (g: number, j: number) => (j < OUT ? z[g]![j]! - (zeroFormat === "v1" ? 1 : 0) : 0);
-          const qzT = gptqPackLoop(32, GROUPS, (j, g) => stored(g, j), bits); // [words, groups]
-          const words = bits;
-          const qzeros = new Int32Array(GROUPS * words);
-          for (let g = 0; g < GROUPS; g++) for (let w = 0; w < words; w++) qzeros[g * words + w] = qzT[w * GROUPS + g]! | 0;
-
-          const w = affineFromGptq(
-            {
-              qweight: keep(tensor(new Int32Array(qweight.buffer), [(IN / 32) * bits, OUT], { dtype: "i32" })),
-              qzeros: keep(tensor(qzeros, [GROUPS, words], { dtype: "i32" })),
-              scales: keep(tensor(toF16Bits(scales), [GROUPS, OUT], { dtype: "f16" })),
-              g_idx: keep(tensor(gIdx, [IN], { dtype: "i32" })),
-            },
-            { name: "hand", outFeatures: OUT, inFeatures: IN, bits, groupSize: GROUP, symmetric: false, zeroFormat },
-          );
-          expect(w.gIdx === null).toBe(!actOrder);
-          const f16 = f16Table();
-          const s16 = toF16Bits(scales);
-          const expected = new Float32Array(OUT * IN);
-          for (let j = 0; j < OUT; j++)
-            for (let i = 0; i < IN; i++) {
-              const g = gIdx[i]!;
-              expected[j * IN + i] = f16[s16[g * OUT + j]!]! * (q[j]![i]! - z[g]![j]!);
-            }
-          const got = new Float32Array(OUT * IN);
-          w.materialize(0, OUT, got);
-          expect(Array.from(got)).toEqual(Array.from(expected));
-
-          // The fused forward computes with the same weight.
-          const x = randn([3, IN], { seed: 1 });
-          const y = new QuantizedLinear(w).forward(x).dataSync() as Float32Array;
-          const xv = x.dataSync() as Float32Array;
-          for (let r = 0; r < 3; r++)
-            for (let j = 0; j < OUT; j++) {
-              let s = 0;
-              for (let i = 0; i < IN; i++) s += xv[r * IN + i]! * expected[j * IN + i]!;
-              expect(y[r * OUT + j]).toBeCloseTo(s, 4);
-            }
-          // And writing it back gives the hand-packed tensors.
-          if (zeroFormat === "v1" || z.flat().includes(0)) {
-            const back = gptqFromAffine(w, zeroFormat);
-            expect(Array.from(back.qweight.dataSync() as Int32Array)).toEqual(Array.from(new Int32Array(qweight.buffer)));
-            expect(Array.from(back.qzeros.dataSync() as Int32Array)).toEqual(Array.from(qzeros));
-            expect(Array.from(back.g_idx.dataSync() as Int32Array)).toEqual(Array.from(gIdx));
-            back.qzeros.dispose();
-            back.g_idx.dispose();
-          }
-          w.dispose();
-        });
-
-  it("rejects tensors whose shapes disagree with the layer, naming the tensor", () => {
-    const mk = (shape: number[], dtype: "i32" | "f16") => keep(tensor(dtype === "i32" ? new Int32Array(shape.reduce((a, b) => a * b)) : new Uint16Array(shape.reduce((a, b) => a * b)), shape, { dtype }));
-    const info = { name: "model.layers.0.mlp.up_proj", outFeatures: 8, inFeatures: 64, bits: 4, groupSize: 16, symmetric: false, zeroFormat: "v1" as const };
-    expect(() => affineFromGptq({ qweight: mk([6, 8], "i32"), qzeros: mk([4, 4], "i32"), scales: mk([4, 8], "f16") }, info)).toThrow(
-      /tensor 'model.layers.0.mlp.up_proj.qweight' is i32 \[6,8\], expected i32 \[8, 8\] for a 4-bit layer \[out 8, in 64\]/,
-    );
-    expect(() => affineFromGptq({ qweight: mk([8, 8], "i32"), qzeros: mk([4, 8], "i32"), scales: mk([4, 8], "f16") }, info)).toThrow(
-      /tensor 'model.layers.0.mlp.up_proj.qzeros' is i32 \[4,8\], expected i32 \[4, 4\]/,
-    );
-    expect(() => affineFromGptq({ qweight: mk([8, 8], "i32"), qzeros: mk([4, 4], "i32"), scales: mk([4, 8], "f16"), g_idx: mk([63], "i32") }, info)).toThrow(
-      /tensor 'model.layers.0.mlp.up_proj.g_idx' is i32 \[63\], expected i32 \[64\]/,
-    );
+// The codecs (GPTQ's layout, packed by hand, is tested in core's codecs.test.ts) live in core;
+// llama re-exports them under the names it always had.
+describe("the checkpoint codecs", () => {
+  it("are core's, re-exported by llama under the same names", () => {
+    const names = [
+      "affineFromGptq", "gptqFromAffine", "hasActOrder", "hasZeroZeroPoint", "isGptqCompatible", "packRowsWords", "trivialGIdx", "unpackRowsWords",
+      "MODULORA_LAYERS_METADATA_KEY",
+    ] as const;
+    for (const n of names) expect(llama[n], n).toBe(core[n]);
+    expect(llama.MODULORA_LAYERS_METADATA_KEY).toBe("modulora.layers");
   });
 });
 
