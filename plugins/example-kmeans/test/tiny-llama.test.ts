@@ -34,8 +34,8 @@ describe("example-kmeans on tiny-llama", () => {
     expect(existsSync(join(TINY, "model.safetensors")), `fixture missing: ${TINY}`).toBe(true);
     const { model } = loadLlama(TINY);
     try {
-      // quantizeModel's own default group size is 128 (defaultGroupSize is for tools): say "row".
-      await expect(quantizeModel(model, kmeansQuantizer, { bits: 2 })).rejects.toThrow(/group size 128 is not supported: the levels are per row/);
+      // a group size other than the whole row is refused, naming the layer
+      await expect(quantizeModel(model, kmeansQuantizer, { bits: 2, groupSize: 128 })).rejects.toThrow(/model\.layers\.0\.self_attn\.q_proj: .*group size 128 is not supported: the levels are per row/);
       const { report } = await quantizeModel(model, kmeansQuantizer, { bits: 2, groupSize: "row", iterations: 10 });
       const originals = loadSafetensors(join(TINY, "model.safetensors"), { names: report.map((r) => `${r.name}.weight`) });
       const rtnError = new Map(report.map((r) => {
