@@ -2,25 +2,12 @@
 // registry, run on the weight's device where that device has the kernel, else on a host copy.
 import { getKernel, hasKernel, OPTQ_SOLVE_OP, type OptqSolveAttrs, type Tensor } from "@modulora/tensor";
 
-/** Options of {@link optqSolve}. */
-export interface OptqSolveOptions {
-  /** 2, 3, 4 or 8. */
-  bits: number;
-  /** Input columns per group (divides `in`); `in` for one group per row. */
-  groupSize: number;
-  /** Symmetric grid (zero = 2^(b−1)); default false. */
-  symmetric?: boolean;
-  /** Quantize columns by descending diag(H) and record `gIdx` (GPTQ's `desc_act`); default false. */
-  actOrder?: boolean;
-  /** Group parameters computed up front from the original W (GPTQ's `static_groups`); default false. */
-  staticGroups?: boolean;
-  /** Damping: H += percdamp · mean(diag H) · I; default 0.01. */
-  percdamp?: number;
-  /** Columns per lazy batch update; default 128. */
-  blockSize?: number;
-  /** H = hessianScale · `hessian` (OPTQ's 2/n for a Σ xᵀx over n rows); default 1. */
-  hessianScale?: number;
-}
+/**
+ * Options of {@link optqSolve}: the `optqSolve` op's attributes (see `OptqSolveAttrs`), all but
+ * `bits` and `groupSize` optional, with defaults symmetric false, actOrder false, staticGroups
+ * false, percdamp 0.01, blockSize 128, hessianScale 1.
+ */
+export type OptqSolveOptions = Pick<OptqSolveAttrs, "bits" | "groupSize"> & Partial<Omit<OptqSolveAttrs, "bits" | "groupSize" | "onDone">>;
 
 /** What {@link optqSolve} returns: the unpacked parts of an `affine` weight (for `createAffineWeight`). */
 export interface OptqSolution {

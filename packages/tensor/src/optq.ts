@@ -15,18 +15,19 @@ export const OPTQ_SOLVE_OP = "optqSolve";
 export interface OptqSolveAttrs {
   /** 2, 3, 4 or 8. */
   readonly bits: number;
-  /** Input columns per group (divides `in`). */
+  /** Input columns per group (divides `in`); `in` for one group per row. */
   readonly groupSize: number;
+  /** Symmetric grid (zero = 2^(b−1)). */
   readonly symmetric: boolean;
-  /** Columns by descending diag(H), recorded in g_idx. */
+  /** Quantize columns by descending diag(H) and record them in g_idx (GPTQ's `desc_act`). */
   readonly actOrder: boolean;
-  /** Group parameters up front from the original W. */
+  /** Group parameters computed up front from the original W (GPTQ's `static_groups`). */
   readonly staticGroups: boolean;
-  /** H += percdamp · mean(diag H) · I. */
+  /** Damping: H += percdamp · mean(diag H) · I. */
   readonly percdamp: number;
   /** Columns per lazy batch update. */
   readonly blockSize: number;
-  /** The factor applied to the Hessian input (OPTQ's 2/n); 1 for an H already scaled. */
+  /** H = hessianScale · the Hessian input (OPTQ's 2/n for a Σ xᵀx over n rows; 1 for an H already scaled). */
   readonly hessianScale: number;
   /**
    * Asks the kernel to finish off the calling thread: it returns its outputs at once and calls

@@ -1,12 +1,12 @@
 // Saving a quantized model as a Hugging Face-style directory (layout: ../quantized-checkpoint.ts).
 // Each quantized layer is written by one of core's codecs: GPTQ's tensors when every layer fits
 // one GPTQ checkpoint, else the `modulora` layout.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { saveSafetensors, type Tensor } from "@modulora/tensor";
 import {
-  gptqCheckpointSettings, gptqFromAffine, ModuloraLayersEncoder, resolveQuantizer,
+  gptqCheckpointSettings, gptqFromAffine, ModuloraLayersEncoder, replaceDir, resolveQuantizer,
   type AffineWeight, type QuantizedWeight, type QuantizerPlugin, type QuantizeOptions,
 } from "@modulora/core";
 import type { DenseLinear, QuantizedLinear } from "../linear.js";
@@ -74,18 +74,6 @@ function reportJson(options: SaveQuantizedModelOptions, report: readonly Quantiz
   };
 }
 
-/** Moves the complete directory `tmp` to `target`: an existing `target` goes only once `tmp` is in place. */
-function swapIntoPlace(tmp: string, target: string): void {
-  if (existsSync(target)) {
-    const old = `${tmp}.old`;
-    renameSync(target, old);
-    renameSync(tmp, target);
-    rmSync(old, { recursive: true, force: true });
-  } else {
-    renameSync(tmp, target);
-  }
-}
-
 /**
  * Writes a quantized model as a directory (see the module comment for the layout). It is written
  * into a temporary sibling directory and renamed into place, so `dir` is never half-written; an
@@ -137,7 +125,8 @@ export function saveQuantizedModel(model: LlamaModel, dir: string, options: Save
     writeJson(join(tmp, QUANTIZE_CONFIG_FILE), qc);
     if (options.report) writeJson(join(tmp, QUANTIZATION_REPORT_FILE), reportJson(options, options.report));
     if (options.sourceDir) copyTokenizerFiles(options.sourceDir, tmp);
-    swapIntoPlace(tmp, target);
+    // Swap into place: the old directory (empty, or replaced with overwrite) goes only once the new one is complete.
+    replaceDir(tmp, target);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
