@@ -13,7 +13,7 @@ export const MODULORA_LAYERS_METADATA_KEY = "modulora.layers";
 export type ModuloraLayersMetadata = Record<string, Record<string, unknown>>;
 
 /**
- * Writes quantized layers in the `modulora` layout: {@link encodeModuloraLayer} adds a layer's
+ * Writes quantized layers in the `modulora` layout: {@link ModuloraLayersEncoder.add} adds a layer's
  * tensors (its own, not copies: do not dispose them) under `{prefix}.{name}`, to the caller's
  * map, in order; {@link ModuloraLayersEncoder.metadata} is the safetensors `__metadata__` entry
  * of all layers added so far.
