@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { getBackend, registerSimBackend, resetSimStats, SafetensorsReader, simStats, type Device, type SimStats } from "@modulora/tensor";
+import { getQuantizer, listQuantizers } from "@modulora/core";
 import {
   baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlamaAsync, loadQuantizedModelAsync, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
   contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer, type ModelDType,
@@ -230,7 +231,10 @@ export async function loadModel(dir: string, progress: Progress, flag = "--model
   const t0 = performance.now();
   if (quantization) {
     progress.log(`loading quantized checkpoint ${dir} (${quantization.method}, ${describeBits(quantization)})`);
-    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModelAsync(dir, { device, dtype }));
+    // A custom-format checkpoint is read by the plugin that wrote it, when that plugin is registered (--plugin).
+    const q = quantization.quantizer;
+    const plugin = q && listQuantizers().includes(q) ? getQuantizer(q) : undefined;
+    const r = await step(`cannot load quantized checkpoint ${dir}`, todo, () => loadQuantizedModelAsync(dir, { device, dtype, ...(plugin ? { plugin } : {}) }));
     if (!r.tokenizer) {
       r.model.dispose();
       throw new CliError(`${dir} has no tokenizer.json`, "copy the tokenizer files of the original model into it");

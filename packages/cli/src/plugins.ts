@@ -92,7 +92,7 @@ export async function loadPluginModule(spec: string, cwd = process.cwd()): Promi
     try {
       validateQuantizer(c);
     } catch (err) {
-      throw new CliError(`plugin module ${spec}: ${oneLine(err)}`, "see docs/quantizers.md for the plugin contract (spec version 1)", { cause: err });
+      throw new CliError(`plugin module ${spec}: ${oneLine(err)}`, "see docs/writing-a-quantizer.md for the plugin contract (spec version 1)", { cause: err });
     }
     const existing = listQuantizers().includes(c.name) ? getQuantizer(c.name) : null;
     if (existing && existing !== c) throw new CliError(`plugin module ${spec}: a quantizer named '${c.name}' is already registered`, "rename the plugin");

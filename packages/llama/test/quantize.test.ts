@@ -108,6 +108,19 @@ describe("quantizeModel with RTN on tiny-llama", () => {
     model.dispose();
   });
 
+  it("without groupSize, the plugin's defaultGroupSize (else 128) is what the plugin gets", async () => {
+    const seen: unknown[] = [];
+    const by64: QuantizerPlugin = { ...rtnQuantizer, name: "rtn-g64", defaultGroupSize: 64, quantize: (w, o) => (seen.push(o.groupSize), rtnQuantizer.quantize(w, o)) };
+    const { model } = await loadLlama(TINY);
+    const { report } = await quantizeModel(model, by64, { bits: 4, targets: ["q_proj"] });
+    expect(seen).toEqual([64, 64, 64, 64]);
+    expect(report[0]!.bitsPerWeight).toBeCloseTo(4 + 24 / 64, 12); // f16 scale + u8 zero per 64 weights
+    seen.length = 0;
+    await quantizeModel(model, { ...by64, name: "rtn-g128", defaultGroupSize: undefined }, { bits: 4, targets: ["k_proj"] });
+    expect(seen).toEqual([128, 128, 128, 128]);
+    model.dispose();
+  });
+
   it("refuses bad options with clear errors, and leaves the model untouched", async () => {
     const { model } = await loadLlama(TINY);
     await expect(quantizeModel(model, rtnQuantizer, { bits: 5 })).rejects.toThrow(/does not support bits = 5; it supports 2, 3, 4, 8/);

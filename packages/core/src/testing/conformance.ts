@@ -173,7 +173,7 @@ export function quantizerConformance(plugin: QuantizerPlugin, cfg: ConformanceCo
       try {
         const wHat = tensor(dequantizeAll(q), [6, 64], { dtype: "f32" });
         const wHat64 = cast(wHat, "f64");
-        const a = cast(layer.loraA.detach(), "f64").requireGrad();
+        const a = tidy(() => cast(layer.loraA.detach(), "f64")).requireGrad(); // (the detached handle goes with the tidy)
         const b = randn([6, 3], { seed: 8, dtype: "f64", requiresGrad: true });
         const x = randn([3, 64], { seed: 7, dtype: "f64", requiresGrad: true });
         // The layer's own math, through the quantized op, in f64:

@@ -25,7 +25,7 @@ export interface QuantizeProgressEvent {
 /** Options of {@link quantizeModel}. Keys it does not know go to the plugin. */
 export interface QuantizeModelOptions {
   bits: number;
-  /** Columns per group, or "row" (default 128). */
+  /** Columns per group, or "row" (default: the plugin's `defaultGroupSize`, else 128). */
   groupSize?: number | "row";
   symmetric?: boolean;
   /** Linears of every block to quantize (default all seven). */
@@ -89,7 +89,7 @@ const DRIVER_KEYS = new Set(["targets", "includeLmHead", "calibration", "microBa
 /**
  * Checks the options of {@link quantizeModel} that do not need the model (an object, `bits` the
  * plugin supports, known `targets`) and returns the targets (default all seven linears) and the
- * plugin's options: `bits`, `groupSize` (default 128) and every key the driver does not know.
+ * plugin's options: `bits`, `groupSize` (default: the plugin's `defaultGroupSize`, else 128) and every key the driver does not know.
  */
 export function checkQuantizeModelOptions(plugin: QuantizerPlugin, options: QuantizeModelOptions): { names: readonly LinearName[]; pluginOptions: QuantizeOptions } {
   if (!options || typeof options !== "object") throw new TypeError("quantizeModel: options must be an object with at least bits");
@@ -100,7 +100,7 @@ export function checkQuantizeModelOptions(plugin: QuantizerPlugin, options: Quan
   for (const n of names) {
     if (!(LINEAR_NAMES as readonly string[]).includes(n)) throw new RangeError(`quantizeModel: unknown target '${n}'; targets are ${LINEAR_NAMES.join(", ")}`);
   }
-  const pluginOptions: QuantizeOptions = { bits: options.bits, groupSize: options.groupSize ?? 128 };
+  const pluginOptions: QuantizeOptions = { bits: options.bits, groupSize: options.groupSize ?? plugin.defaultGroupSize ?? 128 };
   for (const [k, v] of Object.entries(options)) if (!DRIVER_KEYS.has(k) && k !== "groupSize" && v !== undefined) pluginOptions[k] = v;
   return { names, pluginOptions };
 }
