@@ -11,7 +11,8 @@
 //      ‖(W − W_e) − s·(q − z)‖² in z for the current codes q;
 //   3. β ← κ·β;
 // starting from the min-max grid. Defaults from the write-up: p = 0.7, β = 10, κ = 1.01,
-// 20 iterations, stopping early once the error stops falling.
+// 20 iterations, stopping early once the error stops falling (as the write-up's code measures it:
+// the mean |W − Ŵ| over the whole weight, all groups stepping together).
 
 /** Hyper-parameters of the HQQ iteration (see {@link hqqOptimizeGroup}). */
 export interface HqqParams {
@@ -95,6 +96,8 @@ export function lpError(values: ArrayLike<number>, start: number, end: number, s
 export interface HqqStep {
   /** Σ |w − ŵ|^p at the (scale, zero) the step started from. */
   error: number;
+  /** Σ |w − ŵ| there (what the early stop watches). */
+  l1: number;
   /** The zero point after the step (and the scale, which changes only with `optimizeScale`). */
   scale: number;
   zero: number;
@@ -113,6 +116,7 @@ export function hqqStep(values: ArrayLike<number>, start: number, end: number, b
   const maxq = (1 << bits) - 1;
   const n = end - start;
   let err = 0;
+  let l1 = 0;
   let sumQ = 0;
   let sumT = 0;
   let sumQQ = 0;
@@ -123,6 +127,7 @@ export function hqqStep(values: ArrayLike<number>, start: number, end: number, b
     const e = w - scale * (q - zero);
     const a = Math.abs(e);
     let we = 0;
+    l1 += a;
     if (a > 0) {
       const ap = a ** p;
       err += ap;
@@ -143,43 +148,74 @@ export function hqqStep(values: ArrayLike<number>, start: number, end: number, b
     const cov = sumQT / n - mq * mt;
     if (varQ > 1e-12 && cov > 0) {
       const s = Math.max(cov / varQ, HQQ_MIN_SCALE);
-      return { error: err, scale: s, zero: mq - mt / s };
+      return { error: err, l1, scale: s, zero: mq - mt / s };
     }
   }
-  return { error: err, scale, zero: mq - mt / scale };
+  return { error: err, l1, scale, zero: mq - mt / scale };
+}
+
+/** The result of {@link hqqOptimize}: one (scale, zero) per group, before f16 rounding. */
+export interface HqqFit {
+  scales: Float64Array;
+  zeros: Float64Array;
+  /** Updates kept (0: the min-max start). */
+  steps: number;
+  /** Σ |w − ŵ| at the kept grid, and at the min-max start. */
+  l1: number;
+  startL1: number;
 }
 
 /**
- * HQQ on one group values[start, end): the min-max start, then up to `iterations` steps
- * ({@link hqqStep}, β growing by κ each time). Each step's (scale, zero) is kept only if it
- * lowers the lp objective; the first that does not ends the search, and the best pair is
- * returned. (The write-up's code stops once the mean |W − Ŵ| of the whole tensor stops falling;
- * stopping per group on the objective itself means no group ends worse than its start.)
+ * HQQ on consecutive groups of `groupSize` values of values[start, end) (a row-major [out, in]
+ * weight with groups of columns is exactly that: group k = row ⌊k / groups⌋, group k mod groups):
+ * the min-max start ({@link hqqMinMax}), then up to `iterations` steps ({@link hqqStep}) of every
+ * group together, β growing by κ after each. As in the write-up's code, the search stops at the
+ * first step after which the mean |W − Ŵ| over all the groups is not lower than before; the grid
+ * with the lowest such error is returned.
  */
-export function hqqOptimizeGroup(values: ArrayLike<number>, start: number, end: number, bits: number, params: HqqParams): { scale: number; zero: number; error: number; steps: number } {
-  let { scale, zero } = hqqMinMax(values, start, end, bits);
-  const p = params.lpNorm;
-  let beta = params.beta;
+export function hqqOptimize(values: ArrayLike<number>, groupSize: number, bits: number, params: HqqParams, start = 0, end = values.length): HqqFit {
+  const n = (end - start) / groupSize;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`hqq: ${end - start} values do not make whole groups of ${groupSize}`);
+  const scales = new Float64Array(n);
+  const zeros = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    const a = start + k * groupSize;
+    const r = hqqMinMax(values, a, a + groupSize, bits);
+    scales[k] = r.scale;
+    zeros[k] = r.zero;
+  }
+  const bestScales = new Float64Array(n);
+  const bestZeros = new Float64Array(n);
   let best = Infinity;
-  let bestScale = scale;
-  let bestZero = zero;
-  let steps = 0;
-  for (let it = 0; ; it++) {
-    const last = it === params.iterations;
-    if (last) {
-      // no update after the last evaluation: measure only
-      const error = lpError(values, start, end, scale, zero, bits, p);
-      if (error < best) return { scale, zero, error, steps };
-      return { scale: bestScale, zero: bestZero, error: best, steps: steps - 1 };
+  let startL1 = 0;
+  let steps = -1;
+  let beta = params.beta;
+  for (let it = 0; it <= params.iterations; it++) {
+    // One pass per iteration: the error of the current grid and, from the same codes, its update.
+    const next = new Array<HqqStep>(n);
+    let l1 = 0;
+    for (let k = 0; k < n; k++) {
+      const a = start + k * groupSize;
+      next[k] = hqqStep(values, a, a + groupSize, bits, scales[k]!, zeros[k]!, beta, params.lpNorm, params.optimizeScale);
+      l1 += next[k]!.l1;
     }
-    const r = hqqStep(values, start, end, bits, scale, zero, beta, p, params.optimizeScale);
-    if (!(r.error < best)) return { scale: bestScale, zero: bestZero, error: best, steps: steps - 1 };
-    best = r.error;
-    bestScale = scale;
-    bestZero = zero;
-    scale = r.scale;
-    zero = r.zero;
+    if (it === 0) startL1 = l1;
+    if (!(l1 < best)) break;
+    best = l1;
     steps++;
+    bestScales.set(scales);
+    bestZeros.set(zeros);
+    for (let k = 0; k < n; k++) {
+      scales[k] = next[k]!.scale;
+      zeros[k] = next[k]!.zero;
+    }
     beta *= params.kappa;
   }
+  return { scales: bestScales, zeros: bestZeros, steps, l1: best, startL1 };
+}
+
+/** HQQ on one group values[start, end): {@link hqqOptimize} with the group alone. */
+export function hqqOptimizeGroup(values: ArrayLike<number>, start: number, end: number, bits: number, params: HqqParams): { scale: number; zero: number; steps: number } {
+  const r = hqqOptimize(values, end - start, bits, params, start, end);
+  return { scale: r.scales[0]!, zero: r.zeros[0]!, steps: r.steps };
 }

@@ -4,8 +4,8 @@
  *
  * Per group of `groupSize` input columns of each row, HQQ starts from the min-max grid and fits
  * the zero point (and, with `optimizeScale`, the scale) against Σ|w − ŵ|^p with p < 1 by
- * half-quadratic splitting: W_e = shrink_p(W − Ŵ, β), z = mean(q − (W − W_e)/s), β ← κβ (see
- * {@link hqqOptimizeGroup}). The format stores scales and zeros as f16, so the codes are computed
+ * half-quadratic splitting: W_e = shrink_p(W − Ŵ, β), z = mean(q − (W − W_e)/s), β ← κβ, all
+ * groups of the weight together until the mean |W − Ŵ| stops falling (see {@link hqqOptimize}). The format stores scales and zeros as f16, so the codes are computed
  * last, on the stored grid: q = clamp(round(w / f16(s) + f16(z)), 0, 2^b − 1), and the weight
  * dequantizes to f16(s)·(q − f16(z)).
  * @packageDocumentation
@@ -15,9 +15,9 @@ import {
   type AffineWeight, type QuantizeOptions, type QuantizerOptionSpec, type QuantizerPlugin,
 } from "@modulora/core";
 import type { Tensor } from "@modulora/tensor";
-import { HQQ_DEFAULTS, hqqCode, hqqOptimizeGroup, type HqqParams } from "./hqq.js";
+import { HQQ_DEFAULTS, hqqCode, hqqOptimize, type HqqParams } from "./hqq.js";
 
-export { HQQ_DEFAULTS, HQQ_MAX_ZERO, HQQ_MIN_SCALE, hqqCode, hqqMinMax, hqqOptimizeGroup, hqqStep, lpError, roundHalfEven, shrinkLp, type HqqParams, type HqqStep } from "./hqq.js";
+export { HQQ_DEFAULTS, HQQ_MAX_ZERO, HQQ_MIN_SCALE, hqqCode, hqqMinMax, hqqOptimize, hqqOptimizeGroup, hqqStep, lpError, roundHalfEven, shrinkLp, type HqqFit, type HqqParams, type HqqStep } from "./hqq.js";
 
 /** Largest finite f16: a scale above it cannot be stored. */
 const F16_MAX = 65504;
@@ -65,16 +65,11 @@ export function quantizeHqq(weight: Tensor, options: QuantizeOptions): AffineWei
   // uploaded to the weight's device by createAffineWeight.
   const w = weight.dataSync() as Float32Array;
   const groups = inF / groupSize;
-  const scales = new Float32Array(out * groups);
-  const zeros = new Float32Array(out * groups);
-  for (let j = 0; j < out; j++) {
-    for (let g = 0; g < groups; g++) {
-      const a = j * inF + g * groupSize;
-      const r = hqqOptimizeGroup(w, a, a + groupSize, bits, params);
-      if (!(r.scale <= F16_MAX)) throw new RangeError(`quantizer 'hqq': row ${j}, group ${g} needs a scale of ${r.scale}, beyond f16's ${F16_MAX}; the weight's values are too large for the affine format`);
-      scales[j * groups + g] = r.scale;
-      zeros[j * groups + g] = r.zero;
-    }
+  const fit = hqqOptimize(w, groupSize, bits, params);
+  const scales = Float32Array.from(fit.scales);
+  const zeros = Float32Array.from(fit.zeros);
+  for (let k = 0; k < scales.length; k++) {
+    if (!(scales[k]! <= F16_MAX)) throw new RangeError(`quantizer 'hqq': row ${Math.floor(k / groups)}, group ${k % groups} needs a scale of ${scales[k]}, beyond f16's ${F16_MAX}; the weight's values are too large for the affine format`);
   }
   // The stored grid: scales and zeros as f16 (what createAffineWeight keeps), and the codes
   // chosen on that grid, so that the weight dequantizes to f16(s)·(q − f16(z)) with q the

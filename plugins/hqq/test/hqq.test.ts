@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { dispose, loadSafetensors, randn, tensor, type Tensor } from "@modulora/tensor";
 import { fromF16Bits, roundToF16, unpackColumnCode, type AffineWeight } from "@modulora/core";
 import { dequantizeAll } from "@modulora/core/testing";
-import { HQQ_DEFAULTS, hqqCode, hqqOptimizeGroup, hqqQuantizer, hqqStep, quantizeHqq, roundHalfEven, shrinkLp, type HqqParams } from "../src/index.js";
+import { HQQ_DEFAULTS, hqqCode, hqqOptimize, hqqQuantizer, hqqStep, lpError, quantizeHqq, roundHalfEven, shrinkLp, type HqqParams } from "../src/index.js";
 
 const tinyLlama = fileURLToPath(new URL("../../../fixtures/tiny-llama/model.safetensors", import.meta.url));
 const REAL = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight", "model.layers.2.mlp.down_proj.weight", "model.layers.3.mlp.gate_proj.weight"];
@@ -43,29 +43,34 @@ function refIteration(w: number[], s: number, z: number, bits: number, beta: num
   return { error, scale: s, zero: zsum / n, we };
 }
 
-function refLpError(w: number[], s: number, z: number, bits: number, p: number): number {
+function refL1(w: number[], s: number, z: number, bits: number): number {
   const maxq = 2 ** bits - 1;
-  return w.reduce((a, x) => a + Math.pow(Math.abs(x - s * (Math.min(maxq, Math.max(0, refRound(x / s + z))) - z)), p), 0);
+  return w.reduce((a, x) => a + Math.abs(x - s * (Math.min(maxq, Math.max(0, refRound(x / s + z))) - z)), 0);
 }
 
-/** The whole per-group search: min-max start, iterations kept while the lp error falls. */
-function refGroup(w: number[], bits: number, o: HqqParams) {
-  const lo = Math.min(...w);
-  const hi = Math.max(...w);
-  let s = (hi - lo) / (2 ** bits - 1);
-  let z = -lo / s;
-  let best = refLpError(w, s, z, bits, o.lpNorm);
+/**
+ * The whole search over the groups of a weight (rows of `groups` groups of `size`): min-max
+ * start per group, then every group iterates together while the mean |W − Ŵ| over the weight falls.
+ */
+function refFit(w: Float32Array, size: number, bits: number, o: HqqParams) {
+  const groups: number[][] = [];
+  for (let a = 0; a < w.length; a += size) groups.push(Array.from(w.subarray(a, a + size)));
+  let grid = groups.map((g) => {
+    const s = (Math.max(...g) - Math.min(...g)) / (2 ** bits - 1);
+    return { scale: s, zero: -Math.min(...g) / s };
+  });
+  const total = (gr: typeof grid) => gr.reduce((a, x, k) => a + refL1(groups[k]!, x.scale, x.zero, bits), 0) / w.length;
+  let best = total(grid);
   let beta = o.beta;
   for (let k = 0; k < o.iterations; k++) {
-    const r = refIteration(w, s, z, bits, beta, o.lpNorm, o.optimizeScale);
+    const next = grid.map((x, i) => refIteration(groups[i]!, x.scale, x.zero, bits, beta, o.lpNorm, o.optimizeScale));
     beta *= o.kappa;
-    const err = refLpError(w, r.scale, r.zero, bits, o.lpNorm);
+    const err = total(next);
     if (!(err < best)) break;
     best = err;
-    s = r.scale;
-    z = r.zero;
+    grid = next;
   }
-  return { scale: s, zero: z, error: best };
+  return grid;
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -142,9 +147,10 @@ describe("HQQ's numerics against a plain reference", () => {
       for (const bits of [2, 3, 4, 8]) {
         const q = quantizeHqq(w, { bits, groupSize: 32, optimizeScale });
         const st = stored(q);
+        const fit = refFit(wv, 32, bits, params({ optimizeScale }));
         for (let j = 0; j < 3; j++) {
           for (let g = 0; g < 2; g++) {
-            const ref = refGroup(Array.from(wv.subarray(j * 64 + g * 32, j * 64 + g * 32 + 32)), bits, params({ optimizeScale }));
+            const ref = fit[j * 2 + g]!;
             const [s16, z16] = roundToF16(Float32Array.from([ref.scale, ref.zero]));
             const k = st.at(j, g * 32);
             expect(st.scales[k]).toBe(s16);
@@ -186,12 +192,8 @@ describe("the stored weight is f16(scale)·(q − f16(zero)) with q the nearest 
       const wHat = dequantizeAll(q);
       const maxq = 2 ** bits - 1;
       let differFromUnrounded = 0;
-      const grids = new Map<number, { scale: number; zero: number }>();
-      const unrounded = (j: number, g: number) => {
-        const key = j * 2 + g;
-        if (!grids.has(key)) grids.set(key, hqqOptimizeGroup(wv, j * 128 + g * 64, j * 128 + g * 64 + 64, bits, params()));
-        return grids.get(key)!;
-      };
+      const fit = hqqOptimize(wv, 64, bits, params());
+      const unrounded = (j: number, g: number) => ({ scale: fit.scales[j * 2 + g]!, zero: fit.zeros[j * 2 + g]! });
       for (let j = 0; j < 16; j++) {
         for (let i = 0; i < 128; i++) {
           const k = st.at(j, i);
@@ -237,15 +239,20 @@ describe("the lp error (p = 0.7) after HQQ is below the min-max start's", () => 
     });
   }
 
-  it("per group, before f16 rounding, no group ends above its start (the search keeps the best iterate)", () => {
+  it("before f16 rounding, the mean |W − Ŵ| the search watches ends at most at the start's, after 0 to 20 steps", () => {
     const w = randn([32, 256], { seed: 5 }).dataSync() as Float32Array;
-    for (const optimizeScale of [false, true]) {
-      for (let a = 0; a < w.length; a += 64) {
-        const start = hqqOptimizeGroup(w, a, a + 64, 3, params({ iterations: 0 }));
-        const r = hqqOptimizeGroup(w, a, a + 64, 3, params({ optimizeScale }));
-        expect(r.error).toBeLessThanOrEqual(start.error);
-        expect(r.steps).toBeGreaterThanOrEqual(0);
+    for (const bits of [2, 3, 4, 8]) {
+      for (const optimizeScale of [false, true]) {
+        const r = hqqOptimize(w, 64, bits, params({ optimizeScale }));
+        expect(r.l1).toBeLessThan(r.startL1);
+        expect(r.steps).toBeGreaterThan(0);
         expect(r.steps).toBeLessThanOrEqual(20);
+        let l1 = 0;
+        for (let k = 0; k < r.scales.length; k++) l1 += lpError(w, k * 64, k * 64 + 64, r.scales[k]!, r.zeros[k]!, bits, 1);
+        expect(l1).toBeCloseTo(r.l1, 8);
+        const none = hqqOptimize(w, 64, bits, params({ optimizeScale, iterations: 0 }));
+        expect(none.steps).toBe(0);
+        expect(none.l1).toBe(r.startL1);
       }
     }
   });
