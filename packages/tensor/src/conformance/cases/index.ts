@@ -9,11 +9,12 @@ import { LOSS_CASES } from "./loss.js";
 import { NN_CASES } from "./nn.js";
 import { SHAPE_CASES } from "./shape.js";
 import { QUANT_CASES } from "./quant.js";
+import { OPTQ_CASES } from "./optq.js";
 
 export { COMPUTE_DTYPES, NOT_AT_BF16 } from "./common.js";
 export { AFFINE_CASE_BITS, CODEBOOK_CASE_BITS } from "./quant.js";
 
-const BASE_CASES: readonly ConformanceCase[] = [...CREATION_CASES, ...ELEMENTWISE_CASES, ...LINALG_CASES, ...SHAPE_CASES, ...NN_CASES, ...ATTENTION_CASES, ...LOSS_CASES, ...QUANT_CASES];
+const BASE_CASES: readonly ConformanceCase[] = [...CREATION_CASES, ...ELEMENTWISE_CASES, ...LINALG_CASES, ...SHAPE_CASES, ...NN_CASES, ...ATTENTION_CASES, ...LOSS_CASES, ...QUANT_CASES, ...OPTQ_CASES];
 
 /**
  * Cases run again on non-contiguous inputs (the transpose of a contiguous tensor), by name and
