@@ -162,3 +162,15 @@ export function machineLine(e) {
 export function discussion(all) {
   return all.discussion?.length ? ["## Discussion", "", ...all.discussion.flatMap((p) => [p, ""])] : [];
 }
+
+/**
+ * A quality script's entry: `--one JOB` runs one configuration in this (child) process,
+ * `--render` rewrites `here/results/quality.md` from the committed `quality.json`, anything else
+ * runs the whole benchmark.
+ */
+export async function benchmarkEntry(here, { runOne, markdown, main }) {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.one) await runOne(JSON.parse(args.one));
+  else if (args.render) writeFileSync(join(here, "results/quality.md"), markdown(JSON.parse(readFileSync(join(here, "results/quality.json"), "utf8"))));
+  else await main(args);
+}

@@ -11,7 +11,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, discussion, machineLine, parseArgs, rowCells, runConfig, runConfigs } from "./harness.mjs";
+import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, benchmarkEntry, discussion, machineLine, parseArgs, rowCells, runConfig, runConfigs } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CONFIGS = ["fp", "4/128", "4/row", "3/128", "3/row", "2/128", "2/row"];
@@ -65,7 +65,4 @@ function markdown(all) {
   return `${lines.join("\n")}\n`;
 }
 
-const args = parseArgs(process.argv.slice(2));
-if (args.one) await runOne(JSON.parse(args.one));
-else if (args.render) writeFileSync(join(here, "results/quality.md"), markdown(JSON.parse(readFileSync(join(here, "results/quality.json"), "utf8"))));
-else await main(args);
+await benchmarkEntry(here, { runOne, markdown, main });

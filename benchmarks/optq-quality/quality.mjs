@@ -13,7 +13,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, discussion, machineLine, parseArgs, rowCells, runConfig, runConfigs } from "../llama-quality/harness.mjs";
+import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, benchmarkEntry, discussion, machineLine, parseArgs, rowCells, runConfig, runConfigs } from "../llama-quality/harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The shared data beside the repository (../shared relative to its root), unless --calib names a file.
@@ -103,7 +103,4 @@ function markdown(all) {
   return `${lines.join("\n")}\n`;
 }
 
-const args = parseArgs(process.argv.slice(2));
-if (args.one) await runOne(JSON.parse(args.one));
-else if (args.render) writeFileSync(join(here, "results/quality.md"), markdown(JSON.parse(readFileSync(join(here, "results/quality.json"), "utf8"))));
-else await main(args);
+await benchmarkEntry(here, { runOne, markdown, main });

@@ -14,7 +14,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, discussion, machineLine, parseArgs, repo, rowCells, runConfig, runConfigs } from "../llama-quality/harness.mjs";
+import { MEASUREMENT_NOTE, ROW_ALIGN, ROW_HEADER, benchmarkEntry, discussion, machineLine, parseArgs, repo, rowCells, runConfig, runConfigs } from "../llama-quality/harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GROUP = 64;
@@ -112,7 +112,4 @@ function markdown(all) {
   return `${lines.join("\n")}\n`;
 }
 
-const args = parseArgs(process.argv.slice(2));
-if (args.one) await runOne(JSON.parse(args.one));
-else if (args.render) writeFileSync(join(here, "results/quality.md"), markdown(JSON.parse(readFileSync(join(here, "results/quality.json"), "utf8"))));
-else await main(args);
+await benchmarkEntry(here, { runOne, markdown, main });
