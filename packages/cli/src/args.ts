@@ -221,7 +221,9 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
 export function optionLine(o: OptionSpec): [string, string] {
   const arg = o.type === "boolean" ? "" : ` ${o.arg ?? (o.choices ? o.choices.join("|") : o.type === "group" ? "N|row" : o.type === "int" || o.type === "number" ? "N" : "VALUE")}`;
   const left = `--${o.name}${arg}`;
-  const dflt = o.required ? " (required)" : o.default !== undefined && o.default !== false ? ` (default: ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)})` : "";
+  const dflt = o.required ? " (required)"
+    : o.default === true ? ` (default: true; --${o.name}=false turns it off)`
+    : o.default !== undefined && o.default !== false ? ` (default: ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)})` : "";
   return [left, `${o.description}${dflt}`];
 }
 
