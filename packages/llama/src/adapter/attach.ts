@@ -9,7 +9,8 @@
  */
 import type { Tensor } from "@modulora/tensor";
 import type { LlamaModel } from "../model.js";
-import { LINEAR_MODULE, LINEAR_NAMES, type LinearName } from "../types.js";
+import { LINEAR_NAMES, type LinearName } from "../types.js";
+import { linearModuleName } from "../quantize/targets.js";
 import { createLoRALayer, LORA_DISPATCHERS, LoRALayer, type LoRADispatcher, type LoRALayerOptions } from "./lora-layer.js";
 import type { ModuloraAdapterMetadata } from "./metadata.js";
 
@@ -39,10 +40,8 @@ export interface AttachLoRAOptions {
   dispatchers?: readonly LoRADispatcher[];
 }
 
-/** Hugging Face module name of a block's linear: `model.layers.{i}.{self_attn|mlp}.{name}`. */
-export function loraModuleName(block: number, name: LinearName): string {
-  return `model.layers.${block}.${LINEAR_MODULE[name]}.${name}`;
-}
+/** Hugging Face module name of a block's linear: `model.layers.{i}.{self_attn|mlp}.{name}` ({@link linearModuleName}). */
+export const loraModuleName: (block: number, name: LinearName) => string = linearModuleName;
 
 /** The key of a LoRA factor in PEFT's `adapter_model.safetensors`. */
 export function peftTensorName(block: number, name: LinearName, factor: "A" | "B"): string {
