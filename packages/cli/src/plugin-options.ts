@@ -4,13 +4,10 @@
 // quantizer with its flags, and the values go back to the plugin under its own keys, checked by
 // core's resolveQuantizerOptions. No quantizer's flags are written here by hand.
 import { readFileSync } from "node:fs";
-import { getQuantizer, listQuantizers, optionFlag, resolveQuantizerOptions, type QuantizerOptionSpec, type QuantizerPlugin } from "@modulora/core";
-import { camel, GLOBAL_OPTIONS, kebab, optionLine, type CommandSpec, type OptionSpec, type ParsedArgs } from "./args.js";
+import { getQuantizer, groupSizeFor, listQuantizers, optionFlag, resolveQuantizerOptions, type QuantizerOptionSpec, type QuantizerPlugin } from "@modulora/core";
+import { camel, GLOBAL_OPTIONS, optionLine, type CommandSpec, type OptionSpec, type ParsedArgs } from "./args.js";
 import { CliError } from "./errors.js";
 import { setupQuantizers } from "./plugins.js";
-
-/** The group size a command uses when --group-size is not given: the plugin's, else 128. */
-export const FALLBACK_GROUP_SIZE = 128;
 
 /** `--quantizer` and `--plugin` as given on the command line or in `--config` (read before the full parse). */
 export function prescanQuantizerArgs(argv: readonly string[]): { quantizer?: string; plugins: string[] } {
@@ -102,7 +99,7 @@ export function quantizersHelp(commandName: string): string {
   for (const name of listQuantizers()) {
     const p = getQuantizer(name);
     const facts = [
-      `bits ${p.supportedBits.join(",")}`, `group size ${p.defaultGroupSize ?? FALLBACK_GROUP_SIZE}`,
+      `bits ${p.supportedBits.join(",")}`, `group size ${groupSizeFor(p)}`,
       ...(p.supportsSymmetric ? ["--sym"] : []), p.calibration === "none" ? "no calibration" : `calibration: ${p.calibration} (--calib)`,
     ];
     lines.push(`  ${name}${p.description ? ` — ${p.description}` : ""}`, `      ${facts.join("; ")}`);
@@ -126,11 +123,9 @@ export function pluginOptionValues(plugin: QuantizerPlugin, args: ParsedArgs, co
     if (args.given.has(flag)) given[s.name] = args.values[camel(flag)];
   }
   try {
-    return resolveQuantizerOptions(plugin, given);
+    return resolveQuantizerOptions(plugin, given, { label: (s) => `--${optionFlag(s)}` });
   } catch (err) {
-    const msg = (err as Error).message;
-    const s = (plugin.options ?? []).find((o) => msg.includes(`: ${o.name} `));
-    throw new CliError(s ? msg.replace(`: ${s.name} `, `: --${optionFlag(s)} `) : msg, `modulora ${commandName} --quantizer ${plugin.name} --help lists its options`, { cause: err });
+    throw new CliError((err as Error).message, `modulora ${commandName} --quantizer ${plugin.name} --help lists its options`, { cause: err });
   }
 }
 
@@ -140,7 +135,7 @@ export function describePluginOptions(plugin: QuantizerPlugin, values: Readonly<
   for (const s of plugin.options ?? []) {
     const v = values[s.name];
     if (v === undefined || v === s.default) continue;
-    const flag = s.flag ?? kebab(s.name);
+    const flag = optionFlag(s);
     out.push(typeof v === "boolean" ? (v ? flag : `no ${flag}`) : `${flag} ${String(v)}`);
   }
   return out;

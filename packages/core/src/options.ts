@@ -7,6 +7,14 @@ export const COMMON_OPTION_KEYS: readonly string[] = ["bits", "groupSize", "symm
 
 const TYPES = ["boolean", "int", "number", "string"] as const;
 
+/** The group size when neither the caller nor the plugin (`defaultGroupSize`) names one. */
+export const FALLBACK_GROUP_SIZE = 128;
+
+/** The group size of a run: `given`, else the plugin's `defaultGroupSize`, else {@link FALLBACK_GROUP_SIZE}. */
+export function groupSizeFor(plugin: Pick<QuantizerPlugin, "defaultGroupSize">, given?: number | "row"): number | "row" {
+  return given ?? plugin.defaultGroupSize ?? FALLBACK_GROUP_SIZE;
+}
+
 /** The kebab-case flag of an option (`actOrder` → `act-order`, or its `flag`). */
 export function optionFlag(spec: QuantizerOptionSpec): string {
   return spec.flag ?? spec.name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -69,20 +77,22 @@ export function validateOptionSpecs(where: string, specs: unknown): void {
  * default; left out when it has neither), checked against the declared type, bounds and choices
  * and the plugin's own `check`. Keys of `given` the plugin does not declare are passed over (they
  * belong to the caller); with `strict`, one that is not a common key either is an error.
- * Throws a RangeError that names the plugin, the option and what to use.
+ * Throws a RangeError that names the plugin, the option (as `opts.label` spells it: a tool passes
+ * its flag) and what to use.
  */
 export function resolveQuantizerOptions(
   plugin: Pick<QuantizerPlugin, "name" | "options">,
   given: Readonly<Record<string, unknown>>,
-  opts: { strict?: boolean } = {},
+  opts: { strict?: boolean; label?: (spec: QuantizerOptionSpec) => string } = {},
 ): Record<string, unknown> {
   const specs = plugin.options ?? [];
+  const label = opts.label ?? ((s: QuantizerOptionSpec) => s.name);
   const out: Record<string, unknown> = {};
   for (const s of specs) {
     const v = given[s.name] ?? s.default;
     if (v === undefined) continue;
     const bad = typeProblem(s, v);
-    if (bad) throw new RangeError(`quantizer '${plugin.name}': ${s.name} ${bad}, got ${JSON.stringify(v)}`);
+    if (bad) throw new RangeError(`quantizer '${plugin.name}': ${label(s)} ${bad}, got ${JSON.stringify(v)}`);
     out[s.name] = v;
   }
   // The plugin's own checks see every value as resolved (defaults filled in).
@@ -90,7 +100,7 @@ export function resolveQuantizerOptions(
   for (const s of specs) {
     if (out[s.name] === undefined || !s.check) continue;
     const own = s.check(out[s.name], all);
-    if (own) throw new RangeError(`quantizer '${plugin.name}': ${s.name} = ${JSON.stringify(out[s.name])}: ${own}`);
+    if (own) throw new RangeError(`quantizer '${plugin.name}': ${label(s)} = ${JSON.stringify(out[s.name])}: ${own}`);
   }
   if (opts.strict) {
     const known = new Set(specs.map((s) => s.name));

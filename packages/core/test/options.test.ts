@@ -1,7 +1,7 @@
 // A plugin's declared options: the schema is checked at registration, values are checked against
 // it (type, bounds, choices, the plugin's own check) and completed with defaults.
 import { describe, expect, it } from "vitest";
-import { optionFlag, QUANTIZER_SPEC_VERSION, resolveQuantizerOptions, validateQuantizer, type QuantizerOptionSpec, type QuantizerPlugin } from "../src/index.js";
+import { groupSizeFor, optionFlag, QUANTIZER_SPEC_VERSION, resolveQuantizerOptions, validateQuantizer, type QuantizerOptionSpec, type QuantizerPlugin } from "../src/index.js";
 
 const base = (options: unknown, extra: Record<string, unknown> = {}): QuantizerPlugin =>
   ({
@@ -68,6 +68,17 @@ describe("resolveQuantizerOptions", () => {
     [{ rate: 0.5 }, /quantizer 'opt-test': rate = 0\.5: only with mode b \(mode is a\)/],
   ])("refuses %j with a message naming the option", (given, pattern) => {
     expect(() => resolveQuantizerOptions(plugin, given)).toThrow(pattern);
+  });
+
+  it("names the option as the caller spells it (a tool passes its flag)", () => {
+    expect(() => resolveQuantizerOptions(plugin, { steps: 101 }, { label: (s) => `--${optionFlag(s)}` })).toThrow("quantizer 'opt-test': --steps must be at most 100, got 101");
+    expect(() => resolveQuantizerOptions(plugin, { rate: 0.5 }, { label: (s) => `--${optionFlag(s)}` })).toThrow("quantizer 'opt-test': --rate = 0.5: only with mode b (mode is a)");
+  });
+
+  it("groupSizeFor: the given size, else the plugin's default, else 128", () => {
+    expect(groupSizeFor({ defaultGroupSize: 64 }, 32)).toBe(32);
+    expect(groupSizeFor({ defaultGroupSize: "row" })).toBe("row");
+    expect(groupSizeFor({})).toBe(128);
   });
 
   it("strict: a key that is neither the plugin's nor common is an error listing the plugin's options", () => {

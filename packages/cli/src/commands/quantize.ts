@@ -1,6 +1,6 @@
 // modulora quantize: full-precision model → quantized checkpoint directory.
 import { existsSync } from "node:fs";
-import { optionFlag, type QuantizerPlugin } from "@modulora/core";
+import { groupSizeFor, optionFlag, type QuantizerPlugin } from "@modulora/core";
 import { readDataFile } from "@modulora/data";
 import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions, type ModelDType } from "@modulora/llama";
 import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
@@ -8,7 +8,7 @@ import { CliError, step, stepSync } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import type { Device } from "@modulora/tensor";
 import { checkDevice, formatTransfers, loadModel, preflightModel, TransferCounter, type ModelPreflight } from "../model.js";
-import { describePluginOptions, FALLBACK_GROUP_SIZE, pluginOptionValues } from "../plugin-options.js";
+import { describePluginOptions, pluginOptionValues } from "../plugin-options.js";
 import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { Progress } from "../progress.js";
 
@@ -63,7 +63,7 @@ export function checkGroupSize(groupSize: number | "row", config: LlamaConfig, m
  * none), checked against the model's linear layers.
  */
 export function resolveGroupSize(plugin: QuantizerPlugin, given: number | "row" | undefined, config: LlamaConfig, model: string): number | "row" {
-  const g = given ?? plugin.defaultGroupSize ?? FALLBACK_GROUP_SIZE;
+  const g = groupSizeFor(plugin, given);
   checkGroupSize(g, config, model);
   return g;
 }

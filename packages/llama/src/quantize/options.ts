@@ -4,7 +4,7 @@
  * options that do not need the model, which also split off the plugin's own options.
  * @module
  */
-import type { QuantizeOptions, QuantizerPlugin } from "@modulora/core";
+import { groupSizeFor, type QuantizeOptions, type QuantizerPlugin } from "@modulora/core";
 import { LINEAR_NAMES, type LinearName } from "../types.js";
 import type { CalibrationSource } from "./calibration-windows.js";
 
@@ -100,7 +100,7 @@ export function checkQuantizeModelOptions(plugin: QuantizerPlugin, options: Quan
   for (const n of names) {
     if (!(LINEAR_NAMES as readonly string[]).includes(n)) throw new RangeError(`quantizeModel: unknown target '${n}'; targets are ${LINEAR_NAMES.join(", ")}`);
   }
-  const pluginOptions: QuantizeOptions = { bits: options.bits, groupSize: options.groupSize ?? plugin.defaultGroupSize ?? 128 };
+  const pluginOptions: QuantizeOptions = { bits: options.bits, groupSize: groupSizeFor(plugin, options.groupSize) };
   for (const [k, v] of Object.entries(options)) if (!DRIVER_KEYS.has(k) && k !== "groupSize" && v !== undefined) pluginOptions[k] = v;
   return { names, pluginOptions };
 }
