@@ -9,12 +9,12 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { transform } from "esbuild";
 import { afterAll, describe, expect, it } from "vitest";
 import { dispose, loadSafetensors } from "@modulora/tensor";
-import { getQuantizer, registerQuantizer, resolveQuantizerOptions, Trainer, unregisterQuantizer, type AffineWeight, type QuantizerPlugin } from "@modulora/core";
+import { getQuantizer, registerQuantizer, resolveQuantizerOptions, unregisterQuantizer, type AffineWeight, type QuantizerPlugin } from "@modulora/core";
 import { dequantizeAll, quantizerConformance, referenceRoundToNearest, relativeError } from "@modulora/core/testing";
-import { attachLoRA, batchLoss, LlamaTokenizer, loadLlama, quantizeModel, type QuantizedLinear, type TokenBatchLike } from "@modulora/llama";
+import { loadLlama, quantizeModel, type QuantizedLinear } from "@modulora/llama";
+import { fitLoRA, TINY } from "./train.js";
 
 const GUIDE = fileURLToPath(new URL("../../../docs/writing-a-quantizer.md", import.meta.url));
-const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama/", import.meta.url));
 const PACKAGE = fileURLToPath(new URL("../", import.meta.url));
 
 /** The bodies of the fenced blocks whose info string is exactly `ts file=<name>`, in order. */
@@ -51,12 +51,6 @@ quantizerConformance(plugin, {
   realWeights: { path: join(TINY, "model.safetensors"), names: ["model.layers.1.self_attn.q_proj.weight", "model.layers.2.mlp.down_proj.weight"] },
 });
 
-const tokenizer = LlamaTokenizer.fromDir(TINY);
-const ids = tokenizer.encode("The quick brown fox jumps over the lazy dog. Packages are installed with apt. ".repeat(4)).slice(0, 61);
-const BATCHES: TokenBatchLike[] = [0, 1, 2, 3].map((k) => {
-  const x = Int32Array.from({ length: 32 }, (_, i) => ids[(i + k * 5) % ids.length]!);
-  return { inputIds: x, labels: x, lengths: [16, 16], tokens: 32 };
-});
 
 describe("the tutorial of docs/writing-a-quantizer.md", () => {
   it("has its code in blocks marked `ts file=my-quantizer.ts`, which compile into the plugin the guide describes", () => {
@@ -94,18 +88,7 @@ describe("the tutorial of docs/writing-a-quantizer.md", () => {
       // 3-bit codes, an f16 scale and a u8 zero per 64 weights
       for (const r of report) expect(r.bitsPerWeight, r.name).toBeCloseTo(3 + 24 / 64, 12);
       expect((model.layers[0]!.linears.q_proj as QuantizedLinear).weight.format).toBe("affine");
-      const adapter = attachLoRA(model, { r: 4, alpha: 8, dropout: 0, seed: 3 });
-      const losses: number[] = [];
-      const trainer = new Trainer({
-        parameters: new Map(adapter.parameters().map((p, i) => [`p${i}`, p] as const)),
-        data: { length: BATCHES.length, epoch: (_e, start) => BATCHES.slice(start) },
-        steps: 8, lr: 2e-3,
-        loss: (b) => batchLoss(model, b as TokenBatchLike, { training: true }),
-        onEvent: (e) => void (e.type === "step" && losses.push(e.loss)),
-      });
-      await trainer.fit();
-      trainer.dispose();
-      adapter.detach();
+      const losses = await fitLoRA(model, 8);
       expect(losses).toHaveLength(8);
       // measured: 5.05, 4.31, 3.49, 2.85 in the first pass over the 4 batches, 3.09, 2.19, 1.75, 1.30 in the second
       const pass = (k: number) => losses.slice(4 * k, 4 * k + 4).reduce((s, l) => s + l, 0);

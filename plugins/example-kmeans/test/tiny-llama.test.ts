@@ -4,28 +4,18 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { dispose, loadSafetensors, memory, noGrad, tensorFrom, tidy } from "@modulora/tensor";
 import { referenceRoundToNearest, relativeError } from "@modulora/core/testing";
-import { Trainer } from "@modulora/core";
 import {
-  attachLoRA, batchLoss, LINEAR_NAMES, LlamaTokenizer, loadLlama, loadQuantizedModel, quantizeModel, saveQuantizedModel,
-  type LlamaModel, type QuantizedLinear, type TokenBatchLike,
+  LINEAR_NAMES, loadLlama, loadQuantizedModel, quantizeModel, saveQuantizedModel, type LlamaModel, type QuantizedLinear,
 } from "@modulora/llama";
+import { BATCHES, fitLoRA, TINY } from "./train.js";
 import { kmeansQuantizer, type KmeansWeight } from "../src/index.js";
 
-const TINY = fileURLToPath(new URL("../../../fixtures/tiny-llama/", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "modulora-kmeans-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const tokenizer = LlamaTokenizer.fromDir(TINY);
-const ids = tokenizer.encode("The quick brown fox jumps over the lazy dog. Packages are installed with apt. ".repeat(4)).slice(0, 61);
-/** Four micro-batches of [2, 16] tokens: windows of one text at different offsets. */
-const BATCHES: TokenBatchLike[] = [0, 1, 2, 3].map((k) => {
-  const x = Int32Array.from({ length: 32 }, (_, i) => ids[(i + k * 5) % ids.length]!);
-  return { inputIds: x, labels: x, lengths: [16, 16], tokens: 32 };
-});
 
 const logitsOf = (model: LlamaModel) => noGrad(() => tidy(() => Array.from(model.forward(tensorFrom(BATCHES[0]!.inputIds, { shape: [2, 16], dtype: "i32" })).logits.dataSync() as Float32Array)));
 
@@ -92,18 +82,7 @@ describe("example-kmeans on tiny-llama", () => {
   it("a LoRA fine-tune of the reloaded 2-bit model: the loss falls, and nothing is left behind", async () => {
     const tensorsBefore = memory().tensors;
     const { model } = loadQuantizedModel(join(tmp, "km2"), { plugin: kmeansQuantizer });
-    const adapter = attachLoRA(model, { r: 4, alpha: 8, dropout: 0, seed: 3 });
-    const losses: number[] = [];
-    const trainer = new Trainer({
-      parameters: new Map(adapter.parameters().map((p, i) => [`p${i}`, p] as const)),
-      data: { length: BATCHES.length, epoch: (_e, start) => BATCHES.slice(start) },
-      steps: 12, lr: 2e-3,
-      loss: (b) => batchLoss(model, b as TokenBatchLike, { training: true }),
-      onEvent: (e) => void (e.type === "step" && losses.push(e.loss)),
-    });
-    await trainer.fit();
-    trainer.dispose();
-    adapter.detach();
+    const losses = await fitLoRA(model, 12);
     model.dispose();
     expect(losses).toHaveLength(12);
     // measured: 5.35, 4.40, 3.62, 2.94 in the first pass over the 4 batches, 1.39, 0.74, 0.55, 0.31 in the third
