@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 export { QUANTIZER_SPEC_VERSION, type CalibrationKind, type CalibrationStats, type QuantizeOptions, type QuantizerOptionSpec, type QuantizerPlugin, type SerializedWeight } from "./spec.js";
-export { COMMON_OPTION_KEYS, FALLBACK_GROUP_SIZE, groupSizeFor, optionFlag, resolveQuantizerOptions, validateOptionSpecs } from "./options.js";
+export { COMMON_OPTION_KEYS, FALLBACK_GROUP_SIZE, groupSizeFor, optionFlag, unsupportedGroupSize, resolveQuantizerOptions, validateOptionSpecs } from "./options.js";
 export { registerQuantizer, unregisterQuantizer, getQuantizer, listQuantizers, resolveQuantizer, validateQuantizer } from "./registry.js";
 export type { AffineWeight, CodebookWeight, CustomWeight, FormatName, QuantizedWeight, QuantizedWeightBase } from "./formats/types.js";
 export { AFFINE_BITS, createAffineWeight, affineFromTensors, affinePackedWeight, affineReferenceDequantize, type AffineParts } from "./formats/affine.js";

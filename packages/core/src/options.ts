@@ -10,6 +10,18 @@ const TYPES = ["boolean", "int", "number", "string"] as const;
 /** The group size when neither the caller nor the plugin (`defaultGroupSize`) names one. */
 export const FALLBACK_GROUP_SIZE = 128;
 
+/**
+ * Why `plugin` cannot quantize a weight with `inFeatures` input columns at `groupSize`, or null
+ * when it can: the size is not in the plugin's `supportedGroupSizes`, or (a number) does not
+ * divide `inFeatures`. For tools that plan runs ahead of quantizing (the CLI, `modulora bench`).
+ */
+export function unsupportedGroupSize(plugin: Pick<QuantizerPlugin, "name" | "supportedGroupSizes">, groupSize: number | "row", inFeatures?: number): string | null {
+  const allowed = plugin.supportedGroupSizes;
+  if (allowed && !allowed.includes(groupSize)) return `${plugin.name} supports group size${allowed.length > 1 ? "s" : ""} ${allowed.map(String).join(", ")} only`;
+  if (groupSize !== "row" && inFeatures !== undefined && inFeatures % groupSize !== 0) return `group size ${groupSize} does not divide the input features (${inFeatures})`;
+  return null;
+}
+
 /** The group size of a run: `given`, else the plugin's `defaultGroupSize`, else {@link FALLBACK_GROUP_SIZE}. */
 export function groupSizeFor(plugin: Pick<QuantizerPlugin, "defaultGroupSize">, given?: number | "row"): number | "row" {
   return given ?? plugin.defaultGroupSize ?? FALLBACK_GROUP_SIZE;

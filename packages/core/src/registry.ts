@@ -23,6 +23,11 @@ export function validateQuantizer(plugin: unknown): asserts plugin is QuantizerP
   if (typeof p.quantize !== "function") throw new TypeError(`${where}: quantize must be a function`);
   const g = p.defaultGroupSize;
   if (g !== undefined && g !== "row" && !(Number.isInteger(g) && g >= 1)) throw new TypeError(`${where}: defaultGroupSize must be a positive integer or "row", got ${JSON.stringify(g)}`);
+  const gs = p.supportedGroupSizes;
+  if (gs !== undefined && (!Array.isArray(gs) || gs.length === 0 || !gs.every((x) => x === "row" || (Number.isInteger(x) && x >= 1)))) {
+    throw new TypeError(`${where}: supportedGroupSizes must be a non-empty list of positive integers and "row", got ${JSON.stringify(gs)}`);
+  }
+  if (g !== undefined && gs !== undefined && !gs.includes(g)) throw new TypeError(`${where}: defaultGroupSize ${JSON.stringify(g)} is not in supportedGroupSizes ${JSON.stringify(gs)}`);
   if (p.supportsSymmetric !== undefined && typeof p.supportsSymmetric !== "boolean") throw new TypeError(`${where}: supportsSymmetric must be a boolean`);
   validateOptionSpecs(where, p.options);
   if ((p.serialize === undefined) !== (p.deserialize === undefined)) {

@@ -98,6 +98,12 @@ export interface QuantizerPlugin {
   readonly supportedBits: readonly number[];
   /** The group (block) size tools use when the user gives none (default 128). */
   readonly defaultGroupSize?: number | "row";
+  /**
+   * The group sizes the plugin accepts, when it accepts only some (e.g. `["row"]` for levels
+   * fitted per row). Absent: any divisor of the input features, and "row". Tools skip or refuse
+   * the others before quantizing ({@link unsupportedGroupSize}).
+   */
+  readonly supportedGroupSizes?: readonly (number | "row")[];
   /** Whether `symmetric: true` means something to this plugin (default false: tools refuse it). */
   readonly supportsSymmetric?: boolean;
   /** The plugin's own options (beyond `bits`, `groupSize` and `symmetric`), for tools to offer and check. */

@@ -1,7 +1,7 @@
 // A plugin's declared options: the schema is checked at registration, values are checked against
 // it (type, bounds, choices, the plugin's own check) and completed with defaults.
 import { describe, expect, it } from "vitest";
-import { groupSizeFor, optionFlag, QUANTIZER_SPEC_VERSION, resolveQuantizerOptions, validateQuantizer, type QuantizerOptionSpec, type QuantizerPlugin } from "../src/index.js";
+import { groupSizeFor, optionFlag, unsupportedGroupSize, QUANTIZER_SPEC_VERSION, resolveQuantizerOptions, validateQuantizer, type QuantizerOptionSpec, type QuantizerPlugin } from "../src/index.js";
 
 const base = (options: unknown, extra: Record<string, unknown> = {}): QuantizerPlugin =>
   ({
@@ -47,6 +47,21 @@ describe("plugin option schemas", () => {
     expect(() => validateQuantizer(base(undefined, { defaultGroupSize: 0 }))).toThrow(/defaultGroupSize must be a positive integer or "row", got 0/);
     expect(() => validateQuantizer(base(undefined, { defaultGroupSize: "row" }))).not.toThrow();
     expect(() => validateQuantizer(base(undefined, { supportsSymmetric: "yes" }))).toThrow(/supportsSymmetric must be a boolean/);
+  });
+
+  it("checks supportedGroupSizes, and unsupportedGroupSize says why a size cannot be used", () => {
+    expect(() => validateQuantizer(base(undefined, { supportedGroupSizes: [] }))).toThrow(/supportedGroupSizes must be a non-empty list of positive integers and "row", got \[\]/);
+    expect(() => validateQuantizer(base(undefined, { supportedGroupSizes: [64, "rows"] }))).toThrow(/supportedGroupSizes must be/);
+    expect(() => validateQuantizer(base(undefined, { supportedGroupSizes: ["row"], defaultGroupSize: 64 }))).toThrow('defaultGroupSize 64 is not in supportedGroupSizes ["row"]');
+    const rowOnly = base(undefined, { supportedGroupSizes: ["row"], defaultGroupSize: "row" });
+    expect(() => validateQuantizer(rowOnly)).not.toThrow();
+    expect(unsupportedGroupSize(rowOnly, 128, 256)).toBe("opt-test supports group size row only");
+    expect(unsupportedGroupSize(rowOnly, "row", 256)).toBeNull();
+    const any = base(undefined);
+    expect(unsupportedGroupSize(any, 128, 256)).toBeNull();
+    expect(unsupportedGroupSize(any, 128)).toBeNull();
+    expect(unsupportedGroupSize(any, 96, 256)).toBe("group size 96 does not divide the input features (256)");
+    expect(unsupportedGroupSize(base(undefined, { supportedGroupSizes: [32, 64] }), 128, 256)).toBe("opt-test supports group sizes 32, 64 only");
   });
 });
 

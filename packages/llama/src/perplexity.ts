@@ -2,6 +2,10 @@
 // into non-overlapping windows of seqLen tokens from the start, the last partial window is dropped,
 // each window is scored independently (no context carried over), and
 // perplexity = exp(mean NLL over all predicted tokens), seqLen − 1 of them per window.
+// With a stride below seqLen the windows overlap (a new one starts every `stride` tokens) and each
+// window after the first scores only its last `stride` tokens, the ones no earlier window scored,
+// so every token is predicted once, with at least seqLen − stride tokens of context (the sliding-
+// window evaluation of Hugging Face's perplexity guide). stride = seqLen is the protocol above.
 import { crossEntropy, noGrad, tensorFrom, tidy } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import { shiftLabels } from "./model.js";
@@ -11,6 +15,8 @@ import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
 export interface PerplexityOptions {
   /** Tokens per window. */
   seqLen: number;
+  /** Tokens between the starts of consecutive windows, 1 ≤ stride ≤ seqLen (default seqLen: non-overlapping windows). */
+  stride?: number;
   /** Score only the first windows. */
   maxWindows?: number;
   /** Windows per forward (default 1). */
@@ -25,7 +31,7 @@ export interface PerplexityResult {
   perplexity: number;
   /** Mean negative log-likelihood per predicted token, in nats. */
   nll: number;
-  /** Predicted tokens: windows × (seqLen − 1). */
+  /** Predicted tokens: (seqLen − 1) + (windows − 1) · min(stride, seqLen − 1). */
   tokens: number;
   windows: number;
 }
@@ -35,21 +41,33 @@ export function evaluatePerplexity(model: LlamaModel, tokenIds: ArrayLike<number
   const { seqLen, batchSize = 1 } = options;
   if (!Number.isInteger(seqLen) || seqLen < 2) throw new RangeError(`evaluatePerplexity: seqLen must be an integer ≥ 2, got ${seqLen}`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`evaluatePerplexity: batchSize must be an integer ≥ 1, got ${batchSize}`);
+  const stride = checkStride("evaluatePerplexity", seqLen, options.stride);
   const maxWindows = options.maxWindows ?? Infinity;
   if (!(maxWindows === Infinity || (Number.isInteger(maxWindows) && maxWindows >= 1))) {
     throw new RangeError(`evaluatePerplexity: maxWindows must be an integer ≥ 1, got ${maxWindows}`);
   }
-  const windows = Math.min(Math.floor(tokenIds.length / seqLen), maxWindows);
+  const windows = Math.min(windowCount(tokenIds.length, seqLen, stride), maxWindows);
   if (windows === 0) throw new RangeError(`evaluatePerplexity: ${tokenIds.length} tokens make no full window of ${seqLen}`);
+  // Targets a window after the first scores: its last min(stride, seqLen − 1) predictions.
+  const firstScored = seqLen - 1 - Math.min(stride, seqLen - 1);
   let totalNll = 0; // f64 accumulation over batches
   for (let w0 = 0; w0 < windows; w0 += batchSize) {
     const b = Math.min(batchSize, windows - w0);
-    const ids = Int32Array.from({ length: b * seqLen }, (_, i) => tokenIds[w0 * seqLen + i]!);
+    const ids = new Int32Array(b * seqLen);
+    const labels = new Int32Array(b * seqLen);
+    for (let j = 0; j < b; j++) {
+      const begin = (w0 + j) * stride;
+      const from = w0 + j === 0 ? 0 : firstScored;
+      for (let t = 0; t < seqLen; t++) {
+        ids[j * seqLen + t] = tokenIds[begin + t]!;
+        labels[j * seqLen + t] = t < seqLen - 1 && t >= from ? tokenIds[begin + t + 1]! : -100;
+      }
+    }
     const batchNll = noGrad(() =>
       tidy(() => {
         const input = tensorFrom(ids, { shape: [b, seqLen], dtype: "i32", device: model.device });
         const { logits } = model.forward(input); // [b, seqLen, V]
-        return crossEntropy(logits, shiftLabels(input), { reduction: "sum" }).item();
+        return crossEntropy(logits, tensorFrom(labels, { shape: [b, seqLen], dtype: "i32", device: model.device }), { reduction: "sum" }).item();
       }),
     );
     if (!Number.isFinite(batchNll)) {
@@ -58,9 +76,21 @@ export function evaluatePerplexity(model: LlamaModel, tokenIds: ArrayLike<number
     totalNll += batchNll;
     options.onProgress?.(w0 + b, windows);
   }
-  const tokens = windows * (seqLen - 1);
+  const tokens = seqLen - 1 + (windows - 1) * (seqLen - 1 - firstScored);
   const nll = totalNll / tokens;
   return { perplexity: Math.exp(nll), nll, tokens, windows };
+}
+
+/** The stride, checked: an integer in [1, seqLen]; seqLen when not given. */
+function checkStride(who: string, seqLen: number, stride: number | undefined): number {
+  if (stride === undefined) return seqLen;
+  if (!Number.isInteger(stride) || stride < 1 || stride > seqLen) throw new RangeError(`${who}: stride must be an integer from 1 to seqLen (${seqLen}), got ${stride}`);
+  return stride;
+}
+
+/** Full windows of `seqLen` tokens, one starting every `stride` tokens, in `n` tokens. */
+export function windowCount(n: number, seqLen: number, stride: number = seqLen): number {
+  return n < seqLen ? 0 : Math.floor((n - seqLen) / stride) + 1;
 }
 
 /** What {@link perplexityTokenIds} needs of a tokenizer. */
@@ -85,21 +115,21 @@ function samePrefix(a: readonly number[], b: readonly number[], n: number): bool
 
 /**
  * The token ids {@link evaluatePerplexity} scores, without special tokens: the whole text's, or,
- * with `maxWindows`, only the first `maxWindows · seqLen` of them (fewer when the text is shorter).
+ * with `maxWindows`, only the first `seqLen + (maxWindows − 1) · stride` of them (fewer when the text is shorter).
  * A long file is not tokenized whole for a few windows: a prefix ending at a word boundary is
  * tokenized, then a longer one; once both agree on the tokens needed (merges near the cut can
  * only change the last few), those are the whole text's tokens. Prefixes grow ×2 until they do,
  * and the whole text is the last resort, so the result always equals tokenizing everything and
- * keeping the first `maxWindows · seqLen` ids.
+ * keeping the first `seqLen + (maxWindows − 1) · stride` ids.
  */
-export function perplexityTokenIds(tokenizer: PerplexityTokenizer, text: string, options: { seqLen: number; maxWindows?: number }): number[] {
+export function perplexityTokenIds(tokenizer: PerplexityTokenizer, text: string, options: { seqLen: number; maxWindows?: number; stride?: number }): number[] {
   const encode = (s: string) => tokenizer.encode(s, { addSpecialTokens: false });
   const { seqLen, maxWindows } = options;
   if (maxWindows === undefined || maxWindows === Infinity) return encode(text);
   if (!Number.isInteger(seqLen) || seqLen < 1 || !Number.isInteger(maxWindows) || maxWindows < 1) {
     throw new RangeError(`perplexityTokenIds: seqLen and maxWindows must be integers ≥ 1, got ${seqLen} and ${maxWindows}`);
   }
-  const need = seqLen * maxWindows;
+  const need = seqLen + (maxWindows - 1) * checkStride("perplexityTokenIds", seqLen, options.stride);
   const guard = 64; // tokens past the ones needed, so that the cut is well behind them
   let chars = Math.max(4096, need * 8);
   for (;;) {

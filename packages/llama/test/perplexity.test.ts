@@ -7,7 +7,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as T from "@modulora/tensor";
 import { LlamaModel } from "../src/model.js";
-import { evaluatePerplexity } from "../src/perplexity.js";
+import { evaluatePerplexity, windowCount } from "../src/perplexity.js";
 import type { LlamaConfig } from "../src/types.js";
 
 const FIXTURES = fileURLToPath(new URL("../../../fixtures/", import.meta.url));
@@ -68,7 +68,37 @@ describe("evaluatePerplexity", () => {
     expect(progress).toEqual([[2, 3], [3, 3]]);
     expect(r.nll).toBeCloseTo(handNll(3, 32), 5);
   });
+  it("with a stride, scores each token once: the first window whole, then each window's last `stride` targets", () => {
+    const seqLen = 48, stride = 16, windows = 4;
+    // By hand: window w starts at w·stride; it scores the targets at positions ≥ seqLen − stride
+    // (all of them in window 0), each with the window's own context.
+    let total = 0, count = 0;
+    for (let w = 0; w < windows; w++) {
+      const win = ids.slice(w * stride, w * stride + seqLen);
+      const logp = T.noGrad(() =>
+        T.tidy(() => T.logSoftmax(model.forward(T.tensor(Int32Array.from(win), [1, seqLen], { dtype: "i32" })).logits).dataSync() as Float32Array),
+      );
+      for (let t = w === 0 ? 0 : seqLen - stride - 1; t < seqLen - 1; t++, count++) total -= logp[t * 4096 + win[t + 1]!]!;
+    }
+    expect(count).toBe(47 + 3 * 16);
+    for (const batchSize of [1, 3]) {
+      const r = evaluatePerplexity(model, ids, { seqLen, stride, maxWindows: windows, batchSize });
+      expect(r).toMatchObject({ windows, tokens: count });
+      expect(r.nll, `batchSize ${batchSize}`).toBeCloseTo(total / count, 5);
+    }
+    // Every position from 1 to the last window's end is predicted exactly once.
+    expect(1 + count).toBe((windows - 1) * stride + seqLen);
+    // stride = seqLen is the non-overlapping protocol, bit for bit.
+    expect(evaluatePerplexity(model, ids, { seqLen: 32, stride: 32, maxWindows: 3 }).nll).toBe(evaluatePerplexity(model, ids, { seqLen: 32, maxWindows: 3 }).nll);
+    // Windows: full ones only, one every stride tokens.
+    expect(evaluatePerplexity(model, ids.slice(0, 48 + 2 * 16 + 15), { seqLen: 48, stride: 16 }).windows).toBe(3);
+    expect(windowCount(47, 48, 16)).toBe(0);
+    expect(windowCount(48 + 2 * 16 + 15, 48, 16)).toBe(3);
+    expect(windowCount(100, 10)).toBe(10);
+  });
   it("rejects bad options", () => {
+    expect(() => evaluatePerplexity(model, ids, { seqLen: 8, stride: 9 })).toThrow("evaluatePerplexity: stride must be an integer from 1 to seqLen (8), got 9");
+    expect(() => evaluatePerplexity(model, ids, { seqLen: 8, stride: 0 })).toThrow(/stride must be an integer from 1/);
     expect(() => evaluatePerplexity(model, ids, { seqLen: 1 })).toThrow(/seqLen must be an integer ≥ 2/);
     expect(() => evaluatePerplexity(model, ids, { seqLen: 8, batchSize: 0 })).toThrow(/batchSize must be an integer ≥ 1/);
     expect(() => evaluatePerplexity(model, ids, { seqLen: 8, maxWindows: 0 })).toThrow(/maxWindows must be an integer ≥ 1/);

@@ -285,6 +285,17 @@ describe("runBackendConformance and the command line", () => {
     expect(lines.slice(0, -1).every((l) => /^ok {3}rmsnorm f32 \[[\d,]*\][^ ]*(?: [^ ]+)*? {2}err \d\.\d\de[-+]\d+ ≤ \d\.\d\de[-+]\d+ \(abs /.test(l))).toBe(true);
     expect(r.out.at(-1)).toBe(`${n} passed, 0 failed`);
   });
+  it("runs the cases that match any of several --filter values", async () => {
+    const r = await cli(["--backend", "cpu", "--filter", "rmsnorm f32", "--filter=swiglu f64"]);
+    expect(r.code).toBe(0);
+    const n = CONFORMANCE_CASES.filter((c) => caseName(c).includes("rmsnorm f32") || caseName(c).includes("swiglu f64")).length;
+    expect(r.out[0]).toBe(`# backend cpu: ${n} cases matching 'rmsnorm f32' or 'swiglu f64'`);
+    const names = r.out.filter((l) => l.startsWith("ok ")).map((l) => l.slice(5, 16));
+    expect(names.filter((x) => x.startsWith("rmsnorm f32")).length).toBeGreaterThanOrEqual(5);
+    expect(names.filter((x) => x.startsWith("swiglu f64")).length).toBeGreaterThanOrEqual(3);
+    expect(names).toHaveLength(n);
+    expect(r.out.at(-1)).toBe(`${n} passed, 0 failed`);
+  });
   it("exits 1 with a FAIL line when a case fails", async () => {
     const c = byName("exp f32 [127]");
     const r = await cli(["--backend", "cpu"], [{ ...c, forward: (xs, d) => scale(c.forward(xs, d) as Tensor, 1.01) }]);

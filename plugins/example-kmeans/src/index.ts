@@ -78,6 +78,7 @@ export const kmeansQuantizer: QuantizerPlugin = {
   calibration: "none",
   supportedBits: [2, 3, 4],
   defaultGroupSize: "row",
+  supportedGroupSizes: ["row"],
   options: [{ name: "iterations", type: "int", default: 10, min: 1, help: "Lloyd iterations per row" }],
   quantize: (weight, options) => quantizeKmeans(weight, options),
   serialize: (qw) => ({ tensors: { codes: (qw as KmeansWeight).codes, levels: (qw as KmeansWeight).levels }, metadata: {} }),

@@ -11,9 +11,10 @@ export interface CliIO {
   err(line: string): void;
 }
 
-const USAGE = `usage: node conformance-runner.mjs --backend NAME [--filter TEXT] [--list] [--memory]
+const USAGE = `usage: node conformance-runner.mjs --backend NAME [--filter TEXT]... [--list] [--memory]
   --backend NAME  the backend (device) to check: cpu, sim, cuda...
-  --filter TEXT   only the cases whose name ("op dtype shape...") contains TEXT
+  --filter TEXT   only the cases whose name ("op dtype shape...") contains TEXT; given more
+                  than once, the cases that match any of them
   --list          print the case names and exit
   --memory        also run the memory check: training steps inside tidy leave the device's
                   bytes in use and tensor handles as they were (f32 and bf16)
@@ -29,7 +30,7 @@ const PROG = "conformance-runner";
  */
 export async function runConformanceCli(argv: readonly string[], io: CliIO, cases: readonly ConformanceCase[] = CONFORMANCE_CASES): Promise<number> {
   let backend: string | undefined;
-  let filter: string | undefined;
+  const filters: string[] = [];
   let list = false;
   let memoryCheck = false;
   for (let i = 0; i < argv.length; i++) {
@@ -46,15 +47,16 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
         return 1;
       }
       if (a === "--backend") backend = v;
-      else filter = v;
+      else filters.push(v);
     } else if (a.startsWith("--backend=")) backend = a.slice(10);
-    else if (a.startsWith("--filter=")) filter = a.slice(9);
+    else if (a.startsWith("--filter=")) filters.push(a.slice(9));
     else {
       io.err(`${PROG}: unknown argument '${a}' — run with --help for the options`);
       return 1;
     }
   }
-  const selected = selectCases(filter, cases);
+  const selected = selectCases(filters, cases);
+  const filter = filters.map((f) => `'${f}'`).join(" or ");
   if (list) {
     for (const c of selected) io.out(caseName(c));
     return 0;
@@ -71,10 +73,10 @@ export async function runConformanceCli(argv: readonly string[], io: CliIO, case
     return 1;
   }
   if (selected.length === 0) {
-    io.err(`${PROG}: no case matches --filter '${filter}' — run with --list to see the case names`);
+    io.err(`${PROG}: no case matches --filter ${filter} — run with --list to see the case names`);
     return 1;
   }
-  io.out(`# backend ${backend}: ${selected.length} cases${filter ? ` matching '${filter}'` : ""}`);
+  io.out(`# backend ${backend}: ${selected.length} cases${filter ? ` matching ${filter}` : ""}`);
   const t0 = performance.now();
   const results = await runBackendConformance({ backend, cases: selected, onResult: (r) => io.out(formatResult(r)) });
   let failed = results.filter((r) => !r.passed).length;

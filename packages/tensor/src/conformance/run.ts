@@ -20,10 +20,11 @@ export interface ConformanceOptions {
   readonly cases?: readonly ConformanceCase[];
 }
 
-/** Cases whose name matches `filter` (all without one). */
-export function selectCases(filter?: string | RegExp, cases: readonly ConformanceCase[] = CONFORMANCE_CASES): ConformanceCase[] {
-  if (filter === undefined || filter === "") return [...cases];
-  return cases.filter((c) => (typeof filter === "string" ? caseName(c).includes(filter) : filter.test(caseName(c))));
+/** Cases whose name matches `filter`: contains the string, or any of the strings, or matches the RegExp (all cases without one). */
+export function selectCases(filter?: string | RegExp | readonly string[], cases: readonly ConformanceCase[] = CONFORMANCE_CASES): ConformanceCase[] {
+  const texts = typeof filter === "string" ? [filter] : Array.isArray(filter) ? filter.filter((f) => f !== "") : undefined;
+  if (filter === undefined || texts?.length === 0) return [...cases];
+  return cases.filter((c) => (texts ? texts.some((t) => caseName(c).includes(t)) : (filter as RegExp).test(caseName(c))));
 }
 
 /**
