@@ -112,6 +112,14 @@ export interface BenchOptions {
   readonly signal?: AbortSignal;
   /** The command line that started the run, recorded in results.json. */
   readonly command?: string;
+  /** What writes results.md and the plots (default: this package's `writeReport` and `writePlots`). */
+  readonly writers?: Partial<BenchWriters>;
+}
+
+/** The writers of a run's report, called with `out` and the results once every cell is done; each returns the paths it wrote. */
+export interface BenchWriters {
+  writeReport(dir: string, results: BenchResults): string[];
+  writePlots(dir: string, results: BenchResults): Promise<string[]>;
 }
 
 /** The settings of a run after defaults; recorded in results.json, and compared on `resume`. */
@@ -254,4 +262,6 @@ export type BenchEvent =
   | { readonly type: "cell-start"; readonly index: number; readonly total: number; readonly cell: BenchCell }
   | { readonly type: "phase"; readonly index: number; readonly cell: BenchCell; readonly phase: CellPhase; readonly done: number; readonly of: number }
   | { readonly type: "cell-end"; readonly index: number; readonly total: number; readonly result: CellResult; readonly resumed: boolean }
+  /** Something the user should know that does not stop the run (an unreadable cell file run again, a plot that could not be drawn). */
+  | { readonly type: "warning"; readonly message: string }
   | { readonly type: "end"; readonly results: BenchResults; readonly files: readonly string[] };

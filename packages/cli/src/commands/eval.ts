@@ -1,9 +1,9 @@
 // modulora eval: perplexity (fixtures protocol), classification accuracy, or ROUGE of greedy generations.
 import { existsSync, readFileSync } from "node:fs";
 import { loadDataset, readDataFile, type Dataset, type DatasetFormat, type Templates } from "@modulora/data";
-import { evaluatePerplexity, NON_FINITE_HINT, NonFiniteError, perplexityTokenIds, type ModelDType } from "@modulora/llama";
+import { evaluatePerplexity, NON_FINITE_HINT, NonFiniteError, perplexityTokenIds, windowCount, type ModelDType } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
-import { accuracyOf, classificationItems, rougeOf, subset } from "../evaluation.js";
+import { accuracyOf, classificationItems, rougeOf, subset } from "@modulora/bench";
 import type { CommandContext } from "../main.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";
 import { attachAdapter, checkContextLength, checkDevice, formatTransfers, loadModel, preflightAdapter, preflightModel, TransferCounter } from "../model.js";
@@ -17,6 +17,7 @@ interface EvalArgs {
   metric: "ppl" | "accuracy" | "rouge";
   format?: DatasetFormat;
   seqLen: number;
+  stride?: number;
   maxWindows?: number;
   maxSamples?: number;
   maxNewTokens: number;
@@ -49,6 +50,8 @@ export async function runEval(ctx: CommandContext): Promise<void> {
   const progress = new Progress(ctx.stderr);
   const device = checkDevice(a.device);
   if (a.maxWindows !== undefined && a.metric !== "ppl") throw new CliError("--max-windows is for --metric ppl", "use --max-samples to limit accuracy/rouge");
+  if (a.stride !== undefined && a.metric !== "ppl") throw new CliError("--stride is for --metric ppl", "drop --stride");
+  if (a.stride !== undefined && a.stride > a.seqLen) throw new CliError(`--stride ${a.stride} is longer than --seq-len ${a.seqLen}`, `pass --stride ${a.seqLen} or less (windows must overlap or touch)`);
   if (a.maxSamples !== undefined && a.metric === "ppl") throw new CliError("--max-samples is for --metric accuracy or rouge", "use --max-windows to limit ppl");
   const checked = preflightModel(a.model);
   // Every metric's sequences are at most --seq-len long (rouge keeps prompt + generation inside it).
@@ -81,13 +84,15 @@ export async function runEval(ctx: CommandContext): Promise<void> {
     if (a.metric === "ppl") {
       const text = perplexityText(a.data);
       // With --max-windows, only as much of the text as those windows need is tokenized.
-      const ids = perplexityTokenIds(tokenizer, text, { seqLen: a.seqLen, ...(a.maxWindows !== undefined ? { maxWindows: a.maxWindows } : {}) });
-      const windows = Math.min(Math.floor(ids.length / a.seqLen), a.maxWindows ?? Infinity);
+      const stride = a.stride ?? a.seqLen;
+      const window = { seqLen: a.seqLen, stride, ...(a.maxWindows !== undefined ? { maxWindows: a.maxWindows } : {}) };
+      const ids = perplexityTokenIds(tokenizer, text, window);
+      const windows = Math.min(windowCount(ids.length, a.seqLen, stride), a.maxWindows ?? Infinity);
       if (windows < 1) throw new CliError(`${a.data} has ${ids.length} tokens, less than one window of --seq-len ${a.seqLen}`, "lower --seq-len or use a longer text");
       const bar = progress.bar("ppl", windows, { unit: "windows" });
-      const r = evaluatePerplexity(model, ids, { seqLen: a.seqLen, ...(a.maxWindows !== undefined ? { maxWindows: a.maxWindows } : {}), onProgress: (d) => bar.update(d) });
+      const r = evaluatePerplexity(model, ids, { ...window, onProgress: (d) => bar.update(d) });
       bar.stop();
-      result = { metric: "ppl", value: r.perplexity, n: r.windows, nll: r.nll, tokens: r.tokens, seq_len: a.seqLen };
+      result = { metric: "ppl", value: r.perplexity, n: r.windows, nll: r.nll, tokens: r.tokens, seq_len: a.seqLen, stride };
     } else {
       // The adapter's template and label set (modulora.json) when it has them, else the data's.
       const templates = (meta?.["templates"] as Partial<Templates> | undefined) ?? (typeof meta?.["prompt_template"] === "string" ? { prompt: meta["prompt_template"] as string } : undefined);

@@ -9,7 +9,7 @@ import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type Datas
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName, type ModelDType } from "@modulora/llama";
 import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir, pluginAndConfigInputs } from "../atomic.js";
 import { CliError, oneLine, step, stepSync } from "../errors.js";
-import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "../evaluation.js";
+import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "@modulora/bench";
 import type { CommandContext } from "../main.js";
 import type { ParsedArgs } from "../args.js";
 import { checkDataFile, DATA_HINT } from "../data-files.js";

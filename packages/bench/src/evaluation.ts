@@ -1,5 +1,5 @@
-// Evaluation shared by `finetune` (periodic and final) and `eval`: seeded subsets, accuracy,
-// validation loss, ROUGE of greedy generations.
+// Evaluation shared by `modulora finetune` (periodic and final), `modulora eval` and the bench:
+// seeded subsets, accuracy, validation loss, ROUGE of greedy generations.
 import { BatchSource, classificationCandidates, fillTemplate, meanRougeScores, padIdOf, promptIds, Rng, shuffleInPlace, type Dataset, type DatasetSpec, type Example, type Templates } from "@modulora/data";
 import { evaluateClassification, evaluateLoss, generateText, type ClassificationItem, type LlamaModel, type LlamaTokenizer } from "@modulora/llama";
 
