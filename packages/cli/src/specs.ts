@@ -106,6 +106,7 @@ export const EVAL: CommandSpec = {
     { name: "metric", type: "string", choices: ["ppl", "accuracy", "rouge"], required: true, description: "what to measure" },
     { name: "format", type: "string", choices: FORMATS, description: "dataset format (default: the adapter's, else classification for accuracy, summarization for rouge)" },
     { name: "seq-len", type: "int", min: 2, default: 512, description: "window length (ppl) or maximum tokens per example" },
+    { name: "stride", type: "int", min: 1, description: "ppl: tokens between window starts (default --seq-len: non-overlapping windows; smaller: overlapping windows, each scoring only its last N tokens)" },
     { name: "max-windows", type: "int", min: 1, description: "ppl: score only the first N windows" },
     { name: "max-samples", type: "int", min: 1, description: "accuracy/rouge: a seeded random subset of N examples" },
     { name: "max-new-tokens", type: "int", min: 1, default: 64, description: "rouge: generated tokens at most (stops at EOS or newline)" },

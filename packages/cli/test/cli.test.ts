@@ -134,13 +134,24 @@ describe("commands on the fixtures", () => {
     expect(r.stdout.endsWith("}\n")).toBe(true);
     expect(r.stdout.trim().split("\n")).toHaveLength(1);
     const j = json(r);
-    expect(Object.keys(j)).toEqual(["metric", "value", "n", "nll", "tokens", "seq_len"]);
-    expect(j).toMatchObject({ metric: "ppl", n: 3, tokens: 3 * 127, seq_len: 128 });
+    expect(Object.keys(j)).toEqual(["metric", "value", "n", "nll", "tokens", "seq_len", "stride"]);
+    expect(j).toMatchObject({ metric: "ppl", n: 3, tokens: 3 * 127, seq_len: 128, stride: 128 });
     expect(j["value"] as number).toBeCloseTo(Math.exp(j["nll"] as number), 10);
     // 4-bit RTN costs a little perplexity over the f32 model on the same windows.
     const full = json(ok(["eval", "--model", TINY, "--data", LM, "--metric", "ppl", "--seq-len", "128", "--max-windows", "3", "--json"]));
     expect(j["value"] as number).toBeGreaterThan(full["value"] as number);
     expect(j["value"] as number).toBeLessThan(1.5 * (full["value"] as number));
+  });
+
+  it("eval ppl --stride: overlapping windows, each token scored once", () => {
+    const r = json(ok(["eval", "--model", q4, "--data", LM, "--metric", "ppl", "--seq-len", "128", "--stride", "32", "--max-windows", "5", "--json"]));
+    // The first window scores 127 tokens, each later one its last 32.
+    expect(r).toMatchObject({ metric: "ppl", n: 5, tokens: 127 + 4 * 32, seq_len: 128, stride: 32 });
+    // More context per scored token than non-overlapping windows over the same stretch of text.
+    const plain = json(ok(["eval", "--model", q4, "--data", LM, "--metric", "ppl", "--seq-len", "128", "--max-windows", "2", "--json"]));
+    expect(r["value"] as number).toBeLessThan(plain["value"] as number);
+    fails(["eval", "--model", q4, "--data", LM, "--metric", "ppl", "--seq-len", "64", "--stride", "65"], /--stride 65 is longer than --seq-len 64/);
+    fails(["eval", "--model", q4, "--data", spamValid, "--metric", "accuracy", "--stride", "8"], /--stride is for --metric ppl/);
   });
 
   it("eval accuracy with the adapter uses its template and label set", () => {
