@@ -6,3 +6,6 @@
  * @packageDocumentation
  */
 export * from "./types.js";
+export * from "./report.js";
+export * from "./plots.js";
+export * from "./render.js";

@@ -5,6 +5,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "@modulora/core";
 import { PLOT_TITLES, cellTitle, plotSpecs } from "./plots.js";
+import { quantizerLabel } from "./settings.js";
 import type { BenchQuantizer, BenchResults, CellResult, TaskFiles, TaskResult } from "./types.js";
 
 /** What results.md prints for a value a row does not have. */
@@ -35,9 +36,9 @@ function code(text: string): string {
   return `\`${text.replace(/`/g, "'")}\``;
 }
 
-/** A quantizer's name in tables: its label, else the name then `key=value` pairs joined with `:`. */
-function quantizerLabel(q: BenchQuantizer): string {
-  return q.label ?? [q.name, ...Object.entries(q.options ?? {}).map(([k, v]) => `${k}=${String(v)}`)].join(":");
+/** A quantizer's name in tables: its label (resolved settings always have one), else the default label. */
+function labelOf(q: BenchQuantizer): string {
+  return q.label ?? quantizerLabel(q.name, q.options ?? {});
 }
 
 /** `before → after` of a task's metric; the baseline row (no fine-tuning) shows its one value. */
@@ -129,7 +130,7 @@ function settingsList(results: BenchResults): string[] {
   const counts = (status: CellResult["status"]) => results.cells.filter((c) => c.status === status).length;
   const out = [
     `- **Model**: ${code(m.name)} (${code(m.path)}): ${integer(m.parameters)} parameters, ${m.layers} layers, hidden size ${m.hidden}, vocabulary ${integer(m.vocab)}.`,
-    `- **Grid**: quantizers ${s.quantizers.map((q) => code(quantizerLabel(q))).join(", ") || MISSING}; bits ${s.bits.join(", ") || MISSING}; group sizes ${s.groupSizes.join(", ") || MISSING}; device ${code(s.device)}, dtype ${code(s.dtype)}. ${results.cells.length} rows: ${counts("done")} done, ${counts("skipped")} skipped, ${counts("failed")} failed.`,
+    `- **Grid**: quantizers ${s.quantizers.map((q) => code(labelOf(q))).join(", ") || MISSING}; bits ${s.bits.join(", ") || MISSING}; group sizes ${s.groupSizes.join(", ") || MISSING}; device ${code(s.device)}, dtype ${code(s.dtype)}. ${results.cells.length} rows: ${counts("done")} done, ${counts("skipped")} skipped, ${counts("failed")} failed.`,
     `- **Tasks**: ${s.tasks.join(", ") || MISSING}.`,
   ];
   if (s.tasks.includes("ppl")) {

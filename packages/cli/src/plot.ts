@@ -1,4 +1,5 @@
-// The loss curve of a run: vega-lite → vega View → SVG, then resvg → PNG (text in DejaVu Sans).
+// The loss curve of a run: a vega-lite spec, drawn by @modulora/bench's renderSvg / svgToPng (text in DejaVu Sans).
+import { PLOT_FONT, paletteScale, renderSvg, svgToPng } from "@modulora/bench";
 import { writeFileAtomic } from "@modulora/core";
 
 /** One line of metrics.jsonl: a training step, or an evaluation. */
@@ -22,13 +23,11 @@ export function parseMetrics(text: string): MetricsLine[] {
   return out;
 }
 
-const FONT = "DejaVu Sans";
-const PALETTE = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2"];
+const FONT = PLOT_FONT;
 
 /** Colours in order of first appearance (train loss first), not alphabetical. */
 function colorScale(rows: readonly { series: string }[]): { domain: string[]; range: string[] } {
-  const domain = [...new Set(rows.map((r) => r.series))];
-  return { domain, range: domain.map((_, i) => PALETTE[i % PALETTE.length]!) };
+  return paletteScale(rows.map((r) => r.series));
 }
 
 /**
@@ -76,26 +75,6 @@ export function lossChartSpec(metrics: readonly MetricsLine[], title: string): R
     vconcat: panels,
     resolve: { scale: { color: "independent" } },
   };
-}
-
-/** Renders a vega-lite spec to SVG text. */
-export async function renderSvg(vlSpec: Record<string, unknown>): Promise<string> {
-  const vl = await import("vega-lite");
-  const vega = await import("vega");
-  const spec = vl.compile(vlSpec as never).spec;
-  const view = new vega.View(vega.parse(spec), { renderer: "none" });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
-}
-
-/** SVG text → PNG bytes, 2× for legibility. */
-export async function svgToPng(svg: string, width = 1400): Promise<Uint8Array> {
-  const { Resvg } = await import("@resvg/resvg-js");
-  const r = new Resvg(svg, { fitTo: { mode: "width", value: width }, background: "white", font: { loadSystemFonts: true, defaultFontFamily: FONT } });
-  return r.render().asPng();
 }
 
 /** Writes `<dir>/loss.svg` and `<dir>/loss.png` from metrics, each renamed into place (a link there is replaced, not followed). Returns the paths. */
