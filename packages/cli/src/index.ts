@@ -4,6 +4,6 @@
  * @packageDocumentation
  */
 export { main, mainHelp, type CommandContext } from "./main.js";
-export { COMMANDS, QUANTIZE, FINETUNE, EVAL, GENERATE, EXPORT, INFO } from "./specs.js";
+export { COMMANDS, QUANTIZE, FINETUNE, EVAL, GENERATE, EXPORT, INFO, BENCH } from "./specs.js";
 export { parseArgs, helpText, GLOBAL_OPTIONS, type CommandSpec, type OptionSpec, type OptionType, type ParsedArgs } from "./args.js";
 export { CliError } from "./errors.js";

@@ -24,6 +24,7 @@ const RUNNERS: Record<string, () => Promise<Runner>> = {
   generate: async () => (await import("./commands/generate.js")).runGenerate,
   export: async () => (await import("./commands/export.js")).runExport,
   info: async () => (await import("./commands/info.js")).runInfo,
+  bench: async () => (await import("./commands/bench.js")).runBench,
 };
 
 /** `modulora --help`. */

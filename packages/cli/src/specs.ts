@@ -162,4 +162,56 @@ export const INFO: CommandSpec = {
 };
 
 /** Every command, in help order. */
-export const COMMANDS: readonly CommandSpec[] = [QUANTIZE, FINETUNE, EVAL, GENERATE, EXPORT, INFO];
+/** Defaults of `bench` as @modulora/bench has them (a test checks they agree; the specs load no package code). */
+export const BENCH_DEFAULTS = { bits: ["2", "3", "4"], groupSizes: ["128", "row"], tasks: ["ppl", "classify", "summarize"], pplSeqLen: 512, steps: 50, lr: 1e-3, batchSize: 8, seqLen: 128, rank: 8, alpha: 16, maxNewTokens: 32, classifySamples: 200, summarizeSamples: 50, calibSamples: 128, calibSeqLen: 512 } as const;
+
+export const BENCH: CommandSpec = {
+  name: "bench",
+  summary: "cross-quantizer benchmark: quantizers × bits × group sizes, perplexity and fine-tuning tasks, with plots",
+  usage: "bench --model DIR --out DIR [--quantizers LIST] [--bits LIST] [--group-size LIST] [--tasks LIST] [options]",
+  options: [
+    { name: "model", type: "string", arg: "DIR", required: true, description: "full-precision Hugging Face LLaMA-family model directory" },
+    outOption("results directory: results.json, results.md, the plots (SVG and PNG) and the finished cells (cells/)"),
+    { name: "quantizers", type: "list", arg: "LIST", description: "quantizers to run (default: every registered one, --plugin modules included); a variant is NAME:option=value[:option=value], e.g. hqq:optimize-scale=true" },
+    { name: "bits", type: "list", arg: "LIST", default: [...BENCH_DEFAULTS.bits], description: "bit widths; each quantizer runs the ones it supports" },
+    { name: "group-size", type: "list", arg: "LIST", default: [...BENCH_DEFAULTS.groupSizes], description: 'group sizes (N or "row"); each quantizer runs the ones it supports, the rest are listed as skipped' },
+    { name: "tasks", type: "list", arg: "LIST", choices: [...BENCH_DEFAULTS.tasks], default: [...BENCH_DEFAULTS.tasks], description: "ppl: perplexity; classify: LoRA fine-tune, then accuracy; summarize: LoRA fine-tune, then ROUGE-1/2/L" },
+    { name: "ppl-data", type: "string", arg: "FILE", description: "perplexity text (.txt, or .jsonl with a text field; default: the bundled LM validation text)" },
+    { name: "ppl-seq-len", type: "int", min: 2, default: BENCH_DEFAULTS.pplSeqLen, description: "perplexity window length (as modulora eval --seq-len)" },
+    { name: "stride", type: "int", min: 1, description: "tokens between perplexity windows (default --ppl-seq-len: non-overlapping)" },
+    { name: "max-windows", type: "int", min: 1, description: "score only the first N perplexity windows (default: the whole text)" },
+    { name: "classify-train", type: "string", arg: "FILE", description: "classification training JSONL (default: the bundled spam data)" },
+    { name: "classify-valid", type: "string", arg: "FILE", description: "classification validation JSONL (default: the bundled spam data)" },
+    { name: "classify-samples", type: "int", min: 1, default: BENCH_DEFAULTS.classifySamples, description: "accuracy on a seeded subset of N validation examples" },
+    { name: "summarize-train", type: "string", arg: "FILE", description: "summarization training JSONL (default: the bundled man-page data)" },
+    { name: "summarize-valid", type: "string", arg: "FILE", description: "summarization validation JSONL (default: the bundled man-page data)" },
+    { name: "summarize-samples", type: "int", min: 1, default: BENCH_DEFAULTS.summarizeSamples, description: "ROUGE on a seeded subset of N validation examples" },
+    { name: "steps", type: "int", min: 1, default: BENCH_DEFAULTS.steps, description: "fine-tuning steps per task and cell" },
+    { name: "lr", type: "number", min: ">0", default: BENCH_DEFAULTS.lr, description: "fine-tuning learning rate" },
+    { name: "batch-size", type: "int", min: 1, default: BENCH_DEFAULTS.batchSize, description: "examples per fine-tuning step" },
+    { name: "seq-len", type: "int", min: 2, default: BENCH_DEFAULTS.seqLen, description: "maximum tokens per fine-tuning / evaluation example" },
+    { name: "rank", type: "int", min: 1, default: BENCH_DEFAULTS.rank, description: "LoRA rank r (every linear of every block)" },
+    { name: "alpha", type: "number", min: ">0", default: BENCH_DEFAULTS.alpha, description: "LoRA alpha" },
+    { name: "dropout", type: "number", min: 0, below: 1, default: 0, description: "LoRA dropout" },
+    { name: "warmup", type: "int", min: 0, default: 0, description: "warmup steps" },
+    { name: "max-new-tokens", type: "int", min: 1, default: BENCH_DEFAULTS.maxNewTokens, description: "summarize: generated tokens at most per example" },
+    { name: "calib", type: "string", arg: "FILE", description: "calibration text for quantizers that need it (default: the bundled calibration text)" },
+    { name: "calib-samples", type: "int", min: 1, default: BENCH_DEFAULTS.calibSamples, description: "calibration windows" },
+    { name: "calib-seq-len", type: "int", min: 2, default: BENCH_DEFAULTS.calibSeqLen, description: "tokens per calibration window" },
+    { name: "fp", type: "boolean", default: true, description: "include the full-precision row" },
+    { name: "baseline", type: "boolean", default: true, description: "include the majority-label / lead-summary baseline row" },
+    { name: "resume", type: "boolean", default: false, description: "keep the finished cells in --out and run the missing ones" },
+    OVERWRITE,
+    SEED,
+    DEVICE,
+    DTYPE,
+    { ...JSON_OUT, description: "print results.json on stdout when done" },
+    PLUGIN,
+  ],
+  notes:
+    "Each cell: load the model, quantize it (time, true bits per weight), the tasks (perplexity; accuracy or ROUGE before and after a LoRA fine-tune, tokens/s), peak device memory.\n" +
+    "A finished cell is written to --out/cells at once: after an interruption, run the same command with --resume.\n" +
+    "The perplexity of a cell equals modulora eval --metric ppl of the same quantized model (same --seq-len, --stride, --max-windows).",
+};
+
+export const COMMANDS: readonly CommandSpec[] = [QUANTIZE, FINETUNE, EVAL, GENERATE, EXPORT, INFO, BENCH];
