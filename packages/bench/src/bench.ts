@@ -8,6 +8,8 @@ import { planGrid } from "./grid.js";
 import { resolveBenchSettings } from "./settings.js";
 import { BenchStore, RESULTS_FILE } from "./store.js";
 import { BenchData } from "./tasks.js";
+import { writePlots } from "./plots.js";
+import { writeReport } from "./report.js";
 import type { BenchEvent, BenchOptions, BenchResults, BenchWriters, CellResult } from "./types.js";
 
 /** Parameters of a LLaMA model from its config: embedding, head (unless tied), norms and every block's linears. */
@@ -18,11 +20,9 @@ export function parameterCount(c: LlamaConfig): number {
   return v * h * (c.tieWordEmbeddings ? 1 : 2) + h + numLayers * (attention + mlp + 2 * h);
 }
 
-/** The default writers: this package's report and plots modules, loaded when a run ends. */
-async function defaultWriters(given: Partial<BenchWriters> | undefined): Promise<BenchWriters> {
-  const writeReport = given?.writeReport ?? ((await import("./report.js")) as Pick<BenchWriters, "writeReport">).writeReport;
-  const writePlots = given?.writePlots ?? ((await import("./plots.js")) as Pick<BenchWriters, "writePlots">).writePlots;
-  return { writeReport, writePlots };
+/** The writers of a run: the given ones, else this package's results.md and plots. */
+function writersOf(given: Partial<BenchWriters> | undefined): BenchWriters {
+  return { writeReport: given?.writeReport ?? writeReport, writePlots: given?.writePlots ?? writePlots };
 }
 
 /**
@@ -82,7 +82,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       cells: results,
     };
     const files = [store.writeFile(RESULTS_FILE, `${JSON.stringify(bench, null, 2)}\n`)];
-    const writers = await defaultWriters(options.writers);
+    const writers = writersOf(options.writers);
     files.push(...writers.writeReport(out, bench));
     try {
       files.push(...(await writers.writePlots(out, bench)));

@@ -38,6 +38,8 @@ export const DEFAULT_GROUP_SIZES: readonly GroupSize[] = [128, "row"];
 export const DEFAULT_TASKS: readonly BenchTask[] = ["ppl", "classify", "summarize"];
 /** Perplexity window length (as `modulora eval --metric ppl`); the stride defaults to it. */
 export const DEFAULT_PPL_SEQ_LEN = 512;
+/** Perplexity windows scored per cell (the bundled text has about 640 of 512 tokens: all of them would dominate a cell's time). */
+export const DEFAULT_PPL_MAX_WINDOWS = 64;
 /** Calibration windows and their length (as `modulora quantize`: --calib-samples, --calib-seq-len). */
 export const DEFAULT_CALIBRATION: Omit<CalibrationSettings, "text"> = { samples: 128, seqLen: 512 };
 /** Seeded validation subsets: classification accuracy and summarization ROUGE (generation is slow). */
@@ -49,14 +51,14 @@ export const DEFAULT_MAX_SAMPLES = { classify: 200, summarize: 50 } as const;
  * cell clearly beats its accuracy before fine-tuning (see the package README for the timing).
  */
 export const DEFAULT_FINETUNE: FinetuneSettings = {
-  steps: 50,
-  lr: 1e-3,
+  steps: 100,
+  lr: 3e-3,
   batchSize: 8,
-  seqLen: 128,
+  seqLen: 64,
   seed: 0,
   rank: 8,
   alpha: 16,
   dropout: 0,
-  warmup: 0,
+  warmup: 10,
   maxNewTokens: 32,
 };

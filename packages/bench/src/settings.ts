@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { getQuantizer, listQuantizers, optionFlag, resolveQuantizerOptions, type QuantizerOptionSpec, type QuantizerPlugin } from "@modulora/core";
 import { checkContextLength, checkModelDType, isQuantizedDir, readLlamaConfig, type LlamaConfig } from "@modulora/llama";
 import { getBackend } from "@modulora/tensor";
-import { bundledDataPath, DEFAULT_BITS, DEFAULT_CALIBRATION, DEFAULT_FINETUNE, DEFAULT_GROUP_SIZES, DEFAULT_MAX_SAMPLES, DEFAULT_PPL_SEQ_LEN, DEFAULT_TASKS } from "./defaults.js";
+import { bundledDataPath, DEFAULT_BITS, DEFAULT_CALIBRATION, DEFAULT_FINETUNE, DEFAULT_GROUP_SIZES, DEFAULT_MAX_SAMPLES, DEFAULT_PPL_MAX_WINDOWS, DEFAULT_PPL_SEQ_LEN, DEFAULT_TASKS } from "./defaults.js";
 import { BENCH_TASKS, type BenchOptions, type BenchQuantizer, type BenchSettings, type BenchTask, type FinetuneSettings, type GroupSize, type TaskFiles } from "./types.js";
 
 /** A bad setting of a bench run: the message says what was wrong and what to do. */
@@ -208,11 +208,13 @@ export function resolveBenchSettings(options: BenchOptions): BenchSettings {
   checkInt(seqLen, "ppl.seqLen", 2);
   const stride = p.stride ?? seqLen;
   if (!Number.isInteger(stride) || stride < 1 || stride > seqLen) fail(`ppl.stride must be an integer from 1 to ppl.seqLen (${seqLen}), got ${JSON.stringify(stride)}`);
-  if (p.maxWindows !== undefined) checkInt(p.maxWindows, "ppl.maxWindows", 1);
+  // null: every window of the text.
+  const maxWindows = p.maxWindows === null ? undefined : (p.maxWindows ?? DEFAULT_PPL_MAX_WINDOWS);
+  if (maxWindows !== undefined) checkInt(maxWindows, "ppl.maxWindows", 1);
   const usesPpl = ordered.includes("ppl");
   if (usesPpl) checkContextLength(config, seqLen, `ppl.seqLen ${seqLen}`, `use at most ${config.maxPositionEmbeddings}`);
   const pplText = p.text ?? (usesPpl ? bundledDataPath("pplText") : "");
-  const ppl = { text: usesPpl ? checkFile(pplText, "ppl.text") : pplText && resolve(pplText), seqLen, stride, ...(p.maxWindows !== undefined ? { maxWindows: p.maxWindows } : {}) };
+  const ppl = { text: usesPpl ? checkFile(pplText, "ppl.text") : pplText && resolve(pplText), seqLen, stride, ...(maxWindows !== undefined ? { maxWindows } : {}) };
 
   const c = options.calibration ?? {};
   const needsCalibration = quantizers.some((q) => getQuantizer(q.name).calibration !== "none");

@@ -27,11 +27,11 @@ export interface BenchQuantizer {
 export interface PplSettings {
   /** The text file (.txt, or .jsonl with `text` fields). Default: the bundled LM validation text. */
   readonly text: string;
-  /** Tokens per window (default 256). */
+  /** Tokens per window (default 512, as `modulora eval --metric ppl`). */
   readonly seqLen: number;
   /** Tokens between window starts (default `seqLen`: non-overlapping windows). */
   readonly stride: number;
-  /** At most this many windows (default: all of the text). */
+  /** At most this many windows (default 64; `null` in {@link BenchOptions.ppl}: all of the text). */
   readonly maxWindows?: number;
 }
 
@@ -41,19 +41,23 @@ export interface TaskFiles {
   readonly train: string;
   /** Validation JSONL (the metrics are computed on it). */
   readonly valid: string;
-  /** Evaluate on a seeded subset of this many validation examples (default: all). */
+  /** Evaluate on a seeded subset of this many validation examples (default 200 for classify, 50 for summarize). */
   readonly maxSamples?: number;
 }
 
-/** Fine-tuning settings shared by every cell and task. */
+/**
+ * Fine-tuning settings shared by every cell and task. The defaults are sized for a grid of
+ * tiny-llama cells on two CPU cores (about 40 s a cell with ppl + classify): 100 steps of 8
+ * examples of at most 64 tokens, lr 3e-3 with 10 warm-up steps then cosine.
+ */
 export interface FinetuneSettings {
-  /** Optimizer steps per task (default 50). */
+  /** Optimizer steps per task (default 100). */
   readonly steps: number;
-  /** Peak learning rate (default 1e-3), cosine schedule after `warmup` steps. */
+  /** Peak learning rate (default 3e-3), cosine schedule after `warmup` steps. */
   readonly lr: number;
   /** Examples per step (default 8). */
   readonly batchSize: number;
-  /** Longest training / evaluation sequence in tokens (default 128). */
+  /** Longest training / evaluation sequence in tokens (default 64; summarization prompts get seqLen − maxNewTokens). */
   readonly seqLen: number;
   /** Seed of the adapter's initialization, the batch order, dropout and the evaluation subsets (default 0). */
   readonly seed: number;
@@ -62,16 +66,19 @@ export interface FinetuneSettings {
   readonly alpha: number;
   /** LoRA dropout (default 0). */
   readonly dropout: number;
-  /** Warm-up steps (default 0). */
+  /** Warm-up steps (default 10). */
   readonly warmup: number;
-  /** Greedy tokens generated per summarization example (default 32). */
+  /** Greedy tokens generated per summarization example (default 32); must be below `seqLen`. */
   readonly maxNewTokens: number;
 }
 
-/** Calibration for quantizers that need it (OPTQ): the bundled calibration text by default. */
+/**
+ * Calibration for quantizers that need it (OPTQ): the bundled calibration text by default, sampled
+ * as `modulora quantize` samples it (`sampleCalibrationWindows` with the fine-tuning seed).
+ */
 export interface CalibrationSettings {
   readonly text: string;
-  /** Sequences (default 32) of `seqLen` tokens (default 256). */
+  /** Sequences (default 128) of `seqLen` tokens (default 512), as `modulora quantize`. */
   readonly samples: number;
   readonly seqLen: number;
 }
@@ -90,7 +97,7 @@ export interface BenchOptions {
   readonly groupSizes?: readonly GroupSize[];
   /** Tasks (default all three). */
   readonly tasks?: readonly BenchTask[];
-  readonly ppl?: Partial<PplSettings>;
+  readonly ppl?: Partial<Omit<PplSettings, "maxWindows">> & { readonly maxWindows?: number | null };
   readonly classify?: Partial<TaskFiles>;
   readonly summarize?: Partial<TaskFiles>;
   readonly finetune?: Partial<FinetuneSettings>;
