@@ -43,9 +43,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const store = BenchStore.open(out, settings, { resume: options.resume ?? false, overwrite: options.overwrite ?? false });
   try {
     const data = new BenchData(settings, LlamaTokenizer.fromDir(settings.model));
-    const stored = cells.map((c) => (options.resume ? store.readCell(c, warn) : null));
+    // Warnings about the stored cells come after `start`, which is always the first event.
+    const notes: string[] = [];
+    const stored = cells.map((c) => (options.resume ? store.readCell(c, (m) => notes.push(m)) : null));
     const total = cells.length;
     emit({ type: "start", total, cells, resumed: stored.filter((r) => r !== null).length });
+    for (const m of notes) warn(m);
     const signal = options.signal;
     const stopped = (done: number) =>
       new BenchAbortError(`the bench was stopped after ${done} of ${total} cells; the finished cells are kept in ${out}/cells: run it again with the same settings and resume: true (modulora bench --resume) to run the rest`);

@@ -9,9 +9,11 @@ import type { BenchCell, BenchSettings, CellResult } from "./types.js";
 
 /** The format of bench.json. */
 export const BENCH_DIR_FORMAT = "modulora-bench-dir/1";
-/** The files of `out` the bench writes itself (the report's files are listed in bench.json's `files`). */
+/** The settings file of `out` (the report's files are listed in its `files`). */
 export const BENCH_FILE = "bench.json";
+/** The folder of `out` that holds one file per finished cell. */
 export const CELLS_DIR = "cells";
+/** The results of a finished run in `out`. */
 export const RESULTS_FILE = "results.json";
 
 interface BenchJson {
@@ -56,7 +58,7 @@ export class BenchStore {
    */
   static open(dir: string, settings: BenchSettings, mode: { resume: boolean; overwrite: boolean }): BenchStore {
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`out ${dir} is a file, not a directory; choose a directory`);
-    mkdirSync(join(dir, CELLS_DIR), { recursive: true });
+    mkdirSync(dir, { recursive: true });
     const lock = acquireLock(join(dir, LOCK_FILE), "modulora bench");
     try {
       const store = new BenchStore(dir, lock);
