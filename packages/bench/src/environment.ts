@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { cpuInfo, getNumThreads } from "@modulora/tensor";
 import type { BenchEnvironment } from "./types.js";
 
-/** The @modulora packages whose versions a run records (those that can be found from this package). */
+/** The `@modulora` packages whose versions a run records (those that can be found from this package). */
 export const RECORDED_PACKAGES: readonly string[] = [
   "@modulora/bench", "@modulora/core", "@modulora/data", "@modulora/llama", "@modulora/tensor", "@modulora/kernels",
   "@modulora/quantizer-rtn", "@modulora/quantizer-optq", "@modulora/quantizer-nf4", "@modulora/quantizer-hqq",
