@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Checks the documentation site that `pnpm docs` builds (typedoc, out: site/):
+// Checks the documentation site that `pnpm run docs` builds (typedoc, out: site/):
 //   - every local href and src of every HTML page names a file of the site (a folder: its
 //     index.html), without leaving the site or starting with "/" (the site must work from any
 //     folder it is served or opened from);
@@ -32,7 +32,7 @@ function usage(msg) {
 
 const site = path.resolve(siteArg);
 if (!existsSync(path.join(site, "index.html"))) {
-  console.error(`check-site-links: no ${path.join(siteArg, "index.html")} — build the site first (pnpm docs)`);
+  console.error(`check-site-links: no ${path.join(siteArg, "index.html")} — build the site first (pnpm run docs)`);
   process.exit(1);
 }
 
