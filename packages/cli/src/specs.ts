@@ -163,7 +163,7 @@ export const INFO: CommandSpec = {
 
 /** Every command, in help order. */
 /** Defaults of `bench` as @modulora/bench has them (a test checks they agree; the specs load no package code). */
-export const BENCH_DEFAULTS = { bits: ["2", "3", "4"], groupSizes: ["128", "row"], tasks: ["ppl", "classify", "summarize"], pplSeqLen: 512, steps: 50, lr: 1e-3, batchSize: 8, seqLen: 128, rank: 8, alpha: 16, maxNewTokens: 32, classifySamples: 200, summarizeSamples: 50, calibSamples: 128, calibSeqLen: 512 } as const;
+export const BENCH_DEFAULTS = { bits: ["2", "3", "4"], groupSizes: ["128", "row"], tasks: ["ppl", "classify", "summarize"], pplSeqLen: 512, pplMaxWindows: 64, steps: 100, lr: 3e-3, batchSize: 8, seqLen: 64, warmup: 10, rank: 8, alpha: 16, maxNewTokens: 32, classifySamples: 200, summarizeSamples: 50, calibSamples: 128, calibSeqLen: 512 } as const;
 
 export const BENCH: CommandSpec = {
   name: "bench",
@@ -179,7 +179,7 @@ export const BENCH: CommandSpec = {
     { name: "ppl-data", type: "string", arg: "FILE", description: "perplexity text (.txt, or .jsonl with a text field; default: the bundled LM validation text)" },
     { name: "ppl-seq-len", type: "int", min: 2, default: BENCH_DEFAULTS.pplSeqLen, description: "perplexity window length (as modulora eval --seq-len)" },
     { name: "stride", type: "int", min: 1, description: "tokens between perplexity windows (default --ppl-seq-len: non-overlapping)" },
-    { name: "max-windows", type: "int", min: 1, description: "score only the first N perplexity windows (default: the whole text)" },
+    { name: "max-windows", type: "string", arg: "N|all", default: String(BENCH_DEFAULTS.pplMaxWindows), description: "score only the first N perplexity windows, or all of the text" },
     { name: "classify-train", type: "string", arg: "FILE", description: "classification training JSONL (default: the bundled spam data)" },
     { name: "classify-valid", type: "string", arg: "FILE", description: "classification validation JSONL (default: the bundled spam data)" },
     { name: "classify-samples", type: "int", min: 1, default: BENCH_DEFAULTS.classifySamples, description: "accuracy on a seeded subset of N validation examples" },
@@ -193,7 +193,7 @@ export const BENCH: CommandSpec = {
     { name: "rank", type: "int", min: 1, default: BENCH_DEFAULTS.rank, description: "LoRA rank r (every linear of every block)" },
     { name: "alpha", type: "number", min: ">0", default: BENCH_DEFAULTS.alpha, description: "LoRA alpha" },
     { name: "dropout", type: "number", min: 0, below: 1, default: 0, description: "LoRA dropout" },
-    { name: "warmup", type: "int", min: 0, default: 0, description: "warmup steps" },
+    { name: "warmup", type: "int", min: 0, default: BENCH_DEFAULTS.warmup, description: "warmup steps (then a cosine schedule)" },
     { name: "max-new-tokens", type: "int", min: 1, default: BENCH_DEFAULTS.maxNewTokens, description: "summarize: generated tokens at most per example" },
     { name: "calib", type: "string", arg: "FILE", description: "calibration text for quantizers that need it (default: the bundled calibration text)" },
     { name: "calib-samples", type: "int", min: 1, default: BENCH_DEFAULTS.calibSamples, description: "calibration windows" },

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BUNDLED_DATA, DEFAULT_BITS, DEFAULT_CALIBRATION, DEFAULT_FINETUNE, DEFAULT_GROUP_SIZES, DEFAULT_MAX_SAMPLES, DEFAULT_PPL_SEQ_LEN, DEFAULT_TASKS, type BenchResults } from "@modulora/bench";
+import { BUNDLED_DATA, DEFAULT_PPL_MAX_WINDOWS, DEFAULT_BITS, DEFAULT_CALIBRATION, DEFAULT_FINETUNE, DEFAULT_GROUP_SIZES, DEFAULT_MAX_SAMPLES, DEFAULT_PPL_SEQ_LEN, DEFAULT_TASKS, type BenchResults } from "@modulora/bench";
 import { BENCH_DEFAULTS } from "../src/specs.js";
 import { ROOT, TINY, runCli, runCliOk } from "./run-cli.js";
 
@@ -14,7 +14,7 @@ const LM = join(ROOT, "fixtures/data/lm/valid.txt");
 // Small settings for the grid; the perplexity flags are passed to `modulora eval` as they are.
 const PPL = ["--ppl-seq-len", "128", "--max-windows", "4"];
 const CAL = ["--calib-samples", "8", "--calib-seq-len", "128"];
-const SMALL = [...PPL, ...CAL, "--steps", "3", "--classify-samples", "16", "--seq-len", "64"];
+const SMALL = [...PPL, ...CAL, "--steps", "3", "--warmup", "1", "--classify-samples", "16", "--seq-len", "64"];
 
 let tmp: string;
 let out: string;
@@ -98,6 +98,7 @@ describe("modulora bench", () => {
     };
     bad(["--bits", "2,x"], /--bits: 'x' is not a bit width — pass whole numbers/);
     bad(["--group-size", "0"], /--group-size: '0' is not a group size/);
+    bad(["--max-windows", "0"], /--max-windows: '0' is not a window count — pass a positive whole number, or all/);
     bad(["--quantizers", "rtn,nope"], /unknown quantizer 'nope'; registered: .*rtn/);
     bad(["--tasks", "ppl,translate"], /--tasks/);
     bad(["--ppl-data", join(tmp, "missing.txt")], /missing\.txt/);
@@ -111,12 +112,12 @@ describe("modulora bench", () => {
     expect(BENCH_DEFAULTS.groupSizes.map((g) => (g === "row" ? g : Number(g)))).toEqual(DEFAULT_GROUP_SIZES);
     expect(BENCH_DEFAULTS.tasks).toEqual(DEFAULT_TASKS);
     expect(BENCH_DEFAULTS.pplSeqLen).toBe(DEFAULT_PPL_SEQ_LEN);
+    expect(BENCH_DEFAULTS.pplMaxWindows).toBe(DEFAULT_PPL_MAX_WINDOWS);
     expect([BENCH_DEFAULTS.calibSamples, BENCH_DEFAULTS.calibSeqLen]).toEqual([DEFAULT_CALIBRATION.samples, DEFAULT_CALIBRATION.seqLen]);
     expect([BENCH_DEFAULTS.classifySamples, BENCH_DEFAULTS.summarizeSamples]).toEqual([DEFAULT_MAX_SAMPLES.classify, DEFAULT_MAX_SAMPLES.summarize]);
     const f = DEFAULT_FINETUNE;
-    expect(BENCH_DEFAULTS).toMatchObject({ steps: f.steps, lr: f.lr, batchSize: f.batchSize, seqLen: f.seqLen, rank: f.rank, alpha: f.alpha, maxNewTokens: f.maxNewTokens });
+    expect(BENCH_DEFAULTS).toMatchObject({ steps: f.steps, lr: f.lr, batchSize: f.batchSize, seqLen: f.seqLen, rank: f.rank, alpha: f.alpha, warmup: f.warmup, maxNewTokens: f.maxNewTokens });
     expect(f.dropout).toBe(0);
-    expect(f.warmup).toBe(0);
     expect(Object.keys(BUNDLED_DATA).length).toBeGreaterThan(0);
     const help = runCliOk(["bench", "--help"]).stdout;
     expect(help).toContain("--bits LIST             bit widths; each quantizer runs the ones it supports (default: 2,3,4)");

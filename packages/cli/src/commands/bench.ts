@@ -18,7 +18,7 @@ interface BenchArgs {
   pplData?: string;
   pplSeqLen: number;
   stride?: number;
-  maxWindows?: number;
+  maxWindows: string;
   classifyTrain?: string;
   classifyValid?: string;
   classifySamples: number;
@@ -67,6 +67,14 @@ function parseGroupSizes(items: readonly string[]): GroupSize[] {
   });
 }
 
+/** `--max-windows N|all`: a window count, or null for the whole text. */
+function parseMaxWindows(s: string): number | null {
+  if (s === "all") return null;
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < 1) throw new CliError(`--max-windows: '${s}' is not a window count`, "pass a positive whole number, or all for the whole text");
+  return n;
+}
+
 /** The library's options from the flags (paths not given fall back to the bundled data). */
 export function benchOptionsOf(a: BenchArgs, command: string): BenchOptions {
   const maybe = <K extends string, V>(key: K, v: V | undefined) => (v === undefined ? {} : ({ [key]: v } as Record<K, V>));
@@ -77,7 +85,7 @@ export function benchOptionsOf(a: BenchArgs, command: string): BenchOptions {
     bits: parseBits(a.bits),
     groupSizes: parseGroupSizes(a.groupSize),
     tasks: a.tasks,
-    ppl: { seqLen: a.pplSeqLen, ...maybe("text", a.pplData), ...maybe("stride", a.stride), ...maybe("maxWindows", a.maxWindows) },
+    ppl: { seqLen: a.pplSeqLen, ...maybe("text", a.pplData), ...maybe("stride", a.stride), maxWindows: parseMaxWindows(a.maxWindows) },
     classify: { maxSamples: a.classifySamples, ...maybe("train", a.classifyTrain), ...maybe("valid", a.classifyValid) },
     summarize: { maxSamples: a.summarizeSamples, ...maybe("train", a.summarizeTrain), ...maybe("valid", a.summarizeValid) },
     finetune: { steps: a.steps, lr: a.lr, batchSize: a.batchSize, seqLen: a.seqLen, seed: a.seed, rank: a.rank, alpha: a.alpha, dropout: a.dropout, warmup: a.warmup, maxNewTokens: a.maxNewTokens },
