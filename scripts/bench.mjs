@@ -16,11 +16,11 @@ const small = process.env["MODULORA_SMALL_LLAMA"] ?? resolve(root, "../shared/fi
 const PRESETS = {
   tiny: {
     model: join(root, "fixtures/tiny-llama"),
-    args: ["--ppl-seq-len", "256", "--max-windows", "100", "--steps", "30", "--classify-samples", "100", "--summarize-samples", "30"],
+    args: ["--steps", "60", "--warmup", "6", "--classify-samples", "100", "--summarize-samples", "30"],
   },
   small: {
     model: small,
-    args: ["--tasks", "ppl,classify", "--group-size", "128", "--ppl-seq-len", "512", "--max-windows", "50", "--steps", "30", "--classify-samples", "100"],
+    args: ["--tasks", "ppl,classify", "--group-size", "128", "--steps", "60", "--warmup", "6", "--classify-samples", "100"],
   },
 };
 const [name = "tiny", ...extra] = process.argv.slice(2);
