@@ -78,6 +78,12 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
       if (quantizers) stdout.write(`\n${quantizers.quantizersHelp(spec.name)}`);
       return 0;
     }
+    // --model ORG/NAME: the Hugging Face cache's snapshot (fetched with --download) is what the command reads.
+    if (typeof args.values["model"] === "string" && spec.options.some((o) => o.name === "revision")) {
+      const { resolveModelArg } = await import("./model.js");
+      const { Progress } = await import("./progress.js");
+      args.values["model"] = await resolveModelArg(args.values["model"], args.values as { revision?: string; download?: boolean }, new Progress(stderr));
+    }
     const run = await (RUNNERS[spec.name] as () => Promise<Runner>)();
     const ctx: CommandContext = { args, stdout, stderr, exitCode: 0 };
     await run(ctx);

@@ -6,11 +6,11 @@ import { getBackend, registerSimBackend, resetSimStats, SafetensorsReader, simSt
 import { getQuantizer, listQuantizers } from "@modulora/core";
 import {
   baseModelFingerprint, checkCheckpointHeaders, checkpointShards, loadAdapter, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, loadLlamaAsync, loadQuantizedModelAsync, parseLlamaConfig, quantizeModel, MODULORA_ADAPTER_FILE, QUANTIZE_CONFIG_FILE,
-  contextLengthSource, describeAdapterQuantization, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer, type ModelDType,
+  contextLengthSource, describeAdapterQuantization, HubError, looksLikeModelId, resolveModel, type Adapter, type AdapterQuantization, type BaseModelFingerprint, type LlamaConfig, type LlamaModel, type LlamaTokenizer, type ModelDType,
 } from "@modulora/llama";
 import { CliError, oneLine, step, stepSync } from "./errors.js";
 import { quantizerNamed } from "./plugins.js";
-import type { Progress } from "./progress.js";
+import type { Progress, ProgressBar } from "./progress.js";
 
 /** The environment variable that lets the CLI accept `--device sim`. */
 export const DEVICE_SIM_ENV = "MODULORA_DEVICE_SIM";
@@ -113,6 +113,49 @@ function readJson(path: string, what: string): Record<string, unknown> {
   }
   if (!json || typeof json !== "object" || Array.isArray(json)) throw new CliError(`${what} ${path} must hold a JSON object`, "restore the file from the original model");
   return json as Record<string, unknown>;
+}
+
+/** What `--revision` and `--download` ask of `--model`. */
+export interface ModelSource {
+  revision?: string;
+  download?: boolean;
+}
+
+/**
+ * `--model ORG/NAME` (a Hugging Face id; an existing path never is one): the snapshot directory in
+ * the local Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)
+ * at `--revision` (default main), after fetching what it lacks with `--download` (a byte progress
+ * bar on stderr; HF_TOKEN, HF_ENDPOINT). A directory comes back as it is, for the usual preflight;
+ * `--revision` or `--download` with a directory is refused.
+ */
+export async function resolveModelArg(model: string, source: ModelSource, progress: Progress, flag = "--model"): Promise<string> {
+  const asId = source.revision !== undefined || (!existsSync(model) && looksLikeModelId(model));
+  if (!asId) {
+    if (source.download) throw new CliError(`--download is for a Hugging Face id ORG/NAME, and ${flag} ${model} is ${existsSync(model) ? "a path" : "not one"}`, `drop --download, or pass ${flag} an id such as TinyLlama/TinyLlama-1.1B-Chat-v1.0`, { usage: true });
+    return model;
+  }
+  let bar: ProgressBar | null = null;
+  let total = 0;
+  try {
+    const r = await resolveModel(model, {
+      ...(source.revision !== undefined ? { revision: source.revision } : {}),
+      download: source.download === true,
+      onProgress: (p) => {
+        if (!bar) bar = progress.bar("download", p.totalBytes, { unit: "bytes" });
+        else if (p.totalBytes !== total) bar.setTotal(p.totalBytes);
+        total = p.totalBytes;
+        bar.update(p.bytes);
+      },
+    });
+    (bar as ProgressBar | null)?.stop();
+    const fetched = r.downloaded?.length ? `downloaded ${r.downloaded.length} file${r.downloaded.length > 1 ? "s" : ""} of ` : "";
+    progress.log(`${flag} ${model}: ${fetched}${r.revision} (commit ${r.commit?.slice(0, 12)}) in the Hugging Face cache: ${r.dir}`);
+    return r.dir;
+  } catch (err) {
+    (bar as ProgressBar | null)?.stop();
+    if (err instanceof HubError) throw new CliError(err.what, err.todo, { cause: err });
+    throw err;
+  }
 }
 
 /** config.json of a model directory (checked to exist). */

@@ -19,6 +19,9 @@ const OVERWRITE: OptionSpec = { name: "overwrite", type: "boolean", default: fal
 const JSON_OUT: OptionSpec = { name: "json", type: "boolean", default: false, description: "print one JSON object on stdout" };
 /** A model a command only reads: full precision or a quantized checkpoint. */
 const MODEL_EITHER: OptionSpec = { name: "model", type: "string", arg: "DIR", required: true, description: "model directory (full precision or quantized)" };
+/** `--revision` and `--download`: what `--model ORG/NAME` (a Hugging Face id) resolves to in the local Hugging Face cache. */
+const REVISION: OptionSpec = { name: "revision", type: "string", arg: "REV", description: "with --model ORG/NAME (a Hugging Face id, found in HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub): a branch, tag or commit hash (default main)" };
+const DOWNLOAD: OptionSpec = { name: "download", type: "boolean", default: false, description: "with --model ORG/NAME: fetch the files the cache lacks from the Hub (token HF_TOKEN, address HF_ENDPOINT)" };
 const adapterOption = (description: string, required = false): OptionSpec => ({ name: "adapter", type: "string", arg: "DIR", ...(required ? { required } : {}), description });
 const outOption = (description: string): OptionSpec => ({ name: "out", type: "string", arg: "DIR", required: true, description });
 const GROUP_SIZE: OptionSpec = {
@@ -33,6 +36,8 @@ export const QUANTIZE: CommandSpec = {
   usage: "quantize --model DIR --quantizer NAME --bits N --out DIR [options]",
   options: [
     { name: "model", type: "string", arg: "DIR", required: true, description: "full-precision Hugging Face model directory" },
+    REVISION,
+    DOWNLOAD,
     { name: "quantizer", type: "string", arg: "NAME", required: true, description: "quantizer plugin name (listed below; its own flags come with it)" },
     { name: "bits", type: "int", min: 1, required: true, description: "bits per weight of the codes" },
     GROUP_SIZE,
@@ -57,6 +62,8 @@ export const FINETUNE: CommandSpec = {
   usage: "finetune --model DIR --data FILE --format FORMAT --out DIR [options]",
   options: [
     { name: "model", type: "string", arg: "DIR", required: true, description: "model directory: full precision, or a quantized checkpoint (modulora quantize)" },
+    REVISION,
+    DOWNLOAD,
     { name: "data", type: "string", arg: "FILE", required: true, description: "training data (.jsonl; .txt for the text format)" },
     { name: "format", type: "string", choices: FORMATS, required: true, description: "dataset format" },
     outOption("output directory: adapter, checkpoints, metrics.jsonl, loss.svg/png"),
@@ -101,6 +108,8 @@ export const EVAL: CommandSpec = {
   usage: "eval --model DIR [--adapter DIR] --data FILE --metric ppl|accuracy|rouge [options]",
   options: [
     MODEL_EITHER,
+    REVISION,
+    DOWNLOAD,
     adapterOption("LoRA adapter directory (its template and label set are used)"),
     { name: "data", type: "string", arg: "FILE", required: true, description: "evaluation data (.txt or .jsonl)" },
     { name: "metric", type: "string", choices: ["ppl", "accuracy", "rouge"], required: true, description: "what to measure" },
@@ -124,6 +133,8 @@ export const GENERATE: CommandSpec = {
   usage: "generate --model DIR [--adapter DIR] --prompt TEXT [options]",
   options: [
     MODEL_EITHER,
+    REVISION,
+    DOWNLOAD,
     adapterOption("LoRA adapter directory"),
     { name: "prompt", type: "string", arg: "TEXT", required: true, description: "the prompt" },
     { name: "chat", type: "boolean", default: false, description: "wrap the prompt as a user message with the model's chat template" },
@@ -144,6 +155,8 @@ export const EXPORT: CommandSpec = {
   usage: "export --model DIR --adapter DIR --out DIR [options]",
   options: [
     { name: "model", type: "string", arg: "DIR", required: true, description: "the base the adapter was trained on (full precision or quantized)" },
+    REVISION,
+    DOWNLOAD,
     adapterOption("LoRA adapter directory", true),
     outOption("where to write the merged model"),
     OVERWRITE,
@@ -171,6 +184,8 @@ export const BENCH: CommandSpec = {
   usage: "bench --model DIR --out DIR [--quantizers LIST] [--bits LIST] [--group-size LIST] [--tasks LIST] [options]",
   options: [
     { name: "model", type: "string", arg: "DIR", required: true, description: "full-precision Hugging Face LLaMA-family model directory" },
+    REVISION,
+    DOWNLOAD,
     outOption("results directory: results.json, results.md, the plots (SVG and PNG) and the finished cells (cells/)"),
     { name: "quantizers", type: "list", arg: "LIST", description: "quantizers to run (default: every registered one, --plugin modules included); a variant is NAME:option=value[:option=value], e.g. hqq:optimize-scale=true" },
     { name: "bits", type: "list", arg: "LIST", default: [...BENCH_DEFAULTS.bits], description: "bit widths; each quantizer runs the ones it supports" },
