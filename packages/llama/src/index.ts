@@ -11,6 +11,7 @@ export * from "./checkpoint.js";
 export * from "./tokenizer.js";
 export * from "./load.js";
 export * from "./load-model.js";
+export * from "./hub/index.js";
 export * from "./model.js";
 export * from "./kv-cache.js";
 export * from "./generate.js";

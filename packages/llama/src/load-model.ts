@@ -9,6 +9,8 @@ import { checkModelDType, loadLlama, loadLlamaAsync, type LlamaModel, type Model
 import { loadQuantizedModel, loadQuantizedModelAsync, QUANTIZE_CONFIG_FILE } from "./quantized-checkpoint.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
 import type { LlamaConfig } from "./types.js";
+import { looksLikeModelId } from "./hub/model-id.js";
+import { resolveModel, resolveModelSync, type ResolveModelOptions } from "./hub/resolve.js";
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
@@ -20,6 +22,25 @@ export interface LoadModelOptions {
   plugin?: QuantizerPlugin | string;
   /** Full-precision loads: called after each tensor is placed, with the count so far and the total. */
   onProgress?: (done: number, total: number, name: string) => void;
+  /** For a Hugging Face id `org/name`: the branch, tag or commit hash of the cached snapshot (default `main`). */
+  revision?: string;
+  /** For a Hugging Face id: the cache directory (default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub). */
+  cacheDir?: string;
+  /**
+   * {@link loadModelAsync} with a Hugging Face id: fetch the files the cache lacks from the Hub
+   * first (token HF_TOKEN, address HF_ENDPOINT; see {@link resolveModel} for byte progress).
+   * {@link loadModel} refuses it (a download does not run synchronously).
+   */
+  download?: boolean;
+}
+
+/** Whether `dir` is to be resolved as a Hugging Face id (an existing path never is). */
+function isModelId(dir: string, options: LoadModelOptions): boolean {
+  return options.revision !== undefined || (!existsSync(dir) && looksLikeModelId(dir));
+}
+
+function hubOptions(options: LoadModelOptions): ResolveModelOptions {
+  return { ...(options.revision !== undefined ? { revision: options.revision } : {}), ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}) };
 }
 
 /** What {@link loadModel} returns. */
@@ -42,9 +63,12 @@ export function isQuantizedDir(dir: string, config: LlamaConfig = readLlamaConfi
  * Loads a LLaMA-family model directory onto `options.device`: a quantized checkpoint with
  * {@link loadQuantizedModel}, else full precision with {@link loadLlama}. Weights are read and
  * checked on the host one tensor at a time and copied onto the device one transfer each, so the
- * whole model is never on the host.
+ * whole model is never on the host. `dirOrId` may be a Hugging Face id `org/name`, found in the
+ * local Hugging Face cache at `options.revision` ({@link resolveModelSync}).
  */
-export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedLlama {
+export function loadModel(dirOrId: string, options: LoadModelOptions = {}): LoadedLlama {
+  if (options.download) throw new Error(`loadModel: download: true needs loadModelAsync (a download does not run synchronously)`);
+  const dir = isModelId(dirOrId, options) ? resolveModelSync(dirOrId, hubOptions(options)).dir : dirOrId;
   const dtype = checkModelDType(options.dtype, "loadModel");
   const device = options.device ?? "cpu";
   if (isQuantizedDir(dir)) {
@@ -58,9 +82,11 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedLl
 /**
  * {@link loadModel} without blocking the event loop: every file read runs on libuv's thread pool,
  * one tensor at a time, so signals, timers and progress output keep running during a long load.
- * The result is the same model.
+ * The result is the same model. A Hugging Face id `org/name` is resolved with
+ * {@link resolveModel}, downloading the missing files when `options.download` is set.
  */
-export async function loadModelAsync(dir: string, options: LoadModelOptions = {}): Promise<LoadedLlama> {
+export async function loadModelAsync(dirOrId: string, options: LoadModelOptions = {}): Promise<LoadedLlama> {
+  const dir = isModelId(dirOrId, options) ? (await resolveModel(dirOrId, { ...hubOptions(options), download: options.download === true })).dir : dirOrId;
   const dtype = checkModelDType(options.dtype, "loadModel");
   const device = options.device ?? "cpu";
   if (isQuantizedDir(dir)) {
