@@ -42,7 +42,7 @@ export const QUANTIZE: CommandSpec = {
     { name: "bits", type: "int", min: 1, required: true, description: "bits per weight of the codes" },
     GROUP_SIZE,
     { name: "sym", type: "boolean", default: false, description: "symmetric quantization (quantizers that have a symmetric mode)" },
-    { name: "true-sequential", type: "boolean", default: true, description: "calibrate a block's linears group by group (k,v,q; o; up,gate; down), each on the outputs of those already quantized; --true-sequential=false: all on full-precision inputs" },
+    { name: "true-sequential", type: "boolean", default: true, description: "calibrate a block's linears group by group (k,v,q; o; up,gate; down), each on the outputs of those already quantized; --no-true-sequential: all on full-precision inputs" },
     { name: "calib", type: "string", arg: "FILE", description: "calibration text (.txt, or .jsonl with a text field) for quantizers that need it" },
     { name: "calib-samples", type: "int", min: 1, default: 128, description: "calibration windows" },
     { name: "calib-seq-len", type: "int", min: 2, default: 512, description: "tokens per calibration window" },
@@ -52,6 +52,7 @@ export const QUANTIZE: CommandSpec = {
     PLUGIN,
     outOption("where to write the quantized checkpoint"),
     OVERWRITE,
+    { ...JSON_OUT, description: 'print one JSON object {"out", "bitsPerWeight", "seconds", "layers": [...], ...} on stdout instead of the table' },
   ],
   notes: "Writes a quantized checkpoint directory (config.json with quantization_config, model.safetensors, tokenizer files)\nand prints each layer's bits per weight and time.",
 };
@@ -95,6 +96,7 @@ export const FINETUNE: CommandSpec = {
     { name: "bits", type: "int", min: 1, description: "bits for --quantizer" },
     { ...GROUP_SIZE, description: `group size for --quantizer (${GROUP_SIZE.description})` },
     PLUGIN,
+    { ...JSON_OUT, description: 'print one JSON object {"out", "steps", "lastLoss", "lastEval", "files", ...} on stdout when training ends' },
   ],
   notes:
     "Evaluation: classification → accuracy; other formats → validation loss and perplexity (summarization: + ROUGE at the end).\n" +
@@ -146,6 +148,7 @@ export const GENERATE: CommandSpec = {
     DEVICE,
     DTYPE,
     PLUGIN,
+    { ...JSON_OUT, description: 'print one JSON object {"text", "promptTokens", "newTokens", "stoppedBy", ...} at the end instead of streaming the text' },
   ],
 };
 
@@ -162,6 +165,7 @@ export const EXPORT: CommandSpec = {
     OVERWRITE,
     { name: "reference", type: "boolean", default: false, description: "also write modulora_reference.safetensors (ids and our logits) for scripts/check_export.py" },
     PLUGIN,
+    { ...JSON_OUT, description: 'print one JSON object {"out", "bytes", "seconds", "files"} on stdout' },
   ],
   notes: "The merged weights are the dequantized base plus the LoRA update, stored as bf16 under Hugging Face names;\nconfig.json loses quantization_config and gets torch_dtype bfloat16; the tokenizer files are copied.",
 };
