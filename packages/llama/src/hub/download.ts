@@ -29,10 +29,7 @@ export interface DownloadProgress {
   /** Bytes of this file on disk so far (a resumed part included) and its size. */
   fileBytes: number;
   fileTotal: number;
-  /**
-   * Bytes of all the model's files on disk so far (those already cached included), and their
-   * total: the metadata files' at first, all files' once the safetensors index is read.
-   */
+  /** Bytes of all the model's files on disk so far (those already cached included), and their total. */
   bytes: number;
   totalBytes: number;
 }
@@ -47,7 +44,10 @@ export interface DownloadModelOptions {
   token?: string;
   /** The Hub's address (default `HF_ENDPOINT`, else https://huggingface.co). */
   endpoint?: string;
-  /** Called as bytes arrive. */
+  /**
+   * Called as bytes of the weights arrive (the configs and tokenizer files come first, before
+   * the total is known: the safetensors index says which shards there are).
+   */
   onProgress?: (p: DownloadProgress) => void;
   /** The environment read for HF_TOKEN, HF_ENDPOINT and the cache (default `process.env`). */
   env?: NodeJS.ProcessEnv;
@@ -267,6 +267,7 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
   const sizeOf = (e: ListFileEntry) => e.lfs?.size ?? e.size;
   let totalBytes = 0;
   let doneBytes = 0;
+  let planned = false;
   const place = async (entry: ListFileEntry) => {
     const pointer = join(snapshot, entry.path);
     result.files.push(entry.path);
@@ -278,9 +279,9 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
     mkdirSync(dirname(blob), { recursive: true });
     if (!existsSync(blob)) {
       const before = doneBytes;
-      const r = await fetchBlob(ctx, commit, entry, blob, (fileBytes) =>
-        options.onProgress?.({ file: entry.path, fileBytes, fileTotal: sizeOf(entry), bytes: before + fileBytes, totalBytes }),
-      );
+      const r = await fetchBlob(ctx, commit, entry, blob, (fileBytes) => {
+        if (planned) options.onProgress?.({ file: entry.path, fileBytes, fileTotal: sizeOf(entry), bytes: before + fileBytes, totalBytes });
+      });
       result.downloaded.push(entry.path);
       if (r.resumed) result.resumed.push(entry.path);
       result.bytesFetched += r.fetched;
@@ -307,6 +308,7 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
     throw new HubError("missing-files", `${id} at ${revision} has no safetensors weights${pickle ? " (only PyTorch pickle files, which are not read)" : ""}`, "pick a repository or revision with model.safetensors (or an index and shards)");
   }
   totalBytes += weights.reduce((s, e) => s + sizeOf(e), 0);
+  planned = true;
   for (const e of weights) await place(e);
 
   if (revision !== commit) {
