@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["ts/index.ts"],
+  entry: ["ts/index.ts", "ts/install-plan.ts"],
   format: ["esm"],
   dts: true,
   clean: true,

@@ -1,4 +1,5 @@
-import { native } from "./native.js";
+import { CUDA_PACKAGE, type AddonAttempt } from "./loader.js";
+import { addonLoadReport, native } from "./native.js";
 
 /**
  * A block of device memory from the CUDA backend's caching allocator (a native object; the block
@@ -77,6 +78,19 @@ export function hasCudaBuild(): boolean {
 }
 
 /**
+ * Why the loaded addon is not a CUDA build, as far as the `@modulora/kernels-cuda` package goes:
+ * installed but not built, installed but its addon failed to load, or not installed.
+ */
+export function cudaPackageNote(attempts: readonly AddonAttempt[]): string {
+  const c = attempts.find((a) => a.source === "cuda");
+  if (!c) return `or install ${CUDA_PACKAGE}, which builds the CUDA addon at install where a CUDA toolkit with cuBLAS is found`;
+  if (c.outcome === "missing") {
+    return `${CUDA_PACKAGE} is installed but its addon was not built (${c.path} not found): reinstall it where the CUDA toolkit with cuBLAS is found (\`npm rebuild ${CUDA_PACKAGE}\`)`;
+  }
+  return `${CUDA_PACKAGE} is installed but its addon at ${c.path} failed to load (${c.error}), so the CPU addon was loaded instead`;
+}
+
+/**
  * The raw CUDA exports. A CPU-only build is an error that says how to get a CUDA build.
  */
 export function cudaAddon(): RawCuda {
@@ -85,7 +99,7 @@ export function cudaAddon(): RawCuda {
     throw new Error(
       "this build of @modulora/kernels has no CUDA backend (it was configured without a CUDA toolkit with cuBLAS): " +
         "rebuild the addon on a machine with the CUDA toolkit (MODULORA_CUDA=ON makes a missing toolkit a configure error), " +
-        "or point MODULORA_KERNELS_ADDON at a CUDA build",
+        `or point MODULORA_KERNELS_ADDON at a CUDA build; ${cudaPackageNote(addonLoadReport().attempts)}`,
     );
   }
   return c;

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// The "install" hook of @modulora/kernels. Keeps the prebuilt addon of this platform when it
+// loads (tested in a child process, so a crash cannot take the installer down), else builds the
+// addon from source with cmake-js, after checking that a compiler, a build tool and CMake are
+// there. The decisions live in ts/install-plan.ts (tested); this file gathers facts and acts.
+// In the monorepo checkout it does nothing: `pnpm build` builds the addon there.
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const workspace = !root.split(sep).includes("node_modules") && existsSync(join(root, "..", "pnpm-workspace.yaml"));
+if (workspace) {
+  console.log("@modulora/kernels: workspace checkout, nothing to install (`pnpm build` builds the addon)");
+  process.exit(0);
+}
+
+const { ADDON_FILE, currentPlatform, platformTriple } = await import("../dist/index.js");
+const { findBuildTools, planInstall } = await import("../dist/install-plan.js");
+
+/** Loads an addon in a child Node process; returns undefined when it loads, else the error text. */
+function loadError(path) {
+  const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path)})`], { encoding: "utf8" });
+  if (r.status === 0) return undefined;
+  const err = (r.stderr || "").split("\n").find((l) => /Error/.test(l)) ?? `exit code ${r.status ?? r.signal}`;
+  return err.trim();
+}
+
+function isExecutable(p) {
+  try {
+    accessSync(p, constants.X_OK);
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+const triple = platformTriple(currentPlatform());
+const prebuiltPath = join(root, "prebuilds", triple, ADDON_FILE);
+let prebuilt = { state: "missing", path: prebuiltPath };
+if (existsSync(prebuiltPath)) {
+  const error = loadError(prebuiltPath);
+  prebuilt = error === undefined ? { state: "loads", path: prebuiltPath } : { state: "fails", path: prebuiltPath, error };
+}
+const env = process.env;
+const decision = planInstall({ triple, workspace: false, env, prebuilt, tools: findBuildTools({ env, platform: process.platform, isExecutable }) });
+if (decision.action === "fail") {
+  console.error(decision.message);
+  process.exit(1);
+}
+console.log(decision.message);
+if (decision.action !== "build") process.exit(0);
+
+// cmake-js is a dependency of this package; run its CLI with this Node. The CUDA backend is the
+// job of @modulora/kernels-cuda, so the CPU package builds without it unless MODULORA_CUDA says otherwise.
+const cmakeJs = join(dirname(createRequire(join(root, "package.json")).resolve("cmake-js/package.json")), "bin", "cmake-js");
+const r = spawnSync(process.execPath, [cmakeJs, "compile", "--out", "build"], {
+  cwd: root,
+  stdio: "inherit",
+  env: { ...env, MODULORA_CUDA: env.MODULORA_CUDA ?? "OFF" },
+});
+if (r.status !== 0) {
+  console.error(`@modulora/kernels: the build from source failed (cmake-js exit ${r.status ?? r.signal}); the output above says why.`);
+  process.exit(1);
+}
+const built = join(root, "build", "Release", ADDON_FILE);
+const error = existsSync(built) ? loadError(built) : `${built} was not produced`;
+if (error !== undefined) {
+  console.error(`@modulora/kernels: built from source, but the addon does not load: ${error}`);
+  process.exit(1);
+}
+console.log(`@modulora/kernels: built ${built}`);
