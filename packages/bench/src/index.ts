@@ -13,7 +13,7 @@ export { runBench, parameterCount } from "./bench.js";
 export { resolveBenchSettings, parseQuantizerSpec, quantizerLabel, comparableSettings, isBenchTask, BenchSettingsError } from "./settings.js";
 export { planGrid, linearInFeatures, sanitizeId } from "./grid.js";
 export { runCell, modelBitsPerWeight, BenchAbortError, type CellContext } from "./cell.js";
-export { BenchData, runPerplexity, runBaseline, runFinetuneTask, leadSummary, perplexityText, calibrationText, LEAD_WORDS, type TaskData, type PhaseReporter } from "./tasks.js";
+export { BenchData, runPerplexity, runBaseline, runFinetuneTask, leadSummary, LEAD_WORDS, type TaskData, type PhaseReporter } from "./tasks.js";
 export { BenchStore, firstDifference, BENCH_DIR_FORMAT, BENCH_FILE, CELLS_DIR, RESULTS_FILE } from "./store.js";
 export { benchEnvironment, packageVersion, RECORDED_PACKAGES } from "./environment.js";
 export { bundledDataPath, BUNDLED_DATA, DEFAULT_BITS, DEFAULT_GROUP_SIZES, DEFAULT_TASKS, DEFAULT_PPL_SEQ_LEN, DEFAULT_PPL_MAX_WINDOWS, DEFAULT_CALIBRATION, DEFAULT_MAX_SAMPLES, DEFAULT_FINETUNE, type BundledFile } from "./defaults.js";

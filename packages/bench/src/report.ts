@@ -2,7 +2,7 @@
 // ROUGE table, the skipped and failed rows, links to the plots, and the run's conditions.
 // Every number goes through one formatter per kind, and an absent value prints "–".
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { writeFileAtomic } from "@modulora/core";
 import { PLOT_TITLES, cellTitle, plotSpecs } from "./plots.js";
 import { quantizerLabel } from "./settings.js";
@@ -34,6 +34,12 @@ function inline(text: string): string {
 
 function code(text: string): string {
   return `\`${text.replace(/`/g, "'")}\``;
+}
+
+/** A file path as code: relative to the working directory when it lies inside it (results are rendered where the run ran), else as recorded. */
+function pathCode(path: string): string {
+  const rel = isAbsolute(path) ? relative(process.cwd(), path) : path;
+  return code(rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path);
 }
 
 /** A quantizer's name in tables: its label (resolved settings always have one), else the default label. */
@@ -119,7 +125,7 @@ function rougeTable(done: readonly CellResult[]): string[] {
 }
 
 function taskFiles(f: TaskFiles): string {
-  return `train ${code(f.train)}, validation ${code(f.valid)} (${f.maxSamples === undefined ? "every example" : `a seeded subset of ${f.maxSamples} examples`})`;
+  return `train ${pathCode(f.train)}, validation ${pathCode(f.valid)} (${f.maxSamples === undefined ? "every example" : `a seeded subset of ${f.maxSamples} examples`})`;
 }
 
 function settingsList(results: BenchResults): string[] {
@@ -129,20 +135,20 @@ function settingsList(results: BenchResults): string[] {
   const ppl = results.cells.find((c) => c.status === "done" && c.tasks.ppl)?.tasks.ppl;
   const counts = (status: CellResult["status"]) => results.cells.filter((c) => c.status === status).length;
   const out = [
-    `- **Model**: ${code(m.name)} (${code(m.path)}): ${integer(m.parameters)} parameters, ${m.layers} layers, hidden size ${m.hidden}, vocabulary ${integer(m.vocab)}.`,
+    `- **Model**: ${code(m.name)} (${pathCode(m.path)}): ${integer(m.parameters)} parameters, ${m.layers} layers, hidden size ${m.hidden}, vocabulary ${integer(m.vocab)}.`,
     `- **Grid**: quantizers ${s.quantizers.map((q) => code(labelOf(q))).join(", ") || MISSING}; bits ${s.bits.join(", ") || MISSING}; group sizes ${s.groupSizes.join(", ") || MISSING}; device ${code(s.device)}, dtype ${code(s.dtype)}. ${results.cells.length} rows: ${counts("done")} done, ${counts("skipped")} skipped, ${counts("failed")} failed.`,
     `- **Tasks**: ${s.tasks.join(", ") || MISSING}.`,
   ];
   if (s.tasks.includes("ppl")) {
     const measured = ppl ? ` (measured: ${ppl.windows} windows, ${integer(ppl.tokens)} tokens)` : "";
-    out.push(`- **Perplexity**: ${code(s.ppl.text)}, windows of ${s.ppl.seqLen} tokens, a new one every ${s.ppl.stride} tokens, ${s.ppl.maxWindows === undefined ? "every window of the text" : `at most ${s.ppl.maxWindows} windows`}${measured}.`);
+    out.push(`- **Perplexity**: ${pathCode(s.ppl.text)}, windows of ${s.ppl.seqLen} tokens, a new one every ${s.ppl.stride} tokens, ${s.ppl.maxWindows === undefined ? "every window of the text" : `at most ${s.ppl.maxWindows} windows`}${measured}.`);
   }
   if (s.tasks.includes("classify")) out.push(`- **Classification**: ${taskFiles(s.classify)}.`);
   if (s.tasks.includes("summarize")) out.push(`- **Summarization**: ${taskFiles(s.summarize)}; greedy summaries of up to ${ft.maxNewTokens} new tokens.`);
   if (s.tasks.includes("classify") || s.tasks.includes("summarize")) {
     out.push(`- **Fine-tuning** (every cell and task): ${ft.steps} steps, learning rate ${ft.lr} (cosine after ${ft.warmup} warm-up steps), batch size ${ft.batchSize}, sequences of up to ${ft.seqLen} tokens, seed ${ft.seed}; LoRA rank ${ft.rank}, alpha ${ft.alpha}, dropout ${ft.dropout}, on every linear of every block.`);
   }
-  out.push(`- **Calibration** (quantizers that need it): ${s.calibration.samples} sequences of ${s.calibration.seqLen} tokens from ${code(s.calibration.text)}.`);
+  out.push(`- **Calibration** (quantizers that need it): ${s.calibration.samples} sequences of ${s.calibration.seqLen} tokens from ${pathCode(s.calibration.text)}.`);
   out.push(`- **Reference rows**: full precision ${s.fullPrecision ? "included" : "not run"}; baseline ${s.baseline ? "included" : "not run"}.`);
   return out;
 }

@@ -2,9 +2,8 @@
 // `modulora eval --metric ppl` computes it, and the LoRA fine-tuning tasks (classification
 // accuracy, summarization ROUGE) before and after fine-tuning with core's Trainer, as
 // `modulora finetune` drives it. The data every cell shares is read and tokenized once.
-import { readFileSync } from "node:fs";
 import { Trainer } from "@modulora/core";
-import { BatchSource, loadDataset, meanRougeScores, padIdOf, readDataFile, type Batch, type Dataset, type Example } from "@modulora/data";
+import { BatchSource, loadDataset, meanRougeScores, padIdOf, readTextCorpus, type Batch, type Dataset, type Example } from "@modulora/data";
 import {
   attachLoRA, batchLoss, encodeInChunks, evaluatePerplexity, LINEAR_NAMES, perplexityTokenIds, sampleCalibrationWindows, windowCount,
   type LlamaModel, type LlamaTokenizer,
@@ -14,31 +13,6 @@ import type { BenchSettings, CellPhase, FinetuneResult, PplResult, TaskResult } 
 
 /** Reports a phase's progress: `done` of `of` (windows, examples, steps). */
 export type PhaseReporter = (phase: CellPhase, done: number, of: number) => void;
-
-/** The whole perplexity text (`modulora eval`'s rule): a .jsonl file's `text` fields joined by blank lines, else the file as is. */
-export function perplexityText(path: string): string {
-  if (!path.endsWith(".jsonl")) return readFileSync(path, "utf8");
-  const file = readDataFile(path);
-  if (file.kind !== "jsonl") return "";
-  return file.records
-    .map(({ value, where }) => {
-      if (typeof value["text"] !== "string") throw new Error(`${where?.file}:${where?.line}: the perplexity text reads a "text" field; use a .txt file, or records with a string text field`);
-      return value["text"];
-    })
-    .join("\n\n");
-}
-
-/** Calibration text (`modulora quantize`'s rule): a .txt file's documents or a .jsonl file's `text` fields, joined by blank lines. */
-export function calibrationText(path: string): string {
-  const file = readDataFile(path);
-  if (file.kind === "text") return file.documents.map((d) => d.text).join("\n\n");
-  return file.records
-    .map(({ value, where }) => {
-      if (typeof value["text"] !== "string") throw new Error(`${where?.file}:${where?.line}: calibration records need a string "text" field`);
-      return value["text"];
-    })
-    .join("\n\n");
-}
 
 /** A fine-tuning task's data: the training set, the seeded validation subset and its spec. */
 export interface TaskData {
@@ -63,7 +37,7 @@ export class BenchData {
   perplexityIds(): number[] {
     if (this.pplIds) return this.pplIds;
     const { text, seqLen, stride, maxWindows } = this.settings.ppl;
-    const ids = perplexityTokenIds(this.tokenizer, perplexityText(text), { seqLen, stride, ...(maxWindows !== undefined ? { maxWindows } : {}) });
+    const ids = perplexityTokenIds(this.tokenizer, readTextCorpus(text, { txt: "raw", what: "perplexity records" }), { seqLen, stride, ...(maxWindows !== undefined ? { maxWindows } : {}) });
     if (windowCount(ids.length, seqLen, stride) < 1) throw new Error(`${text} has ${ids.length} tokens, less than one window of ppl.seqLen ${seqLen}; lower ppl.seqLen or use a longer text`);
     return (this.pplIds = ids);
   }
@@ -72,7 +46,7 @@ export class BenchData {
   calibrationIds(): number[][] {
     if (this.calib) return this.calib;
     const { text, samples, seqLen } = this.settings.calibration;
-    const ids = encodeInChunks(this.tokenizer, calibrationText(text));
+    const ids = encodeInChunks(this.tokenizer, readTextCorpus(text, { txt: "documents", what: "calibration records" }));
     if (ids.length < seqLen) throw new Error(`calibration text ${text} has ${ids.length} tokens, fewer than one window of calibration.seqLen ${seqLen}; use a longer text or a smaller seqLen`);
     return (this.calib = sampleCalibrationWindows(ids, samples, seqLen, this.settings.finetune.seed));
   }

@@ -106,6 +106,12 @@ describe("renderReport", () => {
     ]);
   });
 
+  it("shows file paths inside the working directory relative to it, others as recorded", () => {
+    const inside = join(process.cwd(), "data/lm/valid.txt");
+    const md = renderReport({ ...SAMPLE_RESULTS, settings: { ...SAMPLE_RESULTS.settings, ppl: { ...SAMPLE_RESULTS.settings.ppl, text: inside } } });
+    expect(md).toContain("- **Perplexity**: `data/lm/valid.txt`, windows of 256 tokens");
+    expect(md).toContain("(`/work/main/fixtures/tiny-llama`)"); // outside this package's directory: kept absolute
+  });
   it("links every plot relatively", () => {
     for (const name of ["bits-vs-ppl", "task-metrics", "cell-time"]) {
       expect(lines).toContain(`[${name}.svg](${name}.svg) · [${name}.png](${name}.png)`);

@@ -8,7 +8,7 @@
  */
 export { DataError, locationString, type DataLocation } from "./errors.js";
 export { specialIds, padIdOf, type TokenizerLike, type ChatMessage, type SpecialIds } from "./tokenizer.js";
-export { readJsonl, streamJsonl, readTextDocuments, readDataFile, jsonTypeName, DATA_FILE_TYPES, type JsonlRecord, type TextDocument, type DataFile } from "./read.js";
+export { readJsonl, streamJsonl, readTextDocuments, readDataFile, readTextCorpus, jsonTypeName, DATA_FILE_TYPES, type JsonlRecord, type TextDocument, type DataFile } from "./read.js";
 export { fillTemplate, templateFields, type Templates } from "./template.js";
 export {
   FORMAT_TRAITS,

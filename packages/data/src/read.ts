@@ -134,3 +134,23 @@ export function readDataFile(path: string): DataFile {
   if (ext === ".jsonl") return { kind: "jsonl", records: readJsonl(path) };
   throw new DataError(`unsupported file type ${JSON.stringify(ext || "(none)")}: use ${DATA_FILE_TYPES.join(" or ")}`, { file: path });
 }
+
+/**
+ * A text corpus from a data file (what perplexity and calibration read): the `text` fields of a
+ * `.jsonl` file's records joined by blank lines, or a `.txt` file — `txt: "raw"` as it is (the
+ * fixtures' perplexity protocol), `txt: "documents"` its documents joined by one blank line
+ * (calibration). `what` names the text in errors (e.g. "calibration records").
+ * @throws DataError for a record without a string `text` field (naming file and line), and as {@link readDataFile}.
+ */
+export function readTextCorpus(path: string, options: { txt: "raw" | "documents"; what: string }): string {
+  const ext = extname(path).toLowerCase();
+  if (ext === ".txt" && options.txt === "raw") return readWholeFile(path);
+  const file = readDataFile(path);
+  if (file.kind === "text") return file.documents.map((d) => d.text).join("\n\n");
+  return file.records
+    .map(({ value, where }) => {
+      if (typeof value["text"] !== "string") throw new DataError(`${options.what} need a string "text" field; use a .txt file, or records like {"text": "..."}`, where);
+      return value["text"];
+    })
+    .join("\n\n");
+}

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DataError, loadDataset, readDataFile, readJsonl, readTextDocuments, streamJsonl } from "../src/index.js";
+import { DataError, loadDataset, readDataFile, readJsonl, readTextCorpus, readTextDocuments, streamJsonl } from "../src/index.js";
 import { FakeTokenizer } from "./fake-tokenizer.js";
 
 let tmp: string;
@@ -130,5 +130,22 @@ describe("readTextDocuments", () => {
       { text: "second doc", where: { file: path, line: 5 } },
       { text: "third", where: { file: path, line: 7 } },
     ]);
+  });
+});
+
+describe("readTextCorpus", () => {
+  it("reads a .txt file raw or as documents, and a .jsonl file's text fields, joined by blank lines", () => {
+    const txt = file("corpus.txt", "\uFEFFfirst line\nsame doc\n\n\n  \nsecond doc\n");
+    expect(readTextCorpus(txt, { txt: "raw", what: "perplexity records" })).toBe("first line\nsame doc\n\n\n  \nsecond doc\n");
+    expect(readTextCorpus(txt, { txt: "documents", what: "calibration records" })).toBe("first line\nsame doc\n\nsecond doc");
+    const jsonl = file("corpus.jsonl", '{"text":"a b"}\n{"text":"c"}\n');
+    expect(readTextCorpus(jsonl, { txt: "raw", what: "perplexity records" })).toBe("a b\n\nc");
+  });
+  it("names the record without a text field, and refuses an empty file", () => {
+    const bad = file("bad.jsonl", '{"text":"ok"}\n{"body":"no text"}\n');
+    const e = errorOf(() => readTextCorpus(bad, { txt: "raw", what: "calibration records" }));
+    expect(e.message).toBe(`${bad}:2: calibration records need a string "text" field; use a .txt file, or records like {"text": "..."}`);
+    expect(e.line).toBe(2);
+    expect(errorOf(() => readTextCorpus(file("empty.txt", "\n \n"), { txt: "raw", what: "x" })).message).toBe(`${join(tmp, `f${n - 1}`, "empty.txt")}: the file is empty`);
   });
 });

@@ -1,6 +1,6 @@
 // modulora eval: perplexity (fixtures protocol), classification accuracy, or ROUGE of greedy generations.
-import { existsSync, readFileSync } from "node:fs";
-import { loadDataset, readDataFile, type Dataset, type DatasetFormat, type Templates } from "@modulora/data";
+import { existsSync } from "node:fs";
+import { loadDataset, readTextCorpus, type Dataset, type DatasetFormat, type Templates } from "@modulora/data";
 import { evaluatePerplexity, NON_FINITE_HINT, NonFiniteError, perplexityTokenIds, windowCount, type ModelDType } from "@modulora/llama";
 import { CliError, stepSync } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset } from "@modulora/bench";
@@ -31,19 +31,7 @@ interface EvalArgs {
 const DEFAULT_FORMAT: Record<EvalArgs["metric"], DatasetFormat | null> = { ppl: null, accuracy: "classification", rouge: "summarization" };
 
 /** The whole evaluation text (fixtures protocol: one string): a .txt file as is, or the `text` fields of a .jsonl file. */
-function perplexityText(path: string): string {
-  if (path.endsWith(".jsonl")) {
-    const file = stepSync("bad data in --data", DATA_HINT, () => readDataFile(path));
-    if (file.kind !== "jsonl") return "";
-    return file.records
-      .map(({ value, where }) => {
-        if (typeof value["text"] !== "string") throw new CliError(`${where?.file}:${where?.line}: --metric ppl reads a "text" field`, "use a .txt file, or records with a string text field");
-        return value["text"];
-      })
-      .join("\n\n");
-  }
-  return readFileSync(path, "utf8");
-}
+const perplexityText = (path: string): string => stepSync("bad data in --data", DATA_HINT, () => readTextCorpus(path, { txt: "raw", what: "--metric ppl records" }));
 
 export async function runEval(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as EvalArgs;

@@ -1,7 +1,7 @@
 // modulora quantize: full-precision model → quantized checkpoint directory.
 import { existsSync } from "node:fs";
 import { groupSizeFor, optionFlag, type QuantizerPlugin } from "@modulora/core";
-import { readDataFile } from "@modulora/data";
+import { readTextCorpus } from "@modulora/data";
 import { encodeInChunks, LlamaTokenizer, quantizeModel, sampleCalibrationWindows, saveQuantizedModel, type LlamaConfig, type QuantizeModelOptions, type ModelDType } from "@modulora/llama";
 import { checkOutDir, checkOutsideInputs, pluginAndConfigInputs, diskBytes, formatBytes, lockOutSibling, removeEmptyTree } from "../atomic.js";
 import { CliError, step, stepSync } from "../errors.js";
@@ -28,18 +28,13 @@ interface QuantizeArgs {
   plugin?: string[];
   out: string;
   overwrite: boolean;
+  json: boolean;
 }
 
 /** Calibration text of a .txt file (as is) or a .jsonl file (its records' `text` fields, blank-line separated). */
 export function readCalibrationText(path: string): string {
   if (!existsSync(path)) throw new CliError(`calibration file ${path} does not exist`, "pass --calib a .txt file or a .jsonl file with a text field");
-  const file = stepSync(`cannot read calibration file ${path}`, "fix the file (JSONL: one JSON object with a \"text\" field per line)", () => readDataFile(path));
-  if (file.kind === "text") return file.documents.map((d) => d.text).join("\n\n");
-  const texts = file.records.map(({ value, where }) => {
-    if (typeof value["text"] !== "string") throw new CliError(`${where?.file}:${where?.line}: calibration records need a string "text" field`, "use a .txt file or records like {\"text\": \"...\"}");
-    return value["text"];
-  });
-  return texts.join("\n\n");
+  return stepSync(`cannot read calibration file ${path}`, "fix the file (JSONL: one JSON object with a \"text\" field per line)", () => readTextCorpus(path, { txt: "documents", what: "calibration records" }));
 }
 
 /**
@@ -174,6 +169,16 @@ async function quantizeAndWrite(
     );
     const writeSeconds = (performance.now() - t0) / 1000;
 
+    const transfers = new TransferCounter(device).report();
+    if (transfers) progress.log(formatTransfers(transfers).trimEnd());
+    if (a.json) {
+      const layers = result.report.map((r) => ({ name: r.name, bits: r.bits, bitsPerWeight: r.bitsPerWeight, error: r.error ?? null, outputError: r.outputError ?? null, seconds: r.seconds }));
+      ctx.stdout.write(`${JSON.stringify({
+        out: saved.dir, quantMethod: saved.quantMethod, quantizer: plugin.name, bits: a.bits, groupSize, symmetric: a.sym, options: pluginOptions,
+        bitsPerWeight: result.bitsPerWeight, seconds: result.seconds, calibrationSeconds: result.calibrationSeconds, writeSeconds, bytes: diskBytes(saved.dir), layers,
+      })}\n`);
+      return;
+    }
     const out = ctx.stdout;
     const width = Math.max(...result.report.map((r) => r.name.length));
     // weight error ‖W − Ŵ‖/‖W‖; output error ‖XŴᵀ − XWᵀ‖/‖XWᵀ‖ on the calibration inputs (calibrated quantizers)
@@ -188,8 +193,6 @@ async function quantizeAndWrite(
         `${result.bitsPerWeight.toFixed(4)} bits/weight over the quantized layers, ${result.seconds.toFixed(1)} s` +
         `${result.calibrationSeconds > 0 ? ` (calibration ${result.calibrationSeconds.toFixed(1)} s)` : ""}\n`,
     );
-    const transfers = new TransferCounter(device).report();
-    if (transfers) progress.log(formatTransfers(transfers).trimEnd());
     out.write(`wrote ${saved.dir} (${saved.quantMethod} layout, ${formatBytes(diskBytes(saved.dir))}, ${writeSeconds.toFixed(1)} s)\n`);
   } finally {
     model.dispose();
