@@ -1,0 +1,286 @@
+// The published packages as a user gets them: `pnpm pack` of every published workspace package
+// (what each tarball holds, its size), then an empty project outside the workspace that installs
+// the tarballs with `npm install --offline` and uses them: import and require(), a type-check of
+// the declarations with skipLibCheck false, a LoRA fine-tuning step on tiny-llama, and the
+// example of every library README.
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  REPO_ROOT, forbiddenFiles, kib, manifestTargets, npmInstallOffline, packInstalled, packPackage, publishedPackages, readTarball, run,
+  thirdPartyClosure, workspacePackages, writeConsumer, type RunResult, type TarEntry, type WorkspacePackage,
+} from "../src/index.js";
+
+const FIXTURE = join(REPO_ROOT, "fixtures", "tiny-llama");
+const CONSUMER_FILES = join(import.meta.dirname, "..", "consumer");
+const TSC = join(REPO_ROOT, "node_modules", "typescript", "bin", "tsc");
+
+const published = publishedPackages();
+const workspaceNames = new Set(workspacePackages().map((p) => p.name));
+const byName = new Map(published.map((p) => [p.name, p]));
+
+/** The published packages, as this repository has them today (a new one must be added here on purpose). */
+const EXPECTED_PUBLISHED = [
+  "@modulora/bench", "@modulora/cli", "@modulora/core", "@modulora/data", "@modulora/kernels", "@modulora/kernels-cuda", "@modulora/llama",
+  "@modulora/quantizer-hqq", "@modulora/quantizer-nf4", "@modulora/quantizer-optq", "@modulora/quantizer-rtn", "@modulora/tensor",
+];
+/** Packages whose tarball carries sources on purpose: the native addon's C++ (built from source at install). */
+const SHIPS_SOURCES = new Set(["@modulora/kernels", "@modulora/kernels-cuda"]);
+/** What the consumer project installs: the library packages, every quantizer plugin and the kernels. */
+const CONSUMER_INSTALLS = [
+  "@modulora/kernels", "@modulora/tensor", "@modulora/core", "@modulora/data", "@modulora/llama",
+  "@modulora/quantizer-rtn", "@modulora/quantizer-optq", "@modulora/quantizer-nf4", "@modulora/quantizer-hqq",
+];
+
+let tmp = "";
+const tarballs = new Map<string, string>();
+const listings = new Map<string, TarEntry[]>();
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), "modulora-pack-"));
+  mkdirSync(join(tmp, "tarballs"));
+  for (const pkg of published) {
+    const tgz = packPackage(pkg, join(tmp, "tarballs"));
+    tarballs.set(pkg.name, tgz);
+    listings.set(pkg.name, readTarball(tgz));
+  }
+  const rows = published.map((p) => {
+    const files = listings.get(p.name)!;
+    return { package: p.name, files: files.length, packed: kib(readFileSync(tarballs.get(p.name)!).length), unpacked: kib(files.reduce((s, f) => s + f.size, 0)) };
+  });
+  console.log("pnpm pack, every published package:");
+  console.table(rows);
+}, 600_000);
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+function tarFileText(pkg: string, path: string): string {
+  const dir = join(tmp, "extract", pkg.replace("/", "__"));
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true });
+    const r = run("tar", ["-xzf", tarballs.get(pkg)!, "-C", dir], { cwd: tmp });
+    if (r.status !== 0) throw new Error(`tar -xzf ${tarballs.get(pkg)}: ${r.stderr}`);
+  }
+  return readFileSync(join(dir, "package", path), "utf8");
+}
+
+describe("pnpm pack", () => {
+  it("packs every published package (every workspace package that is not private), and no private one", () => {
+    expect(published.map((p) => p.name).sort()).toEqual(EXPECTED_PUBLISHED);
+    expect(workspaceNames.has("@modulora/example-kmeans")).toBe(true);
+    expect(byName.has("@modulora/example-kmeans")).toBe(false);
+    for (const pkg of published) console.log(`${pkg.name} (${pkg.relDir}): ${listings.get(pkg.name)!.map((e) => e.path).join(", ")}`);
+  });
+
+  it.each(published.map((p) => p.name))("%s: no test files, fixtures or build configs (and no sources, except the addon's C++)", (name) => {
+    expect(forbiddenFiles(listings.get(name)!, { allowSources: SHIPS_SOURCES.has(name) })).toEqual([]);
+  });
+
+  it.each(published.map((p) => p.name))("%s: every path package.json points at (exports, main, types, bin) is in the tarball", (name) => {
+    const files = new Set(listings.get(name)!.map((e) => e.path));
+    const manifest = JSON.parse(tarFileText(name, "package.json"));
+    const targets = manifestTargets(manifest);
+    expect(targets.length).toBeGreaterThan(0);
+    expect(targets.filter((t) => !files.has(t))).toEqual([]);
+    // Every export resolves for import() and require() alike: types, import and default conditions.
+    for (const [key, value] of Object.entries(manifest.exports as Record<string, unknown>)) {
+      if (key === "./package.json") continue;
+      expect(Object.keys(value as object), `${name} exports["${key}"]`).toEqual(["types", "import", "default"]);
+    }
+  });
+
+  it.each(published.map((p) => p.name))("%s: the packed package.json has its metadata and no workspace: specs", (name) => {
+    const pkg = byName.get(name)!;
+    const m = JSON.parse(tarFileText(name, "package.json"));
+    expect(typeof m.description === "string" && m.description.length > 20).toBe(true);
+    expect(m.license).toBe("Apache-2.0");
+    expect(m.repository).toEqual({ type: "git", url: "git+https://github.com/modulora-ts/modulora-ts.git", directory: pkg.relDir });
+    expect(m.homepage).toBe(`https://github.com/modulora-ts/modulora-ts/tree/main/${pkg.relDir}#readme`);
+    expect(m.bugs).toEqual({ url: "https://github.com/modulora-ts/modulora-ts/issues" });
+    expect(m.engines).toEqual({ node: ">=20.19" });
+    expect(Array.isArray(m.keywords) && m.keywords.includes("modulora")).toBe(true);
+    expect(Array.isArray(m.files) && m.files.includes("dist")).toBe(true);
+    const specs = Object.entries({ ...m.dependencies, ...m.optionalDependencies, ...m.peerDependencies }).filter(([, v]) => String(v).startsWith("workspace:"));
+    expect(specs).toEqual([]);
+    for (const [dep, spec] of Object.entries({ ...m.dependencies } as Record<string, string>)) {
+      if (workspaceNames.has(dep)) expect(spec, `${name} → ${dep}`).toBe(byName.get(dep)!.version);
+    }
+  });
+
+  it.each(published.map((p) => p.name))("%s: the README says what it is, how to install it, shows an example and links the docs", (name) => {
+    const readme = tarFileText(name, "README.md");
+    expect(readme.startsWith(`# ${name}\n`)).toBe(true);
+    expect(readme).toMatch(/^## Install$/m);
+    expect(readme).toMatch(new RegExp(`(npm install|pnpm add)[^\\n]*${name.replace("/", "\\/")}`));
+    expect(readme).toMatch(/^## Example$/m);
+    expect(readme).toContain("https://github.com/modulora-ts/modulora-ts/tree/main/docs");
+  });
+
+  it("@modulora/bench ships the data its defaults read", () => {
+    const files = listings.get("@modulora/bench")!.map((e) => e.path);
+    for (const f of ["data/lm/valid.txt", "data/lm/calib-small.txt", "data/spam/train.jsonl", "data/spam/valid.jsonl"]) expect(files).toContain(f);
+  });
+
+  it("@modulora/core/testing declares vitest as an optional peer covering vitest 3, 4 and 5", () => {
+    const m = JSON.parse(tarFileText("@modulora/core", "package.json"));
+    expect(m.peerDependencies.vitest).toBe(">=3 <6");
+    expect(m.peerDependenciesMeta.vitest).toEqual({ optional: true });
+    expect(m.exports["./testing"]).toEqual({ types: "./dist/testing/index.d.ts", import: "./dist/testing/index.js", default: "./dist/testing/index.js" });
+  });
+});
+
+describe("npm install --offline of the tarballs into an empty project", () => {
+  let consumer = "";
+  let install: RunResult = { status: null, stdout: "", stderr: "not run" };
+  const node = (args: string[], cwd = consumer) => run(process.execPath, args, { cwd, timeout: 180_000 });
+
+  beforeAll(() => {
+    consumer = join(tmp, "consumer");
+    const ours = CONSUMER_INSTALLS.map((n) => {
+      const p = byName.get(n);
+      if (!p) throw new Error(`${n} is not a published workspace package`);
+      return p;
+    });
+    const typesNode: WorkspacePackage = { name: "consumer-dev-tools", version: "0.0.0", dir: REPO_ROOT, relDir: ".", manifest: { name: "consumer-dev-tools", version: "0.0.0", dependencies: { "@types/node": "*" } } };
+    const thirdParty = thirdPartyClosure([...ours, typesNode], workspaceNames);
+    mkdirSync(join(tmp, "third-party"));
+    const all: Record<string, string> = {};
+    for (const p of ours) all[p.name] = tarballs.get(p.name)!;
+    for (const p of thirdParty) all[p.name] = packInstalled(p, join(tmp, "third-party", `${p.name.replace("/", "__")}-${p.version}.tgz`));
+    console.log(`third-party packages packed from the workspace's pnpm store: ${thirdParty.map((p) => `${p.name}@${p.version}`).join(", ")}`);
+    writeConsumer(consumer, {
+      dependencies: Object.fromEntries(ours.map((p) => [p.name, all[p.name]!])),
+      devDependencies: { "@types/node": all["@types/node"]! },
+      tarballs: all,
+    });
+    for (const f of ["finetune-step.mjs", "api.mts", "tokenizers-direct.mts"]) copyFileSync(join(CONSUMER_FILES, f), join(consumer, f));
+    install = npmInstallOffline(consumer);
+    console.log(`npm install --offline: exit ${install.status}\n${install.stdout}${install.stderr}`);
+  }, 600_000);
+
+  it("installs with an empty npm cache and a registry that cannot answer (nothing fetched)", () => {
+    expect(install.status, install.stderr).toBe(0);
+    for (const n of CONSUMER_INSTALLS) {
+      const dir = join(consumer, "node_modules", n);
+      expect(lstatSync(dir).isSymbolicLink(), `${n} is a copy, not a link into the workspace`).toBe(false);
+      expect(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).version).toBe(byName.get(n)!.version);
+    }
+    expect(existsSync(join(consumer, "node_modules", "vitest"))).toBe(false);
+  });
+
+  it("import() and require() of @modulora/core and @modulora/llama give the same exports", () => {
+    const names = (mod: string) => {
+      const esm = node(["--input-type=module", "-e", `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(Object.keys(m).sort()))`]);
+      const cjs = node(["-e", `const m = require(${JSON.stringify(mod)}); console.log(JSON.stringify(Object.keys(m).filter((k) => k !== "__esModule" && k !== "module.exports").sort()))`]);
+      expect(esm.status, esm.stderr).toBe(0);
+      expect(cjs.status, cjs.stderr).toBe(0);
+      return { esm: JSON.parse(esm.stdout.trim().split("\n").pop()!) as string[], cjs: JSON.parse(cjs.stdout.trim().split("\n").pop()!) as string[] };
+    };
+    const core = names("@modulora/core");
+    expect(core.esm).toContain("ModuLoRALinear");
+    expect(core.esm).toContain("Trainer");
+    expect(core.cjs).toEqual(core.esm);
+    const llama = names("@modulora/llama");
+    expect(llama.esm).toContain("loadLlama");
+    expect(llama.esm).toContain("attachLoRA");
+    expect(llama.cjs).toEqual(llama.esm);
+    const cls = node(["-e", `const { ModuLoRALinear } = require("@modulora/core"); const { loadLlama } = require("@modulora/llama"); console.log(typeof ModuLoRALinear, typeof loadLlama)`]);
+    expect(cls.stdout.trim().split("\n").pop()).toBe("function function");
+  });
+
+  it("@modulora/core/testing without vitest throws an Error that says to install vitest", () => {
+    const peer = JSON.parse(readFileSync(join(consumer, "node_modules", "@modulora", "core", "package.json"), "utf8")).peerDependencies.vitest;
+    const r = node(["--input-type=module", "-e", `try { await import("@modulora/core/testing"); console.log("{}"); } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message, code: e.code ?? null, cause: e.cause?.code ?? null })); }`]);
+    expect(r.status, r.stderr).toBe(0);
+    const err = JSON.parse(r.stdout.trim());
+    expect(err.name).toBe("Error");
+    expect(err.code).toBe(null); // not Node's raw ERR_MODULE_NOT_FOUND...
+    expect(err.cause).toBe("ERR_MODULE_NOT_FOUND"); // ...which is kept as the cause
+    expect(err.message).toContain(`@modulora/core/testing needs vitest (${peer})`);
+    expect(err.message).toContain("npm install --save-dev vitest");
+  });
+
+  const tsc = (name: string, options: Record<string, unknown>, file: string): RunResult => {
+    const tsconfig = { compilerOptions: { target: "ES2022", lib: ["ES2022"], types: ["node"], strict: true, noEmit: true, skipLibCheck: false, ...options }, files: [file] };
+    writeFileSync(join(consumer, `tsconfig.${name}.json`), JSON.stringify(tsconfig, null, 2));
+    return run(process.execPath, [TSC, "-p", `tsconfig.${name}.json`], { cwd: consumer, timeout: 180_000 });
+  };
+
+  it.each([
+    ["node16", { module: "node16", moduleResolution: "node16" }],
+    ["bundler", { module: "esnext", moduleResolution: "bundler" }],
+  ] as const)("the declarations type-check with skipLibCheck false under moduleResolution %s", (name, options) => {
+    const r = tsc(name, options, "api.mts");
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("control: the same check reports TS2834 for @huggingface/tokenizers' own declarations (which ours no longer import)", () => {
+    const r = tsc("control", { module: "node16", moduleResolution: "node16" }, "tokenizers-direct.mts");
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toContain("error TS2834");
+    expect(r.stdout).toContain("@huggingface/tokenizers");
+    const ours = readFileSync(join(consumer, "node_modules", "@modulora", "llama", "dist", "index.d.ts"), "utf8");
+    expect(ours).not.toContain("@huggingface/tokenizers'");
+  });
+
+  it("a LoRA fine-tuning step on tiny-llama (RTN 4-bit, attachLoRA, AdamW) runs from the installed packages, as in the workspace", () => {
+    const installed = node([join(consumer, "finetune-step.mjs"), FIXTURE]);
+    expect(installed.status, installed.stderr).toBe(0);
+    const got = JSON.parse(installed.stdout.trim().split("\n").pop()!);
+    console.log(`fine-tune step from the tarballs: ${JSON.stringify(got)}`);
+    // The same script against the workspace's own packages (resolved from this package).
+    const here = join(import.meta.dirname, "..", ".finetune-step.workspace.mjs");
+    copyFileSync(join(CONSUMER_FILES, "finetune-step.mjs"), here);
+    let ref;
+    try {
+      const r = node([here, FIXTURE], REPO_ROOT);
+      expect(r.status, r.stderr).toBe(0);
+      ref = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    } finally {
+      rmSync(here, { force: true });
+    }
+    console.log(`the same step in the workspace:   ${JSON.stringify(ref)}`);
+    expect(got.factors).toBe(4 * 7 * 2); // A and B on the 7 linears of 4 blocks
+    expect(got.bitsPerWeight).toBe(ref.bitsPerWeight);
+    expect(Number.isFinite(got.baseLoss) && got.baseLoss > 0).toBe(true);
+    expect(Math.abs(got.losses[0] - got.baseLoss)).toBeLessThanOrEqual(1e-5 * got.baseLoss); // B = 0: the adapter starts as the identity
+    expect(got.losses[1]).toBeLessThan(got.losses[0]); // one AdamW step lowers the loss on its own batch
+    for (let i = 0; i < 2; i++) expect(Math.abs(got.losses[i] - ref.losses[i])).toBeLessThanOrEqual(1e-5 * ref.losses[i]);
+  });
+});
+
+describe("README examples", () => {
+  /** The code block under "## Example" of a package's README. */
+  const example = (pkg: WorkspacePackage): string => {
+    const readme = readFileSync(join(pkg.dir, "README.md"), "utf8");
+    const m = /^## Example\n[\s\S]*?^```ts\n([\s\S]*?)^```$/m.exec(readme);
+    if (!m) throw new Error(`${pkg.relDir}/README.md has no \`\`\`ts block under "## Example"`);
+    return m[1]!;
+  };
+  /** What each example prints (a line it must contain), checked against the library's own numbers. */
+  const EXAMPLES: [string, RegExp][] = [
+    ["@modulora/tensor", /^step 50 {2}loss \d+\.\d{4}$/m],
+    ["@modulora/core", /\[\[8,256\],\[128,8\]\]|\[ \[ 8, 256 \], \[ 128, 8 \] \]/],
+    ["@modulora/data", /^\d+ examples, labels/m],
+    ["@modulora/llama", /^\d+\.\d+\n\d+\.\d+\n\d+\.\d+$/m],
+    ["@modulora/quantizer-rtn", /^affine 4 64$/m],
+    ["@modulora/quantizer-optq", /^model\.layers\.0\.self_attn\.q_proj 3\.\d{3} \d\.\d{4}$/m],
+    ["@modulora/quantizer-nf4", /^codebook 4$/m],
+    ["@modulora/quantizer-hqq", /^affine real$/m],
+  ];
+
+  it.each(EXAMPLES)("the example of %s runs from the installed tarballs", (name, expected) => {
+    const consumer = join(tmp, "consumer");
+    expect(existsSync(join(consumer, "node_modules", name)), `${name} installed in the consumer`).toBe(true);
+    const file = join(consumer, `readme-${name.replace(/^@modulora\//, "")}.mjs`);
+    writeFileSync(file, example(byName.get(name)!));
+    const r = run(process.execPath, [file], { cwd: REPO_ROOT, timeout: 180_000 });
+    expect(r.status, r.stderr).toBe(0);
+    console.log(`${name} README example:\n${r.stdout}`);
+    expect(r.stdout).toMatch(expected);
+  });
+});
