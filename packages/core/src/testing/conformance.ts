@@ -1,7 +1,7 @@
 // The conformance suite every quantizer plugin runs (as a table of cases), modelled on the
 // backend-op and quantize-function tests of ggml and PEFT's case tables.
 import { existsSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "./vitest.js";
 import {
   AdamW, assign, backward, cast, noGrad, dispose, keep, memory, mean, randn, resetPeakMemory, square, sub, tensor, tidy, type Tensor,
 } from "@modulora/tensor";
