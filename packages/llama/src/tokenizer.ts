@@ -5,6 +5,25 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { readJsonFile } from "./config.js";
 
+/**
+ * What {@link LlamaTokenizer} uses of `@huggingface/tokenizers`' `Tokenizer`, declared here so that
+ * our published declarations do not import that package's: its `.d.ts` files use relative imports
+ * without extensions, which a consumer type-checking with `skipLibCheck: false` under
+ * `moduleResolution: "node16"` rejects (TS2834). The library's `Tokenizer` satisfies it.
+ */
+export interface HfTokenizer {
+  /** The tokenizer model; its vocabulary lists every token string by id. */
+  readonly model: { readonly vocab: readonly string[] } | null;
+  /** Text → an encoding whose `ids` are the token ids. */
+  encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
+  /** Token ids → text. */
+  decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
+  /** The id of a token string, or undefined. */
+  token_to_id(token: string): number | undefined;
+  /** The token string of an id, or undefined. */
+  id_to_token(id: number): string | undefined;
+}
+
 /** The files a tokenizer directory holds; the first two are required. */
 export const TOKENIZER_FILE = "tokenizer.json";
 export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
@@ -66,8 +85,8 @@ function tokenContent(v: unknown): string | null {
  * `@huggingface/jinja` for the chat template, configured the way transformers configures them.
  */
 export class LlamaTokenizer {
-  /** The underlying `@huggingface/tokenizers` tokenizer. */
-  readonly tokenizer: Tokenizer;
+  /** The underlying `@huggingface/tokenizers` tokenizer (typed by what this class uses of it). */
+  readonly tokenizer: HfTokenizer;
   /** `tokenizer_config.json` as read. */
   readonly config: Readonly<Record<string, unknown>>;
   /** Special token strings (null when the configs name none). */
@@ -92,7 +111,7 @@ export class LlamaTokenizer {
    */
   private readonly addTokens: { bos: boolean; eos: boolean } | null;
 
-  private constructor(tokenizer: Tokenizer, config: Record<string, unknown>, tokens: Record<SpecialRole, string | null>, chatTemplate: unknown, source: string) {
+  private constructor(tokenizer: HfTokenizer, config: Record<string, unknown>, tokens: Record<SpecialRole, string | null>, chatTemplate: unknown, source: string) {
     this.tokenizer = tokenizer;
     this.config = config;
     this.source = source;
