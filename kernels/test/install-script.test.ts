@@ -68,7 +68,7 @@ describe("scripts/install.mjs", () => {
     const r = install(stage("garbage"));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
-      new RegExp(`^@modulora/kernels: the prebuilt addon for ${triple} does not load here \\(Error: .*invalid ELF header\\), and it cannot be built from source here: missing a C\\+\\+ compiler`),
+      new RegExp(`^@modulora/kernels: the prebuilt addon for ${triple} does not load here \\(Error: .*modulora_kernels.node: file too short\\), and it cannot be built from source here: missing a C\\+\\+ compiler`),
     );
   });
   it("without a prebuilt, says so", () => {

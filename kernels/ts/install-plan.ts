@@ -112,11 +112,8 @@ export function planInstall(inp: InstallInputs): InstallDecision {
   const forced = inp.env[BUILD_FROM_SOURCE_ENV] === "1";
   const pb = inp.prebuilt;
   if (!forced && pb.state === "loads") return { action: "prebuilt", message: `${pkg}: using the prebuilt addon for ${inp.triple}` };
-  const why = forced
-    ? `${BUILD_FROM_SOURCE_ENV}=1 asks for a build from source`
-    : pb.state === "missing"
-      ? `no prebuilt addon for ${inp.triple}`
-      : `the prebuilt addon for ${inp.triple} does not load here (${pb.error})`;
+  let why = `${BUILD_FROM_SOURCE_ENV}=1 asks for a build from source`;
+  if (!forced) why = pb.state === "fails" ? `the prebuilt addon for ${inp.triple} does not load here (${pb.error})` : `no prebuilt addon for ${inp.triple}`;
   if (inp.tools.missing.length > 0) return { action: "fail", message: missingToolsMessage(pkg, why, inp.tools.missing) };
   return { action: "build", message: `${pkg}: ${why}; building from source with cmake-js` };
 }
