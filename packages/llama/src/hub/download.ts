@@ -13,7 +13,7 @@ import { open } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { ListFileEntry } from "@huggingface/hub";
 import { writeFileAtomic } from "@modulora/core";
-import { SAFETENSORS_INDEX_FILE } from "../checkpoint.js";
+import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE } from "../checkpoint.js";
 import { checkRevision, COMMIT_HASH, hubCache, type HubCache } from "./cache.js";
 import { HubError } from "./errors.js";
 import { parseModelId, repoFolderName, type ModelId } from "./model-id.js";
@@ -110,7 +110,7 @@ function checkRepoPath(path: string): void {
 
 /** The blob name huggingface_hub gives a file: the LFS sha256, else the git blob oid. */
 function etagOf(entry: ListFileEntry): string {
-  const etag = entry.lfs?.oid ?? entry.oid;
+  const etag = entry.lfs?.oid ?? entry.oid ?? "";
   if (!/^[0-9a-f]{40,64}$/.test(etag)) throw new HubError("bad-response", `the repository listing gives ${entry.path} the object id ${JSON.stringify(etag)}`, "check HF_ENDPOINT: it does not look like a Hugging Face Hub");
   return etag;
 }
@@ -207,7 +207,7 @@ async function fetchBlob(ctx: Context, commit: string, entry: ListFileEntry, blo
     throw new HubError("network", `download of ${entry.path} of ${ctx.id.id} ended after ${have} of ${size} bytes; the partial file ${incomplete} is kept`, "run again to resume it");
   }
   const digest = hash.digest("hex");
-  const expected = entry.lfs?.oid ?? entry.oid;
+  const expected = etagOf(entry);
   if (digest !== expected) {
     rmSync(incomplete, { force: true });
     throw new HubError("checksum", `download of ${entry.path} of ${ctx.id.id}: the bytes hash to ${digest}, not ${expected} as the repository says (the file was removed)`, "run again to fetch it anew");
@@ -260,6 +260,10 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
   if (absent.length) {
     throw new HubError("missing-files", `${id} at ${revision} (commit ${commit}) has no ${absent.join(", ")}`, "modulora loads Transformers LLaMA-family models with a tokenizer.json: pick such a repository");
   }
+  if (!listing.some((e) => e.path === SAFETENSORS_FILE || e.path === SAFETENSORS_INDEX_FILE)) {
+    const pickle = listing.some((e) => /\.(bin|pt|pth)$/.test(e.path));
+    throw new HubError("missing-files", `${id} at ${revision} has no safetensors weights${pickle ? " (only PyTorch pickle files, which are not read)" : ""}`, "pick a repository or revision with model.safetensors (or an index and shards)");
+  }
 
   const repoDir = join(ctx.cache.dir, repoFolderName(modelId));
   const snapshot = join(repoDir, "snapshots", commit);
@@ -303,10 +307,7 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
   } catch (err) {
     throw new HubError("missing-files", `${id} at ${revision}: ${(err as Error).message}`, "the repository is incomplete: pick another revision", { cause: err });
   }
-  if (weights.length === 0) {
-    const pickle = listing.some((e) => /\.(bin|pt|pth)$/.test(e.path));
-    throw new HubError("missing-files", `${id} at ${revision} has no safetensors weights${pickle ? " (only PyTorch pickle files, which are not read)" : ""}`, "pick a repository or revision with model.safetensors (or an index and shards)");
-  }
+  if (weights.length === 0) throw new HubError("bad-response", `${id} at ${revision}: ${SAFETENSORS_INDEX_FILE} is not a safetensors index (no "weight_map" of shard file names)`, "the repository is damaged at this revision: pick another one");
   totalBytes += weights.reduce((s, e) => s + sizeOf(e), 0);
   planned = true;
   for (const e of weights) await place(e);
