@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as T from "@modulora/tensor";
-import { argmax, generate, sampleToken } from "../src/generate.js";
+import { argmax, generate, generateTokens, sampleToken } from "../src/generate.js";
 import { LlamaModel } from "../src/model.js";
 import type { LlamaConfig } from "../src/types.js";
 
@@ -41,10 +41,10 @@ function fullArgmax(ids: number[]): number {
   );
 }
 
-describe("generate (tiny-llama)", () => {
+describe("generateTokens (tiny-llama)", () => {
   it("greedy equals the argmax of a full forward at every step, and leaves memory where it started", () => {
     const before = T.memory();
-    const out = generate(model, prompt, { maxNewTokens: 24, stopTokens: [] });
+    const out = generateTokens(model, prompt, { maxNewTokens: 24, stopTokens: [] });
     expect(T.memory().bytes).toBe(before.bytes);
     expect(T.memory().tensors).toBe(before.tensors);
     expect(out.ids).toHaveLength(24);
@@ -53,37 +53,55 @@ describe("generate (tiny-llama)", () => {
   });
   it("streams each token through onToken as it is chosen", () => {
     const seen: number[] = [];
-    const out = generate(model, prompt, { maxNewTokens: 8, temperature: 0.8, seed: 3, onToken: (id) => seen.push(id) });
+    const out = generateTokens(model, prompt, { maxNewTokens: 8, temperature: 0.8, seed: 3, onToken: (id) => seen.push(id) });
     expect(seen).toEqual(out.ids);
   });
   it("sampling is reproducible per seed and differs across seeds", () => {
-    const run = (seed: number) => generate(model, prompt, { maxNewTokens: 20, temperature: 1, seed, stopTokens: [] }).ids;
+    const run = (seed: number) => generateTokens(model, prompt, { maxNewTokens: 20, temperature: 1, seed, stopTokens: [] }).ids;
     const a = run(1);
     expect(run(1)).toEqual(a);
     expect(run(2)).not.toEqual(a);
-    expect(run(0)).toEqual(generate(model, prompt, { maxNewTokens: 20, temperature: 1, stopTokens: [] }).ids); // seed defaults to 0
+    expect(run(0)).toEqual(generateTokens(model, prompt, { maxNewTokens: 20, temperature: 1, stopTokens: [] }).ids); // seed defaults to 0
   });
   it("top-k = 1 is greedy at any temperature; top-p that keeps one token is greedy too", () => {
-    const greedy = generate(model, prompt, { maxNewTokens: 12, stopTokens: [] }).ids;
-    expect(generate(model, prompt, { maxNewTokens: 12, temperature: 1.5, topK: 1, seed: 7, stopTokens: [] }).ids).toEqual(greedy);
-    expect(generate(model, prompt, { maxNewTokens: 12, temperature: 1, topP: 1e-6, seed: 7, stopTokens: [] }).ids).toEqual(greedy);
+    const greedy = generateTokens(model, prompt, { maxNewTokens: 12, stopTokens: [] }).ids;
+    expect(generateTokens(model, prompt, { maxNewTokens: 12, temperature: 1.5, topK: 1, seed: 7, stopTokens: [] }).ids).toEqual(greedy);
+    expect(generateTokens(model, prompt, { maxNewTokens: 12, temperature: 1, topP: 1e-6, seed: 7, stopTokens: [] }).ids).toEqual(greedy);
   });
   it("stops at EOS (the config's ids by default), at a stop token, or at maxNewTokens", () => {
-    const greedy = generate(model, prompt, { maxNewTokens: 10, stopTokens: [] }).ids;
+    const greedy = generateTokens(model, prompt, { maxNewTokens: 10, stopTokens: [] }).ids;
     const third = greedy[2]!;
     const eos = model.config.eosTokenIds;
     model.config.eosTokenIds = [third]; // pretend the third greedy token is EOS
     try {
-      expect(generate(model, prompt, { maxNewTokens: 10 })).toEqual({ ids: greedy.slice(0, 3), stoppedBy: "eos" });
+      expect(generateTokens(model, prompt, { maxNewTokens: 10 })).toEqual({ ids: greedy.slice(0, 3), stoppedBy: "eos" });
     } finally {
       model.config.eosTokenIds = eos;
     }
-    expect(generate(model, prompt, { maxNewTokens: 10, stopTokens: [third] })).toEqual({ ids: greedy.slice(0, 3), stoppedBy: "stop-token" });
-    expect(generate(model, prompt, { maxNewTokens: 2, stopTokens: [third] })).toEqual({ ids: greedy.slice(0, 2), stoppedBy: "max-tokens" });
-    expect(generate(model, prompt, { maxNewTokens: 0 })).toEqual({ ids: [], stoppedBy: "max-tokens" });
+    expect(generateTokens(model, prompt, { maxNewTokens: 10, stopTokens: [third] })).toEqual({ ids: greedy.slice(0, 3), stoppedBy: "stop-token" });
+    expect(generateTokens(model, prompt, { maxNewTokens: 2, stopTokens: [third] })).toEqual({ ids: greedy.slice(0, 2), stoppedBy: "max-tokens" });
+    expect(generateTokens(model, prompt, { maxNewTokens: 0 })).toEqual({ ids: [], stoppedBy: "max-tokens" });
+  });
+  it("the deprecated generate(model, ids, options) is generateTokens", () => {
+    const opts = { maxNewTokens: 6, temperature: 0.9, seed: 4, stopTokens: [] };
+    expect(generate(model, prompt, opts)).toEqual(generateTokens(model, prompt, opts));
+  });
+  it("a logitsProcessor edits each step's logits in place, seeing the prompt and the tokens so far", () => {
+    const seen: number[][] = [];
+    const banned = generateTokens(model, prompt, { maxNewTokens: 1, stopTokens: [] }).ids[0]!;
+    const out = generateTokens(model, prompt, {
+      maxNewTokens: 3, stopTokens: [],
+      logitsProcessor: (ids, logits) => {
+        seen.push([...ids]);
+        logits[banned] = -Infinity;
+      },
+    });
+    expect(out.ids).not.toContain(banned);
+    expect(seen).toEqual([prompt, [...prompt, out.ids[0]!], [...prompt, ...out.ids.slice(0, 2)]]);
+    expect(() => generateTokens(model, prompt, { maxNewTokens: 1, logitsProcessor: (_, l) => void l.fill(-Infinity) })).toThrow(/logitsProcessor left no token with a finite logit at step 0/);
   });
   it("rejects bad options with clear errors", () => {
-    const g = (o: object, p = prompt) => () => generate(model, p, { maxNewTokens: 4, ...o });
+    const g = (o: object, p = prompt) => () => generateTokens(model, p, { maxNewTokens: 4, ...o });
     expect(g({ temperature: -0.5 })).toThrow(/temperature must be a finite number ≥ 0 \(0 = greedy\), got -0\.5/);
     expect(g({ temperature: NaN })).toThrow(/temperature/);
     expect(g({ topP: 0 })).toThrow(/topP must be in \(0, 1\], got 0/);
