@@ -129,11 +129,14 @@ export interface ModelSource {
  * `--revision` or `--download` with a directory is refused.
  */
 export async function resolveModelArg(model: string, source: ModelSource, progress: Progress, flag = "--model"): Promise<string> {
-  const asId = source.revision !== undefined || (!existsSync(model) && looksLikeModelId(model));
-  if (!asId) {
-    if (source.download) throw new CliError(`--download is for a Hugging Face id ORG/NAME, and ${flag} ${model} is ${existsSync(model) ? "a path" : "not one"}`, `drop --download, or pass ${flag} an id such as TinyLlama/TinyLlama-1.1B-Chat-v1.0`, { usage: true });
-    return model;
+  // Flags that contradict each other, and a malformed id, are usage errors; the rest are not.
+  const isPath = existsSync(model);
+  for (const [given, name] of [[source.revision !== undefined, "--revision"], [source.download === true, "--download"]] as const) {
+    if (given && (isPath || !looksLikeModelId(model))) {
+      throw new CliError(`${name} is for a Hugging Face id ORG/NAME, and ${flag} ${model} is ${isPath ? "a path" : "not one"}`, `drop ${name}, or pass ${flag} an id such as TinyLlama/TinyLlama-1.1B-Chat-v1.0`, { usage: true });
+    }
   }
+  if (isPath || !looksLikeModelId(model)) return model;
   let bar: ProgressBar | null = null;
   let total = 0;
   try {
@@ -153,7 +156,7 @@ export async function resolveModelArg(model: string, source: ModelSource, progre
     return r.dir;
   } catch (err) {
     (bar as ProgressBar | null)?.stop();
-    if (err instanceof HubError) throw new CliError(err.what, err.todo, { cause: err });
+    if (err instanceof HubError) throw new CliError(err.what, err.todo, { cause: err, usage: err.code === "malformed-id" });
     throw err;
   }
 }

@@ -34,9 +34,9 @@ function runCliAsync(args: readonly string[], extraEnv: Record<string, string | 
   });
 }
 
-/** Exit 1, nothing on stdout, the last stderr line `modulora eval: …` matching `pattern`. */
-function failsWith(r: CliRun, pattern: RegExp): string {
-  expect(r.code, r.stderr).toBe(1);
+/** Exit `code` (1: a runtime error, 2: a usage error), nothing on stdout, the last stderr line `modulora eval: …` matching `pattern`. */
+function failsWith(r: CliRun, pattern: RegExp, code = 1): string {
+  expect(r.code, r.stderr).toBe(code);
   expect(r.stdout).toBe("");
   const last = r.stderr.trimEnd().split("\n").at(-1)!;
   expect(last).toMatch(/^modulora eval: /);
@@ -82,14 +82,15 @@ describe("modulora --model ORG/NAME", () => {
     expect(line).toContain("`huggingface-cli download other/model`");
     line = failsWith(runCli(["eval", "--model", REPO, "--revision", "v7", ...EVAL], { env: e }), /revision v7 of tiny-org\/tiny-llama is not in the Hugging Face cache/);
     expect(line).toContain("refs main, v1");
-    failsWith(runCli(["eval", "--model", "org/na me", ...EVAL], { env: e }), /"org\/na me" is not a Hugging Face model id \(the name "na me" may hold only letters/);
+    failsWith(runCli(["eval", "--model", "org/na me", ...EVAL], { env: e }), /"org\/na me" is not a Hugging Face model id \(the name "na me" may hold only letters/, 2);
     // A path that does not exist keeps the directory message.
     failsWith(runCli(["eval", "--model", "./no/such", ...EVAL], { env: e }), /model directory \.\/no\/such does not exist/);
   });
 
-  it("--revision or --download with a directory is refused", () => {
-    failsWith(runCli(["eval", "--model", TINY, "--revision", "main", ...EVAL], { env: env({}) }), /a revision \(main\) was given with the directory/);
-    failsWith(runCli(["eval", "--model", TINY, "--download", ...EVAL], { env: env({}) }), /--download is for a Hugging Face id ORG\/NAME, and --model .* is a path/);
+  it("--revision or --download with a directory (or a path that is not an id) is a usage error", () => {
+    failsWith(runCli(["eval", "--model", TINY, "--revision", "main", ...EVAL], { env: env({}) }), /--revision is for a Hugging Face id ORG\/NAME, and --model .* is a path — drop --revision/, 2);
+    failsWith(runCli(["eval", "--model", TINY, "--download", ...EVAL], { env: env({}) }), /--download is for a Hugging Face id ORG\/NAME, and --model .* is a path — drop --download/, 2);
+    failsWith(runCli(["eval", "--model", "./no/such", "--download", ...EVAL], { env: env({}) }), /--download is for a Hugging Face id ORG\/NAME, and --model \.\/no\/such is not one/, 2);
   });
 
   it("--download fetches through HF_ENDPOINT into an empty HF_HUB_CACHE with a byte progress bar; then no request is needed", async () => {
