@@ -131,7 +131,7 @@ function convert(spec: OptionSpec, raw: unknown, from: string, hint: string): un
 
 /**
  * Parses `argv` (after the command name) against `spec`: `--name value`, `--name=value`,
- * boolean `--name` (or `--name=false`), `-h`. Then reads `--config FILE` and fills the rest from
+ * boolean `--name` (or `--no-name`, `--name=false`), `-h`. Then reads `--config FILE` and fills the rest from
  * defaults. Flags win over the config file, which wins over defaults.
  */
 export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArgs {
@@ -157,7 +157,17 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
     if (!a.startsWith("--")) throw usageError(`unknown option ${a}`, hint);
     const eq = a.indexOf("=");
     const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-    const o = byName.get(name) ?? byName.get(kebab(name));
+    let o = byName.get(name) ?? byName.get(kebab(name));
+    // --no-FLAG turns a boolean off (an option really named no-… wins).
+    let negated = false;
+    if (!o && name.startsWith("no-")) {
+      const positive = byName.get(name.slice(3)) ?? byName.get(kebab(name.slice(3)));
+      if (positive && positive.type !== "boolean") throw usageError(`unknown option --${name}`, `only on/off flags have a --no- form; --${positive.name} takes a value (${hint})`);
+      if (positive) {
+        if (eq >= 0) throw usageError(`--${name} takes no value`, `use --${positive.name}=${a.slice(eq + 1)} or --${name} alone (${hint})`);
+        [o, negated] = [positive, true];
+      }
+    }
     if (!o) {
       const owner = spec.elsewhere?.get(name) ?? spec.elsewhere?.get(kebab(name));
       if (owner) throw usageError(owner, hint);
@@ -165,7 +175,8 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
       throw usageError(`unknown option --${name}`, near ? `did you mean --${near}? (${hint})` : hint);
     }
     let raw: unknown;
-    if (eq >= 0) raw = a.slice(eq + 1);
+    if (negated) raw = false;
+    else if (eq >= 0) raw = a.slice(eq + 1);
     else if (o.type === "boolean") raw = true;
     else {
       const next = argv[i + 1];
@@ -220,9 +231,10 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
 /** An option's two --help columns: the flag with its argument, and the description with its default. */
 export function optionLine(o: OptionSpec): [string, string] {
   const arg = o.type === "boolean" ? "" : ` ${o.arg ?? (o.choices ? o.choices.join("|") : o.type === "group" ? "N|row" : o.type === "int" || o.type === "number" ? "N" : "VALUE")}`;
-  const left = `--${o.name}${arg}`;
+  // Booleans take --no-NAME too; help's own flag is not worth negating.
+  const left = o.type === "boolean" && o.name !== "help" ? `--[no-]${o.name}` : `--${o.name}${arg}`;
   const dflt = o.required ? " (required)"
-    : o.default === true ? ` (default: true; --${o.name}=false turns it off)`
+    : o.default === true ? ` (default: true; --no-${o.name} turns it off)`
     : o.default !== undefined && o.default !== false ? ` (default: ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)})` : "";
   return [left, `${o.description}${dflt}`];
 }

@@ -2,7 +2,8 @@
 
 /**
  * An error meant for the user: `what` is wrong, `todo` says what to do about it. `usage` errors
- * (bad flags) add a pointer to `--help`.
+ * (the command line is wrong: an unknown command or flag, a missing or malformed value, a missing
+ * required flag) exit with code 2 and point to `--help`; all others exit with code 1.
  */
 export class CliError extends Error {
   constructor(
@@ -17,7 +18,7 @@ export class CliError extends Error {
   readonly usage: boolean;
 }
 
-/** A command-line usage error (unknown flag, missing value, bad type). */
+/** A command-line usage error (unknown flag, missing value, bad type): exit code 2. */
 export function usageError(what: string, todo?: string): CliError {
   return new CliError(what, todo, { usage: true });
 }

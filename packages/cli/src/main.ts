@@ -1,7 +1,9 @@
-// The `modulora` command: dispatch to a subcommand, print errors as one line, return the exit code.
+// The `modulora` command: dispatch to a subcommand, print errors as one line, return the exit code:
+// 0 success, 1 a runtime error, 2 a usage error (the command line itself is wrong: unknown command
+// or flag, missing or malformed value, missing required flag), as getopt-style tools do.
 // Subcommands are imported only when they run, so `--help` and usage errors stay instant.
 import { closest, helpText, parseArgs, type CommandSpec, type ParsedArgs } from "./args.js";
-import { CliError, oneLine } from "./errors.js";
+import { CliError, oneLine, usageError } from "./errors.js";
 import { COMMANDS } from "./specs.js";
 
 /** The context a command runs in. */
@@ -44,7 +46,10 @@ export function mainHelp(): string {
   ].join("\n");
 }
 
-/** Runs the CLI on `argv` (without `node` and the script). Returns the exit code. */
+/** Exit codes of {@link main}. */
+export const EXIT = { ok: 0, error: 1, usage: 2 } as const;
+
+/** Runs the CLI on `argv` (without `node` and the script). Returns the exit code ({@link EXIT}). */
 export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteStream; stderr?: NodeJS.WriteStream } = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
@@ -54,7 +59,7 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
     if (name === "help" && rest[0]) return main([rest[0], "--help"], io);
     // No command is a usage error: the help goes to stderr, stdout stays empty.
     (name === undefined ? stderr : stdout).write(mainHelp());
-    return name === undefined ? 1 : 0;
+    return name === undefined ? EXIT.usage : EXIT.ok;
   }
   if (name === "--version" || name === "-v") {
     stdout.write("modulora 0.1.0\n");
@@ -66,7 +71,7 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
     if (!spec) {
       const near = closest(name, COMMANDS.map((c) => c.name));
       const what = name.startsWith("-") ? `unknown option ${name} before the command` : `unknown command '${name}'`;
-      throw new CliError(what, `${near && !name.startsWith("-") ? `did you mean '${near}'? ` : ""}commands: ${COMMANDS.map((c) => c.name).join(", ")} (modulora --help)`);
+      throw usageError(what, `${near && !name.startsWith("-") ? `did you mean '${near}'? ` : ""}commands: ${COMMANDS.map((c) => c.name).join(", ")} (modulora --help)`);
     }
     label = `modulora ${spec.name}`;
     // A command that takes --quantizer learns that quantizer's own flags before parsing.
@@ -99,6 +104,6 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
         if (e) stderr.write("caused by: ");
       }
     }
-    return 1;
+    return err instanceof CliError && err.usage ? EXIT.usage : EXIT.error;
   }
 }

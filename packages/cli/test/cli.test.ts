@@ -68,8 +68,8 @@ describe("help and usage", () => {
     const r = ok([spec.name, "--help"]);
     expect(r.stdout).toContain(`Usage: modulora ${spec.name}`);
     for (const o of spec.options) {
-      expect(r.stdout).toContain(`--${o.name}`);
-      if (o.default === true) expect(r.stdout).toContain(`(default: true; --${o.name}=false turns it off)`);
+      expect(r.stdout).toContain(o.type === "boolean" ? `--[no-]${o.name}` : `--${o.name}`);
+      if (o.default === true) expect(r.stdout).toContain(`(default: true; --no-${o.name} turns it off)`);
       else if (o.default !== undefined && o.default !== false) expect(r.stdout).toContain(`(default: ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)})`);
     }
     for (const g of ["--config FILE", "--verbose", "--help"]) expect(r.stdout).toContain(g);

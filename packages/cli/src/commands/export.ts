@@ -17,6 +17,7 @@ interface ExportArgs {
   overwrite: boolean;
   reference: boolean;
   plugin?: string[];
+  json: boolean;
 }
 
 /** File with the reference ids and our logits, read by packages/cli/scripts/check_export.py. */
@@ -141,7 +142,9 @@ async function mergeAndWrite(ctx: CommandContext, a: ExportArgs, checked: ModelP
         return files;
       }),
     );
-    ctx.stdout.write(`wrote ${a.out} (${formatBytes(diskBytes(a.out))}, bf16, ${((performance.now() - t0) / 1000).toFixed(1)} s): ${written.join(", ")}\n`);
+    const seconds = (performance.now() - t0) / 1000;
+    const bytes = diskBytes(a.out);
+    ctx.stdout.write(a.json ? `${JSON.stringify({ out: a.out, dtype: "bf16", bytes, seconds, files: written })}\n` : `wrote ${a.out} (${formatBytes(bytes)}, bf16, ${seconds.toFixed(1)} s): ${written.join(", ")}\n`);
   } finally {
     model.dispose();
   }

@@ -53,6 +53,7 @@ interface FinetuneArgs {
   bits?: number;
   groupSize?: number | "row";
   plugin?: string[];
+  json: boolean;
 }
 
 /** ROUGE at the end of a summarization run is computed on at most this many validation examples (generation is slow). */
@@ -352,7 +353,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
 
     if (result.stoppedBy === "interrupted") {
       const ck = listCheckpoints(out)[0];
-      ctx.stdout.write(`interrupted at step ${result.steps}${ck ? `; checkpoint ${ck.dir} holds the adapter` : ""}\n`);
+      ctx.stdout.write(a.json ? `${JSON.stringify({ out: a.out, interrupted: true, steps: result.steps, checkpoint: ck?.dir ?? null })}\n` : `interrupted at step ${result.steps}${ck ? `; checkpoint ${ck.dir} holds the adapter` : ""}\n`);
       ctx.stderr.write(`modulora finetune: interrupted${result.signal === "SIGTERM" ? " (SIGTERM)" : ""} — run the same command with --resume to continue\n`);
       ctx.exitCode = result.signal === "SIGTERM" ? 143 : 130;
       return;
@@ -371,24 +372,32 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
       ctx.stderr.write(`modulora finetune: warning: could not draw the loss curve: ${oneLine(err)}\n`);
     }
 
-    const o = ctx.stdout;
-    if (alreadyDone) o.write(`training had finished at step ${result.steps} (its final checkpoint); completed the final writes, last loss ${result.lastLoss.toFixed(4)}\n`);
-    else o.write(`trained ${result.steps} steps in ${formatSeconds(result.seconds)} (${Math.round(result.tokens / Math.max(result.seconds, 1e-9))} tokens/s), last loss ${result.lastLoss.toFixed(4)}\n`);
+    // Text lines, or with --json one object, at the end (after run.json is written).
+    const lines: string[] = [];
+    if (alreadyDone) lines.push(`training had finished at step ${result.steps} (its final checkpoint); completed the final writes, last loss ${result.lastLoss.toFixed(4)}`);
+    else lines.push(`trained ${result.steps} steps in ${formatSeconds(result.seconds)} (${Math.round(result.tokens / Math.max(result.seconds, 1e-9))} tokens/s), last loss ${result.lastLoss.toFixed(4)}`);
     const finalEval = result.lastEval ?? lastEval;
-    if (finalEval) o.write(`validation (${validExamples.length} examples): ${formatMetrics(finalEval)}${result.best ? ` — best ${fmt(result.best.value)} at step ${result.best.step}` : ""}\n`);
+    if (finalEval) lines.push(`validation (${validExamples.length} examples): ${formatMetrics(finalEval)}${result.best ? ` — best ${fmt(result.best.value)} at step ${result.best.step}` : ""}`);
     // Peak memory of the whole run: the process's resident set and the engine's tensor storage.
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     const peakTensorMiB = memory().nativePeakBytes / 2 ** 20;
-    o.write(`peak memory: ${peakRssMiB.toFixed(0)} MiB resident, ${peakTensorMiB.toFixed(0)} MiB native tensor storage\n`);
+    lines.push(`peak memory: ${peakRssMiB.toFixed(0)} MiB resident, ${peakTensorMiB.toFixed(0)} MiB native tensor storage`);
     const transferReport = transfers.report();
-    if (transferReport) o.write(formatTransfers(transferReport));
+    if (transferReport) lines.push(formatTransfers(transferReport).trimEnd());
     // Renamed into place: a link planted at run.json is replaced, never written through.
     const seconds = alreadyDone ? null : result.seconds;
     const tokens = alreadyDone ? null : result.tokens;
+    const run = { steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, dtype: a.dtype, ...(transferReport ? { transfers: transferReport } : {}) };
     stepSync(`cannot write ${join(a.out, "run.json")}`, "check that the directory is writable and has space", () =>
-      writeFileAtomic(join(out, "run.json"), `${JSON.stringify({ steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, dtype: a.dtype, ...(transferReport ? { transfers: transferReport } : {}) }, null, 2)}\n`));
+      writeFileAtomic(join(out, "run.json"), `${JSON.stringify(run, null, 2)}\n`));
     written.push("run.json");
-    o.write(`wrote ${a.out}: ${written.join(", ")}${readdirSync(out).some((f) => f.startsWith("checkpoint-")) ? " (+ checkpoints)" : ""}\n`);
+    const checkpoints = readdirSync(out).some((f) => f.startsWith("checkpoint-"));
+    lines.push(`wrote ${a.out}: ${written.join(", ")}${checkpoints ? " (+ checkpoints)" : ""}`);
+    if (a.json) {
+      ctx.stdout.write(`${JSON.stringify({ out: a.out, ...run, tokensPerSecond: tokens !== null && seconds ? tokens / seconds : null, validationExamples: validExamples.length, best: result.best, resumedFrom: result.resumedFrom, files: written, checkpoints })}\n`);
+    } else {
+      ctx.stdout.write(`${lines.join("\n")}\n`);
+    }
   } finally {
     model.dispose();
   }

@@ -1,6 +1,9 @@
-// modulora generate: sample from a model (and adapter), printing text as the tokens come.
-import { generate, NonFiniteError, type LlamaTokenizer, type ModelDType } from "@modulora/llama";
-import { CliError, stepSync } from "../errors.js";
+// modulora generate: sample from a model (and adapter), printing text as it streams from
+// @modulora/llama's generate (whole characters only, however the tokens split them), or one JSON
+// object at the end with --json. Ctrl-C (or SIGTERM) stops between two tokens: the text so far
+// is printed and the exit code is 130 (143).
+import { generate, NonFiniteError, type ModelDType, type TextGenerationResult } from "@modulora/llama";
+import { CliError, step, stepSync, usageError } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { attachAdapter, checkContextLength, checkDevice, formatTransfers, loadModel, preflightAdapter, preflightModel, TransferCounter } from "../model.js";
 import { setupQuantizers } from "../plugins.js";
@@ -19,45 +22,14 @@ interface GenerateArgs {
   device: string;
   dtype: ModelDType;
   plugin?: string[];
-}
-
-/**
- * Incremental decoding: the text of all ids so far is decoded each time and only what is new is
- * returned. Text ending in U+FFFD (a character whose bytes have not all arrived) is held back.
- */
-export class StreamDecoder {
-  private readonly ids: number[] = [];
-  private printed = "";
-  constructor(private readonly tokenizer: LlamaTokenizer, private readonly skip: ReadonlySet<number>) {}
-
-  push(id: number): string {
-    if (this.skip.has(id)) return "";
-    this.ids.push(id);
-    const text = this.tokenizer.decode(this.ids);
-    if (text.endsWith("\uFFFD")) return "";
-    return this.take(text);
-  }
-
-  /** Whatever is left (a dangling partial character included). */
-  flush(): string {
-    return this.ids.length ? this.take(this.tokenizer.decode(this.ids)) : "";
-  }
-
-  private take(text: string): string {
-    // Decoding more ids can change earlier text (cleanup of spaces): print from the common prefix.
-    let i = 0;
-    while (i < this.printed.length && i < text.length && this.printed[i] === text[i]) i++;
-    const fresh = text.slice(i);
-    this.printed = text;
-    return fresh;
-  }
+  json: boolean;
 }
 
 export async function runGenerate(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as GenerateArgs;
   const progress = new Progress(ctx.stderr);
   const device = checkDevice(a.device);
-  if (!(a.topP > 0 && a.topP <= 1)) throw new CliError(`--top-p must be in (0, 1], got ${a.topP}`, "e.g. --top-p 0.9");
+  if (!(a.topP > 0 && a.topP <= 1)) throw usageError(`--top-p must be in (0, 1], got ${a.topP}`, "e.g. --top-p 0.9");
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
   if (a.adapter) preflightAdapter(a.adapter, checked);
@@ -72,30 +44,61 @@ export async function runGenerate(ctx: CommandContext): Promise<void> {
     const room = config.maxPositionEmbeddings - promptIds.length;
     if (room < 1) checkContextLength(config, promptIds.length + 1, `the prompt (${promptIds.length} tokens) plus one new token`, "shorten --prompt");
     checkContextLength(config, promptIds.length + a.maxNewTokens, `the prompt (${promptIds.length} tokens) plus --max-new-tokens ${a.maxNewTokens}`, `lower --max-new-tokens to ${room} or less`);
-    const stops = [...new Set([...config.eosTokenIds, ...(tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : [])])];
-    const special = new Set([...stops, ...[tokenizer.bosTokenId, tokenizer.padTokenId].filter((x): x is number => x !== null)]);
-    const decoder = new StreamDecoder(tokenizer, special);
+    const stopTokens = [...new Set([...config.eosTokenIds, ...(tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : [])])];
+    // Ctrl-C / SIGTERM abort between two tokens (the stream frees the KV cache and rejects).
+    const controller = new AbortController();
+    let signal: NodeJS.Signals | null = null;
+    const stop = (s: NodeJS.Signals) => () => {
+      signal = s;
+      controller.abort();
+    };
+    const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, stop(s)] as const);
+    for (const [s, h] of handlers) process.on(s, h);
     const t0 = performance.now();
     let first = 0;
-    const r = stepSync("generation failed", (err) => (err instanceof NonFiniteError ? "check the model with modulora info, and generate without --adapter; re-train an adapter whose loss diverged" : "check --max-new-tokens against the model's context length"), () =>
-      generate(model, promptIds, {
+    let newTokens = 0;
+    let text = "";
+    let result: TextGenerationResult | null = null;
+    try {
+      const stream = generate(model, tokenizer, promptIds, {
         maxNewTokens: a.maxNewTokens,
         temperature: a.temperature,
         topP: a.topP,
         ...(a.topK !== undefined ? { topK: a.topK } : {}),
         seed: a.seed,
-        stopTokens: stops,
-        onToken: (id) => {
+        stopTokens,
+        signal: controller.signal,
+        onToken: () => {
           if (!first) first = performance.now();
-          const text = decoder.push(id);
-          if (text) ctx.stdout.write(text);
+          newTokens++;
         },
-      }),
-    );
-    ctx.stdout.write(`${decoder.flush()}\n`);
+      });
+      result = await step("generation failed", (err) => (err instanceof NonFiniteError ? "check the model with modulora info, and generate without --adapter; re-train an adapter whose loss diverged" : "check --max-new-tokens against the model's context length"), async () => {
+        try {
+          for await (const chunk of stream) {
+            text += chunk;
+            if (!a.json) ctx.stdout.write(chunk);
+          }
+          return await stream.result();
+        } catch (err) {
+          if (controller.signal.aborted) return null; // interrupted: what came so far is printed below
+          throw err;
+        }
+      });
+    } finally {
+      for (const [s, h] of handlers) process.off(s, h);
+    }
     const secs = (performance.now() - t0) / 1000;
     const decodeSecs = first ? (performance.now() - first) / 1000 : 0;
-    progress.log(`${r.ids.length} tokens in ${secs.toFixed(2)} s (${r.ids.length > 1 && decodeSecs > 0 ? ((r.ids.length - 1) / decodeSecs).toFixed(1) : "-"} tokens/s after the first), stopped by ${r.stoppedBy}`);
+    const tokensPerSecond = newTokens > 1 && decodeSecs > 0 ? (newTokens - 1) / decodeSecs : null;
+    const stoppedBy = result?.stoppedBy ?? "interrupted";
+    if (a.json) ctx.stdout.write(`${JSON.stringify({ text, promptTokens: promptIds.length, newTokens, stoppedBy, seconds: secs, tokensPerSecond })}\n`);
+    else ctx.stdout.write("\n");
+    progress.log(`${newTokens} tokens in ${secs.toFixed(2)} s (${tokensPerSecond !== null ? tokensPerSecond.toFixed(1) : "-"} tokens/s after the first), stopped by ${stoppedBy}`);
+    if (signal !== null) {
+      ctx.stderr.write(`modulora generate: interrupted${signal === "SIGTERM" ? " (SIGTERM)" : ""}\n`);
+      ctx.exitCode = signal === "SIGTERM" ? 143 : 130;
+    }
     const transfers = new TransferCounter(device).report();
     if (transfers) progress.log(formatTransfers(transfers).trimEnd());
   } finally {

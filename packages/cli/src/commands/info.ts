@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { SafetensorsReader, type SafetensorsEntry } from "@modulora/tensor";
 import { expectedTensorShapes, layerCountProblem, MODULORA_LAYERS_METADATA_KEY, parseLlamaConfig, QUANTIZATION_REPORT_FILE } from "@modulora/llama";
 import { diskBytes, formatBytes } from "../atomic.js";
-import { CliError, oneLine } from "../errors.js";
+import { CliError, oneLine, usageError } from "../errors.js";
 import type { CommandContext } from "../main.js";
 import { quantizationOf, weightFiles } from "../model.js";
 
@@ -239,7 +239,7 @@ export function formatDescription(d: Record<string, unknown>): string {
 
 export async function runInfo(ctx: CommandContext): Promise<void> {
   const { positionals, values } = ctx.args;
-  if (positionals.length !== 1) throw new CliError(positionals.length ? `expected one PATH, got ${positionals.length}` : "PATH is missing", "usage: modulora info PATH [--json]");
+  if (positionals.length !== 1) throw usageError(positionals.length ? `expected one PATH, got ${positionals.length}` : "PATH is missing", "usage: modulora info PATH [--json]");
   const d = describePath(positionals[0]!);
   ctx.stdout.write(values["json"] ? `${JSON.stringify(d)}\n` : formatDescription(d));
 }
