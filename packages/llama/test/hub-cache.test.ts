@@ -126,7 +126,7 @@ describe("resolveModelSync from a hand-built Hugging Face cache", () => {
     const e = hubError(() => resolveModelSync("other-org/missing-model", { env: { HF_HUB_CACHE: cache } }));
     expect(e.code).toBe("not-cached");
     expect(e.message).toBe(
-      `model other-org/missing-model is not in the Hugging Face cache (looked for models--other-org--missing-model in ${cache} (from HF_HUB_CACHE)) — ` +
+      `model other-org/missing-model is not in the Hugging Face cache (looked for models--other-org--missing-model in ${cache} (from HF_HUB_CACHE)), and there is no directory other-org/missing-model here — ` +
         "pass --download (download: true in the library) to fetch it, or run `huggingface-cli download other-org/missing-model`",
     );
     expect(() => loadModel("other-org/missing-model", { cacheDir: cache })).toThrow(/is not in the Hugging Face cache/);

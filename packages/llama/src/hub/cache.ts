@@ -93,7 +93,8 @@ export function findCachedSnapshot(id: ModelId, revision: string, cache: HubCach
   checkRevision(revision);
   const repoDir = join(cache.dir, repoFolderName(id));
   if (!existsSync(repoDir)) {
-    throw new HubError("not-cached", `model ${id.id} is not in the Hugging Face cache (looked for ${repoFolderName(id)} in ${describeCache(cache)})`, todoFetch(id.id, revision));
+    // An id is also a relative path: say that no such directory exists either (a mistyped `runs/q3`).
+    throw new HubError("not-cached", `model ${id.id} is not in the Hugging Face cache (looked for ${repoFolderName(id)} in ${describeCache(cache)}), and there is no directory ${id.id} here`, todoFetch(id.id, revision));
   }
   const snapshots = join(repoDir, "snapshots");
   const at = (commit: string): CachedSnapshot => ({ dir: join(snapshots, commit), commit, revision, repoDir });
