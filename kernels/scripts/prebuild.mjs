@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Builds the prebuilt addons shipped in the npm tarball: prebuilds/<triple>/modulora_kernels.node
 // (run by "prepack"; never needed by `pnpm build` or CI, which build from source). Each Linux
-// build is portable (MODULORA_PORTABLE_LINUX=ON: static libstdc++/libgcc, glibc shims), and this
-// script checks its ELF dependencies and fails if it needs a glibc symbol version newer than
-// MAX_GLIBC, any libstdc++/libgcc_s version, or a library other than libc/libm/libpthread/libdl.
+// build is portable (MODULORA_PORTABLE_LINUX=ON: static libstdc++, glibc shims), and this script
+// checks its ELF dependencies and fails if it needs a glibc symbol version newer than MAX_GLIBC,
+// any libstdc++ version, a libgcc_s version newer than MAX_GCC, or a library other than
+// libc/libm/libpthread/libdl/libgcc_s.
 //
 //   node scripts/prebuild.mjs                 every target this machine can build
 //   node scripts/prebuild.mjs linux-x64-glibc one target
@@ -18,7 +19,9 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The newest glibc symbol version a prebuilt may need (CentOS 7 / manylinux2014; aarch64's first glibc). */
 const MAX_GLIBC = "2.17";
-const ALLOWED_NEEDED = /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|ld-linux-(x86-64|aarch64)\.so\.[12])$/;
+/** The newest libgcc_s version it may need (GCC 4.2, 2007: every glibc 2.17 system has it). */
+const MAX_GCC = "4.2.0";
+const ALLOWED_NEEDED = /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|libgcc_s\.so\.1|ld-linux-(x86-64|aarch64)\.so\.[12])$/;
 
 const TARGETS = {
   "linux-x64-glibc": { arch: "x64", machine: "X86-64", cxx: process.arch === "x64" ? "g++" : "x86_64-linux-gnu-g++", processor: "x86_64" },
@@ -63,7 +66,10 @@ function elfDependencies(file) {
   }
   const needed = [...run("readelf", ["-d", "-W", file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
   const machine = run("readelf", ["-h", "-W", file]).match(/Machine:\s+(.+)/)?.[1].trim() ?? "?";
-  return { needs, needed, machine };
+  // Which undefined symbols use each version, for the error message.
+  const symbols = {};
+  for (const m of run("readelf", ["--dyn-syms", "-W", file]).matchAll(/ UND (\S+?)@(\S+)/g)) (symbols[m[2]] ??= []).push(m[1]);
+  return { needs, needed, machine, symbols };
 }
 
 /** The problems of a portable prebuilt (empty when it passes), and the newest glibc version it needs. */
@@ -75,14 +81,17 @@ function checkPortable(deps, maxGlibc = MAX_GLIBC) {
     if (g) {
       if (n.weak) continue; // only weak references: an older glibc without it still loads the addon
       if (cmp(g[1], newest) > 0) newest = g[1];
-      if (cmp(g[1], maxGlibc) > 0) problems.push(`needs ${n.version} from ${n.lib} (newer than ${maxGlibc}): add a shim to scripts/glibc-compat/glibc_compat.cc`);
+      if (cmp(g[1], maxGlibc) > 0) problems.push(`needs ${n.version} from ${n.lib} (newer than ${maxGlibc}) for ${(deps.symbols[n.version] ?? ["?"]).join(", ")}: add a shim to scripts/glibc-compat/glibc_compat.cc`);
+    } else if (/^GCC_/.test(n.version) && n.lib === "libgcc_s.so.1") {
+      // libgcc_s stays shared (its static unwinder needs glibc 2.35): allow its old versions only.
+      if (cmp(n.version.slice(4), MAX_GCC) > 0) problems.push(`needs ${n.version} from libgcc_s.so.1 (newer than GCC_${MAX_GCC})`);
     } else if (n.version !== "GLIBC_PRIVATE") {
-      problems.push(`needs ${n.version} from ${n.lib} (libstdc++/libgcc must be linked statically)`);
+      problems.push(`needs ${n.version} from ${n.lib} for ${(deps.symbols[n.version] ?? ["?"]).join(", ")} (libstdc++ must be linked statically)`);
     } else {
       problems.push(`needs GLIBC_PRIVATE from ${n.lib}`);
     }
   }
-  for (const lib of deps.needed) if (!ALLOWED_NEEDED.test(lib)) problems.push(`links ${lib} (only libc, libm, libpthread and libdl are allowed)`);
+  for (const lib of deps.needed) if (!ALLOWED_NEEDED.test(lib)) problems.push(`links ${lib} (only libc, libm, libpthread, libdl and libgcc_s are allowed)`);
   return { problems, newest };
 }
 
