@@ -123,7 +123,7 @@ export function run(cmd: string, args: readonly string[], options: { cwd: string
  */
 export function npmInstallOffline(dir: string, env: NodeJS.ProcessEnv = process.env): RunResult {
   const cache = join(dir, ".npm-cache");
-  return run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--cache", cache, "--registry", "http://127.0.0.1:9/", "--loglevel", "warn"], {
+  return run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--cache", cache, "--registry", "http://127.0.0.1:9/", "--loglevel", "warn", "--foreground-scripts"], {
     cwd: dir,
     env: { ...env, npm_config_update_notifier: "false" },
     timeout: 300_000,

@@ -1,7 +1,8 @@
 // Packing a package with pnpm and reading what its tarball holds.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import type { PackageManifest, WorkspacePackage } from "./workspace.js";
 
@@ -24,6 +25,24 @@ export function packPackage(pkg: WorkspacePackage, dest: string, env: NodeJS.Pro
     throw new Error(`pnpm pack of ${pkg.name} (${pkg.relDir}) failed (exit ${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
   }
   return out;
+}
+
+/**
+ * Adds `file` to a package tarball as `package/<inside>` (the tarball is rewritten in place).
+ * Used to put the workspace's built addon where a prepack prebuild would have put it.
+ */
+export function addToTarball(tgz: string, inside: string, file: string): void {
+  const dir = mkdtempSync(join(tmpdir(), "modulora-retar-"));
+  try {
+    const x = spawnSync("tar", ["-xzf", tgz, "-C", dir], { encoding: "utf8" });
+    if (x.status !== 0) throw new Error(`tar -xzf ${tgz}: ${x.stderr}`);
+    mkdirSync(dirname(join(dir, "package", inside)), { recursive: true });
+    copyFileSync(file, join(dir, "package", inside));
+    const c = spawnSync("tar", ["-czf", tgz, "-C", dir, "package"], { encoding: "utf8" });
+    if (c.status !== 0) throw new Error(`tar -czf ${tgz}: ${c.stderr}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The regular files of a .tgz, read with a plain ustar parser (the first path segment stripped). */

@@ -7,8 +7,9 @@ import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { currentPlatform, platformTriple } from "@modulora/kernels";
 import {
-  REPO_ROOT, forbiddenFiles, kib, manifestTargets, npmInstallOffline, packInstalled, packPackage, publishedPackages, readTarball, run,
+  REPO_ROOT, addToTarball, forbiddenFiles, kib, manifestTargets, npmInstallOffline, packInstalled, packPackage, publishedPackages, readTarball, run,
   thirdPartyClosure, workspacePackages, writeConsumer, type RunResult, type TarEntry, type WorkspacePackage,
 } from "../src/index.js";
 
@@ -37,11 +38,23 @@ let tmp = "";
 const tarballs = new Map<string, string>();
 const listings = new Map<string, TarEntry[]>();
 
+/**
+ * The kernels' prepack builds portable prebuilt addons (minutes of compiling, tested by the kernels
+ * package itself); here it is skipped (MODULORA_SKIP_PREBUILD=1) and the addon `pnpm build` made
+ * goes where that prebuild puts this platform's, `prebuilds/<triple>/modulora_kernels.node`.
+ */
+const ADDON = join(REPO_ROOT, "kernels", "build", "Release", "modulora_kernels.node");
+const PREBUILT = `prebuilds/${platformTriple(currentPlatform())}/modulora_kernels.node`;
+
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), "modulora-pack-"));
   mkdirSync(join(tmp, "tarballs"));
   for (const pkg of published) {
-    const tgz = packPackage(pkg, join(tmp, "tarballs"));
+    const tgz = packPackage(pkg, join(tmp, "tarballs"), { ...process.env, MODULORA_SKIP_PREBUILD: "1" });
+    if (pkg.name === "@modulora/kernels" && !readTarball(tgz).some((e) => e.path === PREBUILT)) {
+      if (!existsSync(ADDON)) throw new Error(`${ADDON} is missing: run pnpm build first`);
+      addToTarball(tgz, PREBUILT, ADDON);
+    }
     tarballs.set(pkg.name, tgz);
     listings.set(pkg.name, readTarball(tgz));
   }
@@ -114,9 +127,10 @@ describe("pnpm pack", () => {
     const readme = tarFileText(name, "README.md");
     expect(readme.startsWith(`# ${name}\n`)).toBe(true);
     expect(readme).toMatch(/^## Install$/m);
-    expect(readme).toMatch(new RegExp(`(npm install|pnpm add)[^\\n]*${name.replace("/", "\\/")}`));
-    expect(readme).toMatch(/^## Example$/m);
-    expect(readme).toContain("https://github.com/modulora-ts/modulora-ts/tree/main/docs");
+    expect(readme).toMatch(new RegExp(`(npm install|pnpm add)[^\\n]*${name.replace("/", "\\/")}(\\s|$)`));
+    // An example: a code block other than the install commands.
+    expect([...readme.matchAll(/^```(ts|js|bash|sh)$/gm)].length).toBeGreaterThanOrEqual(2);
+    expect(readme).toMatch(/docs\/[a-z-]+\.md|\/tree\/main\/docs/);
   });
 
   it("@modulora/bench ships the data its defaults read", () => {
