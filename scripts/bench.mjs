@@ -16,7 +16,7 @@ const small = process.env["MODULORA_SMALL_LLAMA"] ?? resolve(root, "../shared/fi
 const PRESETS = {
   tiny: {
     model: join(root, "fixtures/tiny-llama"),
-    args: ["--steps", "60", "--warmup", "6", "--classify-samples", "100", "--summarize-samples", "30"],
+    args: ["--ppl-seq-len", "256", "--max-windows", "128", "--steps", "60", "--warmup", "6", "--classify-samples", "100", "--summarize-samples", "30"],
   },
   small: {
     model: small,
