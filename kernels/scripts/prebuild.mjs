@@ -106,14 +106,15 @@ function build(triple, t) {
   return join(out, "Release", "modulora_kernels.node");
 }
 
+/** Runs scripts/prebuild-smoke.cjs on the addon with the target's Node: this one, or an arm64 Node under qemu-user. */
 function loadTest(triple, t, file) {
-  const script = `const m = require(${JSON.stringify(file)}); if (typeof m.abiVersion !== "number") process.exit(3); console.log("abiVersion " + m.abiVersion);`;
-  if (t.arch === process.arch && process.platform === "linux") return `loads in Node ${process.version} (${run(process.execPath, ["-e", script]).trim()})`;
+  const smoke = join(root, "scripts", "prebuild-smoke.cjs");
+  if (t.arch === process.arch) return run(process.execPath, [smoke, file]).trim();
   const qemu = onPath(`qemu-${t.processor}`);
-  const node = process.env[`MODULORA_${t.arch.toUpperCase()}_NODE`];
-  if (!qemu || !node) return `not loaded: no ${!qemu ? `qemu-${t.processor} on PATH` : `MODULORA_${t.arch.toUpperCase()}_NODE (a ${t.arch} node binary)`} to run it under emulation`;
-  const sysroot = `/usr/${t.processor}-linux-gnu`;
-  return `loads under ${qemu} (${run(qemu, ["-L", sysroot, node, "-e", script]).trim()})`;
+  const envName = `MODULORA_${t.arch.toUpperCase()}_NODE`;
+  const node = process.env[envName];
+  if (!qemu || !node) return `not run: no ${!qemu ? `qemu-${t.processor} on PATH` : `${envName} (the path of a ${t.arch} node binary)`} to run the smoke test under emulation`;
+  return `${run(qemu, ["-L", `/usr/${t.processor}-linux-gnu`, node, smoke, file]).trim()} (under ${qemu})`;
 }
 
 function main() {
