@@ -231,8 +231,9 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
 /** An option's two --help columns: the flag with its argument, and the description with its default. */
 export function optionLine(o: OptionSpec): [string, string] {
   const arg = o.type === "boolean" ? "" : ` ${o.arg ?? (o.choices ? o.choices.join("|") : o.type === "group" ? "N|row" : o.type === "int" || o.type === "number" ? "N" : "VALUE")}`;
-  // Booleans take --no-NAME too; help's own flag is not worth negating.
-  const left = o.type === "boolean" && o.name !== "help" ? `--[no-]${o.name}` : `--${o.name}${arg}`;
+  // Booleans take --no-NAME too; not shown for the global --verbose and --help, nor for a flag already named no-….
+  const negatable = o.type === "boolean" && !GLOBAL_OPTIONS.includes(o) && !o.name.startsWith("no-");
+  const left = negatable ? `--[no-]${o.name}` : `--${o.name}${arg}`;
   const dflt = o.required ? " (required)"
     : o.default === true ? ` (default: true; --no-${o.name} turns it off)`
     : o.default !== undefined && o.default !== false ? ` (default: ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)})` : "";

@@ -66,7 +66,8 @@ describe("--no-FLAG", () => {
     expect(help).toContain("--[no-]true-sequential");
     expect(help).toContain("(default: true; --no-true-sequential turns it off)");
     expect(help).toContain("--[no-]json");
-    expect(help).toMatch(/\n {2}--help /); // help itself has no --no- form
+    expect(help).toMatch(/\n {2}--help /); // the global switches are shown plain
+    expect(help).toMatch(/\n {2}--verbose /);
     for (const o of BENCH.options.filter((x) => x.type === "boolean")) expect(helpText(BENCH)).toContain(`--[no-]${o.name}`);
   });
 

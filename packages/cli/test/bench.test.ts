@@ -89,9 +89,9 @@ describe("modulora bench", () => {
   });
 
   it("refuses bad settings in one line, before any work", () => {
-    const bad = (args: string[], pattern: RegExp) => {
+    const bad = (args: string[], pattern: RegExp, code = 1) => {
       const r = runCli(["bench", "--model", TINY, "--out", join(tmp, "bad"), ...args]);
-      expect(r.code, r.stderr).toBe(1);
+      expect(r.code, r.stderr).toBe(code);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).toMatch(pattern);
       expect(existsSync(join(tmp, "bad"))).toBe(false);
@@ -100,7 +100,7 @@ describe("modulora bench", () => {
     bad(["--group-size", "0"], /--group-size: '0' is not a group size/);
     bad(["--max-windows", "0"], /--max-windows: '0' is not a window count — pass a positive whole number, or all/);
     bad(["--quantizers", "rtn,nope"], /unknown quantizer 'nope'; registered: .*rtn/);
-    bad(["--tasks", "ppl,translate"], /--tasks/);
+    bad(["--tasks", "ppl,translate"], /--tasks/, 2); // a usage error: not among the flag's choices
     bad(["--ppl-data", join(tmp, "missing.txt")], /missing\.txt/);
     const existing = runCli(["bench", "--model", TINY, "--out", out, ...SMALL]);
     expect(existing.code).toBe(1);

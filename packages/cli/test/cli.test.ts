@@ -15,9 +15,9 @@ const cli = (args: readonly string[], options: { cwd?: string } = {}): Run => ru
 const ok = (args: readonly string[], options?: { cwd?: string }): Run => runCliOk(args, options);
 
 /** Runs and expects the one-line failure: exit 1, nothing on stdout, one line `modulora <cmd>: …` on stderr. */
-function fails(args: readonly string[], pattern: RegExp): string {
+function fails(args: readonly string[], pattern: RegExp, code = 1): string {
   const r = cli(args);
-  expect(r.code, r.stderr).toBe(1);
+  expect(r.code, r.stderr).toBe(code);
   expect(r.stdout).toBe("");
   const lines = r.stderr.split("\n").filter((l) => l !== "");
   expect(lines, r.stderr).toHaveLength(1);
@@ -25,6 +25,9 @@ function fails(args: readonly string[], pattern: RegExp): string {
   expect(lines[0]).toMatch(pattern);
   return lines[0]!;
 }
+
+/** A usage error (the command line itself is wrong): as {@link fails}, with exit code 2. */
+const failsUsage = (args: readonly string[], pattern: RegExp): string => fails(args, pattern, 2);
 
 const json = (r: Run) => JSON.parse(r.stdout) as Record<string, unknown>;
 
@@ -76,13 +79,13 @@ describe("help and usage", () => {
   });
 
   it("unknown commands and flags fail in one line with a hint", () => {
-    expect(fails(["quantise"], /unknown command 'quantise'/)).toContain("did you mean 'quantize'?");
-    expect(fails(["quantize", "--model", TINY, "--bitz", "4"], /unknown option --bitz/)).toContain("did you mean --bits?");
-    fails(["eval", "--model", TINY, "--data", LM, "--metric", "bleu"], /--metric must be one of ppl, accuracy, rouge/);
-    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "four", "--out", join(tmp, "never")], /--bits must be an integer/);
-    fails(["quantize", "--quantizer", "rtn", "--bits", "4", "--out", join(tmp, "never")], /--model is required/);
+    expect(failsUsage(["quantise"], /unknown command 'quantise'/)).toContain("did you mean 'quantize'?");
+    expect(failsUsage(["quantize", "--model", TINY, "--bitz", "4"], /unknown option --bitz/)).toContain("did you mean --bits?");
+    failsUsage(["eval", "--model", TINY, "--data", LM, "--metric", "bleu"], /--metric must be one of ppl, accuracy, rouge/);
+    failsUsage(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "four", "--out", join(tmp, "never")], /--bits must be an integer/);
+    failsUsage(["quantize", "--quantizer", "rtn", "--bits", "4", "--out", join(tmp, "never")], /--model is required/);
     const r = cli([]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
   });
 });
@@ -273,7 +276,7 @@ describe("--config", () => {
     expect(ok(["eval", "--config", cfg]).stdout).toBe(viaFlags);
     expect(json(ok(["eval", "--config", cfg, "--max-windows", "1"]))["n"]).toBe(1);
     writeFileSync(cfg, JSON.stringify({ model: q4, data: LM, metric: "ppl", maxWindow: 2 }));
-    expect(fails(["eval", "--config", cfg], /unknown key "maxWindow"/)).toContain('did you mean "maxWindows"?');
+    expect(failsUsage(["eval", "--config", cfg], /unknown key "maxWindow"/)).toContain('did you mean "maxWindows"?');
     fails(["eval", "--config", join(tmp, "missing.json")], /config file .*missing\.json does not exist/);
   });
 });
@@ -303,11 +306,11 @@ describe("bad input: one line on stderr, nothing on stdout, exit 1", () => {
     // Options a quantizer cannot honour are refused, not ignored.
     fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--out", join(tmp, "never")], /'optq' needs calibration data .* — pass --calib FILE/);
     // A quantizer's own flag given with another quantizer is named with its owner.
-    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order is an option of quantizer optq, not of 'rtn' \(modulora quantize --help lists each quantizer's options\)/);
+    failsUsage(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--act-order", "--out", join(tmp, "never")], /--act-order is an option of quantizer optq, not of 'rtn' \(modulora quantize --help lists each quantizer's options\)/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--true-sequential=false", "--out", join(tmp, "never")], /--true-sequential is a calibration setting; 'rtn' uses no activations/);
-    fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--percdamp", "0.1", "--out", join(tmp, "never")], /--percdamp is an option of quantizer optq, not of 'rtn'/);
+    failsUsage(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--percdamp", "0.1", "--out", join(tmp, "never")], /--percdamp is an option of quantizer optq, not of 'rtn'/);
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--calib", LM, "--out", join(tmp, "never")], /--calib is a calibration setting; 'rtn' uses no activations — drop --calib/);
-    fails(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "-1", "--calib", LM, "--out", join(tmp, "never")], /--percdamp/);
+    failsUsage(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "-1", "--calib", LM, "--out", join(tmp, "never")], /--percdamp/);
     // 16 calibration rows for 64 inputs, undamped: a singular Hessian, reported with the layer and what to change.
     // (It fails after the model has loaded, so progress lines come before the one error line.)
     const singular = cli(["quantize", "--model", TINY, "--quantizer", "optq", "--bits", "4", "--percdamp", "0", "--calib-samples", "1", "--calib-seq-len", "16", "--calib", LM, "--out", join(tmp, "never")]);

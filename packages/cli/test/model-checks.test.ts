@@ -16,9 +16,9 @@ const rawConfig = JSON.parse(readFileSync(join(TINY, "config.json"), "utf8")) as
 const cli = (args: readonly string[]) => runCli(args, { timeoutMs: 120_000, env: { MODULORA_NUM_THREADS: "1" } });
 
 /** Exit 1, nothing on stdout, one line `modulora <cmd>: …` on stderr matching `pattern`. */
-function fails(args: readonly string[], pattern: RegExp): string {
+function fails(args: readonly string[], pattern: RegExp, code = 1): string {
   const r = cli(args);
-  expect(r.code, r.stderr).toBe(1);
+  expect(r.code, r.stderr).toBe(code);
   expect(r.stdout).toBe("");
   const lines = r.stderr.split("\n").filter((l) => l !== "" && !l.startsWith("loading") && !l.startsWith("loaded"));
   expect(lines, r.stderr).toHaveLength(1);
@@ -26,6 +26,9 @@ function fails(args: readonly string[], pattern: RegExp): string {
   expect(lines[0]).toMatch(pattern);
   return lines[0]!;
 }
+
+/** A usage error (the command line itself is wrong): as {@link fails}, with exit code 2. */
+const failsUsage = (args: readonly string[], pattern: RegExp): string => fails(args, pattern, 2);
 
 let tmp: string;
 /** A copy of tiny-llama with config.json keys overridden. */

@@ -18,9 +18,9 @@ const cli = (args: readonly string[], options: { obeyPermissions?: boolean } = {
 const ok = (args: readonly string[]): Run => runCliOk(args);
 
 /** Exit 1, nothing on stdout, and exactly one line on stderr (so: refused before anything loaded). */
-function fails(args: readonly string[], pattern: RegExp | string, options: { obeyPermissions?: boolean } = {}): string {
+function fails(args: readonly string[], pattern: RegExp | string, options: { obeyPermissions?: boolean } = {}, code = 1): string {
   const r = cli(args, options);
-  expect(r.code, r.stderr).toBe(1);
+  expect(r.code, r.stderr).toBe(code);
   expect(r.stdout).toBe("");
   const lines = r.stderr.split("\n").filter((l) => l !== "");
   expect(lines, r.stderr).toHaveLength(1);
@@ -29,6 +29,9 @@ function fails(args: readonly string[], pattern: RegExp | string, options: { obe
   else expect(lines[0]).toMatch(pattern);
   return lines[0]!;
 }
+
+/** A usage error (the command line itself is wrong): as {@link fails}, with exit code 2. */
+const failsUsage = (args: readonly string[], pattern: RegExp | string): string => fails(args, pattern, {}, 2);
 
 /** Exit 1 after some progress: the last stderr line is the error. */
 function failsLate(args: readonly string[]): string {
@@ -260,11 +263,11 @@ describe("outputs checked before anything loads", () => {
 
   it("numeric options: --dropout, --warmup, --top-p, --bits and --group-size against the quantizer and the model", () => {
     const out = join(tmp, "never");
-    fails(finetune(out, 1, "--dropout", "2"), `--dropout must be less than 1, got "2"`);
-    fails(finetune(out, 1, "--dropout", "1"), `--dropout must be less than 1, got "1"`);
+    failsUsage(finetune(out, 1, "--dropout", "2"), `--dropout must be less than 1, got "2"`);
+    failsUsage(finetune(out, 1, "--dropout", "1"), `--dropout must be less than 1, got "1"`);
     fails(finetune(out, 2, "--warmup", "10"), "--warmup 10 is longer than the run (--steps 2): the learning rate would never reach --lr — use a --warmup of at most --steps");
     fails(finetune(out, 1, "--quantizer", "rtn", "--bits", "5"), "quantizer 'rtn' does not support --bits 5 — use one of 2, 3, 4, 8");
-    fails(["generate", "--model", TINY, "--prompt", "hi", "--top-p", "1.5"], `--top-p must be at most 1, got "1.5"`);
+    failsUsage(["generate", "--model", TINY, "--prompt", "hi", "--top-p", "1.5"], `--top-p must be at most 1, got "1.5"`);
     const groups = `--group-size 100 does not divide the input sizes of ${TINY}'s linear layers (256, 768) — use a divisor of 256 (e.g. 128) or "row"`;
     fails(["quantize", "--model", TINY, "--quantizer", "rtn", "--bits", "4", "--group-size", "100", "--out", out], groups);
     fails(finetune(out, 1, "--quantizer", "rtn", "--bits", "4", "--group-size", "100"), groups);

@@ -13,15 +13,18 @@ import { CLI, LM, ROOT, TINY, runCli, runCliOk, type CliRun } from "./run-cli.js
 const PLUGIN = "./packages/cli/test/fixtures/options-plugin.mjs";
 const CALIB = join(ROOT, "fixtures/data/lm/calib-small.txt");
 
-function fails(args: readonly string[], pattern: RegExp): string {
+function fails(args: readonly string[], pattern: RegExp, code = 1): string {
   const r = runCli(args);
-  expect(r.code, r.stderr).toBe(1);
+  expect(r.code, r.stderr).toBe(code);
   expect(r.stdout).toBe("");
   const lines = r.stderr.split("\n").filter((l) => l.startsWith("modulora"));
   expect(lines, r.stderr).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
   return lines[0]!;
 }
+
+/** A usage error (the command line itself is wrong): as {@link fails}, with exit code 2. */
+const failsUsage = (args: readonly string[], pattern: RegExp): string => fails(args, pattern, 2);
 
 const readJson = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
 
@@ -49,12 +52,12 @@ describe("the quantizers' own flags", () => {
     for (const p of BUILTIN_QUANTIZERS) {
       expect(section).toContain(`  ${p.name} — ${p.description}`);
       expect(section).toContain(`group size ${p.defaultGroupSize ?? 128}`);
-      for (const o of p.options ?? []) expect(section, `${p.name} --${optionFlag(o)}`).toMatch(new RegExp(`\\n {6}--${optionFlag(o)}\\b.*${o.help.slice(0, 20).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+      for (const o of p.options ?? []) expect(section, `${p.name} --${optionFlag(o)}`).toMatch(new RegExp(`\\n {6}--${o.type === "boolean" && !optionFlag(o).startsWith("no-") ? "\\[no-\\]" : ""}${optionFlag(o)}\\b.*${o.help.slice(0, 20).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
     }
     // With --quantizer, the command's own table gains that quantizer's flags (and only those).
     const optq = runCliOk(["quantize", "--quantizer", "optq", "--help"]).stdout;
     const own = optq.slice(optq.indexOf("Options of quantizer optq:"), optq.indexOf("Quantizers ("));
-    expect(own).toMatch(/--act-order .*desc_act/);
+    expect(own).toMatch(/--\[no-\]act-order .*desc_act/);
     expect(own).toMatch(/--percdamp N .*\(default: 0\.01\)/);
     expect(own).not.toContain("--table");
     // finetune takes them too, for on-the-fly quantization.
@@ -74,8 +77,8 @@ describe("the quantizers' own flags", () => {
     writeFileSync(cfg, JSON.stringify({ model: TINY, plugin: [PLUGIN], quantizer: "opts-test", bits: 3, mode: "report", "no-write": true, out: join(tmp, "never") }));
     fails(["quantize", "--config", cfg], /options: \{"bits":3,"groupSize":64,"mode":"report","dryRun":true/);
     // the schema's bounds and choices, and the plugin's own check, each naming the flag
-    fails(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "opts-test", "--bits", "4", "--mode", "shrink", "--factor", "3", "--out", join(tmp, "never")], /--factor must be at most 2, got "3"/);
-    fails(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "opts-test", "--bits", "4", "--mode", "fast", "--out", join(tmp, "never")], /--mode must be one of plain, shrink, report/);
+    failsUsage(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "opts-test", "--bits", "4", "--mode", "shrink", "--factor", "3", "--out", join(tmp, "never")], /--factor must be at most 2, got "3"/);
+    failsUsage(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "opts-test", "--bits", "4", "--mode", "fast", "--out", join(tmp, "never")], /--mode must be one of plain, shrink, report/);
     fails(
       ["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "opts-test", "--bits", "4", "--factor", "0.5", "--out", join(tmp, "never")],
       /quantizer 'opts-test': --factor = 0\.5: only means something with --mode shrink; add --mode shrink or drop --factor — modulora quantize --quantizer opts-test --help lists its options/,
@@ -83,7 +86,7 @@ describe("the quantizers' own flags", () => {
     // --sym only for quantizers with a symmetric mode
     fails(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "opts-test", "--bits", "4", "--sym", "--out", join(tmp, "never")], /quantizer 'opts-test' has no symmetric mode — drop --sym/);
     // another plugin's flag, without its quantizer
-    fails(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "rtn", "--bits", "4", "--factor", "0.5", "--out", join(tmp, "never")], /--factor is an option of quantizer opts-test, not of 'rtn'/);
+    failsUsage(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "rtn", "--bits", "4", "--factor", "0.5", "--out", join(tmp, "never")], /--factor is an option of quantizer opts-test, not of 'rtn'/);
     expect(existsSync(join(tmp, "never"))).toBe(false);
   });
 
