@@ -20,8 +20,17 @@ export interface PlatformInfo {
 export function currentPlatform(): PlatformInfo {
   const info: PlatformInfo = { platform: process.platform, arch: process.arch };
   if (process.platform === "linux") {
-    // getReport() is slow-ish (a few ms) but runs once per process, on the first addon load.
-    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+    // Runs once per process, on the first addon load. Without its network section (which can take
+    // seconds on hosts with many interfaces, as detect-libc found), a report takes a few ms.
+    const report = process.report as (NodeJS.ProcessReport & { excludeNetwork?: boolean }) | undefined;
+    const excluded = report?.excludeNetwork;
+    if (report) report.excludeNetwork = true;
+    let header: { glibcVersionRuntime?: string } | undefined;
+    try {
+      header = (report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+    } finally {
+      if (report) report.excludeNetwork = excluded ?? false;
+    }
     const glibc = header?.glibcVersionRuntime;
     info.libc = glibc ? "glibc" : "musl";
     if (glibc) info.glibcVersion = glibc;
