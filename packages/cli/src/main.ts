@@ -49,7 +49,7 @@ export function mainHelp(): string {
 /** Exit codes of {@link main}. */
 export const EXIT = { ok: 0, error: 1, usage: 2 } as const;
 
-/** Runs the CLI on `argv` (without `node` and the script). Returns the exit code ({@link EXIT}). */
+/** Runs the CLI on `argv` (without `node` and the script). Returns the exit code: 0, 1 for a runtime error, 2 for a usage error. */
 export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteStream; stderr?: NodeJS.WriteStream } = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
