@@ -5,7 +5,7 @@
 // missing. In the monorepo checkout it does nothing (there is no CUDA toolkit in CI; the GPU
 // host builds the addon with scripts/gpu/host.sh).
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, realpathSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,7 +30,7 @@ function isExecutable(p) {
 }
 
 const env = process.env;
-const probe = { env, platform: process.platform, arch: process.arch, exists: existsSync, isExecutable };
+const probe = { env, platform: process.platform, arch: process.arch, exists: existsSync, isExecutable, realpath: realpathSync };
 const toolkit = findCudaToolkit(probe);
 const tools = findBuildTools(probe);
 const missing = [...toolkit.missing, ...tools.missing];

@@ -11,6 +11,8 @@ export interface CudaProbe {
   arch: string;
   exists(path: string): boolean;
   isExecutable(path: string): boolean;
+  /** Resolves symbolic links (nvcc on PATH is often a link into the toolkit); the path itself when absent. */
+  realpath?(path: string): string;
 }
 
 /** cuBLAS as found: the folder it was found under and its two libraries and header. */
@@ -24,7 +26,7 @@ export interface CublasLocation {
 export interface CudaToolkit {
   /** The CUDA compiler. */
   nvcc?: string;
-  /** The toolkit folder (the parent of nvcc's `bin/`). */
+  /** The toolkit folder (the parent of the `bin/` that nvcc, its links resolved, is in). */
   root?: string;
   cublas?: CublasLocation;
   /** Empty when the CUDA build can be configured. */
@@ -71,7 +73,7 @@ export function findCudaToolkit(probe: CudaProbe): CudaToolkit {
   const nvcc = nvccCandidates(probe).find(([, p]) => probe.isExecutable(p));
   if (nvcc) {
     t.nvcc = nvcc[1];
-    t.root = dirname(dirname(nvcc[1]));
+    t.root = dirname(dirname(probe.realpath?.(nvcc[1]) ?? nvcc[1]));
   } else {
     t.missing.push(
       "nvcc, the CUDA compiler (not in CUDACXX, $CUDA_PATH/bin, $CUDA_HOME/bin, $CUDAToolkit_ROOT/bin, on PATH or in /usr/local/cuda/bin)",

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -46,6 +46,14 @@ describe("finding the CUDA toolkit", () => {
     const t = findCudaToolkit(probe({ PATH: "/usr/local/bin:/usr/bin" }, files, ["/usr/bin/nvcc"]));
     expect(t.root).toBe("/usr");
     expect(t.cublas?.library).toBe("/usr/lib/x86_64-linux-gnu/libcublas.so");
+    expect(t.missing).toEqual([]);
+  });
+  it("follows a link to nvcc into the toolkit (e.g. /usr/local/bin/nvcc -> /usr/local/cuda-12.8/bin/nvcc)", () => {
+    const p = probe({ PATH: "/usr/local/bin:/usr/bin" }, toolkit12, ["/usr/local/bin/nvcc"]);
+    p.realpath = (x) => (x === "/usr/local/bin/nvcc" ? "/usr/local/cuda-12.8/bin/nvcc" : x);
+    const t = findCudaToolkit(p);
+    expect(t.nvcc).toBe("/usr/local/bin/nvcc");
+    expect(t.root).toBe("/usr/local/cuda-12.8");
     expect(t.missing).toEqual([]);
   });
   it("MODULORA_CUBLAS_ROOT is searched before the toolkit", () => {
@@ -112,7 +120,7 @@ describe("the package", () => {
       const env = { PATH: bin };
       const r = spawnSync(process.execPath, [join(mods, "kernels-cuda", "scripts", "install.mjs")], { encoding: "utf8", env });
       expect(r.status).toBe(1);
-      const here = findCudaToolkit({ env, platform: process.platform, arch: process.arch, exists: existsSync, isExecutable: (p) => existsSync(p) && statSync(p).isFile() });
+      const here = findCudaToolkit({ env, platform: process.platform, arch: process.arch, exists: existsSync, isExecutable: (p) => existsSync(p) && statSync(p).isFile(), realpath: realpathSync });
       const missing = [
         ...here.missing,
         "a C++ compiler (none of c++, g++, clang++ is on PATH, and CXX is not set)",
