@@ -6,9 +6,8 @@
 // window after the first scores only its last `stride` tokens, the ones no earlier window scored,
 // so every token is predicted once, with at least seqLen − stride tokens of context (the sliding-
 // window evaluation of Hugging Face's perplexity guide). stride = seqLen is the protocol above.
-import { crossEntropy, noGrad, tensorFrom, tidy } from "@modulora/tensor";
+import { crossEntropy, noGrad, slice, tensorFrom, tidy } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
-import { shiftLabels } from "./model.js";
 import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
 
 /** Options of {@link evaluatePerplexity}. */
@@ -53,21 +52,22 @@ export function evaluatePerplexity(model: LlamaModel, tokenIds: ArrayLike<number
   let totalNll = 0; // f64 accumulation over batches
   for (let w0 = 0; w0 < windows; w0 += batchSize) {
     const b = Math.min(batchSize, windows - w0);
-    const ids = new Int32Array(b * seqLen);
-    const labels = new Int32Array(b * seqLen);
+    // The ids (rows 0..b) and their targets (rows b..2b) in one upload: one copy in per batch.
+    const both = new Int32Array(2 * b * seqLen);
+    const labels = b * seqLen;
     for (let j = 0; j < b; j++) {
       const begin = (w0 + j) * stride;
       const from = w0 + j === 0 ? 0 : firstScored;
       for (let t = 0; t < seqLen; t++) {
-        ids[j * seqLen + t] = tokenIds[begin + t]!;
-        labels[j * seqLen + t] = t < seqLen - 1 && t >= from ? tokenIds[begin + t + 1]! : -100;
+        both[j * seqLen + t] = tokenIds[begin + t]!;
+        both[labels + j * seqLen + t] = t < seqLen - 1 && t >= from ? tokenIds[begin + t + 1]! : -100;
       }
     }
     const batchNll = noGrad(() =>
       tidy(() => {
-        const input = tensorFrom(ids, { shape: [b, seqLen], dtype: "i32", device: model.device });
-        const { logits } = model.forward(input); // [b, seqLen, V]
-        return crossEntropy(logits, tensorFrom(labels, { shape: [b, seqLen], dtype: "i32", device: model.device }), { reduction: "sum" }).item();
+        const rows = tensorFrom(both, { shape: [2 * b, seqLen], dtype: "i32", device: model.device });
+        const { logits } = model.forward(slice(rows, [0, 0], [b, seqLen])); // [b, seqLen, V]
+        return crossEntropy(logits, slice(rows, [b, 0], [2 * b, seqLen]), { reduction: "sum" }).item();
       }),
     );
     if (!Number.isFinite(batchNll)) {
