@@ -24,8 +24,11 @@ export class Channel {
   private ended: Error | null = null;
   /** Set once the peer's rank is known. */
   peerRank: number;
+  /** Says who is waiting, for error messages (the rendezvous, then the current collective). */
+  describe: () => string;
 
-  constructor(readonly socket: Socket, peerRank: number, private readonly describe: () => string) {
+  constructor(readonly socket: Socket, peerRank: number, describe: () => string) {
+    this.describe = describe;
     this.peerRank = peerRank;
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));

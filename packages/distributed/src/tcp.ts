@@ -51,6 +51,7 @@ export class TcpCommunicator implements Communicator {
   readonly rendezvous: Rendezvous;
   private readonly timeoutMs: number;
   private seq = 0;
+  private current = "TcpCommunicator (between collectives)";
   private failure: Error | null = null;
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
@@ -61,6 +62,7 @@ export class TcpCommunicator implements Communicator {
     this.worldSize = rdv.worldSize;
     this.timeoutMs = options.timeoutMs ?? 60_000;
     if (!(this.timeoutMs > 0)) throw new RangeError(`TcpCommunicator: timeoutMs must be positive, got ${this.timeoutMs}`);
+    for (const ch of rdv.channels) if (ch) ch.describe = () => this.current;
   }
 
   /** Runs {@link rendezvous} with `options` and wraps the result. */
@@ -118,6 +120,7 @@ export class TcpCommunicator implements Communicator {
     if (this.failure) throw this.failure;
     const seq = ++this.seq;
     const what = `TcpCommunicator ${kind} #${seq} (rank ${this.rank})`;
+    this.current = what;
     if (this.worldSize === 1) return combine([body])[0]!;
     try {
       if (this.rank !== 0) {
@@ -147,7 +150,7 @@ export class TcpCommunicator implements Communicator {
   }
 
   private checkFrame(f: Frame, seq: number, kind: string, signature: string, from: number, what: string): void {
-    if (f.type === FRAME.abort) throw new Error(String(f.meta.message));
+    if (f.type === FRAME.abort) throw new Error(`${what}: rank ${from} gave up: ${String(f.meta.message)}`);
     if (f.type !== FRAME.data || f.seq !== seq) throw new Error(`${what}: rank ${from} is out of step (sent frame ${f.type} #${f.seq}); every rank must run the same collectives in the same order`);
     if (f.meta.kind !== kind || f.meta.signature !== signature) {
       throw new Error(`${what}: rank ${from} called ${String(f.meta.kind)} [${String(f.meta.signature)}] but this rank called ${kind} [${signature}]; every rank must run the same collectives on the same tensor sizes and dtypes`);
