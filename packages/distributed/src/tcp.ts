@@ -12,7 +12,7 @@ import { rendezvous, type Rendezvous, type RendezvousOptions } from "./rendezvou
 
 /** Options of {@link TcpCommunicator}. */
 export interface TcpCommunicatorOptions {
-  /** How long a collective waits for a rank before rejecting with an error naming it (default 60 000 ms). */
+  /** How long a collective waits for a rank before rejecting with an error naming it (default 60 000 ms; the ranks other than 0 wait up to 2 s more, to hear rank 0 name the rank that failed). */
   timeoutMs?: number;
 }
 
@@ -126,7 +126,9 @@ export class TcpCommunicator implements Communicator {
       if (this.rank !== 0) {
         const ch = this.rendezvous.channels[0]!;
         ch.send(FRAME.data, seq, { kind, signature }, body);
-        const f = await ch.recv(this.timeoutMs, `answer ${kind} #${seq}`);
+        // Rank 0 times the other ranks out after timeoutMs; waiting a little longer lets its
+        // verdict (naming the rank that failed) arrive before we blame rank 0 itself.
+        const f = await ch.recv(this.timeoutMs + Math.min(2_000, this.timeoutMs / 2), `answer ${kind} #${seq}`);
         this.checkFrame(f, seq, kind, signature, 0, what);
         return f.body;
       }
