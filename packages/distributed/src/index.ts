@@ -4,7 +4,7 @@ export { formatRanks, type Communicator, type HostFloatArray, type ReduceOp } fr
 export { LocalGroup, type LocalGroupOptions } from "./local-group.js";
 export { TcpCommunicator, type TcpCommunicatorOptions } from "./tcp.js";
 export { rendezvous, type PeerInfo, type Rendezvous, type RendezvousOptions } from "./rendezvous.js";
-export { expandSlurmNodelist, firstSlurmHost, resolveLaunch, slurmPortFromJobId, type LaunchInfo, type LaunchSource } from "./launch-env.js";
+export { expandSlurmNodelist, firstSlurmHost, resolveLaunch, slurmPortFromJobId, type LaunchEnv, type LaunchInfo, type LaunchSource } from "./launch-env.js";
 export { findFreePort, spawnLocalRanks, RankFailedError, type RankExit, type SpawnLocalRanksOptions } from "./spawn.js";
 export { GradientBucketer, averageGradients, type Bucket, type BucketOptions } from "./buckets.js";
 export { shardBatch, shardIndices, type ShardRange } from "./shard.js";

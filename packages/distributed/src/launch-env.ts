@@ -23,14 +23,15 @@ export interface LaunchInfo {
   source: LaunchSource;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+/** The environment {@link resolveLaunch} reads (`process.env` or a plain object). */
+export type LaunchEnv = Readonly<Record<string, string | undefined>>;
 
 /** The port {@link resolveLaunch} derives from `SLURM_JOB_ID` when `MASTER_PORT` is not set: 15000 + id mod 20000, so that two jobs sharing a node rarely collide. */
 export function slurmPortFromJobId(jobId: number): number {
   return 15_000 + (jobId % 20_000);
 }
 
-function intVar(env: Env, name: string, min: number): number | undefined {
+function intVar(env: LaunchEnv, name: string, min: number): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
   if (!/^\d+$/.test(raw.trim())) throw new Error(`launch environment: ${name}=${JSON.stringify(raw)} is not a non-negative integer`);
@@ -47,7 +48,7 @@ function requireVar<T>(v: T | undefined, name: string, why: string): T {
   return v === undefined ? missing(name, why) : v;
 }
 
-function portVar(env: Env, name: string): number | undefined {
+function portVar(env: LaunchEnv, name: string): number | undefined {
   const p = intVar(env, name, 1);
   if (p !== undefined && p > 65_535) throw new Error(`launch environment: ${name}=${p} is not a TCP port (1-65535)`);
   return p;
@@ -72,13 +73,13 @@ function checkRankBelow(rank: number, rankName: string, size: number, sizeName: 
  *
  * @throws Error naming the variables when values are missing, malformed or inconsistent.
  */
-export function resolveLaunch(env: Env = process.env): LaunchInfo {
+export function resolveLaunch(env: LaunchEnv = process.env): LaunchInfo {
   if (env.RANK !== undefined || env.WORLD_SIZE !== undefined) return fromTorchrun(env);
   if (env.SLURM_PROCID !== undefined) return fromSlurm(env);
   return { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: "127.0.0.1", masterPort: 0, source: "single" };
 }
 
-function fromTorchrun(env: Env): LaunchInfo {
+function fromTorchrun(env: LaunchEnv): LaunchInfo {
   const rank = requireVar(intVar(env, "RANK", 0), "RANK", "WORLD_SIZE is");
   const worldSize = requireVar(intVar(env, "WORLD_SIZE", 1), "WORLD_SIZE", "RANK is");
   checkRankBelow(rank, "RANK", worldSize, "WORLD_SIZE");
@@ -92,7 +93,7 @@ function fromTorchrun(env: Env): LaunchInfo {
   return { rank, worldSize, localRank, localWorldSize, masterAddr, masterPort, source: "torchrun" };
 }
 
-function fromSlurm(env: Env): LaunchInfo {
+function fromSlurm(env: LaunchEnv): LaunchInfo {
   const rank = requireVar(intVar(env, "SLURM_PROCID", 0), "SLURM_PROCID", "this looks like a Slurm step");
   const worldSize = requireVar(intVar(env, "SLURM_NTASKS", 1), "SLURM_NTASKS", "SLURM_PROCID is");
   checkRankBelow(rank, "SLURM_PROCID", worldSize, "SLURM_NTASKS");
@@ -114,7 +115,7 @@ function fromSlurm(env: Env): LaunchInfo {
   return { rank, worldSize, localRank, localWorldSize, masterAddr, masterPort, source: "slurm" };
 }
 
-function slurmLocalWorldSize(env: Env): number {
+function slurmLocalWorldSize(env: LaunchEnv): number {
   const perNode = intVar(env, "SLURM_NTASKS_PER_NODE", 1);
   if (perNode !== undefined) return perNode;
   const raw = env.SLURM_TASKS_PER_NODE;

@@ -45,10 +45,26 @@ export interface Rendezvous {
   readonly payload: Uint8Array;
   /** Every rank, in rank order. */
   readonly peers: readonly PeerInfo[];
-  /** @internal Rank 0: a channel per other rank (index = rank, [0] unused); other ranks: [channel to rank 0]. */
+}
+
+/** @internal The sockets a rendezvous leaves open. Rank 0: a channel per other rank (index = rank, [0] unused); other ranks: [channel to rank 0]. */
+export interface Transport {
   readonly channels: readonly Channel[];
-  /** @internal Rank 0's server. */
   readonly server: Server | null;
+}
+
+const transports = new WeakMap<Rendezvous, Transport>();
+
+/** @internal The open sockets of a rendezvous (kept out of its public shape). */
+export function transportOf(rdv: Rendezvous): Transport {
+  const t = transports.get(rdv);
+  if (!t) throw new TypeError("TcpCommunicator: this Rendezvous did not come from rendezvous()");
+  return t;
+}
+
+function made(rdv: Rendezvous, channels: Channel[], server: Server | null): Rendezvous {
+  transports.set(rdv, { channels, server });
+  return rdv;
 }
 
 function checkOptions(o: RendezvousOptions): Required<Omit<RendezvousOptions, "listenHost" | "payload">> {
@@ -72,7 +88,7 @@ function checkOptions(o: RendezvousOptions): Required<Omit<RendezvousOptions, "l
 export async function rendezvous(options: RendezvousOptions): Promise<Rendezvous> {
   const o = checkOptions(options);
   const self: PeerInfo = { rank: o.rank, host: hostname(), pid: process.pid };
-  if (o.worldSize === 1) return { rank: 0, worldSize: 1, payload: options.payload ?? new Uint8Array(0), peers: [self], channels: [], server: null };
+  if (o.worldSize === 1) return made({ rank: 0, worldSize: 1, payload: options.payload ?? new Uint8Array(0), peers: [self] }, [], null);
   return o.rank === 0 ? host(o, self, options.payload ?? new Uint8Array(0), options.listenHost) : join(o, self);
 }
 
@@ -121,7 +137,7 @@ function host(o: ReturnType<typeof checkOptions>, self: PeerInfo, payload: Uint8
       clearTimeout(timer);
       peers.sort((a, b) => a.rank - b.rank);
       for (const ch of channels) if (ch) ch.send(FRAME.welcome, 0, { peers }, payload);
-      resolve({ rank: 0, worldSize: o.worldSize, payload, peers, channels, server });
+      resolve(made({ rank: 0, worldSize: o.worldSize, payload, peers }, channels, server));
     };
     server.on("error", (err: NodeJS.ErrnoException) => fail(new Error(`${where}: cannot listen: ${err.message}${err.code === "EADDRINUSE" ? " (another job uses this MASTER_PORT; pick another)" : ""}`)));
     server.listen(o.masterPort, listenHost);
@@ -148,7 +164,7 @@ async function join(o: ReturnType<typeof checkOptions>, self: PeerInfo): Promise
   const f = await ch.recv(o.timeoutMs + 5_000, "answer the rendezvous").catch((err: Error) => { ch.close(); throw err; });
   if (f.type === FRAME.abort) { ch.close(); throw new Error(String(f.meta.message)); }
   if (f.type !== FRAME.welcome) { ch.close(); throw new Error(`${where}: unexpected frame type ${f.type} from rank 0`); }
-  return { rank: o.rank, worldSize: o.worldSize, payload: new Uint8Array(f.body), peers: f.meta.peers as PeerInfo[], channels: [ch], server: null };
+  return made({ rank: o.rank, worldSize: o.worldSize, payload: new Uint8Array(f.body), peers: f.meta.peers as PeerInfo[] }, [ch], null);
 }
 
 function connectOnce(host: string, port: number, timeoutMs: number): Promise<Socket> {

@@ -8,7 +8,7 @@ import {
   checkReduceOp, checkRoot, readHost, reduceInRankOrder, signatureOf, writeHost,
   type Communicator, type HostFloatArray, type ReduceOp,
 } from "./communicator.js";
-import { rendezvous, type Rendezvous, type RendezvousOptions } from "./rendezvous.js";
+import { rendezvous, transportOf, type Rendezvous, type RendezvousOptions, type Transport } from "./rendezvous.js";
 
 /** Options of {@link TcpCommunicator}. */
 export interface TcpCommunicatorOptions {
@@ -50,6 +50,7 @@ export class TcpCommunicator implements Communicator {
   /** The rendezvous this communicator runs over (its payload and peers). */
   readonly rendezvous: Rendezvous;
   private readonly timeoutMs: number;
+  private readonly transport: Transport;
   private seq = 0;
   private current = "TcpCommunicator (between collectives)";
   private failure: Error | null = null;
@@ -58,11 +59,12 @@ export class TcpCommunicator implements Communicator {
 
   constructor(rdv: Rendezvous, options: TcpCommunicatorOptions = {}) {
     this.rendezvous = rdv;
+    this.transport = transportOf(rdv);
     this.rank = rdv.rank;
     this.worldSize = rdv.worldSize;
     this.timeoutMs = options.timeoutMs ?? 60_000;
     if (!(this.timeoutMs > 0)) throw new RangeError(`TcpCommunicator: timeoutMs must be positive, got ${this.timeoutMs}`);
-    for (const ch of rdv.channels) if (ch) ch.describe = () => this.current;
+    for (const ch of this.transport.channels) if (ch) ch.describe = () => this.current;
   }
 
   /** Runs {@link rendezvous} with `options` and wraps the result. */
@@ -104,8 +106,8 @@ export class TcpCommunicator implements Communicator {
     if (this.closed) return;
     this.closed = true;
     await this.queue.catch(() => undefined);
-    for (const ch of this.rendezvous.channels) ch?.close();
-    await new Promise<void>((resolve) => (this.rendezvous.server ? this.rendezvous.server.close(() => resolve()) : resolve()));
+    for (const ch of this.transport.channels) ch?.close();
+    await new Promise<void>((resolve) => (this.transport.server ? this.transport.server.close(() => resolve()) : resolve()));
   }
 
   /** Collectives run one at a time, in call order, so that sequence numbers match across ranks. */
@@ -124,7 +126,7 @@ export class TcpCommunicator implements Communicator {
     if (this.worldSize === 1) return combine([body])[0]!;
     try {
       if (this.rank !== 0) {
-        const ch = this.rendezvous.channels[0]!;
+        const ch = this.transport.channels[0]!;
         ch.send(FRAME.data, seq, { kind, signature }, body);
         // Rank 0 times the other ranks out after timeoutMs; waiting a little longer lets its
         // verdict (naming the rank that failed) arrive before we blame rank 0 itself.
@@ -134,19 +136,19 @@ export class TcpCommunicator implements Communicator {
       }
       const bodies: Uint8Array[] = [body];
       // Wait for every rank at once, so that the first to fail is named, not the lowest.
-      const frames = await Promise.all(this.rendezvous.channels.slice(1).map(async (ch, i) => {
+      const frames = await Promise.all(this.transport.channels.slice(1).map(async (ch, i) => {
         const f = await ch.recv(this.timeoutMs, `join ${kind} #${seq}`);
         this.checkFrame(f, seq, kind, signature, i + 1, what);
         return f;
       }));
       frames.forEach((f) => bodies.push(f.body));
       const results = combine(bodies);
-      this.rendezvous.channels.forEach((ch, r) => { if (r > 0) ch.send(FRAME.data, seq, { kind, signature }, results[r]!); });
+      this.transport.channels.forEach((ch, r) => { if (r > 0) ch.send(FRAME.data, seq, { kind, signature }, results[r]!); });
       return results[0]!;
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
       this.failure = e;
-      if (this.rank === 0) for (const ch of this.rendezvous.channels.slice(1)) ch?.send(FRAME.abort, seq, { message: e.message });
+      if (this.rank === 0) for (const ch of this.transport.channels.slice(1)) ch?.send(FRAME.abort, seq, { message: e.message });
       throw e;
     }
   }
