@@ -61,7 +61,7 @@ function describeExit(e: RankExit): string {
 /**
  * Runs `argv` (`[command, ...args]`) as `n` processes on this host, with `RANK`, `WORLD_SIZE`,
  * `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR=127.0.0.1` and `MASTER_PORT` set (what
- * {@link resolveLaunch} reads). Resolves with every rank's exit once all exited with code 0.
+ * {@link resolveLaunch} reads), and `NCCL_NVLS_ENABLE=0` unless the environment sets it. Resolves with every rank's exit once all exited with code 0.
  *
  * @throws RankFailedError when a rank exits non-zero or by a signal: the others get SIGTERM, then
  * SIGKILL after `graceMs`, and the error, once all have ended, names the first failed rank and how
@@ -102,6 +102,8 @@ export async function spawnLocalRanks(n: number, argv: readonly string[], option
         cwd: options.cwd,
         stdio: ["ignore", "pipe", "pipe"],
         env: {
+          // No NVLink multicast objects (NCCL's NVLS): on by NCCL's default, kept off here.
+          NCCL_NVLS_ENABLE: "0",
           ...process.env, ...options.env,
           RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(n),
           MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port),
