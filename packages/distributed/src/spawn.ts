@@ -5,7 +5,7 @@ import { createServer } from "node:net";
 
 /** Options of {@link spawnLocalRanks}. */
 export interface SpawnLocalRanksOptions {
-  /** Extra environment for every rank (on top of `process.env`). */
+  /** Extra environment for every rank, on top of `process.env` (an undefined value unsets a variable). */
   env?: Readonly<Record<string, string | undefined>>;
   /** Working directory of the ranks. */
   cwd?: string;
@@ -78,6 +78,12 @@ export async function spawnLocalRanks(n: number, argv: readonly string[], option
   let firstFailure: RankExit | null = null;
   let killTimer: ReturnType<typeof setTimeout> | null = null;
 
+  // An undefined value in options.env unsets the variable.
+  const baseEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) baseEnv[k] = v;
+  // No NVLink multicast objects (NCCL's NVLS, on by NCCL's default) unless the caller says otherwise.
+  baseEnv.NCCL_NVLS_ENABLE ??= "0";
+
   return new Promise((resolve, reject) => {
     let done = 0;
     const stopOthers = (): void => {
@@ -101,13 +107,7 @@ export async function spawnLocalRanks(n: number, argv: readonly string[], option
       const child = spawn(argv[0]!, argv.slice(1), {
         cwd: options.cwd,
         stdio: ["ignore", "pipe", "pipe"],
-        env: {
-          // No NVLink multicast objects (NCCL's NVLS): on by NCCL's default, kept off here.
-          NCCL_NVLS_ENABLE: "0",
-          ...process.env, ...options.env,
-          RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(n),
-          MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port),
-        },
+        env: { ...baseEnv, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(n), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) },
       });
       children.push(child);
       for (const stream of ["stdout", "stderr"] as const) {

@@ -24,7 +24,7 @@ async function failure(p: Promise<unknown>): Promise<RankFailedError> {
 describe("spawnLocalRanks + TcpCommunicator", () => {
   it("2 ranks rendezvous, all-reduce known tensors and both print the mean", async () => {
     const { lines, onLine } = collect();
-    const exits = await spawnLocalRanks(2, [process.execPath, FIXTURE], { onLine });
+    const exits = await spawnLocalRanks(2, [process.execPath, FIXTURE], { onLine, env: { NCCL_NVLS_ENABLE: undefined } });
     expect(exits).toEqual([{ rank: 0, code: 0, signal: null }, { rank: 1, code: 0, signal: null }]);
     const f32 = (x: number) => Math.fround(x);
     // mean of rank 0 [1, 2, 0] and rank 1 [2, 4, 0.1] in f32: (x0 + x1) / 2, each step rounded to f32.
@@ -33,7 +33,7 @@ describe("spawnLocalRanks + TcpCommunicator", () => {
     for (const rank of [0, 1]) {
       const out = lines.get(rank)!.filter((l) => l.startsWith("stdout: {"));
       expect(out).toHaveLength(1);
-      expect(JSON.parse(out[0]!.slice("stdout: ".length))).toEqual({ rank, payload: [7, 1, 2, 250], peers: [0, 1], a, b, c: [1, 1, 1] });
+      expect(JSON.parse(out[0]!.slice("stdout: ".length))).toEqual({ rank, payload: [7, 1, 2, 250], peers: [0, 1], a, b, c: [1, 1, 1], nvls: "0" });
     }
   });
 
