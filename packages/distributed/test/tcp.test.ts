@@ -41,6 +41,17 @@ describe("rendezvous", () => {
     expect((results[0] as PromiseRejectedResult).reason.message).toContain("rank 1 did not arrive within 400 ms");
   });
 
+  it("two processes claiming the same rank: the second is refused", async () => {
+    const masterPort = await findFreePort();
+    const opts = { masterAddr: "127.0.0.1", masterPort, worldSize: 3, timeoutMs: 400 };
+    const first = rendezvous({ ...opts, rank: 1 });
+    const r0 = rendezvous({ ...opts, rank: 0 });
+    await new Promise((r) => setTimeout(r, 150)); // the first rank 1 is in
+    const second = await Promise.allSettled([rendezvous({ ...opts, rank: 1 })]);
+    expect((second[0] as PromiseRejectedResult).reason.message).toContain("claims rank 1, which already arrived (two processes with the same RANK?)");
+    for (const r of await Promise.allSettled([first, r0])) expect((r as PromiseRejectedResult).reason.message).toContain("rank 2 did not arrive within 400 ms (arrived: 0, 1)");
+  });
+
   it("a rank that cannot reach rank 0 says so", async () => {
     const masterPort = await findFreePort();
     await expect(rendezvous({ rank: 1, worldSize: 2, masterAddr: "127.0.0.1", masterPort, timeoutMs: 250 })).rejects.toThrow(`rendezvous with 127.0.0.1:${masterPort} (rank 1): could not reach rank 0 within 250 ms`);
@@ -81,6 +92,13 @@ describe("TcpCommunicator", () => {
     expect((results[1] as PromiseRejectedResult).reason.message).toBe("TcpCommunicator allReduce(sum) #1 (rank 2): rank 0 gave up: TcpCommunicator allReduce(sum) #1 (rank 0): rank 1 did not join allReduce(sum) #1 within 300 ms");
     await expect(tcp[0]!.barrier()).rejects.toThrow("rank 1 did not join"); // the group stays failed
     await Promise.all(tcp.map((c) => c.close()));
+  });
+
+  it("rank 0 going away makes the others reject naming rank 0", async () => {
+    const tcp = await connectAll(2, 300);
+    await tcp[0]!.close();
+    await expect(tcp[1]!.allReduce([tensorFrom(new Float32Array([1]))], "mean")).rejects.toThrow("TcpCommunicator allReduce(mean) #1 (rank 1): rank 0 closed the connection (it exited, crashed or gave up)");
+    await tcp[1]!.close();
   });
 
   it("mismatched tensors are an error naming the rank", async () => {
