@@ -148,15 +148,18 @@ describe("downloadModel through a local Hub", () => {
     const e = await rejection(downloadModel(REPO, { cacheDir, endpoint: s.url, env: {} }));
     expect(e.code).toBe("network");
     const incomplete = join(cacheDir, "models--tiny-org--tiny-llama", "blobs", `${blobOf(s, "model.safetensors")}.incomplete`);
-    expect(e.what).toContain(`download of model.safetensors of ${REPO} stopped after ${cutAt} of ${WEIGHTS.length} bytes`);
+    // The server cuts after cutAt bytes; the client may have written fewer when the socket closed.
+    const got = Number(new RegExp(`download of model\\.safetensors of ${REPO} stopped after (\\d+) of ${WEIGHTS.length} bytes`).exec(e.what)?.[1]);
+    expect(got).toBeGreaterThan(0);
+    expect(got).toBeLessThanOrEqual(cutAt);
     expect(e.what).toContain(`the partial file ${incomplete} is kept`);
     expect(e.todo).toBe("run again to resume it");
-    expect(readFileSync(incomplete).equals(WEIGHTS.subarray(0, cutAt))).toBe(true);
+    expect(readFileSync(incomplete).equals(WEIGHTS.subarray(0, got))).toBe(true);
     expect(existsSync(join(cacheDir, "models--tiny-org--tiny-llama", "refs", "main"))).toBe(false); // not complete: no ref yet
     const r = await downloadModel(REPO, { cacheDir, endpoint: s.url, env: {} });
     expect(r.downloaded).toEqual(["model.safetensors"]); // the metadata files were complete already
     expect(r.resumed).toEqual(["model.safetensors"]);
-    expect(s.requestsFor(`/cdn-lfs/${blobOf(s, "model.safetensors")}`).map((q) => q.headers.range ?? null)).toEqual([null, `bytes=${cutAt}-`]);
+    expect(s.requestsFor(`/cdn-lfs/${blobOf(s, "model.safetensors")}`).map((q) => q.headers.range ?? null)).toEqual([null, `bytes=${got}-`]);
     expect(readFileSync(join(r.dir, "model.safetensors")).equals(WEIGHTS)).toBe(true);
   });
 

@@ -83,7 +83,7 @@ describe("modulora --plugin example-kmeans", () => {
     ]);
     expect(json(join(out, "modulora.json"))["quantized_on_the_fly"]).toEqual({ quantizer: "example-kmeans", bits: 2, group_size: "row", options: { iterations: 3 } });
     const bad = cli(["quantize", "--model", TINY, "--plugin", PLUGIN, "--quantizer", "example-kmeans", "--bits", "2", "--iterations", "0", "--out", join(tmp, "never")]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // a flag value out of range is a usage error
     expect(bad.stderr).toMatch(/--iterations/);
   });
 });
