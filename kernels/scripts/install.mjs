@@ -5,20 +5,20 @@
 // there. The decisions live in ts/install-plan.ts (tested); this file gathers facts and acts.
 // In the monorepo checkout it does nothing: `pnpm build` builds the addon there.
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
 import { dirname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+// Checked before anything is imported: in the checkout, dist/ does not exist yet at `pnpm install`.
 const workspace = !root.split(sep).includes("node_modules") && existsSync(join(root, "..", "pnpm-workspace.yaml"));
 if (workspace) {
   console.log("@modulora/kernels: workspace checkout, nothing to install (`pnpm build` builds the addon)");
   process.exit(0);
 }
 
+const { cmakeJsCli, findBuildTools, isExecutableFile: isExecutable, planInstall } = await import("../dist/install-plan.js");
 const { ADDON_FILE, currentPlatform, platformTriple } = await import("../dist/index.js");
-const { findBuildTools, planInstall } = await import("../dist/install-plan.js");
 
 /** Loads an addon in a child Node process; returns undefined when it loads, else the error text. */
 function loadError(path) {
@@ -26,15 +26,6 @@ function loadError(path) {
   if (r.status === 0) return undefined;
   const err = (r.stderr || "").split("\n").find((l) => /Error/.test(l)) ?? `exit code ${r.status ?? r.signal}`;
   return err.trim();
-}
-
-function isExecutable(p) {
-  try {
-    accessSync(p, constants.X_OK);
-    return statSync(p).isFile();
-  } catch {
-    return false;
-  }
 }
 
 const triple = platformTriple(currentPlatform());
@@ -55,7 +46,7 @@ if (decision.action !== "build") process.exit(0);
 
 // cmake-js is a dependency of this package; run its CLI with this Node. The CUDA backend is the
 // job of @modulora/kernels-cuda, so the CPU package builds without it unless MODULORA_CUDA says otherwise.
-const cmakeJs = join(dirname(createRequire(join(root, "package.json")).resolve("cmake-js/package.json")), "bin", "cmake-js");
+const cmakeJs = cmakeJsCli(root);
 const r = spawnSync(process.execPath, [cmakeJs, "compile", "--out", "build"], {
   cwd: root,
   stdio: "inherit",

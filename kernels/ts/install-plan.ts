@@ -1,6 +1,8 @@
 // The decisions of the install script (scripts/install.mjs), as pure functions of what it found,
 // so that each branch is tested without a compiler, a prebuilt or a child process.
-import { isAbsolute, join } from "node:path";
+import { accessSync, constants, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, isAbsolute, join } from "node:path";
 
 /** `MODULORA_BUILD_FROM_SOURCE=1` makes the install build the addon even where a prebuilt loads. */
 export const BUILD_FROM_SOURCE_ENV = "MODULORA_BUILD_FROM_SOURCE";
@@ -116,4 +118,19 @@ export function planInstall(inp: InstallInputs): InstallDecision {
   if (!forced) why = pb.state === "fails" ? `the prebuilt addon for ${inp.triple} does not load here (${pb.error})` : `no prebuilt addon for ${inp.triple}`;
   if (inp.tools.missing.length > 0) return { action: "fail", message: missingToolsMessage(pkg, why, inp.tools.missing) };
   return { action: "build", message: `${pkg}: ${why}; building from source with cmake-js` };
+}
+
+/** Whether `path` is an executable file (the install scripts' {@link ToolProbe.isExecutable}). */
+export function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The cmake-js command-line script that the package at `packageRoot` depends on (run it with `process.execPath`). */
+export function cmakeJsCli(packageRoot: string): string {
+  return join(dirname(createRequire(join(packageRoot, "package.json")).resolve("cmake-js/package.json")), "bin", "cmake-js");
 }

@@ -5,29 +5,22 @@
 // missing. In the monorepo checkout it does nothing (there is no CUDA toolkit in CI; the GPU
 // host builds the addon with scripts/gpu/host.sh).
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+// Checked before anything is imported: in the checkout, dist/ does not exist yet at `pnpm install`.
 const workspace = !root.split(sep).includes("node_modules") && existsSync(join(root, "..", "..", "pnpm-workspace.yaml"));
 if (workspace) {
   console.log("@modulora/kernels-cuda: workspace checkout, nothing to install (build the CUDA addon with MODULORA_CUDA=ON pnpm --filter @modulora/kernels build)");
   process.exit(0);
 }
 
-const { cudaAddonPath, cudaMissingMessage, findCudaToolkit } = await import("../dist/index.js");
-const { findBuildTools, BUILD_TOOLS_HINT } = await import("@modulora/kernels/install");
+const { cmakeJsCli, findBuildTools, BUILD_TOOLS_HINT, isExecutableFile: isExecutable } = await import("@modulora/kernels/install");
 
-function isExecutable(p) {
-  try {
-    accessSync(p, constants.X_OK);
-    return statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
+const { cudaAddonPath, cudaMissingMessage, findCudaToolkit } = await import("../dist/index.js");
 
 const env = process.env;
 const probe = { env, platform: process.platform, arch: process.arch, exists: existsSync, isExecutable, realpath: realpathSync };
@@ -43,7 +36,7 @@ console.log(`@modulora/kernels-cuda: building the CUDA addon with ${toolkit.nvcc
 
 const requireFromHere = createRequire(join(root, "package.json"));
 const kernelsRoot = dirname(requireFromHere.resolve("@modulora/kernels/package.json"));
-const cmakeJs = join(dirname(createRequire(join(kernelsRoot, "package.json")).resolve("cmake-js/package.json")), "bin", "cmake-js");
+const cmakeJs = cmakeJsCli(kernelsRoot);
 const args = [cmakeJs, "compile", "--directory", kernelsRoot, "--out", join(root, "build"), "--CDMODULORA_CUDA=ON", `--CDCMAKE_CUDA_COMPILER=${toolkit.nvcc}`];
 if (env.MODULORA_CUBLAS_ROOT) args.push(`--CDMODULORA_CUBLAS_ROOT=${env.MODULORA_CUBLAS_ROOT}`);
 if (env.MODULORA_CUDA_ARCHS) args.push(`--CDMODULORA_CUDA_ARCHS=${env.MODULORA_CUDA_ARCHS}`);
