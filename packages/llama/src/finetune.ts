@@ -3,7 +3,7 @@
 import { cast, gather, logSoftmax, noGrad, reshape, tensorFrom, tidy, type Tensor } from "@modulora/tensor";
 import type { LlamaModel } from "./model.js";
 import type { LlamaTokenizer } from "./tokenizer.js";
-import { generate } from "./generate.js";
+import { generateTokens } from "./generate.js";
 import { NON_FINITE_HINT, NonFiniteError } from "./types.js";
 
 /** A padded batch: inputIds/labels row-major [B, T] (labels −100 where no loss is taken). */
@@ -164,7 +164,7 @@ export function newlineTokenIds(tokenizer: LlamaTokenizer): number[] {
 export function generateText(model: LlamaModel, tokenizer: LlamaTokenizer, promptIds: readonly number[], options: { maxNewTokens?: number; stopAtNewline?: boolean } = {}): string {
   const stopAtNewline = options.stopAtNewline ?? true;
   const stopTokens = [...model.config.eosTokenIds, ...(tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : []), ...(stopAtNewline ? newlineTokenIds(tokenizer) : [])];
-  const r = generate(model, promptIds, { maxNewTokens: options.maxNewTokens ?? 64, temperature: 0, stopTokens });
+  const r = generateTokens(model, promptIds, { maxNewTokens: options.maxNewTokens ?? 64, temperature: 0, stopTokens });
   const ids = r.stoppedBy === "max-tokens" ? r.ids : r.ids.slice(0, -1);
   const text = ids.length ? tokenizer.decode(ids, { skipSpecialTokens: true }) : "";
   const lastId = r.ids[r.ids.length - 1];
