@@ -126,6 +126,14 @@ export interface BackwardOptions {
   grad?: Tensor | readonly Tensor[];
   /** Keep saved tensors so that backward can run through the same graph again. */
   retainGraph?: boolean;
+  /**
+   * Called once for each leaf that this backward gives a gradient, as soon as that gradient is
+   * final (no node still to run feeds it), while the rest of the backward has yet to run: data-parallel
+   * training starts the all-reduce of a bucket of gradients here, so that it overlaps the backward of
+   * the earlier layers. Runs inside the backward's `noGrad`/`tidy` scope: a tensor the callback makes
+   * and must outlive the backward has to be `keep()`-ed.
+   */
+  onLeafReady?: (leaf: Tensor) => void;
 }
 
 /**
@@ -152,11 +160,13 @@ export function backward(loss: Tensor | readonly Tensor[], options: BackwardOpti
     tidy("backward", () => {
       const grads = new Map<Node, (Tensor | null)[]>();
       const starts: Node[] = [];
+      const rootLeaves: Tensor[] = [];
       roots.forEach((root, i) => {
         const g = given?.[i];
         const seed = g ? ops.clone(g) : ops.onesLike(root);
         if (!root.gradFn) {
           accumulateLeaf(root, seed);
+          rootLeaves.push(root);
           return;
         }
         let slot = grads.get(root.gradFn);
@@ -190,11 +200,36 @@ export function backward(loss: Tensor | readonly Tensor[], options: BackwardOpti
           }
         }
       }
+      // For onLeafReady: how many nodes still to run have an edge to each leaf.
+      const onLeafReady = options.onLeafReady;
+      const pendingEdges = new Map<Tensor, number>();
+      if (onLeafReady) {
+        for (const node of order) for (const e of node.inputEdges) if (e?.leaf) pendingEdges.set(e.leaf, (pendingEdges.get(e.leaf) ?? 0) + 1);
+      }
+      const touched = new Set<Tensor>(rootLeaves);
+      const fired = new Set<Tensor>();
+      const fire = (leaf: Tensor): void => {
+        if (fired.has(leaf) || leaf.isDisposed) return;
+        fired.add(leaf);
+        onLeafReady!(leaf);
+      };
+      const settle = (node: Node): void => {
+        if (!onLeafReady) return;
+        for (const e of node.inputEdges) {
+          if (!e?.leaf) continue;
+          const left = pendingEdges.get(e.leaf)! - 1;
+          pendingEdges.set(e.leaf, left);
+          if (left === 0 && touched.has(e.leaf)) fire(e.leaf);
+        }
+      };
       for (let i = order.length - 1; i >= 0; i--) {
         const node = order[i]!;
         const dys = grads.get(node);
         grads.delete(node);
-        if (!dys || dys.every((g) => g === null)) continue;
+        if (!dys || dys.every((g) => g === null)) {
+          settle(node);
+          continue;
+        }
         // Temporaries of this node's backward are freed as soon as it returns.
         const dxs = tidy(node.op, () => node.runBackward(dys));
         // Backward functions may hand back an incoming gradient, or one tensor for two inputs:
@@ -218,6 +253,7 @@ export function backward(loss: Tensor | readonly Tensor[], options: BackwardOpti
           }
           if (e.leaf) {
             accumulateLeaf(e.leaf, dx);
+            touched.add(e.leaf);
           } else if (e.node) {
             let slot = grads.get(e.node);
             if (!slot) {
@@ -235,7 +271,10 @@ export function backward(loss: Tensor | readonly Tensor[], options: BackwardOpti
           }
         }
         if (!options.retainGraph) node.freeSaved();
+        settle(node);
       }
+      // Leaves that are outputs themselves (no node feeds them) are final now.
+      if (onLeafReady) for (const leaf of touched) if ((pendingEdges.get(leaf) ?? 0) === 0) fire(leaf);
     }),
   );
 }

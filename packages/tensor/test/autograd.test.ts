@@ -61,6 +61,39 @@ describe("autograd tape", () => {
     expect(p.toArray()).toEqual([0.5, 0.5]);
     p.dispose();
   });
+  it("onLeafReady reports each leaf once, as soon as its gradient is final, last layer first", () => {
+    // A 3-layer chain h = tanh(h·w_k): the last layer's weight gets its whole gradient first.
+    const ws = [0.5, -0.3, 0.8].map((v, k) => T.tensor([v, v + 0.1, v - 0.2, v * 2], [2, 2], { dtype: "f64", requiresGrad: true }));
+    const x = T.tensor([1, -2, 0.5, 3], [2, 2], { dtype: "f64" });
+    // w1 also feeds the loss directly, through a branch the backward reaches early: it is final only after layer 1's matmul.
+    const seen: { k: number; grad: number[] }[] = [];
+    T.tidy(() => {
+      let h = x;
+      for (const w of ws) h = T.tanh(T.matmul(h, w));
+      const loss = T.add(T.sum(T.mul(h, h)), T.sum(T.mul(ws[0]!, ws[0]!)));
+      T.backward(loss, { onLeafReady: (leaf) => seen.push({ k: ws.indexOf(leaf), grad: Array.from(leaf.grad!.toFloat64Array()) }) });
+    });
+    expect(seen.map((s) => s.k)).toEqual([2, 1, 0]);
+    // What each callback saw is the gradient the whole backward ends with (nothing was added later).
+    for (const s of seen) expect(s.grad).toEqual(Array.from(ws[s.k]!.grad!.toFloat64Array()));
+    // Against a second backward without the callback (same graph, fresh gradients).
+    const ref = ws.map((w) => Array.from(w.grad!.toFloat64Array()));
+    ws.forEach((w) => w.zeroGrad());
+    T.tidy(() => {
+      let h = x;
+      for (const w of ws) h = T.tanh(T.matmul(h, w));
+      T.backward(T.add(T.sum(T.mul(h, h)), T.sum(T.mul(ws[0]!, ws[0]!))));
+    });
+    expect(ws.map((w) => Array.from(w.grad!.toFloat64Array()))).toEqual(ref);
+    // A leaf that is the root itself, and a leaf the loss does not reach, are handled.
+    const lone = T.tensor([2], [1], { dtype: "f64", requiresGrad: true });
+    const unused = T.tensor([1], [1], { dtype: "f64", requiresGrad: true });
+    const got: T.Tensor[] = [];
+    T.tidy(() => T.backward(T.sum(lone), { onLeafReady: (l) => got.push(l) }));
+    expect(got).toEqual([lone]);
+    expect(unused.grad).toBeNull();
+    [...ws, x, lone, unused].forEach((t) => t.dispose());
+  });
   it("graphs not used for backward are freed with their outputs (no leak in eval)", () => {
     const w = T.randn([8, 8], { seed: 1, requiresGrad: true });
     const before = T.memory();
