@@ -348,6 +348,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   cuda::RegisterCudaNn(env, c);
   cuda::RegisterCudaAttention(env, c);
   cuda::RegisterCudaQuant(env, c);
+  cuda::RegisterCudaNccl(env, c);
   exports.Set("cuda", c);
 }
 

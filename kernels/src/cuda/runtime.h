@@ -173,6 +173,7 @@ void RegisterCudaElementwise(Napi::Env env, Napi::Object cuda);  // bind_element
 void RegisterCudaNn(Napi::Env env, Napi::Object cuda);         // bind_nn.cc
 void RegisterCudaAttention(Napi::Env env, Napi::Object cuda);  // bind_attention.cc
 void RegisterCudaQuant(Napi::Env env, Napi::Object cuda);      // bind_quant.cc
+void RegisterCudaNccl(Napi::Env env, Napi::Object cuda);       // nccl.cc: NCCL, loaded at run time
 
 }  // namespace cuda
 
