@@ -33,3 +33,4 @@ export * from "./loss.js";
 export * from "./quant.js";
 export * from "./optq.js";
 export * from "./cuda.js";
+export * from "./nccl.js";
