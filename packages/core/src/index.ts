@@ -28,6 +28,7 @@ export { ModuLoRALinear, stepSeed, type LoRAOptions, type ModuLoRALinearOptions,
 export { checkQuantizeInputs } from "./validate.js";
 export { accumulateHessian, accumulateAbsSum } from "./calibration.js";
 export { Trainer, TrainingError, isTrainerEntry, TRAINER_DTYPES, type TrainerDType, type TrainerOptions, type TrainerEvent, type TrainResult, type Batch, type DataSource, type EvalResult } from "./train/trainer.js";
+export type { TrainerDataParallel } from "./train/data-parallel.js";
 export { learningRate, checkSchedule, type ScheduleKind, type ScheduleOptions } from "./train/schedule.js";
 export { clipGradNorm, gradNorm, gradNormChecked, gradsNonFinite } from "./train/clip.js";
 export { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./train/state.js";

@@ -2,7 +2,7 @@
 // buffers of at most `bucketBytes`, filled in reverse parameter order (the order the backward
 // produces them, so that a bucket can be all-reduced as soon as its last gradient is ready), each
 // bucket is all-reduced with "mean", and the result is written back into the gradients.
-import { assign, concat, dtypeInfo, noGrad, reshape, slice, tidy, type DType, type Tensor } from "@modulora/tensor";
+import { assign, concat, dtypeInfo, keep, noGrad, reshape, slice, tidy, type DType, type Tensor } from "@modulora/tensor";
 import type { Communicator } from "./communicator.js";
 
 /** Options of {@link GradientBucketer} and {@link averageGradients}. */
@@ -70,23 +70,30 @@ export class GradientBucketer {
         throw new Error(`GradientBucketer.average: gradient ${i} has shape [${g?.shape.join(", ")}], the plan [${s.join(", ")}]; build a new bucketer when the parameters change`);
       }
     });
-    for (const b of this.buckets) {
-      // [bucket.size]: the bucket's gradients flattened and packed in plan order.
-      const flat = noGrad(() => tidy(() => concat(b.indices.map((i) => reshape(grads[i]!, [-1])), 0)));
-      try {
-        await comm.allReduce([flat], "mean");
-        noGrad(() => tidy(() => {
-          let off = 0;
-          for (const i of b.indices) {
-            const g = grads[i]!;
-            assign(g, reshape(slice(flat, [off], [off + g.size]), g.shape));
-            off += g.size;
-          }
-        }));
-      } finally {
-        flat.dispose();
-      }
-    }
+    for (let k = 0; k < this.buckets.length; k++) await this.reduceBucket(comm, grads, k);
+  }
+
+  /**
+   * All-reduces bucket `k` alone: packs its gradients into one flat tensor (at call time, so that
+   * the gradients may be reused as soon as this returns its promise), averages it over the ranks
+   * and writes the averages back. Every rank must reduce the buckets in the same order.
+   */
+  reduceBucket(comm: Communicator, grads: readonly Tensor[], k: number): Promise<void> {
+    const b = this.buckets[k];
+    if (!b) throw new RangeError(`GradientBucketer.reduceBucket: bucket ${k} does not exist (the plan has ${this.buckets.length})`);
+    // [bucket.size]: the bucket's gradients flattened and packed in plan order.
+    const flat = noGrad(() => keep(tidy(() => concat(b.indices.map((i) => reshape(grads[i]!, [-1])), 0))));
+    const unpack = (): void => {
+      noGrad(() => tidy(() => {
+        let off = 0;
+        for (const i of b.indices) {
+          const g = grads[i]!;
+          assign(g, reshape(slice(flat, [off], [off + g.size]), g.shape));
+          off += g.size;
+        }
+      }));
+    };
+    return comm.allReduce([flat], "mean").then(unpack).finally(() => flat.dispose());
   }
 }
 

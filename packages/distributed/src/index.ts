@@ -8,3 +8,4 @@ export { expandSlurmNodelist, firstSlurmHost, resolveLaunch, slurmPortFromJobId,
 export { findFreePort, spawnLocalRanks, RankFailedError, type RankExit, type SpawnLocalRanksOptions } from "./spawn.js";
 export { GradientBucketer, averageGradients, type Bucket, type BucketOptions } from "./buckets.js";
 export { shardBatch, shardIndices, type ShardRange } from "./shard.js";
+export { DataParallel, dataParallel, type DataParallelOptions } from "./data-parallel.js";

@@ -11,6 +11,7 @@ import { appendNoFollow, isTempName, lexists, recoverOutDir, writeFileAtomic } f
 import { acquireLock, LOCK_FILE, type DirectoryLock } from "./lock.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
 import { listCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from "./state.js";
+import { agree, syncFromRoot, type TrainerDataParallel } from "./data-parallel.js";
 
 /** A micro-batch: anything, plus its number of trained tokens (for tokens/s). */
 export interface Batch {
@@ -98,6 +99,17 @@ export interface TrainerOptions<B extends Batch> {
   onEvent?: (e: TrainerEvent) => void;
   /** Extra fields written to the trainer state. */
   stateExtra?: Record<string, unknown>;
+  /**
+   * Data-parallel training over several processes (`@modulora/distributed`'s `dataParallel()`).
+   * Every rank runs the same Trainer on the same data source; each optimizer step takes
+   * `gradAccum × worldSize` micro-batches in the one seeded order a single process walks, rank r
+   * computes micro-batches `r·gradAccum … (r+1)·gradAccum − 1` of them, and the gradients are
+   * averaged over the ranks (bucket by bucket, during the backward of the last micro-batch). So
+   * W ranks with `gradAccum` k train as one process with `gradAccum` W·k. Rank 0 alone locks and
+   * writes `outDir` (checkpoints, `metrics.jsonl`, `best/`, `writeExtra`); at the start it sends
+   * every rank its parameters, optimizer moments and (on resume) its state.
+   */
+  dataParallel?: TrainerDataParallel;
 }
 
 /** Compute dtypes a training run can use (see {@link TrainerOptions.dtype}). */
@@ -133,14 +145,20 @@ export class Trainer<B extends Batch> {
   readonly options: TrainerOptions<B>;
   private readonly names: string[];
   private readonly params: Tensor[];
+  private readonly paramIndex: Map<Tensor, number>;
   private readonly optimizer: AdamW;
   /** The run's compute dtype ({@link TrainerOptions.dtype}). */
   readonly dtype: TrainerDType;
+  /** The data-parallel group, or null for one process. */
+  private readonly dp: TrainerDataParallel | null;
+  /** Where this rank writes: `outDir` on rank 0 (or one process), nothing on the other ranks. */
+  private readonly outDir: string | undefined;
 
   constructor(options: TrainerOptions<B>) {
     this.options = options;
     this.names = [...options.parameters.keys()];
     this.params = [...options.parameters.values()];
+    this.paramIndex = new Map(this.params.map((p, i) => [p, i]));
     if (this.params.length === 0) throw new RangeError("Trainer: no trainable parameters");
     const dtype = options.dtype ?? "f32";
     if (!(TRAINER_DTYPES as readonly unknown[]).includes(dtype)) throw new RangeError(`Trainer: dtype ${JSON.stringify(dtype)} is not a compute dtype; use one of ${TRAINER_DTYPES.join(", ")}`);
@@ -156,6 +174,12 @@ export class Trainer<B extends Batch> {
     const accum = options.gradAccum ?? 1;
     if (!Number.isInteger(accum) || accum < 1) throw new RangeError(`Trainer: gradAccum must be a positive integer, got ${accum}`);
     if (options.data.length < 1) throw new RangeError("Trainer: the data source has no batches");
+    const dp = options.dataParallel ?? null;
+    if (dp && (!Number.isInteger(dp.worldSize) || dp.worldSize < 1 || !Number.isInteger(dp.rank) || dp.rank < 0 || dp.rank >= dp.worldSize)) {
+      throw new RangeError(`Trainer: dataParallel has rank ${dp.rank} of world size ${dp.worldSize}; the rank must be an integer in [0, worldSize)`);
+    }
+    this.dp = dp;
+    this.outDir = !dp || dp.rank === 0 ? options.outDir : undefined;
     this.optimizer = new AdamW(this.params, { lr: options.lr, beta1: options.beta1, beta2: options.beta2, eps: options.eps, weightDecay: options.weightDecay });
     checkSchedule({ kind: options.schedule ?? "constant", lr: options.lr, warmupSteps: options.warmupSteps, totalSteps: this.totalSteps() });
     for (const [k, v] of [["saveEvery", options.saveEvery], ["evalEvery", options.evalEvery], ["steps", options.steps], ["epochs", options.epochs]] as const) {
@@ -167,7 +191,12 @@ export class Trainer<B extends Batch> {
   totalSteps(): number {
     const o = this.options;
     if (o.steps) return o.steps;
-    return (o.epochs ?? 1) * Math.ceil(o.data.length / (o.gradAccum ?? 1));
+    return (o.epochs ?? 1) * Math.ceil(o.data.length / this.microBatchesPerStep());
+  }
+
+  /** Micro-batches of the data source each optimizer step takes, over all ranks: `gradAccum × worldSize`. */
+  microBatchesPerStep(): number {
+    return (this.options.gradAccum ?? 1) * (this.options.dataParallel?.worldSize ?? 1);
   }
 
   private warn(message: string): void {
@@ -185,6 +214,7 @@ export class Trainer<B extends Batch> {
       if (o.resume) throw new Error("Trainer: resume needs an output directory");
       return null;
     }
+    if (!this.outDir) return null; // a data-parallel rank other than 0: rank 0 sends the state
     const out = o.outDir;
     if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`output directory ${out} is a file, not a directory`);
     mkdirSync(out, { recursive: true });
@@ -298,20 +328,25 @@ export class Trainer<B extends Batch> {
     const seed = o.seed ?? 0;
     const maxBad = o.maxBadSteps ?? 5;
     const select = o.selectMetric ?? { name: "loss", mode: "min" as const };
-    const restored = this.prepareOutDir(lockRef);
-    const resumedFrom = restored ? restored.step : null; // `state` below is `restored` itself, and moves on
-    const state: TrainerState = restored ?? {
+    const dp = this.dp;
+    const fresh = (): TrainerState => ({
       version: 1, step: 0, optimizerSteps: 0, epoch: 0, index: 0, seed, badSteps: 0, best: null, sinceBest: 0, parameterNames: this.names, computeDType: this.dtype, extra: o.stateExtra,
-    };
+    });
+    let restored = this.prepareOutDir(lockRef);
     const resumedDType = restored ? (restored.computeDType ?? "f32") : this.dtype;
     if (resumedDType !== this.dtype) throw new Error(`checkpoint was made with dtype ${resumedDType}, this run uses ${this.dtype}: pass the same dtype to resume (Trainer option dtype; --dtype on the command line), or the losses would not continue the run's`);
-    state.computeDType = this.dtype;
     if (restored && restored.seed !== seed) throw new Error(`checkpoint was made with seed ${restored.seed}, this run uses ${seed}: pass the same seed to resume`);
     if (restored && restored.step > total) throw new Error(`the newest checkpoint is at step ${restored.step}, past this run's ${total} steps: raise steps (or epochs) to at least ${restored.step}`);
+    // Every rank starts from rank 0's numbers: its parameters, optimizer moments and (resumed) state.
+    if (dp) restored = await syncFromRoot(dp, restored, fresh(), [...this.params, ...this.optimizer.state().m, ...this.optimizer.state().v]);
+    if (dp && restored && dp.rank !== 0) this.optimizer.stepCount = restored.optimizerSteps; // the moments came with the broadcast
+    const resumedFrom = restored ? restored.step : null; // `state` below is `restored` itself, and moves on
+    const state: TrainerState = restored ?? fresh();
+    state.computeDType = this.dtype;
     // A final checkpoint of this length: the run had finished; only the caller's final writes may be missing.
     const finished = !!restored?.done && restored.step === total;
     if (restored && !finished) state.done = false;
-    const metricsPath = o.outDir ? join(o.outDir, "metrics.jsonl") : null;
+    const metricsPath = this.outDir ? join(this.outDir, "metrics.jsonl") : null;
     state.metricsLines = metricsPath && restored ? truncateMetrics(metricsPath, restored) : 0;
     const logMetrics = (line: Record<string, unknown>) => {
       if (!metricsPath) return;
@@ -371,7 +406,7 @@ export class Trainer<B extends Batch> {
         if (improved) {
           state.best = { step: state.step, value };
           state.sinceBest = 0;
-          if (o.outDir) this.save({ ...state }, join(o.outDir, "best"));
+          if (this.outDir) this.save({ ...state }, join(this.outDir, "best"));
         } else {
           state.sinceBest++;
         }
@@ -390,23 +425,39 @@ export class Trainer<B extends Batch> {
         // gradient norm (one host read per step); a non-finite loss makes the step skipped.
         let lossSum: Tensor | null = null;
         let stepTokens = 0;
-        for (let micro = 0; micro < accum; micro++) {
-          const batch = nextBatch();
-          stepTokens += batch.tokens;
-          tidy(() => {
-            const loss = o.loss(batch, { step, microStep: micro });
-            const value = noGrad(() => cast(loss.detach(), "f64"));
-            const next = lossSum ? noGrad(() => add(lossSum!, value)) : value;
-            lossSum?.dispose();
-            lossSum = keep(next);
-            // mean over micro-batches: each contributes loss / accum
-            backward(accum === 1 ? loss : loss.scale(1 / accum));
-          });
-        }
+        // Data parallel: the step's W·accum micro-batches are read by every rank (the same order, the
+        // same (epoch, index) everywhere); this rank computes its own accum of them.
+        const perStep = accum * (dp?.worldSize ?? 1);
+        const first = (dp?.rank ?? 0) * accum;
+        let lossValue: number;
         let norm = NaN;
         let finite: boolean;
-        let lossValue: number;
         try {
+          for (let micro = 0; micro < perStep; micro++) {
+            const batch = nextBatch();
+            stepTokens += batch.tokens;
+            if (micro < first || micro >= first + accum) continue;
+            const last = micro === first + accum - 1;
+            tidy(() => {
+              const loss = o.loss(batch, { step, microStep: micro });
+              const value = noGrad(() => cast(loss.detach(), "f64"));
+              const next = lossSum ? noGrad(() => add(lossSum!, value)) : value;
+              lossSum?.dispose();
+              lossSum = keep(next);
+              // mean over micro-batches: each contributes loss / accum (and the ranks' gradients are averaged)
+              const scaled = accum === 1 ? loss : loss.scale(1 / accum);
+              if (dp && last) {
+                dp.beginStep(this.params);
+                backward(scaled, { onLeafReady: (leaf) => { const i = this.paramIndex.get(leaf); if (i !== undefined) dp.gradientReady(i); } });
+              } else {
+                backward(scaled);
+              }
+            });
+          }
+          if (dp) {
+            await dp.finishGradients();
+            await dp.allReduceSum([lossSum!]); // Σ over every micro-batch of the step
+          }
           ({ norm, finite, value: lossValue } = gradNormChecked(this.params, lossSum!));
         } finally {
           (lossSum as Tensor | null)?.dispose();
@@ -418,7 +469,7 @@ export class Trainer<B extends Batch> {
           this.optimizer.lr = lr;
           this.optimizer.step();
           state.badSteps = 0;
-          lastLoss = lossValue / accum;
+          lastLoss = lossValue / perStep;
         } else {
           state.badSteps++;
           emit({ type: "skip", step, reason: "non-finite loss or gradient", consecutive: state.badSteps });
@@ -439,16 +490,22 @@ export class Trainer<B extends Batch> {
         logMetrics({ step, loss: finite ? lastLoss : null, lr, grad_norm: Number.isFinite(norm) ? norm : null, tokens_per_second: Math.round(tps), skipped: !finite });
         let stop = false;
         if (o.evalEvery && step % o.evalEvery === 0 && step < total) stop = runEval();
-        if (o.outDir && o.saveEvery && step % o.saveEvery === 0) this.checkpoint(state);
+        if (this.outDir && o.saveEvery && step % o.saveEvery === 0) this.checkpoint(state);
+        // Let signals (Ctrl-C, SIGTERM) in between steps.
+        await new Promise((r) => setImmediate(r));
+        if (dp) {
+          // The ranks decide together: rank 0's early stop, and a signal that reached any rank.
+          const [stops, signal] = await agree(dp, [stop && dp.rank === 0 ? 1 : 0, interrupted === "SIGTERM" ? 2 : interrupted === "SIGINT" ? 1 : 0], this.params[0]!.device);
+          stop = stops! > 0;
+          if (!interrupted && signal! > 0) interrupted = signal! >= 2 ? "SIGTERM" : "SIGINT";
+        }
         if (stop) {
           stoppedBy = "early-stopping";
           break;
         }
-        // Let signals (Ctrl-C, SIGTERM) in between steps.
-        await new Promise((r) => setImmediate(r));
         if (interrupted) {
           stoppedBy = "interrupted";
-          if (o.outDir) this.checkpoint(state);
+          if (this.outDir) this.checkpoint(state);
           break;
         }
       }
@@ -462,7 +519,7 @@ export class Trainer<B extends Batch> {
         if (bad.length) throw new TrainingError(`the run diverged: the parameters hold NaN or Inf (${bad.slice(0, 3).join(", ")}); lower the learning rate or check the data`);
       }
       if (stoppedBy === "done" && o.evaluate) runEval();
-      if (o.outDir && stoppedBy !== "interrupted") {
+      if (this.outDir && stoppedBy !== "interrupted") {
         state.done = true;
         state.lastEval = lastEval;
         this.checkpoint(state);
@@ -483,11 +540,11 @@ export class Trainer<B extends Batch> {
 
   private checkpoint(state: TrainerState): void {
     const o = this.options;
-    const dir = join(o.outDir!, `checkpoint-${state.step}`);
+    const dir = join(this.outDir!, `checkpoint-${state.step}`);
     this.save({ ...state }, dir);
     this.options.onEvent?.({ type: "checkpoint", step: state.step, dir });
     const keep = o.keepCheckpoints ?? 2;
-    for (const old of listCheckpoints(o.outDir!).slice(keep)) rmSync(old.dir, { recursive: true, force: true });
+    for (const old of listCheckpoints(this.outDir!).slice(keep)) rmSync(old.dir, { recursive: true, force: true });
   }
 
   /** Frees the optimizer state (parameters belong to the caller). */
