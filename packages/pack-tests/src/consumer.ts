@@ -4,7 +4,7 @@
 // npm cache starts empty, so a package that npm would have to fetch fails the install
 // (ENOTCACHED) instead of reaching the network.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readManifest, type WorkspacePackage } from "./workspace.js";
 
@@ -127,5 +127,40 @@ export function npmInstallOffline(dir: string, env: NodeJS.ProcessEnv = process.
     cwd: dir,
     env: { ...env, npm_config_update_notifier: "false" },
     timeout: 300_000,
+  });
+}
+
+/**
+ * A folder holding links to `tools` only (found on the current PATH; `node` is this process's
+ * Node), for a PATH on which a build has no compiler, make, ninja or CMake to find.
+ * @throws Error naming a tool that is not on the PATH.
+ */
+export function binFolderWith(dir: string, tools: readonly string[]): string {
+  mkdirSync(dir, { recursive: true });
+  for (const tool of tools) {
+    const found = tool === "node" ? process.execPath : spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+    if (!found) throw new Error(`${tool} is not on the PATH (${process.env.PATH})`);
+    symlinkSync(realpathSync(found), join(dir, tool));
+  }
+  return dir;
+}
+
+/** Variables that choose a compiler, CMake or the addon, or force a build: a test's environment leaves them out. */
+export const BUILD_CHOICE_ENV = ["CXX", "CC", "CMAKE_JS_CMAKE_PATH", "MODULORA_BUILD_FROM_SOURCE", "MODULORA_KERNELS_PATH", "MODULORA_KERNELS_ADDON", "MODULORA_CUDA"] as const;
+
+/** `env` without {@link BUILD_CHOICE_ENV}, with `set` applied. */
+export function envWithout(env: NodeJS.ProcessEnv, set: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env };
+  for (const k of BUILD_CHOICE_ENV) delete out[k];
+  return { ...out, ...set };
+}
+
+/** `npm rebuild <name>` in `dir`, offline, with the same empty-cache, dead-registry settings as {@link npmInstallOffline}. */
+export function npmRebuildOffline(dir: string, name: string, env: NodeJS.ProcessEnv = process.env, timeout = 900_000): RunResult {
+  const cache = join(dir, ".npm-cache");
+  return run("npm", ["rebuild", name, "--offline", "--cache", cache, "--registry", "http://127.0.0.1:9/", "--loglevel", "warn", "--foreground-scripts"], {
+    cwd: dir,
+    env: { ...env, npm_config_update_notifier: "false" },
+    timeout,
   });
 }

@@ -6,5 +6,5 @@
  * @packageDocumentation
  */
 export { REPO_ROOT, readManifest, workspaceGlobs, workspacePackages, publishedPackages, type PackageManifest, type WorkspacePackage } from "./workspace.js";
-export { tarballName, packPackage, addToTarball, readTarball, manifestTargets, forbiddenFiles, kib, type TarEntry } from "./tarball.js";
-export { thirdPartyClosure, packInstalled, writeConsumer, run, npmInstallOffline, type InstalledPackage, type ConsumerSpec, type RunResult } from "./consumer.js";
+export { tarballName, packPackage, addToTarball, copyTarballWithout, readTarball, manifestTargets, forbiddenFiles, kib, type TarEntry } from "./tarball.js";
+export { thirdPartyClosure, packInstalled, writeConsumer, run, npmInstallOffline, npmRebuildOffline, binFolderWith, envWithout, BUILD_CHOICE_ENV, type InstalledPackage, type ConsumerSpec, type RunResult } from "./consumer.js";

@@ -45,6 +45,28 @@ export function addToTarball(tgz: string, inside: string, file: string): void {
   }
 }
 
+/**
+ * Writes a copy of a package tarball to `out` without `package/<inside>` (a file or a folder).
+ * Used to make the kernels' tarball as a platform without a prebuilt addon gets it.
+ * @throws Error when the tarball holds nothing at `inside` (the copy would test nothing).
+ */
+export function copyTarballWithout(tgz: string, out: string, inside: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "modulora-retar-"));
+  try {
+    const x = spawnSync("tar", ["-xzf", tgz, "-C", dir], { encoding: "utf8" });
+    if (x.status !== 0) throw new Error(`tar -xzf ${tgz}: ${x.stderr}`);
+    const target = join(dir, "package", inside);
+    if (!existsSync(target)) throw new Error(`${tgz} holds no package/${inside} to leave out`);
+    rmSync(target, { recursive: true, force: true });
+    mkdirSync(dirname(out), { recursive: true });
+    const c = spawnSync("tar", ["-czf", out, "-C", dir, "package"], { encoding: "utf8" });
+    if (c.status !== 0) throw new Error(`tar -czf ${out}: ${c.stderr}`);
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The regular files of a .tgz, read with a plain ustar parser (the first path segment stripped). */
 export function readTarball(path: string): TarEntry[] {
   const buf = gunzipSync(readFileSync(path));

@@ -2,15 +2,19 @@
 // (what each tarball holds, its size), then an empty project outside the workspace that installs
 // the tarballs with `npm install --offline` and uses them: import and require(), a type-check of
 // the declarations with skipLibCheck false, a LoRA fine-tuning step on tiny-llama, and the
-// example of every library README.
+// example of every library README. The install runs with no compiler on the PATH (the kernels keep
+// their prebuilt addon); then, without the prebuilt, the same install fails naming what to install
+// when there is no compiler, and `npm rebuild` with one builds the addon from source.
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { currentPlatform, platformTriple } from "@modulora/kernels";
+import { BUILD_TOOLS_HINT } from "@modulora/kernels/install";
 import {
-  REPO_ROOT, addToTarball, forbiddenFiles, kib, manifestTargets, npmInstallOffline, packInstalled, packPackage, publishedPackages, readTarball, run,
-  thirdPartyClosure, workspacePackages, writeConsumer, type RunResult, type TarEntry, type WorkspacePackage,
+  REPO_ROOT, addToTarball, binFolderWith, copyTarballWithout, envWithout, forbiddenFiles, kib, manifestTargets, npmInstallOffline, npmRebuildOffline,
+  packInstalled, packPackage, publishedPackages, readTarball, run, thirdPartyClosure, workspacePackages, writeConsumer,
+  type ConsumerSpec, type RunResult, type TarEntry, type WorkspacePackage,
 } from "../src/index.js";
 
 const FIXTURE = join(REPO_ROOT, "fixtures", "tiny-llama");
@@ -44,17 +48,69 @@ const listings = new Map<string, TarEntry[]>();
  * goes where that prebuild puts this platform's, `prebuilds/<triple>/modulora_kernels.node`.
  */
 const ADDON = join(REPO_ROOT, "kernels", "build", "Release", "modulora_kernels.node");
-const PREBUILT = `prebuilds/${platformTriple(currentPlatform())}/modulora_kernels.node`;
+const TRIPLE = platformTriple(currentPlatform());
+const PREBUILT = `prebuilds/${TRIPLE}/modulora_kernels.node`;
+/** The kernels' tarball without its prebuilds/ folder: what a platform with no prebuilt gets. */
+let kernelsNoPrebuilt = "";
+/** What the consumer project installs (the tarballs), kept for the installs without the prebuilt. */
+let consumerSpec: ConsumerSpec | undefined;
+
+/** The tools on the PATH of the installs "with no compiler": no c++, make, ninja or cmake. */
+const NO_COMPILER_TOOLS = ["node", "npm", "sh"];
+let noCompilerBin = "";
+/** This environment with a PATH of {@link NO_COMPILER_TOOLS} only (and no CXX, CMake or addon override). */
+const noCompilerEnv = (): NodeJS.ProcessEnv => envWithout(process.env, { PATH: noCompilerBin });
+
+/** Which addon `import("@modulora/kernels")` loads in `cwd`: `addonLoadReport().from`. */
+function loadedAddon(cwd: string): { status: number | null; stderr: string; from?: { source: string; path: string } } {
+  const r = run(process.execPath, ["--input-type=module", "-e", 'const k = await import("@modulora/kernels"); console.log(JSON.stringify(k.addonLoadReport().from))'], { cwd, env: envWithout(process.env) });
+  return r.status === 0 ? { status: 0, stderr: r.stderr, from: JSON.parse(r.stdout.trim().split("\n").pop()!) } : { status: r.status, stderr: r.stderr };
+}
+
+/** The result line of consumer/finetune-step.mjs. */
+interface StepResult { bitsPerWeight: number; factors: number; tokens: number; baseLoss: number; losses: number[] }
+
+/** Runs consumer/finetune-step.mjs in a consumer project. */
+function finetuneStep(consumer: string): StepResult {
+  const r = run(process.execPath, [join(consumer, "finetune-step.mjs"), FIXTURE], { cwd: consumer, env: envWithout(process.env), timeout: 180_000 });
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as StepResult;
+}
+
+/** The same script against the workspace's own packages (resolved from this package). */
+function workspaceStep(): StepResult {
+  const here = join(import.meta.dirname, "..", ".finetune-step.workspace.mjs");
+  copyFileSync(join(CONSUMER_FILES, "finetune-step.mjs"), here);
+  try {
+    const r = run(process.execPath, [here, FIXTURE], { cwd: REPO_ROOT, env: envWithout(process.env), timeout: 180_000 });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split("\n").pop()!) as StepResult;
+  } finally {
+    rmSync(here, { force: true });
+  }
+}
+
+/** The checks of a fine-tune step against the workspace's: shapes, B = 0 at the start, a step that lowers the loss, equal losses. */
+function expectStepLike(got: StepResult, ref: StepResult): void {
+  expect(got.factors).toBe(4 * 7 * 2); // A and B on the 7 linears of 4 blocks
+  expect(got.bitsPerWeight).toBe(ref.bitsPerWeight);
+  expect(Number.isFinite(got.baseLoss) && got.baseLoss > 0).toBe(true);
+  expect(Math.abs(got.losses[0]! - got.baseLoss)).toBeLessThanOrEqual(1e-5 * got.baseLoss); // B = 0: the adapter starts as the identity
+  expect(got.losses[1]).toBeLessThan(got.losses[0]!); // one AdamW step lowers the loss on its own batch
+  for (let i = 0; i < 2; i++) expect(Math.abs(got.losses[i]! - ref.losses[i]!)).toBeLessThanOrEqual(1e-5 * ref.losses[i]!);
+}
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), "modulora-pack-"));
   mkdirSync(join(tmp, "tarballs"));
+  noCompilerBin = binFolderWith(join(tmp, "bin-no-compiler"), NO_COMPILER_TOOLS);
   for (const pkg of published) {
     const tgz = packPackage(pkg, join(tmp, "tarballs"), { ...process.env, MODULORA_SKIP_PREBUILD: "1" });
     if (pkg.name === "@modulora/kernels" && !readTarball(tgz).some((e) => e.path === PREBUILT)) {
       if (!existsSync(ADDON)) throw new Error(`${ADDON} is missing: run pnpm build first`);
       addToTarball(tgz, PREBUILT, ADDON);
     }
+    if (pkg.name === "@modulora/kernels") kernelsNoPrebuilt = copyTarballWithout(tgz, join(tmp, "tarballs-no-prebuilt", "modulora-kernels.tgz"), "prebuilds");
     tarballs.set(pkg.name, tgz);
     listings.set(pkg.name, readTarball(tgz));
   }
@@ -165,15 +221,30 @@ describe("npm install --offline of the tarballs into an empty project", () => {
     for (const p of ours) all[p.name] = tarballs.get(p.name)!;
     for (const p of thirdParty) all[p.name] = packInstalled(p, join(tmp, "third-party", `${p.name.replace("/", "__")}-${p.version}.tgz`));
     console.log(`third-party packages packed from the workspace's pnpm store: ${thirdParty.map((p) => `${p.name}@${p.version}`).join(", ")}`);
-    writeConsumer(consumer, {
+    consumerSpec = {
       dependencies: Object.fromEntries(ours.map((p) => [p.name, all[p.name]!])),
       devDependencies: { "@types/node": all["@types/node"]! },
       tarballs: all,
-    });
+    };
+    writeConsumer(consumer, consumerSpec);
     for (const f of ["finetune-step.mjs", "require-check.cjs", "api.mts", "tokenizers-direct.mts"]) copyFileSync(join(CONSUMER_FILES, f), join(consumer, f));
-    install = npmInstallOffline(consumer);
-    console.log(`npm install --offline: exit ${install.status}\n${install.stdout}${install.stderr}`);
+    const t0 = performance.now();
+    install = npmInstallOffline(consumer, noCompilerEnv());
+    console.log(`npm install --offline (PATH: ${NO_COMPILER_TOOLS.join(", ")} only): exit ${install.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${install.stdout}${install.stderr}`);
   }, 600_000);
+
+  it("installs with no compiler, make or CMake on the PATH: the install hook keeps the prebuilt addon, and that is the one that loads", () => {
+    for (const tool of ["c++", "g++", "clang++", "cc", "make", "ninja", "cmake"]) expect(existsSync(join(noCompilerBin, tool)), tool).toBe(false);
+    expect(install.status, install.stderr).toBe(0);
+    // The hook's own line (scripts/install.mjs prints the plan's message), and nothing built.
+    expect(install.stdout).toContain(`\n@modulora/kernels: using the prebuilt addon for ${TRIPLE}\n`);
+    expect(install.stdout + install.stderr).not.toContain("building from source");
+    const kernels = join(consumer, "node_modules", "@modulora", "kernels");
+    expect(existsSync(join(kernels, "build")), "no build/ folder: nothing was compiled").toBe(false);
+    const loaded = loadedAddon(consumer);
+    expect(loaded.status, loaded.stderr).toBe(0);
+    expect(loaded.from).toEqual({ source: "prebuilt", path: join(kernels, PREBUILT) });
+  });
 
   it("installs with an empty npm cache and a registry that cannot answer (nothing fetched)", () => {
     expect(install.status, install.stderr).toBe(0);
@@ -237,28 +308,11 @@ describe("npm install --offline of the tarballs into an empty project", () => {
   });
 
   it("a LoRA fine-tuning step on tiny-llama (RTN 4-bit, attachLoRA, AdamW) runs from the installed packages, as in the workspace", () => {
-    const installed = node([join(consumer, "finetune-step.mjs"), FIXTURE]);
-    expect(installed.status, installed.stderr).toBe(0);
-    const got = JSON.parse(installed.stdout.trim().split("\n").pop()!);
+    const got = finetuneStep(consumer);
     console.log(`fine-tune step from the tarballs: ${JSON.stringify(got)}`);
-    // The same script against the workspace's own packages (resolved from this package).
-    const here = join(import.meta.dirname, "..", ".finetune-step.workspace.mjs");
-    copyFileSync(join(CONSUMER_FILES, "finetune-step.mjs"), here);
-    let ref;
-    try {
-      const r = node([here, FIXTURE], REPO_ROOT);
-      expect(r.status, r.stderr).toBe(0);
-      ref = JSON.parse(r.stdout.trim().split("\n").pop()!);
-    } finally {
-      rmSync(here, { force: true });
-    }
+    const ref = workspaceStep();
     console.log(`the same step in the workspace:   ${JSON.stringify(ref)}`);
-    expect(got.factors).toBe(4 * 7 * 2); // A and B on the 7 linears of 4 blocks
-    expect(got.bitsPerWeight).toBe(ref.bitsPerWeight);
-    expect(Number.isFinite(got.baseLoss) && got.baseLoss > 0).toBe(true);
-    expect(Math.abs(got.losses[0] - got.baseLoss)).toBeLessThanOrEqual(1e-5 * got.baseLoss); // B = 0: the adapter starts as the identity
-    expect(got.losses[1]).toBeLessThan(got.losses[0]); // one AdamW step lowers the loss on its own batch
-    for (let i = 0; i < 2; i++) expect(Math.abs(got.losses[i] - ref.losses[i])).toBeLessThanOrEqual(1e-5 * ref.losses[i]);
+    expectStepLike(got, ref);
   });
 });
 
@@ -292,4 +346,72 @@ describe("README examples", () => {
     console.log(`${name} README example:\n${r.stdout}`);
     expect(r.stdout).toMatch(expected);
   });
+});
+
+describe("without the prebuilt addon", () => {
+  it("and with no compiler or CMake on the PATH, the same install fails (exit != 0), says what to install, and leaves no package behind", () => {
+    const consumer = join(tmp, "consumer-no-prebuilt");
+    const spec = consumerSpec!;
+    writeConsumer(consumer, {
+      ...spec,
+      dependencies: { ...spec.dependencies, "@modulora/kernels": kernelsNoPrebuilt },
+      tarballs: { ...spec.tarballs, "@modulora/kernels": kernelsNoPrebuilt },
+    });
+    copyFileSync(join(CONSUMER_FILES, "finetune-step.mjs"), join(consumer, "finetune-step.mjs"));
+    expect(readTarball(kernelsNoPrebuilt).filter((e) => e.path.startsWith("prebuilds/"))).toEqual([]);
+    const t0 = performance.now();
+    const r = npmInstallOffline(consumer, noCompilerEnv());
+    console.log(`npm install --offline without the prebuilt, no compiler: exit ${r.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${r.stdout}${r.stderr}`);
+    expect(r.status).not.toBe(0);
+    expect(r.status).not.toBe(null); // it failed, it was not killed by the timeout
+    // The hook's message: why, each missing tool, and what to install for it.
+    expect(r.stderr).toContain(
+      `@modulora/kernels: no prebuilt addon for ${TRIPLE}, and it cannot be built from source here: missing ` +
+        "a C++ compiler (none of c++, g++, clang++ is on PATH, and CXX is not set); a build tool (neither make nor ninja is on PATH); CMake (cmake is not on PATH). " +
+        `Install ${BUILD_TOOLS_HINT}`,
+    );
+    expect(BUILD_TOOLS_HINT).toMatch(/C\+\+17 compiler.*CMake >= 3\.18.*apt-get install build-essential cmake/);
+    expect(r.stderr).toMatch(/npm error path .*node_modules\/@modulora\/kernels\n/);
+    // npm rolled the install back: nothing is left that could pass for a working install.
+    expect(existsSync(join(consumer, "node_modules", "@modulora", "kernels")), "node_modules/@modulora/kernels after the failed install").toBe(false);
+    expect(existsSync(join(consumer, "node_modules", "@modulora", "llama")), "node_modules/@modulora/llama after the failed install").toBe(false);
+    expect(existsSync(join(consumer, "package-lock.json"))).toBe(false);
+    const loaded = loadedAddon(consumer);
+    expect(loaded.status).not.toBe(0);
+    expect(loaded.stderr).toContain("Cannot find package '@modulora/kernels'");
+  });
+
+  it("npm rebuild of the installed @modulora/kernels with its prebuilt removed builds the addon from source, offline, loads it, and a fine-tune step runs", () => {
+    const consumer = join(tmp, "consumer");
+    const kernels = join(consumer, "node_modules", "@modulora", "kernels");
+    expect(existsSync(join(kernels, PREBUILT)), "the prebuilt install of the tests above").toBe(true);
+    rmSync(join(kernels, "prebuilds"), { recursive: true, force: true });
+    // A HOME of its own: cmake-js would put downloaded Node headers in ~/.cmake-js.
+    const home = join(tmp, "home-rebuild");
+    mkdirSync(home);
+    const t0 = performance.now();
+    const r = npmRebuildOffline(consumer, "@modulora/kernels", envWithout(process.env, { HOME: home }));
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`npm rebuild @modulora/kernels without the prebuilt: exit ${r.status} in ${seconds.toFixed(1)} s\n${r.stdout.split("\n").filter((l) => /@modulora\/kernels|CMAKE_JS_INC|generator|Downloading/i.test(l)).join("\n")}`);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const out = r.stdout + r.stderr;
+    const built = join(kernels, "build", "Release", "modulora_kernels.node");
+    expect(out).toContain(`@modulora/kernels: no prebuilt addon for ${TRIPLE}; building from source with cmake-js\n`);
+    expect(out).toContain(`@modulora/kernels: built ${built}\n`);
+    // Offline: Node-API mode (the package's binary.napi_versions), headers from the installed
+    // node-api-headers and node-addon-api packages, nothing downloaded, no ~/.cmake-js.
+    const inc = /CMAKE_JS_INC=([^"'\s]+)/.exec(out)?.[1];
+    expect(inc?.split(";").sort()).toEqual([
+      join(consumer, "node_modules", "node-addon-api"),
+      join(consumer, "node_modules", "node-api-headers", "include"),
+    ]);
+    expect(out).not.toMatch(/Downloading|nodejs\.org/);
+    expect(existsSync(join(home, ".cmake-js"))).toBe(false);
+    const loaded = loadedAddon(consumer);
+    expect(loaded.status, loaded.stderr).toBe(0);
+    expect(loaded.from).toEqual({ source: "source", path: built });
+    const got = finetuneStep(consumer);
+    console.log(`fine-tune step with the addon built from source: ${JSON.stringify(got)}`);
+    expectStepLike(got, workspaceStep());
+  }, 900_000);
 });
