@@ -30,4 +30,10 @@ export {
 } from "./quant/index.js";
 export { registerSimBackend, simStats, resetSimStats, type SimStats } from "./sim/backend.js";
 export { cudaMemory, emptyCudaCache, synchronizeCuda, registerCudaBackend, type CudaMemory } from "./cuda/backend.js";
+export { cudaAddress } from "./cuda/address.js";
+// The NCCL facade of the addon, for @modulora/distributed's NcclCommunicator (which depends on this package only).
+export {
+  ncclInfo, ncclAddon, ncclUniqueId, ncclInit, ncclAllReduce, ncclBroadcast, ncclGroup, ncclAsyncError, ncclAbort, ncclDestroy, cudaFence,
+  NCCL_NO_CUDA_BUILD, type NcclInfo, type NcclComm, type NcclReduceOp, type RawNccl,
+} from "@modulora/kernels";
 export { randomPackedCodes, quantRowBlock, QUANT_SCRATCH_BYTES } from "./cuda/quant.js";
