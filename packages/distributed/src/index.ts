@@ -9,3 +9,4 @@ export { findFreePort, spawnLocalRanks, RankFailedError, type RankExit, type Spa
 export { GradientBucketer, averageGradients, type Bucket, type BucketOptions } from "./buckets.js";
 export { shardBatch, shardIndices, type ShardRange } from "./shard.js";
 export { DataParallel, dataParallel, type DataParallelOptions } from "./data-parallel.js";
+export { NcclCommunicator, type NcclCommunicatorOptions } from "./nccl.js";
