@@ -15,6 +15,8 @@ export interface CommandContext {
   stderr: NodeJS.WriteStream;
   /** A command that ends without an error but not successfully (e.g. interrupted) sets this. */
   exitCode: number;
+  /** The command line as given to {@link main} (the command name first): what `finetune --devices N` starts each rank with. */
+  argv: readonly string[];
 }
 
 type Runner = (ctx: CommandContext) => Promise<void>;
@@ -90,7 +92,7 @@ export async function main(argv: readonly string[], io: { stdout?: NodeJS.WriteS
       args.values["model"] = await resolveModelArg(args.values["model"], args.values as { revision?: string; download?: boolean }, new Progress(stderr));
     }
     const run = await (RUNNERS[spec.name] as () => Promise<Runner>)();
-    const ctx: CommandContext = { args, stdout, stderr, exitCode: 0 };
+    const ctx: CommandContext = { args, stdout, stderr, exitCode: 0, argv };
     await run(ctx);
     return ctx.exitCode;
   } catch (err) {

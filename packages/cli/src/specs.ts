@@ -97,11 +97,15 @@ export const FINETUNE: CommandSpec = {
     { ...GROUP_SIZE, description: `group size for --quantizer (${GROUP_SIZE.description})` },
     PLUGIN,
     { ...JSON_OUT, description: 'print one JSON object {"out", "steps", "lastLoss", "lastEval", "files", ...} on stdout when training ends' },
+    { name: "devices", type: "int", min: 1, description: "data parallel on this host: N processes, one per GPU (--device cuda: rank r on cuda:r) or N CPU processes; each optimizer step takes batch-size × grad-accum × N examples (under torchrun, Slurm or a training operator their variables are read instead)" },
+    { name: "dist-backend", type: "string", choices: ["auto", "nccl", "tcp"], default: "auto", description: "how data-parallel ranks average gradients: NCCL (GPUs), TCP (CPU processes); auto picks by --device" },
+    { name: "dist-timeout", type: "int", min: 1, default: 600, description: "seconds a data-parallel rank waits for the others (joining, each collective) before failing with the missing rank's name" },
   ],
   notes:
     "Evaluation: classification → accuracy; other formats → validation loss and perplexity (summarization: + ROUGE at the end).\n" +
     "The adapter (PEFT layout + modulora.json) is written into --out when training ends; Ctrl-C or SIGTERM saves a checkpoint (--resume continues).\n" +
-    "--out is locked while a run works in it, and may not be, contain or lie inside an input; a diverged run (non-finite losses or weights) fails.",
+    "--out is locked while a run works in it, and may not be, contain or lie inside an input; a diverged run (non-finite losses or weights) fails.\n" +
+    "Data parallel (--devices N, or launched by torchrun/Slurm): every rank reads the same seeded batch order and trains its share of each step; rank 0 alone writes --out (docs/multi-gpu.md).",
 };
 
 export const EVAL: CommandSpec = {

@@ -15,6 +15,12 @@ export interface SpawnLocalRanksOptions {
   graceMs?: number;
   /** Receives every output line (default: written to this process's stdout/stderr as `[rank R] line`). */
   onLine?: (rank: number, stream: "stdout" | "stderr", line: string) => void;
+  /**
+   * Pass SIGINT and SIGTERM that reach this process on to every rank still running, instead of
+   * letting them end this process (default false). The ranks then stop as they handle the signal
+   * (a trainer saves a checkpoint) and this process reports how they ended.
+   */
+  forwardSignals?: boolean;
 }
 
 /** How one rank ended. */
@@ -84,7 +90,19 @@ export async function spawnLocalRanks(n: number, argv: readonly string[], option
   // No NVLink multicast objects (NCCL's NVLS, on by NCCL's default) unless the caller says otherwise.
   baseEnv.NCCL_NVLS_ENABLE ??= "0";
 
-  return new Promise((resolve, reject) => {
+  const forward = (signal: NodeJS.Signals) => children.forEach((c, r) => { if (!exits[r]) c.kill(signal); });
+  const onSigint = () => forward("SIGINT");
+  const onSigterm = () => forward("SIGTERM");
+  if (options.forwardSignals) {
+    process.on("SIGINT", onSigint);
+    process.on("SIGTERM", onSigterm);
+  }
+  const unhook = () => {
+    process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigterm);
+  };
+
+  return new Promise<RankExit[]>((resolve, reject) => {
     let done = 0;
     const stopOthers = (): void => {
       children.forEach((c, r) => { if (!exits[r]) c.kill("SIGTERM"); });
@@ -123,5 +141,5 @@ export async function spawnLocalRanks(n: number, argv: readonly string[], option
       child.on("error", (err) => { onLine(rank, "stderr", `cannot start ${argv[0]}: ${err.message}`); onExit(rank, 127, null); });
       child.on("close", (code, signal) => onExit(rank, code, signal));
     }
-  });
+  }).finally(unhook);
 }

@@ -8,7 +8,7 @@ import { memory, type Device } from "@modulora/tensor";
 import { BatchSource, loadDataset, padIdOf, type Batch, type Dataset, type DatasetFormat } from "@modulora/data";
 import { attachLoRA, batchLoss, quantizeModel, saveAdapter, type Adapter, type AdapterExtra, type LinearName, type ModelDType } from "@modulora/llama";
 import { checkNotAFile, checkOutsideInputs, lockOutDirInPlace, nonEmptyDir, pluginAndConfigInputs } from "../atomic.js";
-import { CliError, oneLine, step, stepSync } from "../errors.js";
+import { CliError, oneLine, step, stepSync, usageError } from "../errors.js";
 import { accuracyOf, classificationItems, rougeOf, subset, validationLoss } from "@modulora/bench";
 import type { CommandContext } from "../main.js";
 import type { ParsedArgs } from "../args.js";
@@ -19,6 +19,8 @@ import { quantizerNamed, setupQuantizers } from "../plugins.js";
 import { resolveGroupSize } from "./quantize.js";
 import { describePluginOptions, pluginOptionValues } from "../plugin-options.js";
 import { formatSeconds, Progress, type ProgressBar } from "../progress.js";
+import { joinGroup, rankDevice, runRole, spawnRanks, type RankGroup, type RunRole } from "../distributed.js";
+import { Writable } from "node:stream";
 
 interface FinetuneArgs {
   model: string;
@@ -54,6 +56,9 @@ interface FinetuneArgs {
   groupSize?: number | "row";
   plugin?: string[];
   json: boolean;
+  devices?: number;
+  distBackend: "auto" | "nccl" | "tcp";
+  distTimeout: number;
 }
 
 /** ROUGE at the end of a summarization run is computed on at most this many validation examples (generation is slow). */
@@ -80,14 +85,15 @@ function writeAdapterInto(adapter: Adapter, dir: string, options: Parameters<typ
 }
 
 function checkFlags(a: FinetuneArgs, given: Set<string>): void {
-  if (a.steps !== undefined && given.has("epochs")) throw new CliError("--steps and --epochs exclude each other", "give one of them");
-  if (a.quantizer === undefined && given.has("bits")) throw new CliError("--bits is for on-the-fly quantization and needs --quantizer", "add --quantizer NAME, or drop --bits");
-  if (a.quantizer !== undefined && a.bits === undefined) throw new CliError("--quantizer needs --bits", "add --bits N");
-  if (a.evalEvery !== undefined && !a.valid) throw new CliError("--eval-every needs validation data", "add --valid FILE");
-  if (a.resume && a.overwrite) throw new CliError("--resume and --overwrite exclude each other", "--resume continues the run in --out; --overwrite starts it over");
-  if (a.targets.length === 0) throw new CliError("--targets is empty", "list linears, e.g. --targets q_proj,v_proj");
+  if (a.steps !== undefined && given.has("epochs")) throw usageError("--steps and --epochs exclude each other", "give one of them");
+  if (a.quantizer === undefined && given.has("bits")) throw usageError("--bits is for on-the-fly quantization and needs --quantizer", "add --quantizer NAME, or drop --bits");
+  if (a.quantizer !== undefined && a.bits === undefined) throw usageError("--quantizer needs --bits", "add --bits N");
+  if (a.evalEvery !== undefined && !a.valid) throw usageError("--eval-every needs validation data", "add --valid FILE");
+  if (a.resume && a.overwrite) throw usageError("--resume and --overwrite exclude each other", "--resume continues the run in --out; --overwrite starts it over");
+  if (a.targets.length === 0) throw usageError("--targets is empty", "list linears, e.g. --targets q_proj,v_proj");
   // A warmup longer than the run never reaches --lr (with --epochs the Trainer checks it once the data is read).
-  if (a.steps !== undefined && a.warmup > a.steps) throw new CliError(`--warmup ${a.warmup} is longer than the run (--steps ${a.steps}): the learning rate would never reach --lr`, "use a --warmup of at most --steps");
+  if (a.steps !== undefined && a.warmup > a.steps) throw usageError(`--warmup ${a.warmup} is longer than the run (--steps ${a.steps}): the learning rate would never reach --lr`, "use a --warmup of at most --steps");
+  if (a.distBackend === "nccl" && !a.device.startsWith("cuda")) throw usageError("--dist-backend nccl needs --device cuda", "use --dist-backend tcp (or auto) for CPU processes");
 }
 
 /** A classification set with one label teaches nothing but that label: said before training. */
@@ -151,12 +157,19 @@ function warnChangedSettings(out: string, a: FinetuneArgs, progress: Progress): 
 const fmt = (v: number) => (v === 0 ? "0" : Math.abs(v) >= 0.01 && Math.abs(v) < 1000 ? v.toFixed(4) : v.toExponential(3));
 export const formatMetrics = (m: EvalResult) => Object.entries(m).map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
 
+/** A stream that drops what it is given: the progress of data-parallel ranks other than 0. */
+const discard = () => new Writable({ write: (_c, _e, cb) => cb() }) as unknown as NodeJS.WriteStream;
+
 export async function runFinetune(ctx: CommandContext): Promise<void> {
   const a = ctx.args.values as unknown as FinetuneArgs;
-  const progress = new Progress(ctx.stderr);
   checkFlags(a, ctx.args.given);
-  const device = checkDevice(a.device);
+  const role = await runRole(a);
+  // Data parallel: rank 0 does what one process does; the other ranks train their shares and write nothing.
+  const writer = role.kind !== "rank" || role.rank === 0;
+  const progress = new Progress(writer ? ctx.stderr : discard());
+  const device = checkDevice(rankDevice(a.device, role));
   const out = resolve(a.out);
+  if (!writer) return trainRank(ctx, a, out, progress, device, role);
   checkNotAFile(out);
   checkOutsideInputs(out, [
     { flag: "--model", path: a.model }, { flag: "--data", path: a.data }, { flag: "--valid", path: a.valid },
@@ -177,20 +190,26 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   if (a.resume && existed) warnChangedSettings(out, a, progress);
   // Everything cheap is checked before the model loads: a bad file fails at once, in one line.
   const trainFile = checkDataFile(a.data, a.format, "--data");
-  if (a.format === "classification") warnSingleLabel(trainFile, a.data, progress);
+  if (a.format === "classification" && role.kind !== "spawn") warnSingleLabel(trainFile, a.data, progress);
   if (a.valid) checkDataFile(a.valid, a.format, "--valid");
   await setupQuantizers(a.plugin);
   const checked = preflightModel(a.model);
   // Training sequences are at most --seq-len long; longer than the context they would be computed wrong.
   checkContextLength(checked.config, a.seqLen, `--seq-len ${a.seqLen}`, `lower --seq-len to ${checked.config.maxPositionEmbeddings} or less`);
   const onTheFly = a.quantizer ? checkOnTheFly(a, checked, ctx.args) : null;
+  if (role.kind === "spawn") {
+    // --devices N on one host: everything cheap was checked once, here; the ranks do the rest.
+    if (a.device.startsWith("cuda")) checkGpuCount(a.device, role.ranks);
+    ctx.exitCode = await spawnRanks(role.ranks, ctx.argv, ctx.stdout, ctx.stderr);
+    return;
+  }
 
   // The lock proves --out writable before anything heavy runs, and keeps a second run out of it.
   const { lock, created } = lockOutDirInPlace(out, "modulora finetune");
   if (lock.tookOver) progress.log(`warning: took over the stale lock ${lock.path} of process ${lock.tookOver.pid}, which no longer runs`);
   let succeeded = false;
   try {
-    await trainAndWrite(ctx, a, out, checked, onTheFly, progress, device);
+    await trainAndWrite(ctx, a, out, checked, onTheFly, progress, device, role);
     succeeded = true;
   } finally {
     lock.release();
@@ -205,6 +224,34 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   }
 }
 
+/** --devices N on CUDA: N must not pass the GPUs this host has, and --device must be plain `cuda`. */
+function checkGpuCount(device: string, n: number): void {
+  if (device !== "cuda") throw new CliError(`--devices ${n} with --device ${device}: each rank picks its own GPU`, "use --device cuda: rank r trains on cuda:r");
+  checkDevice("cuda");
+  try {
+    checkDevice(`cuda:${n - 1}`);
+  } catch {
+    let count = 1;
+    while (count < n) {
+      try {
+        checkDevice(`cuda:${count}`);
+        count++;
+      } catch {
+        break;
+      }
+    }
+    throw new CliError(`--devices ${n}, but this host has ${count} CUDA device${count === 1 ? "" : "s"}`, `use --devices ${count} or fewer`);
+  }
+}
+
+/** A data-parallel rank other than 0: loads and trains like rank 0, checks nothing on disk and writes nothing. */
+async function trainRank(ctx: CommandContext, a: FinetuneArgs, out: string, progress: Progress, device: Device, role: RunRole): Promise<void> {
+  await setupQuantizers(a.plugin);
+  const checked = preflightModel(a.model);
+  const onTheFly = a.quantizer ? checkOnTheFly(a, checked, ctx.args) : null;
+  await trainAndWrite(ctx, a, out, checked, onTheFly, progress, device, role);
+}
+
 function lexistsLink(path: string): boolean {
   try {
     return lstatSync(path).isSymbolicLink();
@@ -213,7 +260,18 @@ function lexistsLink(path: string): boolean {
   }
 }
 
-async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, onTheFly: OnTheFly | null, progress: Progress, device: Device): Promise<void> {
+async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, onTheFly: OnTheFly | null, progress: Progress, device: Device, role: RunRole): Promise<void> {
+  // The group is joined first: a rank that cannot reach the others fails before the model loads.
+  const group: RankGroup | null = role.kind === "rank" ? await joinGroup(role, a, device) : null;
+  const writer = !group || group.dataParallel.rank === 0;
+  try {
+    await trainInGroup(ctx, a, out, checked, onTheFly, progress, device, group, writer);
+  } finally {
+    await group?.close();
+  }
+}
+
+async function trainInGroup(ctx: CommandContext, a: FinetuneArgs, out: string, checked: ModelPreflight, onTheFly: OnTheFly | null, progress: Progress, device: Device, group: RankGroup | null, writer: boolean): Promise<void> {
   const loaded = await loadModel(a.model, progress, "--model", checked, device, a.dtype);
   // On `sim`: the transfers of each optimizer step (the batch in, the loss and norm out).
   const transfers = new TransferCounter(device);
@@ -272,7 +330,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
         transfers.start();
         totalSteps = e.totalSteps;
         progress.log(
-          `training ${e.totalSteps} steps (batch ${a.batchSize} × accumulation ${a.gradAccum}, seq-len ≤ ${a.seqLen}, lr ${a.lr} ${a.schedule}${a.warmup ? ` after ${a.warmup} warmup` : ""}, LoRA r ${a.rank} alpha ${a.alpha} on ${a.targets.join(",")})` +
+          `training ${e.totalSteps} steps (batch ${a.batchSize} × accumulation ${a.gradAccum}${group ? ` × ${group.dataParallel.worldSize} ranks (${group.backend})` : ""}, seq-len ≤ ${a.seqLen}, lr ${a.lr} ${a.schedule}${a.warmup ? ` after ${a.warmup} warmup` : ""}, LoRA r ${a.rank} alpha ${a.alpha} on ${a.targets.join(",")})` +
             (e.resumedFrom !== null ? `, resumed from step ${e.resumedFrom}` : ""),
         );
         bar = progress.bar("train", e.totalSteps, { fields: ["loss", "lr", "tok/s"], unit: "steps" });
@@ -318,8 +376,9 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
       onEvent,
       stateExtra: { cli: runSettings(a) },
       lockOwner: "modulora finetune",
+      ...(group ? { dataParallel: group.dataParallel } : {}),
     }));
-    const newest = a.resume ? listCheckpoints(out)[0] : undefined;
+    const newest = a.resume && writer ? listCheckpoints(out)[0] : undefined;
     if (newest && newest.step > trainer.totalSteps()) {
       trainer.dispose();
       throw new CliError(`--resume: ${newest.dir} is at step ${newest.step}, past this run's ${trainer.totalSteps()} steps`, `raise --steps (or --epochs) to at least ${newest.step} steps, or start over with --overwrite`);
@@ -330,6 +389,7 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
     } catch (err) {
       (bar as ProgressBar | null)?.stop();
       const msg = oneLine(err);
+      if (!writer) throw new CliError(`training failed on rank ${group!.dataParallel.rank}: ${msg}`, "rank 0's message says what to do", { cause: err });
       let ckpts: ReturnType<typeof listCheckpoints> = [];
       let cleanup = "";
       try {
@@ -351,6 +411,11 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
       trainer.dispose();
     }
 
+    if (!writer) {
+      // Rank 0 writes the adapter, the plots and run.json, and reports; this rank's exit code says how it ended.
+      if (result.stoppedBy === "interrupted") ctx.exitCode = result.signal === "SIGTERM" ? 143 : 130;
+      return;
+    }
     if (result.stoppedBy === "interrupted") {
       const ck = listCheckpoints(out)[0];
       ctx.stdout.write(a.json ? `${JSON.stringify({ out: a.out, interrupted: true, steps: result.steps, checkpoint: ck?.dir ?? null })}\n` : `interrupted at step ${result.steps}${ck ? `; checkpoint ${ck.dir} holds the adapter` : ""}\n`);
@@ -387,7 +452,11 @@ async function trainAndWrite(ctx: CommandContext, a: FinetuneArgs, out: string, 
     // Renamed into place: a link planted at run.json is replaced, never written through.
     const seconds = alreadyDone ? null : result.seconds;
     const tokens = alreadyDone ? null : result.tokens;
-    const run = { steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, dtype: a.dtype, ...(transferReport ? { transfers: transferReport } : {}) };
+    const run = {
+      steps: result.steps, seconds, tokens, lastLoss: result.lastLoss, lastEval: finalEval ?? null, peakRssMiB, peakTensorMiB, device, dtype: a.dtype,
+      ...(group ? { dataParallel: { worldSize: group.dataParallel.worldSize, backend: group.backend, globalBatch: a.batchSize * a.gradAccum * group.dataParallel.worldSize } } : {}),
+      ...(transferReport ? { transfers: transferReport } : {}),
+    };
     stepSync(`cannot write ${join(a.out, "run.json")}`, "check that the directory is writable and has space", () =>
       writeFileAtomic(join(out, "run.json"), `${JSON.stringify(run, null, 2)}\n`));
     written.push("run.json");
