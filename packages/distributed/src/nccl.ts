@@ -66,9 +66,10 @@ export interface NcclCommunicatorOptions extends Omit<RendezvousOptions, "payloa
   timeoutMs?: number;
   /** How often a pending collective polls NCCL's asynchronous error (default 50 ms). */
   pollMs?: number;
-  /** @internal The NCCL calls (tests). */
-  ops?: NcclOps;
 }
+
+/** @internal {@link NcclCommunicator.connect}'s options as the tests give them: with a fake NCCL. */
+export type NcclTestOptions = NcclCommunicatorOptions & { ops?: NcclOps };
 
 function deviceIndexOf(device: number | string): number {
   if (typeof device === "number") {
@@ -217,7 +218,7 @@ export class NcclCommunicator implements Communicator {
    * and the process, alive: exit on this error).
    */
   static async connect(options: NcclCommunicatorOptions): Promise<NcclCommunicator> {
-    const ops = options.ops ?? addonOps();
+    const ops = (options as NcclTestOptions).ops ?? addonOps();
     const info = ops.info();
     if (!info.available) throw new Error(`NcclCommunicator.connect (rank ${options.rank}): NCCL is unavailable: ${info.reason ?? "no reason given"}`);
     const device = deviceIndexOf(options.device);

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { NCCL_NO_CUDA_BUILD, hasCuda, ncclInfo, tensorFrom } from "@modulora/tensor";
 import { findFreePort } from "../src/index.js";
-import { NcclCommunicator, type NcclOps } from "../src/nccl.js";
+import { NcclCommunicator, type NcclCommunicatorOptions, type NcclOps, type NcclTestOptions } from "../src/nccl.js";
 import { transportOf } from "../src/rendezvous.js";
 
 interface Fake extends NcclOps {
@@ -33,11 +33,14 @@ function fake(rank: number, o: { fence?: () => Promise<void>; asyncError?: (call
   return f;
 }
 
+/** The public options type has no `ops`: the fake goes in through the internal one. */
+const withOps = (o: NcclTestOptions): NcclCommunicatorOptions => o;
+
 const never = (): Promise<void> => new Promise(() => {});
 
 async function connectAll(fakes: Fake[], timeoutMs = 5_000): Promise<NcclCommunicator[]> {
   const masterPort = await findFreePort();
-  return Promise.all(fakes.map((ops, rank) => NcclCommunicator.connect({ rank, worldSize: fakes.length, masterAddr: "127.0.0.1", masterPort, device: rank, timeoutMs, pollMs: 5, ops })));
+  return Promise.all(fakes.map((ops, rank) => NcclCommunicator.connect(withOps({ rank, worldSize: fakes.length, masterAddr: "127.0.0.1", masterPort, device: rank, timeoutMs, pollMs: 5, ops }))));
 }
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -103,7 +106,7 @@ describe("NcclCommunicator (fake NCCL, real sockets)", () => {
 
   it("refuses a device that is not CUDA", async () => {
     const masterPort = await findFreePort();
-    const err = await rejection(NcclCommunicator.connect({ rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort, device: "cpu", ops: fake(0) }));
+    const err = await rejection(NcclCommunicator.connect(withOps({ rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort, device: "cpu", ops: fake(0) })));
     expect(err.message).toBe("NcclCommunicator: device 'cpu' is not a CUDA device; NCCL runs on cuda:N (use TcpCommunicator on the CPU)");
   });
 
