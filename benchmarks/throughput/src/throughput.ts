@@ -6,26 +6,21 @@
 // See ../README.md for the command and the files it writes.
 import { spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import {
-  AdamW, backward, getBackend, keep, memory, parseDevice, registerSimBackend, resetPeakMemory, resetSimStats, simStats, tensorFrom, tidy,
+  AdamW, backward, getBackend, keep, memory, registerSimBackend, resetPeakMemory, resetSimStats, simStats, tensorFrom, tidy,
   type Device, type Tensor,
 } from "@modulora/tensor";
-import { cudaAddon, cudaInfo } from "@modulora/kernels";
+import { cudaAddon } from "@modulora/kernels";
 // The llama sources (not the package's dist) until @modulora/llama exports random-model.ts: the
 // bundle then holds one copy of the model classes, which attachLoRA's dispatchers compare against.
-import { attachLoRA, LINEAR_NAMES, randomCodesSource, randomLlama, type LlamaModel, type RandomLlamaShape } from "@modulora/llama";
+import { attachLoRA, LINEAR_NAMES, randomCodesSource, randomLlama, type LlamaModel } from "@modulora/llama";
+import { cardName, cudaIndex, cudaRuntime, isCuda, median, randomIds, SHAPES } from "./common.js";
 
-/** The shapes of torch_lora_bench.py, and `tiny` for tests on the CPU (its sizes multiples of the group size, 128). */
-export const SHAPES: Record<string, RandomLlamaShape & { batch: number; seq: number }> = {
-  tiny: { hiddenSize: 128, intermediateSize: 384, numLayers: 2, numHeads: 4, numKvHeads: 4, vocabSize: 256, batch: 2, seq: 32 },
-  "7b": { hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: 32, vocabSize: 32000, batch: 4, seq: 512 },
-  "13b": { hiddenSize: 5120, intermediateSize: 13824, numLayers: 40, numHeads: 40, numKvHeads: 40, vocabSize: 32000, batch: 4, seq: 512 },
-  "65b": { hiddenSize: 8192, intermediateSize: 22016, numLayers: 80, numHeads: 64, numKvHeads: 64, vocabSize: 32000, batch: 1, seq: 512 },
-};
+export { SHAPES } from "./common.js";
+
 
 /** The configurations run when --configs is not given: the torch-modulora rows of the baseline. */
 const DEFAULT_CONFIGS = ["7b-4", "7b-4-ckpt", "7b-2-ckpt", "13b-4-ckpt", "65b-4-ckpt", "65b-2-ckpt"];
@@ -181,35 +176,9 @@ function parseConfig(name: string, args: Args): Config {
 }
 
 /** A small seeded generator for the token ids (xorshift32): B·T ids are the only upload per configuration. */
-function randomIds(n: number, vocab: number, seed: number): Int32Array {
-  let x = (seed * 2654435761 + 0x9e3779b9) >>> 0 || 1;
-  const ids = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    ids[i] = x % vocab;
-  }
-  return ids;
-}
 
-const isCuda = (device: Device) => parseDevice(device).family === "cuda";
-const cudaIndex = (device: Device) => parseDevice(device).index ?? 0;
 
-function cardName(device: Device): string {
-  if (isCuda(device)) {
-    const info = cudaInfo();
-    return info.devices.find((d) => d.index === cudaIndex(device))?.name ?? `cuda device ${cudaIndex(device)}`;
-  }
-  return `${device}: ${os.cpus()[0]?.model?.trim() ?? "unknown CPU"} (${os.cpus().length} CPUs)`;
-}
 
-function cudaRuntime(): string | null {
-  const info = cudaInfo();
-  if (!info.available) return null;
-  const v = info.runtimeVersion;
-  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
-}
 
 function synchronize(device: Device): void {
   getBackend(device).synchronize();
@@ -230,10 +199,6 @@ function weightBytes(model: LlamaModel): number {
   return n;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!; // torch_lora_bench.py's ts[len(ts) // 2]
-}
 
 /** Builds one configuration's model, runs warm-up + timed steps, frees everything. */
 function runConfig(cfg: Config, args: Args, base: Omit<Result, "config" | "shape" | "bits" | "batch" | "seq" | "checkpointing" | "step_times_s" | "losses" | "baselines">): Result {
