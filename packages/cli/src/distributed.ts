@@ -39,15 +39,24 @@ export async function runRole(a: DistributedArgs, env: NodeJS.ProcessEnv = proce
     return { kind: "rank", ...launch };
   }
   if (a.devices !== undefined && a.devices > 1) return { kind: "spawn", ranks: a.devices };
+  // An explicit backend with one process: a group of one, so that the data-parallel path itself runs (checks, benchmarks).
+  if (a.distBackend !== "auto") {
+    const { findFreePort } = await import("@modulora/distributed");
+    return { kind: "rank", rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: "127.0.0.1", masterPort: await findFreePort(), source: "single" };
+  }
   return { kind: "single" };
 }
 
-/** The device rank `localRank` trains on: `cuda` becomes `cuda:<localRank>`; `cpu` and `sim` stay. */
-export function rankDevice(device: string, role: RunRole): string {
+/**
+ * The device rank `localRank` trains on: `cuda` becomes `cuda:<localRank>`; `cpu` and `sim` stay.
+ * `cuda:N` with several ranks on the host is refused, except over TCP (ranks sharing one GPU: a
+ * check of the data-parallel path on a one-GPU host; NCCL refuses two ranks on one GPU).
+ */
+export function rankDevice(device: string, role: RunRole, backend: DistributedArgs["distBackend"] = "auto"): string {
   if (role.kind !== "rank") return device;
   if (device === "cuda") return `cuda:${role.localRank}`;
-  if (/^cuda:\d+$/.test(device) && role.localWorldSize > 1) {
-    throw usageError(`--device ${device} names one GPU, but ${role.localWorldSize} ranks run on this host`, "use --device cuda: rank r then trains on cuda:r");
+  if (/^cuda:\d+$/.test(device) && role.localWorldSize > 1 && backend !== "tcp") {
+    throw usageError(`--device ${device} names one GPU, but ${role.localWorldSize} ranks run on this host`, "use --device cuda: rank r then trains on cuda:r (or --dist-backend tcp to share that GPU between the ranks)");
   }
   return device;
 }

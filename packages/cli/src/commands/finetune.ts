@@ -167,7 +167,7 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   // Data parallel: rank 0 does what one process does; the other ranks train their shares and write nothing.
   const writer = role.kind !== "rank" || role.rank === 0;
   const progress = new Progress(writer ? ctx.stderr : discard());
-  const device = checkDevice(rankDevice(a.device, role));
+  const device = checkDevice(rankDevice(a.device, role, a.distBackend));
   const out = resolve(a.out);
   if (!writer) return trainRank(ctx, a, out, progress, device, role);
   checkNotAFile(out);
@@ -199,7 +199,7 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   const onTheFly = a.quantizer ? checkOnTheFly(a, checked, ctx.args) : null;
   if (role.kind === "spawn") {
     // --devices N on one host: everything cheap was checked once, here; the ranks do the rest.
-    if (a.device.startsWith("cuda")) checkGpuCount(a.device, role.ranks);
+    if (a.device.startsWith("cuda") && !(a.distBackend === "tcp" && /^cuda:\d+$/.test(a.device))) checkGpuCount(a.device, role.ranks);
     ctx.exitCode = await spawnRanks(role.ranks, ctx.argv, ctx.stdout, ctx.stderr);
     return;
   }
