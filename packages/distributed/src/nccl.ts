@@ -152,13 +152,16 @@ class Liveness {
     for (const fn of [...this.listeners]) fn();
   }
 
+  /** Says goodbye when `orderly`, lets the sockets flush (what was sent, an abort included; at most 1 s), then closes them. */
   async close(orderly: boolean): Promise<void> {
     this.closing = true;
-    for (const ch of this.transport.channels) {
-      if (!ch) continue;
+    await Promise.all(this.transport.channels.map((ch) => new Promise<void>((resolve) => {
+      if (!ch || ch.socket.destroyed) return resolve();
+      const timer = setTimeout(resolve, 1_000);
+      ch.socket.once("close", () => { clearTimeout(timer); resolve(); });
       if (orderly) ch.send(FRAME.data, 0, { kind: "bye" });
       ch.socket.end();
-    }
+    })));
     for (const ch of this.transport.channels) ch?.close();
     await new Promise<void>((resolve) => (this.transport.server ? this.transport.server.close(() => resolve()) : resolve()));
   }
