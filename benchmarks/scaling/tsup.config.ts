@@ -1,11 +1,13 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "tsup";
 
-// ONE self-contained file, dist/scaling.mjs, for the GPU host (plain `node`, no node_modules):
-// every workspace and npm dependency inlined. The native addon is not: @modulora/kernels loads it
-// from MODULORA_KERNELS_ADDON (or the tree's kernels/build/Release, which the bundle points it at
-// when the variable is unset and that file exists).
+// Self-contained files for the GPU host (plain `node`, no node_modules), every workspace and npm
+// dependency inlined: dist/scaling.mjs (this benchmark) and dist/nccl-check.mjs (the NCCL check
+// of ../../scripts/gpu/nccl-check.mjs, resolved against this package's node_modules). The native
+// addon is not inlined: @modulora/kernels loads it from MODULORA_KERNELS_ADDON (or the tree's
+// kernels/build/Release, which scaling.mjs points it at when the variable is unset).
 export default defineConfig({
-  entry: { scaling: "src/scaling.ts" },
+  entry: { scaling: "src/scaling.ts", "nccl-check": "../../scripts/gpu/nccl-check.mjs" },
   outDir: "dist",
   outExtension: () => ({ js: ".mjs" }),
   format: ["esm"],
@@ -16,5 +18,8 @@ export default defineConfig({
   sourcemap: false,
   dts: false,
   noExternal: [/.*/],
+  esbuildOptions(options) {
+    options.nodePaths = [fileURLToPath(new URL("./node_modules", import.meta.url))];
+  },
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 });

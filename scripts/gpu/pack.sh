@@ -2,7 +2,7 @@
 # Prepares what a GPU-host run needs and the working tree does not hold (run here, from the repo
 # root, after `pnpm install` and `pnpm build`): Node and the Node-API headers (.gpu/node.xz,
 # .gpu/headers, from ../shared/gpu/pack-node.sh) and the bundled JavaScript entry points
-# (.gpu/js.tar.xz: the conformance runner, the CLI, the throughput benchmark), each one file with
+# (.gpu/js.tar.xz: the conformance runner, the CLI, the throughput and scaling benchmarks, the NCCL check), each one file with
 # every dependency inlined. `.gpu/` is git-ignored (.git/info/exclude) and carried by the device
 # call; scripts/gpu/host.sh unpacks it there.
 set -euo pipefail
@@ -15,6 +15,10 @@ files=(packages/tensor/dist/conformance-runner.mjs packages/cli/dist-bundle/modu
 if [ -f benchmarks/throughput/package.json ]; then
   pnpm --filter ./benchmarks/throughput build >/dev/null
   files+=(benchmarks/throughput/dist/throughput.mjs)
+fi
+if [ -f benchmarks/scaling/package.json ]; then
+  pnpm --filter ./benchmarks/scaling build >/dev/null
+  files+=(benchmarks/scaling/dist/scaling.mjs benchmarks/scaling/dist/nccl-check.mjs)
 fi
 tar -cJf .gpu/js.tar.xz "${files[@]}"
 ls -l .gpu/js.tar.xz
