@@ -9,8 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { Trainer, type Batch, type DataSource } from "@modulora/core";
-import { dataParallel, resolveLaunch, spawnLocalRanks, TcpCommunicator, type Communicator } from "@modulora/distributed";
-import * as distributed from "@modulora/distributed";
+import { dataParallel, NcclCommunicator, resolveLaunch, spawnLocalRanks, TcpCommunicator, type Communicator } from "@modulora/distributed";
 import { cudaAddon, cudaInfo, ncclInfo } from "@modulora/kernels";
 import { attachLoRA, randomLlama } from "@modulora/llama";
 import { getBackend, tensorFrom, tidy, type Device } from "@modulora/tensor";
@@ -111,9 +110,7 @@ interface RankJob {
 async function connect(job: RankJob, launch: ReturnType<typeof resolveLaunch>, device: Device): Promise<Communicator> {
   const common = { rank: launch.rank, worldSize: launch.worldSize, masterAddr: launch.masterAddr, masterPort: launch.masterPort, timeoutMs: 600_000 };
   if (job.backend === "tcp") return TcpCommunicator.connect(common);
-  const nccl = (distributed as unknown as { NcclCommunicator?: { connect(o: typeof common & { device: Device }): Promise<Communicator> } }).NcclCommunicator;
-  if (!nccl) throw new Error("@modulora/distributed has no NcclCommunicator in this build");
-  return nccl.connect({ ...common, device });
+  return NcclCommunicator.connect({ ...common, device });
 }
 
 /** One rank: builds the model, trains warmup + steps through the Trainer, prints rank 0's figures. */

@@ -116,9 +116,7 @@ export async function joinGroup(role: Extract<RunRole, { kind: "rank" }>, a: Dis
   let comm: import("@modulora/distributed").Communicator;
   try {
     if (backend === "nccl") {
-      const { NcclCommunicator } = dist as unknown as { NcclCommunicator?: { connect(o: typeof common & { device: Device }): Promise<import("@modulora/distributed").Communicator> } };
-      if (!NcclCommunicator) throw new Error("this build of @modulora/distributed has no NCCL communicator");
-      comm = await NcclCommunicator.connect({ ...common, device });
+      comm = await dist.NcclCommunicator.connect({ ...common, device });
     } else {
       comm = await dist.TcpCommunicator.connect(common);
     }
