@@ -20,20 +20,7 @@ what=${1:-all}
 configs=${2:-7b-4-ckpt,65b-2-ckpt}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node
-mkdir -p /tmp/bin && ln -sf /tmp/node /tmp/bin/node
-export PATH=/tmp/bin:$PATH
-tar -xJf .gpu/js.tar.xz
-addon_ok=0
-if [ -f .gpu/addon.xz ]; then
-  mkdir -p /tmp/kb && xz -dc .gpu/addon.xz > /tmp/kb/modulora_kernels.node
-  export MODULORA_KERNELS_ADDON=/tmp/kb/modulora_kernels.node
-  node -e 'process.dlopen({exports:{}}, process.env.MODULORA_KERNELS_ADDON)' && node -e 'const a={exports:{}}; process.dlopen(a, process.env.MODULORA_KERNELS_ADDON); if (typeof a.exports.cuda?.ncclInfo !== "function") process.exit(1)' && addon_ok=1
-fi
-if [ $addon_ok = 0 ]; then
-  source scripts/gpu/host.sh || exit 1
-  xz -T0 -c /tmp/kb/modulora_kernels.node > "$OUT/addon.xz"
-fi
+source scripts/gpu/unpack.sh || exit 1
 ngpu=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "GPUs: $ngpu; NCCL_NVLS_ENABLE=$NCCL_NVLS_ENABLE"

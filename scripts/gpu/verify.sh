@@ -10,17 +10,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node
-mkdir -p /tmp/bin && ln -sf /tmp/node /tmp/bin/node
-export PATH=/tmp/bin:$PATH
-tar -xJf .gpu/js.tar.xz
-addon_ok=0
-if [ -f .gpu/addon.xz ]; then
-  mkdir -p /tmp/kb && xz -dc .gpu/addon.xz > /tmp/kb/modulora_kernels.node
-  export MODULORA_KERNELS_ADDON=/tmp/kb/modulora_kernels.node
-  node -e 'process.dlopen({exports:{}}, process.env.MODULORA_KERNELS_ADDON)' && addon_ok=1
-fi
-if [ $addon_ok = 0 ]; then source scripts/gpu/host.sh || exit 1; fi
+source scripts/gpu/unpack.sh || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 runner="node packages/tensor/dist/conformance-runner.mjs --backend cuda"
 t0=$(date +%s)

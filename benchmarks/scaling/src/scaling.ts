@@ -13,20 +13,11 @@ import { dataParallel, NcclCommunicator, resolveLaunch, spawnLocalRanks, TcpComm
 import { cudaAddon, cudaInfo, ncclInfo } from "@modulora/kernels";
 import { attachLoRA, randomLlama } from "@modulora/llama";
 import { getBackend, tensorFrom, tidy, type Device } from "@modulora/tensor";
-import { cardName, cudaIndex, cudaRuntime, isCuda, median, randomIds, SHAPES } from "../../throughput/src/common.js";
+import { cardName, cudaIndex, cudaRuntime, isCuda, median, randomIds, SHAPES, type Config } from "../../throughput/src/common.js";
 
 const GIB = 2 ** 30;
 const RANK_ENV = "MODULORA_SCALING_RUN";
 
-/** One configuration: a shape, its bits, checkpointing, the per-rank micro-batch. */
-interface Config {
-  name: string;
-  shape: string;
-  bits: number;
-  checkpointing: boolean;
-  batch: number;
-  seq: number;
-}
 
 /** What one run (one world size, or the reference) measured; rank 0's figures. */
 interface Row {

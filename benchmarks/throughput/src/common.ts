@@ -54,3 +54,13 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!; // torch_lora_bench.py's ts[len(ts) // 2]
 }
+
+/** One configuration of a benchmark: a shape, its bits, checkpointing, the micro-batch. */
+export interface Config {
+  name: string;
+  shape: string;
+  bits: number;
+  checkpointing: boolean;
+  batch: number;
+  seq: number;
+}

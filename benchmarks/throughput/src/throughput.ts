@@ -17,7 +17,7 @@ import { cudaAddon } from "@modulora/kernels";
 // The llama sources (not the package's dist) until @modulora/llama exports random-model.ts: the
 // bundle then holds one copy of the model classes, which attachLoRA's dispatchers compare against.
 import { attachLoRA, LINEAR_NAMES, randomCodesSource, randomLlama, type LlamaModel } from "@modulora/llama";
-import { cardName, cudaIndex, cudaRuntime, isCuda, median, randomIds, SHAPES } from "./common.js";
+import { cardName, cudaIndex, cudaRuntime, isCuda, median, randomIds, SHAPES, type Config } from "./common.js";
 
 export { SHAPES } from "./common.js";
 
@@ -46,14 +46,6 @@ interface Args {
   baselinePlan: string[] | null;
 }
 
-interface Config {
-  name: string;
-  shape: string;
-  bits: number;
-  checkpointing: boolean;
-  batch: number;
-  seq: number;
-}
 
 /** One row of torch_baselines.json. */
 interface TorchRow {
