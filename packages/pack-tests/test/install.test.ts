@@ -27,7 +27,7 @@ const byName = new Map(published.map((p) => [p.name, p]));
 
 /** The published packages, as this repository has them today (a new one must be added here on purpose). */
 const EXPECTED_PUBLISHED = [
-  "@modulora/bench", "@modulora/cli", "@modulora/core", "@modulora/data", "@modulora/kernels", "@modulora/kernels-cuda", "@modulora/llama",
+  "@modulora/bench", "@modulora/cli", "@modulora/core", "@modulora/data", "@modulora/distributed", "@modulora/kernels", "@modulora/kernels-cuda", "@modulora/llama",
   "@modulora/quantizer-hqq", "@modulora/quantizer-nf4", "@modulora/quantizer-optq", "@modulora/quantizer-rtn", "@modulora/tensor",
 ];
 /** Packages whose tarball carries sources on purpose: the native addon's C++ (built from source at install). */
