@@ -81,7 +81,7 @@ describe("the install decision", () => {
       message:
         "@modulora/kernels: no prebuilt addon for linux-riscv64-glibc, and it cannot be built from source here: " +
         "missing a C++ compiler (none of c++, g++, clang++ is on PATH, and CXX is not set). " +
-        `Install ${BUILD_TOOLS_HINT}, then reinstall (\`npm rebuild @modulora/kernels\`).`,
+        `Install ${BUILD_TOOLS_HINT}, then run the install again (\`npm install\`; npm rolled this one back, so \`npm rebuild\` would find nothing).`,
     });
     expect(BUILD_TOOLS_HINT).toContain("sudo apt-get install build-essential cmake");
     expect(BUILD_TOOLS_HINT).toContain("sudo dnf install gcc-c++ make cmake");

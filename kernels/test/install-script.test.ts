@@ -61,7 +61,7 @@ describe("scripts/install.mjs", () => {
     expect(r.stderr).toBe(
       "@modulora/kernels: MODULORA_BUILD_FROM_SOURCE=1 asks for a build from source, and it cannot be built from source here: " +
         "missing a C++ compiler (none of c++, g++, clang++ is on PATH, and CXX is not set); a build tool (neither make nor ninja is on PATH); CMake (cmake is not on PATH). " +
-        `Install ${BUILD_TOOLS_HINT}, then reinstall (\`npm rebuild @modulora/kernels\`).\n`,
+        `Install ${BUILD_TOOLS_HINT}, then run the install again (\`npm install\`; npm rolled this one back, so \`npm rebuild\` would find nothing).\n`,
     );
   });
   it("a prebuilt that does not load is reported with its load error, then the build from source is tried", () => {

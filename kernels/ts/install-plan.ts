@@ -75,7 +75,7 @@ export function findBuildTools(probe: ToolProbe): BuildTools {
 export function missingToolsMessage(packageName: string, why: string, missing: readonly string[]): string {
   return (
     `${packageName}: ${why}, and it cannot be built from source here: missing ${missing.join("; ")}. ` +
-    `Install ${BUILD_TOOLS_HINT}, then reinstall (\`npm rebuild ${packageName}\`).`
+    `Install ${BUILD_TOOLS_HINT}, then run the install again (\`npm install\`; npm rolled this one back, so \`npm rebuild\` would find nothing).`
   );
 }
 

@@ -106,6 +106,6 @@ export function cudaMissingMessage(missing: readonly string[]): string {
   return (
     `@modulora/kernels-cuda: cannot build the CUDA addon: missing ${missing.join("; ")}. ` +
     "Install the CUDA toolkit 12 or newer with cuBLAS (https://developer.nvidia.com/cuda-downloads) and put its bin/ on PATH " +
-    "or set CUDA_PATH, then reinstall (`npm rebuild @modulora/kernels-cuda`). Without this package, @modulora/kernels runs on the CPU."
+    "or set CUDA_PATH, then run the install again (`npm install`). Without this package, @modulora/kernels runs on the CPU."
   );
 }

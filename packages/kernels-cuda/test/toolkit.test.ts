@@ -77,7 +77,7 @@ describe("finding the CUDA toolkit", () => {
       "@modulora/kernels-cuda: cannot build the CUDA addon: missing nvcc, the CUDA compiler (not in CUDACXX, $CUDA_PATH/bin, $CUDA_HOME/bin, $CUDAToolkit_ROOT/bin, on PATH or in /usr/local/cuda/bin); " +
         "cuBLAS (no toolkit found to look in, and MODULORA_CUBLAS_ROOT is not set). " +
         "Install the CUDA toolkit 12 or newer with cuBLAS (https://developer.nvidia.com/cuda-downloads) and put its bin/ on PATH or set CUDA_PATH, " +
-        "then reinstall (`npm rebuild @modulora/kernels-cuda`). Without this package, @modulora/kernels runs on the CPU.",
+        "then run the install again (`npm install`). Without this package, @modulora/kernels runs on the CPU.",
     );
   });
   it("names what is missing: nvcc without cuBLAS's header", () => {
