@@ -265,7 +265,7 @@ describe("outputs checked before anything loads", () => {
     const out = join(tmp, "never");
     failsUsage(finetune(out, 1, "--dropout", "2"), `--dropout must be less than 1, got "2"`);
     failsUsage(finetune(out, 1, "--dropout", "1"), `--dropout must be less than 1, got "1"`);
-    fails(finetune(out, 2, "--warmup", "10"), "--warmup 10 is longer than the run (--steps 2): the learning rate would never reach --lr — use a --warmup of at most --steps");
+    failsUsage(finetune(out, 2, "--warmup", "10"), "--warmup 10 is longer than the run (--steps 2): the learning rate would never reach --lr — use a --warmup of at most --steps");
     fails(finetune(out, 1, "--quantizer", "rtn", "--bits", "5"), "quantizer 'rtn' does not support --bits 5 — use one of 2, 3, 4, 8");
     failsUsage(["generate", "--model", TINY, "--prompt", "hi", "--top-p", "1.5"], `--top-p must be at most 1, got "1.5"`);
     const groups = `--group-size 100 does not divide the input sizes of ${TINY}'s linear layers (256, 768) — use a divisor of 256 (e.g. 128) or "row"`;
