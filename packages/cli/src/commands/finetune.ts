@@ -169,25 +169,7 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   const progress = new Progress(writer ? ctx.stderr : discard());
   const device = checkDevice(rankDevice(a.device, role, a.distBackend));
   const out = resolve(a.out);
-  if (!writer) return trainRank(ctx, a, out, progress, device, role);
-  checkNotAFile(out);
-  checkOutsideInputs(out, [
-    { flag: "--model", path: a.model }, { flag: "--data", path: a.data }, { flag: "--valid", path: a.valid },
-    ...pluginAndConfigInputs(ctx.args.values),
-  ]);
-  const existed = nonEmptyDir(out);
-  if (existed && !a.resume && !a.overwrite) {
-    throw new CliError(`output directory ${a.out} already exists`, "pass --resume to continue its training, --overwrite to replace it, or choose another --out");
-  }
-  if (a.resume && existed && listCheckpoints(out).length === 0) {
-    // A run killed before its first checkpoint leaves only its own files: --resume starts it over.
-    const foreign = readdirSync(out).filter((n) => !isTrainerEntry(n));
-    if (foreign.length) throw new CliError(`--resume: ${a.out} holds no checkpoint to resume from, and holds ${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", ..." : ""}`, "run without --resume (with --overwrite to replace the directory)");
-  }
-  // Written by appending: a link there would be followed, so it is refused (the other files are renamed into place).
-  const metricsPath = join(out, "metrics.jsonl");
-  if (existsSync(out) && lexistsLink(metricsPath)) throw new CliError(`${metricsPath} is a symbolic link`, "remove it (modulora writes its own metrics.jsonl and never writes through a link)");
-  if (a.resume && existed) warnChangedSettings(out, a, progress);
+  if (writer) checkOutDir(ctx, a, out, progress);
   // Everything cheap is checked before the model loads: a bad file fails at once, in one line.
   const trainFile = checkDataFile(a.data, a.format, "--data");
   if (a.format === "classification" && role.kind !== "spawn") warnSingleLabel(trainFile, a.data, progress);
@@ -199,10 +181,12 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   const onTheFly = a.quantizer ? checkOnTheFly(a, checked, ctx.args) : null;
   if (role.kind === "spawn") {
     // --devices N on one host: everything cheap was checked once, here; the ranks do the rest.
-    if (a.device.startsWith("cuda") && !(a.distBackend === "tcp" && /^cuda:\d+$/.test(a.device))) checkGpuCount(a.device, role.ranks);
+    if (a.device.startsWith("cuda")) checkGpuCount(a.device, role.ranks, a.distBackend);
     ctx.exitCode = await spawnRanks(role.ranks, ctx.argv, ctx.stdout, ctx.stderr);
     return;
   }
+  // A data-parallel rank other than 0 touches nothing on disk: no lock, no output.
+  if (!writer) return trainAndWrite(ctx, a, out, checked, onTheFly, progress, device, role);
 
   // The lock proves --out writable before anything heavy runs, and keeps a second run out of it.
   const { lock, created } = lockOutDirInPlace(out, "modulora finetune");
@@ -224,32 +208,45 @@ export async function runFinetune(ctx: CommandContext): Promise<void> {
   }
 }
 
-/** --devices N on CUDA: N must not pass the GPUs this host has, and --device must be plain `cuda`. */
-function checkGpuCount(device: string, n: number): void {
-  if (device !== "cuda") throw new CliError(`--devices ${n} with --device ${device}: each rank picks its own GPU`, "use --device cuda: rank r trains on cuda:r");
-  checkDevice("cuda");
-  try {
-    checkDevice(`cuda:${n - 1}`);
-  } catch {
-    let count = 1;
-    while (count < n) {
-      try {
-        checkDevice(`cuda:${count}`);
-        count++;
-      } catch {
-        break;
-      }
-    }
-    throw new CliError(`--devices ${n}, but this host has ${count} CUDA device${count === 1 ? "" : "s"}`, `use --devices ${count} or fewer`);
+/** The checks of --out against --resume/--overwrite and the inputs (rank 0 or a single process only). */
+function checkOutDir(ctx: CommandContext, a: FinetuneArgs, out: string, progress: Progress): void {
+  checkNotAFile(out);
+  checkOutsideInputs(out, [
+    { flag: "--model", path: a.model }, { flag: "--data", path: a.data }, { flag: "--valid", path: a.valid },
+    ...pluginAndConfigInputs(ctx.args.values),
+  ]);
+  const existed = nonEmptyDir(out);
+  if (existed && !a.resume && !a.overwrite) {
+    throw new CliError(`output directory ${a.out} already exists`, "pass --resume to continue its training, --overwrite to replace it, or choose another --out");
   }
+  if (a.resume && existed && listCheckpoints(out).length === 0) {
+    // A run killed before its first checkpoint leaves only its own files: --resume starts it over.
+    const foreign = readdirSync(out).filter((n) => !isTrainerEntry(n));
+    if (foreign.length) throw new CliError(`--resume: ${a.out} holds no checkpoint to resume from, and holds ${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", ..." : ""}`, "run without --resume (with --overwrite to replace the directory)");
+  }
+  // Written by appending: a link there would be followed, so it is refused (the other files are renamed into place).
+  const metricsPath = join(out, "metrics.jsonl");
+  if (existsSync(out) && lexistsLink(metricsPath)) throw new CliError(`${metricsPath} is a symbolic link`, "remove it (modulora writes its own metrics.jsonl and never writes through a link)");
+  if (a.resume && existed) warnChangedSettings(out, a, progress);
 }
 
-/** A data-parallel rank other than 0: loads and trains like rank 0, checks nothing on disk and writes nothing. */
-async function trainRank(ctx: CommandContext, a: FinetuneArgs, out: string, progress: Progress, device: Device, role: RunRole): Promise<void> {
-  await setupQuantizers(a.plugin);
-  const checked = preflightModel(a.model);
-  const onTheFly = a.quantizer ? checkOnTheFly(a, checked, ctx.args) : null;
-  await trainAndWrite(ctx, a, out, checked, onTheFly, progress, device, role);
+/** --devices N on CUDA: plain `cuda` (rank r on cuda:r) and N GPUs on this host, or `cuda:K` shared over TCP. */
+function checkGpuCount(device: string, n: number, backend: FinetuneArgs["distBackend"]): void {
+  if (device !== "cuda") {
+    if (backend === "tcp") return; // the ranks share --device cuda:K (checked already)
+    throw usageError(`--devices ${n} with --device ${device}: each rank picks its own GPU`, "use --device cuda: rank r trains on cuda:r (or --dist-backend tcp to share that GPU)");
+  }
+  const exists = (d: string) => {
+    try {
+      checkDevice(d);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let count = 1; // --device cuda was checked: cuda:0 is there
+  while (count < n && exists(`cuda:${count}`)) count++;
+  if (count < n) throw new CliError(`--devices ${n}, but this host has ${count} CUDA device${count === 1 ? "" : "s"}`, `use --devices ${count} or fewer`);
 }
 
 function lexistsLink(path: string): boolean {

@@ -72,8 +72,7 @@ export async function syncFromRoot(dp: TrainerDataParallel, mine: TrainerState |
   const packed = noGrad(() => tensorFrom(encodeState(dp.rank === 0 ? mine : null), { dtype: "f64", device }));
   try {
     await dp.broadcast([packed, ...tensors], 0);
-    const state = decodeState(await packed.data() as Float64Array, fresh);
-    return dp.rank === 0 ? mine : state;
+    return dp.rank === 0 ? mine : decodeState(await packed.data() as Float64Array, fresh);
   } finally {
     packed.dispose();
   }

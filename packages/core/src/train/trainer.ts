@@ -338,7 +338,10 @@ export class Trainer<B extends Batch> {
     if (restored && restored.seed !== seed) throw new Error(`checkpoint was made with seed ${restored.seed}, this run uses ${seed}: pass the same seed to resume`);
     if (restored && restored.step > total) throw new Error(`the newest checkpoint is at step ${restored.step}, past this run's ${total} steps: raise steps (or epochs) to at least ${restored.step}`);
     // Every rank starts from rank 0's numbers: its parameters, optimizer moments and (resumed) state.
-    if (dp) restored = await syncFromRoot(dp, restored, fresh(), [...this.params, ...this.optimizer.state().m, ...this.optimizer.state().v]);
+    if (dp) {
+      const { m, v } = this.optimizer.state();
+      restored = await syncFromRoot(dp, restored, fresh(), [...this.params, ...m, ...v]);
+    }
     if (dp && restored && dp.rank !== 0) this.optimizer.stepCount = restored.optimizerSteps; // the moments came with the broadcast
     const resumedFrom = restored ? restored.step : null; // `state` below is `restored` itself, and moves on
     const state: TrainerState = restored ?? fresh();
