@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // Compares LoRA adapters trained by data-parallel runs with the single-process reference
-// (scripts/gpu/data-parallel.sh): reads adapter_model.safetensors of REF and each OTHER with a
-// plain safetensors reader (f32, bf16, f16, f64), and prints for each the largest absolute
+// (scripts/gpu/data-parallel.sh): reads adapter_model.safetensors of REF and each OTHER
+// (@modulora/tensor's loadSafetensors; bundled as benchmarks/scaling/dist/compare-adapters.mjs for
+// the GPU host), and prints for each the largest absolute
 // difference, the largest |value| of the reference and the relative Frobenius error
 // ‖other − ref‖ / ‖ref‖, with the loss curves' largest relative difference. Exits 1 when one passes
 // TOL (default 1e-2: bf16 compute; the data-parallel and accumulated steps differ only in the order
 // of their reductions) or its tensors do not match the reference's names and shapes.
-// Usage: node scripts/gpu/compare-adapters.mjs [--tol T] [--json FILE] REF OTHER...
+// Usage: node benchmarks/scaling/dist/compare-adapters.mjs [--tol T] [--json FILE] REF OTHER...
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { loadSafetensors } from "@modulora/tensor";
 
 const args = process.argv.slice(2);
 let tol = 1e-2;
@@ -20,46 +22,16 @@ for (let i = 0; i < args.length; i++) {
   else dirs.push(args[i]);
 }
 if (dirs.length < 2 || !(tol > 0)) {
-  console.error("usage: node scripts/gpu/compare-adapters.mjs [--tol T] [--json FILE] REF OTHER...");
+  console.error("usage: node benchmarks/scaling/dist/compare-adapters.mjs [--tol T] [--json FILE] REF OTHER...");
   process.exit(2);
 }
 
-function bf16(u) {
-  const b = new Float32Array(new Uint32Array([u << 16]).buffer);
-  return b[0];
-}
-
-/** name → { shape, values: Float64Array } from a .safetensors file. */
+/** name → { shape, values: Float64Array } from an adapter's .safetensors file. */
 function readSafetensors(file) {
-  const buf = readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
-  const base = 8 + n;
-  const out = new Map();
-  for (const [name, info] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const [s, e] = info.data_offsets;
-    const bytes = buf.subarray(base + s, base + e);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const size = { F32: 4, F64: 8, BF16: 2, F16: 2 }[info.dtype];
-    if (!size) throw new Error(`${file}: ${name} has dtype ${info.dtype}, not a float`);
-    const values = new Float64Array(bytes.byteLength / size);
-    for (let i = 0; i < values.length; i++) {
-      values[i] = info.dtype === "F32" ? dv.getFloat32(i * 4, true)
-        : info.dtype === "F64" ? dv.getFloat64(i * 8, true)
-        : info.dtype === "BF16" ? bf16(dv.getUint16(i * 2, true))
-        : halfToFloat(dv.getUint16(i * 2, true));
-    }
-    out.set(name, { shape: info.shape, values });
-  }
+  const tensors = loadSafetensors(file);
+  const out = new Map([...tensors].map(([name, t]) => [name, { shape: [...t.shape], values: t.toFloat64Array() }]));
+  for (const t of tensors.values()) t.dispose();
   return out;
-}
-
-function halfToFloat(h) {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 const losses = (dir) => {

@@ -54,7 +54,7 @@ if [ "$what" = all ] || [ "$what" = tiny ]; then
   if [ "$ngpu" -ge 2 ]; then run nccl-2gpu --device cuda --devices 2; others+=("$work/nccl-2gpu"); fi
   run nccl-world1 --device cuda --grad-accum 2 --dist-backend nccl; others+=("$work/nccl-world1")
   run tcp-shared-gpu --device cuda:0 --devices 2 --dist-backend tcp; others+=("$work/tcp-shared-gpu")
-  node scripts/gpu/compare-adapters.mjs --json "$OUT/tiny-dp.json" "$work/reference" "${others[@]}" | tee "$OUT/tiny-dp.txt"
+  node benchmarks/scaling/dist/compare-adapters.mjs --json "$OUT/tiny-dp.json" "$work/reference" "${others[@]}" | tee "$OUT/tiny-dp.txt"
   mkdir -p "$OUT/tiny-dp"
   for d in reference "${others[@]##*/}"; do cp "$work/$d/metrics.jsonl" "$OUT/tiny-dp/$d.metrics.jsonl" 2>/dev/null; cp "$work/$d/run.json" "$OUT/tiny-dp/$d.run.json" 2>/dev/null; cp "$work/$d.log" "$OUT/tiny-dp/$d.log"; done
 fi

@@ -18,7 +18,7 @@ if [ -f benchmarks/throughput/package.json ]; then
 fi
 if [ -f benchmarks/scaling/package.json ]; then
   pnpm --filter ./benchmarks/scaling build >/dev/null
-  files+=(benchmarks/scaling/dist/scaling.mjs benchmarks/scaling/dist/nccl-check.mjs)
+  files+=(benchmarks/scaling/dist/scaling.mjs benchmarks/scaling/dist/nccl-check.mjs benchmarks/scaling/dist/compare-adapters.mjs)
 fi
 tar -cJf .gpu/js.tar.xz "${files[@]}"
 ls -l .gpu/js.tar.xz
